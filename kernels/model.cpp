@@ -1,0 +1,572 @@
+#include "kernels/model.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "kernels/error.h"
+
+namespace vizsweep::kernels {
+
+const char* layer_kind_name(LayerKind kind) {
+  switch (kind) {
+    case LayerKind::Conv: return "conv";
+    case LayerKind::BatchNorm: return "batchnorm";
+    case LayerKind::ReLU: return "relu";
+    case LayerKind::MaxPool: return "maxpool";
+    case LayerKind::AvgPool: return "avgpool";
+    case LayerKind::Dropout: return "dropout";
+    case LayerKind::Linear: return "fc";
+  }
+  return "?";
+}
+
+namespace {
+
+// What the layer table needs to know about a layer, independent of the backend.
+struct Geometry {
+  int64_t kernel = 1, stride = 1, padding = 0, dilation = 1;
+  bool ceil_mode = false;
+  int64_t out_units = 0;     // conv output channels, linear output features
+  int64_t in_units = 0;      // conv input channels
+  int64_t adaptive_out = 0;  // AdaptiveAvgPool2d output side
+};
+
+struct Stage {
+  std::string path;
+  LayerKind kind;
+  Geometry geo;
+  bool flatten_before = false;  // torchvision flattens between avgpool and classifier
+  std::function<torch::Tensor(const torch::Tensor&)> fn;
+};
+
+std::string shape_string(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::vector<Stage> stages;
+  std::function<void(torch::Device)> to;
+  std::shared_ptr<torch::nn::Module> net;   // built-in models own their modules here
+  std::optional<torch::jit::Module> script; // loaded models
+};
+
+namespace {
+
+const std::map<std::string, std::vector<int>>& vgg_configs() {
+  static const std::map<std::string, std::vector<int>> cfgs = {
+      {"vgg11", {64, -1, 128, -1, 256, 256, -1, 512, 512, -1, 512, 512, -1}},
+      {"vgg13", {64, 64, -1, 128, 128, -1, 256, 256, -1, 512, 512, -1, 512, 512, -1}},
+      {"vgg16", {64, 64, -1, 128, 128, -1, 256, 256, 256, -1, 512, 512, 512, -1, 512, 512, 512, -1}},
+      {"vgg19", {64, 64, -1, 128, 128, -1, 256, 256, 256, 256, -1, 512, 512, 512, 512, -1, 512, 512,
+                 512, 512, -1}},
+  };
+  return cfgs;
+}
+
+// Python's round() (half to even), so scaled widths match models/export_torchvision.py.
+int64_t scaled(double v, double width) { return std::max<int64_t>(1, std::llrint(std::nearbyint(v * width))); }
+
+// Reads an int (or the first element of a tuple / list) from a TorchScript constant or attribute.
+std::optional<int64_t> int_of(const c10::IValue& v) {
+  if (v.isInt()) return v.toInt();
+  if (v.isBool()) return static_cast<int64_t>(v.toBool());
+  if (v.isTuple() && !v.toTupleRef().elements().empty()) return int_of(v.toTupleRef().elements()[0]);
+  if (v.isIntList() && !v.toIntList().empty()) return v.toIntList().get(0);
+  return std::nullopt;
+}
+
+std::optional<int64_t> module_int(const torch::jit::Module& m, const std::string& name) {
+  const auto& type = m.type();
+  if (type->hasConstant(name)) return int_of(type->getConstant(name));
+  if (m.hasattr(name)) return int_of(m.attr(name));
+  return std::nullopt;
+}
+
+std::string first_line(const std::string& s) {
+  auto p = s.find('\n');
+  return p == std::string::npos ? s : s.substr(0, p);
+}
+
+// One TorchScript submodule as a Stage, or an error naming it.
+Stage script_stage(const std::string& file, const std::string& path, const torch::jit::Module& m) {
+  Stage st;
+  st.path = path;
+  std::string type = m.type()->name() ? m.type()->name()->name() : "?";
+  auto need = [&](const std::string& attr) -> int64_t {
+    auto v = module_int(m, attr);
+    if (!v) throw Error(file, "module " + path + " (" + type + ") has no readable '" + attr + "'");
+    return *v;
+  };
+  if (type == "Conv2d") {
+    st.kind = LayerKind::Conv;
+    auto w = m.attr("weight").toTensor();
+    st.geo.out_units = w.size(0);
+    st.geo.in_units = w.size(1);
+    st.geo.kernel = w.size(2);
+    st.geo.stride = need("stride");
+    auto pad = m.type()->hasConstant("padding") ? m.type()->getConstant("padding") : c10::IValue();
+    if (pad.isString()) {
+      if (pad.toStringRef() != "same" && pad.toStringRef() != "valid")
+        throw Error(file, "module " + path + ": unsupported padding '" + pad.toStringRef() + "'");
+      st.geo.padding = pad.toStringRef() == "same" ? (st.geo.kernel - 1) / 2 : 0;
+    } else {
+      st.geo.padding = need("padding");
+    }
+    st.geo.dilation = module_int(m, "dilation").value_or(1);
+  } else if (type == "BatchNorm2d") {
+    st.kind = LayerKind::BatchNorm;
+  } else if (type == "ReLU") {
+    st.kind = LayerKind::ReLU;
+  } else if (type == "MaxPool2d") {
+    st.kind = LayerKind::MaxPool;
+    st.geo.kernel = need("kernel_size");
+    st.geo.stride = module_int(m, "stride").value_or(st.geo.kernel);
+    st.geo.padding = module_int(m, "padding").value_or(0);
+    st.geo.dilation = module_int(m, "dilation").value_or(1);
+    st.geo.ceil_mode = module_int(m, "ceil_mode").value_or(0) != 0;
+  } else if (type == "AdaptiveAvgPool2d") {
+    st.kind = LayerKind::AvgPool;
+    st.geo.adaptive_out = need("output_size");
+  } else if (type == "Dropout") {
+    st.kind = LayerKind::Dropout;
+  } else if (type == "Linear") {
+    st.kind = LayerKind::Linear;
+    st.geo.out_units = m.attr("weight").toTensor().size(0);
+  } else {
+    throw Error(file, "not a VGG-style model: module " + path + " is a " + type +
+                          " (supported: Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, "
+                          "Dropout, Linear)");
+  }
+  torch::jit::Module handle = m;
+  st.fn = [handle](const torch::Tensor& x) mutable { return handle.forward({x}).toTensor(); };
+  return st;
+}
+
+std::vector<double> json_doubles(const nlohmann::json& j, const char* key, const std::string& file) {
+  std::vector<double> out;
+  if (!j.contains(key)) return out;
+  if (!j[key].is_array()) throw Error(file, std::string("vizsweep.json: '") + key + "' is not a list");
+  for (const auto& v : j[key]) {
+    if (!v.is_number()) throw Error(file, std::string("vizsweep.json: '") + key + "' holds a non-number");
+    out.push_back(v.get<double>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Model Model::builtin(const VggOptions& o) {
+  const auto& cfgs = vgg_configs();
+  auto it = cfgs.find(o.arch);
+  if (it == cfgs.end()) throw Error("arch", "unknown architecture '" + o.arch + "' (have vgg11, vgg13, vgg16, vgg19)");
+  if (!(o.width > 0) || !std::isfinite(o.width)) throw Error("width", "must be > 0");
+  if (o.in_channels < 1) throw Error("in_channels", "must be >= 1");
+  if (o.num_classes < 1) throw Error("num_classes", "must be >= 1");
+  if (o.pool < 1) throw Error("pool", "must be >= 1");
+  if (o.fc_width < 0) throw Error("fc_width", "must be >= 0");
+
+  torch::manual_seed(o.seed);
+  auto net = std::make_shared<torch::nn::Module>("VGG");
+  auto features = torch::nn::Sequential();
+  auto impl = std::make_shared<Impl>();
+  int64_t c = o.in_channels;
+  auto add = [&](torch::nn::Sequential& seq, const std::string& prefix, LayerKind kind, Geometry geo,
+                 auto holder, bool flatten_before = false) {
+    Stage st;
+    st.path = prefix + "." + std::to_string(seq->size());
+    st.kind = kind;
+    st.geo = geo;
+    st.flatten_before = flatten_before;
+    st.fn = [holder](const torch::Tensor& x) mutable { return holder->forward(x); };
+    seq->push_back(holder);
+    impl->stages.push_back(std::move(st));
+  };
+  for (int v : it->second) {
+    if (v < 0) {
+      Geometry g;
+      g.kernel = 2, g.stride = 2;
+      add(features, "features", LayerKind::MaxPool, g, torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).stride(2)));
+    } else {
+      int64_t out = scaled(v, o.width);
+      auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(c, out, 3).padding(1));
+      torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+      torch::nn::init::zeros_(conv->bias);
+      Geometry g;
+      g.kernel = 3, g.padding = 1, g.out_units = out;
+      add(features, "features", LayerKind::Conv, g, conv);
+      add(features, "features", LayerKind::ReLU, Geometry{}, torch::nn::ReLU());
+      c = out;
+    }
+  }
+  net->register_module("features", features);
+  auto avgpool = torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({o.pool, o.pool}));
+  net->register_module("avgpool", avgpool);
+  {
+    Stage st;
+    st.path = "avgpool";
+    st.kind = LayerKind::AvgPool;
+    st.geo.adaptive_out = o.pool;
+    st.fn = [avgpool](const torch::Tensor& x) mutable { return avgpool->forward(x); };
+    impl->stages.push_back(std::move(st));
+  }
+  auto classifier = torch::nn::Sequential();
+  int64_t hidden = o.fc_width > 0 ? o.fc_width : scaled(4096, o.width);
+  auto linear = [&](int64_t in, int64_t out, bool first) {
+    auto l = torch::nn::Linear(in, out);
+    torch::nn::init::normal_(l->weight, 0.0, 0.01);
+    torch::nn::init::zeros_(l->bias);
+    Geometry g;
+    g.out_units = out;
+    add(classifier, "classifier", LayerKind::Linear, g, l, first);
+  };
+  linear(c * o.pool * o.pool, hidden, true);
+  add(classifier, "classifier", LayerKind::ReLU, Geometry{}, torch::nn::ReLU());
+  add(classifier, "classifier", LayerKind::Dropout, Geometry{}, torch::nn::Dropout());
+  linear(hidden, hidden, false);
+  add(classifier, "classifier", LayerKind::ReLU, Geometry{}, torch::nn::ReLU());
+  add(classifier, "classifier", LayerKind::Dropout, Geometry{}, torch::nn::Dropout());
+  linear(hidden, o.num_classes, false);
+  net->register_module("classifier", classifier);
+  net->eval();
+  for (auto& p : net->parameters()) p.set_requires_grad(false);
+  impl->net = net;
+  impl->to = [net](torch::Device d) { net->to(d); };
+
+  Model m;
+  m.impl_ = impl;
+  m.info_.arch = o.arch;
+  m.info_.source = "builtin";
+  m.info_.in_channels = o.in_channels;
+  m.info_.num_classes = o.num_classes;
+  m.info_.input_size = o.input_size;
+  if (o.in_channels == 3) {
+    m.info_.mean = {0.485, 0.456, 0.406};
+    m.info_.std = {0.229, 0.224, 0.225};
+  } else {
+    m.info_.mean.assign(o.in_channels, 0.5);
+    m.info_.std.assign(o.in_channels, 0.5);
+  }
+  for (int64_t i = 0; i < o.num_classes; ++i) m.info_.classes.push_back(std::to_string(i));
+  m.mean_ = torch::tensor(m.info_.mean, torch::kFloat).view({1, -1, 1, 1});
+  m.std_ = torch::tensor(m.info_.std, torch::kFloat).view({1, -1, 1, 1});
+  m.set_input_size(o.input_size);
+  return m;
+}
+
+Model Model::linear(const torch::Tensor& weight, const torch::Tensor& bias, ModelInfo info) {
+  if (weight.dim() != 2 || bias.dim() != 1 || bias.size(0) != weight.size(0))
+    throw Error("weight", "expected weight [K, N] and bias [K]");
+  if (weight.size(1) != info.in_channels * info.input_size * info.input_size)
+    throw Error("weight", "has " + std::to_string(weight.size(1)) + " inputs, image has " +
+                              std::to_string(info.in_channels * info.input_size * info.input_size));
+  auto net = std::make_shared<torch::nn::Module>("Linear");
+  auto l = torch::nn::Linear(weight.size(1), weight.size(0));
+  {
+    torch::NoGradGuard ng;
+    l->weight.copy_(weight);
+    l->bias.copy_(bias);
+  }
+  auto classifier = torch::nn::Sequential(l);
+  net->register_module("classifier", classifier);
+  for (auto& p : net->parameters()) p.set_requires_grad(false);
+  auto impl = std::make_shared<Impl>();
+  Stage st;
+  st.path = "classifier.0";
+  st.kind = LayerKind::Linear;
+  st.geo.out_units = weight.size(0);
+  st.flatten_before = true;
+  st.fn = [l](const torch::Tensor& x) mutable { return l->forward(x); };
+  impl->stages.push_back(st);
+  impl->net = net;
+  impl->to = [net](torch::Device d) { net->to(d); };
+  Model m;
+  m.impl_ = impl;
+  info.num_classes = weight.size(0);
+  if (info.mean.empty()) info.mean.assign(info.in_channels, 0.0);
+  if (info.std.empty()) info.std.assign(info.in_channels, 1.0);
+  if (info.classes.empty())
+    for (int64_t i = 0; i < info.num_classes; ++i) info.classes.push_back(std::to_string(i));
+  m.info_ = info;
+  m.mean_ = torch::tensor(info.mean, torch::kFloat).view({1, -1, 1, 1});
+  m.std_ = torch::tensor(info.std, torch::kFloat).view({1, -1, 1, 1});
+  m.set_input_size(info.input_size);
+  return m;
+}
+
+Model Model::load(const std::string& path, torch::Device device) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error(path, "no such model file");
+  if (std::filesystem::is_directory(path, ec)) throw Error(path, "is a directory, not a model file");
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(path, "cannot open model file for reading");
+  }
+  torch::jit::ExtraFilesMap extra{{"vizsweep.json", ""}};
+  torch::jit::Module mod;
+  try {
+    mod = torch::jit::load(path, device, extra);
+  } catch (const c10::Error& e) {
+    throw Error(path, "not a readable TorchScript file (truncated or corrupt?): " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error(path, std::string("not a readable TorchScript file: ") + first_line(e.what()));
+  }
+  mod.eval();
+  for (auto p : mod.parameters()) p.set_requires_grad(false);
+
+  auto impl = std::make_shared<Impl>();
+  if (!mod.hasattr("features") || !mod.hasattr("classifier"))
+    throw Error(path, "not a VGG-style model: needs submodules 'features' and 'classifier' (torchvision layout)");
+  auto children = [&](const std::string& name) {
+    auto v = mod.attr(name);
+    if (!v.isModule()) throw Error(path, "not a VGG-style model: '" + name + "' is not a module");
+    return v.toModule();
+  };
+  for (const auto& c : children("features").named_children())
+    impl->stages.push_back(script_stage(path, "features." + c.name, c.value));
+  if (mod.hasattr("avgpool") && mod.attr("avgpool").isModule())
+    impl->stages.push_back(script_stage(path, "avgpool", children("avgpool")));
+  bool first = true;
+  for (const auto& c : children("classifier").named_children()) {
+    impl->stages.push_back(script_stage(path, "classifier." + c.name, c.value));
+    impl->stages.back().flatten_before = first;
+    first = false;
+  }
+  if (impl->stages.empty() || first) throw Error(path, "not a VGG-style model: empty classifier");
+  impl->script = mod;
+  impl->to = [mod](torch::Device d) mutable { mod.to(d); };
+
+  Model m;
+  m.impl_ = impl;
+  m.device_ = device;
+  m.info_.source = path;
+  // Geometry defaults from the weights; metadata overrides.
+  for (const auto& st : impl->stages) {
+    if (st.kind == LayerKind::Conv) {
+      m.info_.in_channels = st.geo.in_units;
+      break;
+    }
+  }
+  m.info_.num_classes = 0;
+  for (const auto& st : impl->stages)
+    if (st.kind == LayerKind::Linear) m.info_.num_classes = st.geo.out_units;
+  if (!extra["vizsweep.json"].empty()) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(extra["vizsweep.json"]);
+    } catch (const std::exception& e) {
+      throw Error(path, std::string("vizsweep.json inside the model is not valid JSON: ") + e.what());
+    }
+    if (j.contains("arch") && j["arch"].is_string()) m.info_.arch = j["arch"].get<std::string>();
+    if (j.contains("input_size") && j["input_size"].is_number_integer()) m.info_.input_size = j["input_size"].get<int64_t>();
+    m.info_.mean = json_doubles(j, "mean", path);
+    m.info_.std = json_doubles(j, "std", path);
+    if (j.contains("classes") && j["classes"].is_array())
+      for (const auto& c : j["classes"]) m.info_.classes.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+  }
+  const auto C = static_cast<size_t>(m.info_.in_channels);
+  if (m.info_.mean.empty()) m.info_.mean = C == 3 ? std::vector<double>{0.485, 0.456, 0.406} : std::vector<double>(C, 0.5);
+  if (m.info_.std.empty()) m.info_.std = C == 3 ? std::vector<double>{0.229, 0.224, 0.225} : std::vector<double>(C, 0.5);
+  if (m.info_.mean.size() != C || m.info_.std.size() != C)
+    throw Error(path, "vizsweep.json: mean/std need " + std::to_string(C) + " values (one per input channel)");
+  for (double s : m.info_.std)
+    if (!(s > 0)) throw Error(path, "vizsweep.json: std values must be > 0");
+  if (m.info_.classes.size() != static_cast<size_t>(m.info_.num_classes)) {
+    m.info_.classes.clear();
+    for (int64_t i = 0; i < m.info_.num_classes; ++i) m.info_.classes.push_back(std::to_string(i));
+  }
+  m.mean_ = torch::tensor(m.info_.mean, torch::kFloat).view({1, -1, 1, 1}).to(device);
+  m.std_ = torch::tensor(m.info_.std, torch::kFloat).view({1, -1, 1, 1}).to(device);
+  m.set_input_size(m.info_.input_size);
+  return m;
+}
+
+void Model::to(torch::Device device) {
+  impl_->to(device);
+  mean_ = mean_.to(device);
+  std_ = std_.to(device);
+  device_ = device;
+}
+
+void Model::set_input_size(int64_t side) {
+  if (side < 1) throw Error("input_size", "must be >= 1, got " + std::to_string(side));
+  std::vector<LayerInfo> table;
+  int64_t c = info_.in_channels, s = side, rf = 1, jump = 1;
+  bool flat = false;
+  int64_t features = 0;
+  int block = 1, conv_in_block = 0, fc = 5;
+  for (size_t i = 0; i < impl_->stages.size(); ++i) {
+    const Stage& st = impl_->stages[i];
+    LayerInfo L;
+    L.index = static_cast<int>(i);
+    L.path = st.path;
+    L.kind = st.kind;
+    if (st.flatten_before && !flat) {
+      features = c * s * s;
+      flat = true;
+    }
+    const Geometry& g = st.geo;
+    auto out_side = [&](int64_t in) {
+      double v = static_cast<double>(in + 2 * g.padding - g.dilation * (g.kernel - 1) - 1) / g.stride;
+      return static_cast<int64_t>(g.ceil_mode ? std::ceil(v) : std::floor(v)) + 1;
+    };
+    bool in_classifier = st.path.rfind("classifier", 0) == 0;
+    switch (st.kind) {
+      case LayerKind::Conv:
+        if (flat) throw Error(info_.source, "layer " + st.path + ": convolution after the flatten");
+        s = out_side(s);
+        rf += (g.kernel - 1) * g.dilation * jump;
+        jump *= g.stride;
+        c = g.out_units;
+        L.alias = "conv" + std::to_string(block) + "_" + std::to_string(++conv_in_block);
+        break;
+      case LayerKind::BatchNorm:
+        L.alias = "bn" + std::to_string(block) + "_" + std::to_string(conv_in_block);
+        break;
+      case LayerKind::ReLU:
+        L.alias = in_classifier ? "relu" + std::to_string(fc) : "relu" + std::to_string(block) + "_" + std::to_string(conv_in_block);
+        break;
+      case LayerKind::MaxPool:
+        s = out_side(s);
+        rf += (g.kernel - 1) * g.dilation * jump;
+        jump *= g.stride;
+        L.alias = "pool" + std::to_string(block);
+        ++block;
+        conv_in_block = 0;
+        break;
+      case LayerKind::AvgPool: {
+        int64_t region = (s + g.adaptive_out - 1) / g.adaptive_out;
+        rf += (region - 1) * jump;
+        jump *= std::max<int64_t>(1, s / g.adaptive_out);
+        s = g.adaptive_out;
+        L.alias = "avgpool";
+        break;
+      }
+      case LayerKind::Dropout:
+        L.alias = "drop" + std::to_string(fc);
+        break;
+      case LayerKind::Linear:
+        if (!flat) throw Error(info_.source, "layer " + st.path + ": linear layer before the flatten");
+        features = g.out_units;
+        L.alias = "fc" + std::to_string(++fc);
+        break;
+    }
+    if (s < 1)
+      throw Error("input_size", std::to_string(side) + " px is too small for this model: layer " + st.path +
+                                    " would have an empty output");
+    if (flat) {
+      L.shape = {features};
+      L.units = features;
+      L.rf_size = side;
+      L.rf_stride = 0;
+    } else {
+      L.shape = {c, s, s};
+      L.units = c;
+      L.rf_size = rf;
+      L.rf_stride = jump;
+    }
+    table.push_back(std::move(L));
+  }
+  layers_ = std::move(table);
+  input_size_ = side;
+}
+
+const LayerInfo& Model::layer(const std::string& name) const {
+  for (const auto& L : layers_)
+    if (L.alias == name) return L;
+  for (const auto& L : layers_)
+    if (L.path == name) return L;
+  // List the valid names compactly, grouped by alias prefix: conv1_1..conv5_3, fc6..fc8, ...
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+  for (const auto& L : layers_) {
+    std::string prefix = L.alias.substr(0, L.alias.find_first_of("0123456789"));
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == prefix; });
+    if (it == groups.end()) groups.push_back({prefix, {L.alias}});
+    else it->second.push_back(L.alias);
+  }
+  std::string has;
+  for (const auto& g : groups) {
+    if (!has.empty()) has += ", ";
+    has += g.second.size() == 1 ? g.second[0] : g.second.front() + ".." + g.second.back();
+  }
+  if (!layers_.empty()) has += "; or paths " + layers_.front().path + ".." + layers_.back().path;
+  throw Error("layer", "no layer \"" + name + "\" in " + info_.arch + " (has " + has + ")");
+}
+
+void Model::check_unit(const LayerInfo& L, int64_t unit) const {
+  if (unit < 0 || unit >= L.units)
+    throw Error("unit", "unit " + std::to_string(unit) + " out of range for " + L.alias + " (" +
+                            std::to_string(L.units) + " units: 0.." + std::to_string(L.units - 1) + ")");
+}
+
+void Model::check_input(const torch::Tensor& x) const {
+  if (!x.defined() || x.dim() != 4 || x.size(1) != info_.in_channels || x.size(2) != input_size_ ||
+      x.size(3) != input_size_)
+    throw Error("input", "expected images of shape [B, " + std::to_string(info_.in_channels) + ", " +
+                             std::to_string(input_size_) + ", " + std::to_string(input_size_) + "], got " +
+                             (x.defined() ? shape_string(x.sizes()) : std::string("nothing")));
+}
+
+torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
+  check_input(x);
+  if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
+  torch::Tensor h = (x - mean_) / std_;
+  for (int i = 0; i <= upto; ++i) {
+    const Stage& st = impl_->stages[i];
+    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
+    h = st.fn(h);
+  }
+  return h;
+}
+
+std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x) const {
+  check_input(x);
+  std::vector<torch::Tensor> outs;
+  torch::Tensor h = (x - mean_) / std_;
+  for (size_t i = 0; i < impl_->stages.size(); ++i) {
+    const Stage& st = impl_->stages[i];
+    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
+    h = st.fn(h);
+    // TorchScript ReLUs run in place: keep a copy of what the next layer may overwrite.
+    bool next_in_place = i + 1 < impl_->stages.size() &&
+                         (impl_->stages[i + 1].kind == LayerKind::ReLU || impl_->stages[i + 1].kind == LayerKind::Dropout);
+    outs.push_back(next_in_place ? h.clone() : h);
+  }
+  return outs;
+}
+
+std::string Model::class_name(int64_t index) const {
+  if (index >= 0 && index < static_cast<int64_t>(info_.classes.size())) return info_.classes[index];
+  return "#" + std::to_string(index);
+}
+
+int set_threads(int n) {
+  if (n <= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  torch::set_num_threads(n);
+  return torch::get_num_threads();
+}
+
+}  // namespace vizsweep::kernels

@@ -1,0 +1,118 @@
+// VGG-style models, their layer table, and forward passes truncated at a layer.
+//
+// A Model is an ordered list of layers with torchvision's paths (features.0 ..
+// features.30, avgpool, classifier.0 .. classifier.6) and Caffe-style aliases
+// (conv1_1, relu1_1, pool1, .., fc6, relu6, drop6, fc7, .., fc8). Every technique works
+// in pixel space [0, 1]: the input normalization (mean/std) belongs to the model.
+// Parameters are frozen (requires_grad false) and the model is always in eval mode.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace vizsweep::kernels {
+
+enum class LayerKind { Conv, BatchNorm, ReLU, MaxPool, AvgPool, Dropout, Linear };
+const char* layer_kind_name(LayerKind kind);
+
+struct LayerInfo {
+  int index = 0;              // position in the forward order
+  std::string path;           // torchvision module path, e.g. "features.28"
+  std::string alias;          // Caffe-style name, e.g. "conv5_3", "fc8"
+  LayerKind kind = LayerKind::Conv;
+  std::vector<int64_t> shape; // per-image output shape: {C, H, W} or {N}
+  int64_t units = 0;          // channels (spatial layers) or features (fc layers)
+  int64_t rf_size = 0;        // receptive field side in input pixels (fc: the input side)
+  int64_t rf_stride = 0;      // input pixels between neighbouring units (fc: 0)
+  bool spatial() const { return shape.size() == 3; }
+};
+
+// Metadata that travels with a model (TorchScript extra file "vizsweep.json").
+struct ModelInfo {
+  std::string arch = "vgg";   // vgg11/13/16/19, or "vgg" when unknown
+  std::string source;         // "builtin", or the TorchScript file path
+  int64_t in_channels = 3;
+  int64_t num_classes = 1000;
+  int64_t input_size = 224;   // default input side in pixels
+  std::vector<double> mean, std;     // per input channel, pixel space [0, 1]
+  std::vector<std::string> classes;  // class names, num_classes of them
+};
+
+// Options of the built-in VGG family (torchvision's layout and parameter names).
+struct VggOptions {
+  std::string arch = "vgg16";  // vgg11, vgg13, vgg16, vgg19
+  int64_t in_channels = 3;
+  int64_t num_classes = 1000;
+  double width = 1.0;          // multiplies every channel count and the fc width
+  int64_t fc_width = 0;        // hidden fc units; 0 = round(4096 * width)
+  int64_t pool = 7;            // AdaptiveAvgPool2d output side
+  int64_t input_size = 224;
+  uint64_t seed = 0;           // random init (torchvision's init scheme)
+};
+
+class Model {
+ public:
+  // Builds torchvision's VGG architecture with random weights from opts.seed.
+  // Throws vizsweep::Error naming the bad option (unknown arch, width <= 0, ...).
+  static Model builtin(const VggOptions& opts);
+
+  // Loads a TorchScript file with a VGG-style layout (submodules features, [avgpool],
+  // classifier). Metadata comes from its "vizsweep.json" extra file when present, else
+  // ImageNet normalization for 3 channels and 0.5/0.5 otherwise. Throws vizsweep::Error
+  // naming `path` for a missing, unreadable, corrupt or non-VGG file.
+  static Model load(const std::string& path, torch::Device device = torch::kCPU);
+
+  // A model that is one Linear layer (classifier.0) on the flattened image: logits =
+  // weight * flatten(normalize(x)) + bias. For closed-form tests and baselines.
+  // weight: [num_classes, C*S*S]; info gives in_channels, input_size, mean and std.
+  static Model linear(const torch::Tensor& weight, const torch::Tensor& bias, ModelInfo info);
+
+  const ModelInfo& info() const { return info_; }
+  torch::Device device() const { return device_; }
+  void to(torch::Device device);
+
+  // The layer table for the current input size (set_input_size; default info().input_size).
+  const std::vector<LayerInfo>& layers() const { return layers_; }
+  int64_t input_size() const { return input_size_; }
+  // Recomputes the table; throws if a layer's output would be empty at this size.
+  void set_input_size(int64_t side);
+
+  // Finds a layer by alias or path. Throws vizsweep::Error listing the valid names.
+  const LayerInfo& layer(const std::string& name) const;
+  // Throws vizsweep::Error if unit is outside [0, layer.units).
+  void check_unit(const LayerInfo& layer, int64_t unit) const;
+
+  // Normalizes x (pixel space [0, 1], shape [B, C, S, S]) and runs the layers up to and
+  // including `upto` (an index into layers()); nothing past it is computed. Checks the
+  // input's channels and size (throws vizsweep::Error).
+  torch::Tensor forward(const torch::Tensor& x, int upto) const;
+  torch::Tensor logits(const torch::Tensor& x) const { return forward(x, last_index()); }
+  // Every layer's output for x, in forward order (tensors are distinct, not aliased).
+  std::vector<torch::Tensor> forward_all(const torch::Tensor& x) const;
+  int last_index() const { return static_cast<int>(layers_.size()) - 1; }
+
+  // Class name for a logit index ("#17" past the list).
+  std::string class_name(int64_t index) const;
+
+  struct Impl;  // the layers' forward functions and geometry (model.cpp)
+
+ private:
+  Model() = default;
+  void check_input(const torch::Tensor& x) const;
+  std::shared_ptr<Impl> impl_;
+  ModelInfo info_;
+  std::vector<LayerInfo> layers_;
+  int64_t input_size_ = 0;
+  torch::Device device_ = torch::kCPU;
+  torch::Tensor mean_, std_;
+};
+
+// Sets ATen's intra-op thread count; n <= 0 means the cores available to this process.
+// Returns the count now in force.
+int set_threads(int n);
+
+}  // namespace vizsweep::kernels

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Export a torchvision VGG to a TorchScript file that vizsweep loads.
+
+The file carries its own metadata (architecture, input normalization, input size,
+class names) as the TorchScript extra file "vizsweep.json", so every vizsweep
+output can name classes and work in pixel space [0, 1].
+
+  # offline: torchvision's architecture with seeded random weights
+  /usr/bin/python3 models/export_torchvision.py --arch vgg16 --weights none -o vgg16.pt
+  # on a machine with internet access: the ImageNet weights
+  /usr/bin/python3 models/export_torchvision.py --arch vgg16 --weights IMAGENET1K_V1 -o vgg16.pt
+
+With --reference PREFIX it also writes PREFIX.input.pt and PREFIX.output.pt (a
+seeded batch of images in [0, 1] and the logits torchvision computes for it, as
+tensors saved with torch.save, readable by torch::pickle_load) so a test can prove
+the C++ side computes the same logits.
+
+--width and --in-channels build the same torchvision VGG class with scaled channel
+counts (a small VGG for tests and for the trained default model).
+"""
+import argparse
+import json
+import sys
+
+import torch
+import torchvision
+from torchvision.models import vgg as tvvgg
+
+ARCHS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def scaled_vgg(arch, width, in_channels, num_classes, fc_width, pool):
+    """torchvision's VGG class with every width multiplied by `width`."""
+    cfg = [v if v == "M" else max(1, int(round(v * width))) for v in tvvgg.cfgs[ARCHS[arch]]]
+    layers = []
+    c = in_channels
+    for v in cfg:
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [torch.nn.Conv2d(c, v, kernel_size=3, padding=1), torch.nn.ReLU(inplace=True)]
+            c = v
+    model = tvvgg.VGG(torch.nn.Sequential(*layers), num_classes=num_classes, init_weights=True)
+    hidden = fc_width or max(1, int(round(4096 * width)))
+    model.avgpool = torch.nn.AdaptiveAvgPool2d((pool, pool))
+    model.classifier = torch.nn.Sequential(
+        torch.nn.Linear(c * pool * pool, hidden), torch.nn.ReLU(True), torch.nn.Dropout(),
+        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(True), torch.nn.Dropout(),
+        torch.nn.Linear(hidden, num_classes))
+    return model
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=sorted(ARCHS), default="vgg16")
+    p.add_argument("--weights", default="none",
+                   help="'none' (seeded random weights, works offline) or a torchvision weights "
+                        "name such as IMAGENET1K_V1 (downloads them)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = torchvision's VGG)")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--fc-width", type=int, default=0, help="hidden fc units (default 4096 * width)")
+    p.add_argument("--pool", type=int, default=7, help="adaptive avgpool output side (torchvision: 7)")
+    p.add_argument("--input-size", type=int, default=224, help="recorded input size in pixels")
+    p.add_argument("--reference", metavar="PREFIX", help="also write PREFIX.input.pt and PREFIX.output.pt")
+    p.add_argument("--reference-size", type=int, default=0, help="side of the reference images (default --input-size)")
+    p.add_argument("-o", "--output", required=True)
+    a = p.parse_args(argv)
+
+    torch.manual_seed(a.seed)
+    standard = a.width == 1.0 and a.in_channels == 3 and a.num_classes == 1000 and a.fc_width == 0 and a.pool == 7
+    categories = None
+    if a.weights.lower() == "none":
+        if standard:
+            model = getattr(torchvision.models, a.arch)(weights=None)
+        else:
+            model = scaled_vgg(a.arch, a.width, a.in_channels, a.num_classes, a.fc_width, a.pool)
+        if a.num_classes == 1000:
+            categories = list(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
+    else:
+        if not standard:
+            sys.exit("export_torchvision: pretrained weights need the standard architecture "
+                     "(--width 1 --in-channels 3 --num-classes 1000 --pool 7)")
+        enum = torchvision.models.get_model_weights(a.arch)
+        try:
+            weights = enum[a.weights]
+        except KeyError:
+            sys.exit(f"export_torchvision: --weights {a.weights!r}: not one of "
+                     f"{', '.join(w.name for w in enum)} or none")
+        model = getattr(torchvision.models, a.arch)(weights=weights)
+        categories = list(weights.meta["categories"])
+    model.eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+
+    if a.in_channels == 3:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        mean, std = [0.5] * a.in_channels, [0.5] * a.in_channels
+    meta = {
+        "format": "vizsweep-model/1",
+        "arch": a.arch,
+        "source": "torchvision " + torchvision.__version__,
+        "weights": a.weights,
+        "seed": a.seed,
+        "width": a.width,
+        "in_channels": a.in_channels,
+        "num_classes": a.num_classes,
+        "input_size": a.input_size,
+        "mean": mean,
+        "std": std,
+        "classes": categories if categories else [str(i) for i in range(a.num_classes)],
+    }
+    scripted = torch.jit.script(model)
+    scripted.save(a.output, _extra_files={"vizsweep.json": json.dumps(meta)})
+
+    if a.reference:
+        side = a.reference_size or a.input_size
+        g = torch.Generator().manual_seed(a.seed + 1)
+        x = torch.rand(2, a.in_channels, side, side, generator=g)
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        with torch.no_grad():
+            y = model((x - m) / s)
+        torch.save(x, a.reference + ".input.pt", _use_new_zipfile_serialization=True)
+        torch.save(y, a.reference + ".output.pt", _use_new_zipfile_serialization=True)
+    print(f"export_torchvision: wrote {a.output} ({a.arch}, weights {a.weights})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package vizsweep needs to build, test and run.
+# Idempotent; needs root (or sudo). Safe to run with no standard input (CI).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config git
+  # compute core: LibTorch (+ OpenBLAS: the reference BLAS is ~15x slower)
+  libtorch-dev libopenblas0-openmp
+  # runner
+  libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libsqlite3-dev sqlite3
+  libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
+  # images
+  libstb-dev
+  # tests
+  libgtest-dev googletest
+  # model export, analysis scripts (Debian's /usr/bin/python3)
+  python3 python3-torch python3-torchvision python3-numpy python3-h5py python3-matplotlib
+  # real data for the default model and tests
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+else
+  echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
