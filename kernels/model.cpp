@@ -537,16 +537,18 @@ torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
   return h;
 }
 
-std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x) const {
+std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) const {
   check_input(x);
+  if (upto < 0) upto = last_index();
+  if (upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
   std::vector<torch::Tensor> outs;
   torch::Tensor h = (x - mean_) / std_;
-  for (size_t i = 0; i < impl_->stages.size(); ++i) {
+  for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
     h = st.fn(h);
     // TorchScript ReLUs run in place: keep a copy of what the next layer may overwrite.
-    bool next_in_place = i + 1 < impl_->stages.size() &&
+    bool next_in_place = i < static_cast<size_t>(upto) &&
                          (impl_->stages[i + 1].kind == LayerKind::ReLU || impl_->stages[i + 1].kind == LayerKind::Dropout);
     outs.push_back(next_in_place ? h.clone() : h);
   }

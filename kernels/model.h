@@ -91,8 +91,9 @@ class Model {
   // input's channels and size (throws vizsweep::Error).
   torch::Tensor forward(const torch::Tensor& x, int upto) const;
   torch::Tensor logits(const torch::Tensor& x) const { return forward(x, last_index()); }
-  // Every layer's output for x, in forward order (tensors are distinct, not aliased).
-  std::vector<torch::Tensor> forward_all(const torch::Tensor& x) const;
+  // Every layer's output for x up to `upto` (-1: all), in forward order (tensors are
+  // distinct, not aliased).
+  std::vector<torch::Tensor> forward_all(const torch::Tensor& x, int upto = -1) const;
   int last_index() const { return static_cast<int>(layers_.size()) - 1; }
 
   // Class name for a logit index ("#17" past the list).

@@ -1,0 +1,213 @@
+#include "kernels/actmax.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "kernels/error.h"
+#include "kernels/metrics.h"
+
+namespace vizsweep::kernels {
+
+const char* objective_kind_name(ObjectiveKind kind) {
+  return kind == ObjectiveKind::CentreUnit ? "centre" : "channel_mean";
+}
+
+ObjectiveKind parse_objective_kind(const std::string& name) {
+  if (name == "centre" || name == "center") return ObjectiveKind::CentreUnit;
+  if (name == "channel_mean") return ObjectiveKind::ChannelMean;
+  throw Error("objective", "unknown objective '" + name + "' (have centre, channel_mean)");
+}
+
+UnitObjective::UnitObjective(const Model& model, const LayerInfo& layer, std::vector<int64_t> units,
+                             ObjectiveKind kind)
+    : layer_(layer), units_(std::move(units)), kind_(kind) {
+  if (units_.empty()) throw Error("units", "no units given");
+  for (int64_t u : units_) model.check_unit(layer_, u);
+  index_ = torch::tensor(units_, torch::kLong).view({-1, 1}).to(model.device());
+}
+
+torch::Tensor UnitObjective::per_unit(const torch::Tensor& act) const {
+  if (act.dim() == 2) return act;
+  if (kind_ == ObjectiveKind::ChannelMean) return act.mean({2, 3});
+  return act.select(3, act.size(3) / 2).select(2, act.size(2) / 2);
+}
+
+torch::Tensor UnitObjective::evaluate(const torch::Tensor& act) const {
+  return per_unit(act).gather(1, index_).squeeze(1);
+}
+
+torch::Tensor UnitObjective::is_argmax(const torch::Tensor& act) const {
+  return per_unit(act).argmax(1) == index_.squeeze(1);
+}
+
+std::string UnitObjective::description() const {
+  std::string d = layer_.alias + " unit {unit}";
+  if (!layer_.spatial()) return d;
+  if (kind_ == ObjectiveKind::ChannelMean) return d + " channel mean";
+  return d + " at centre (" + std::to_string(layer_.shape[1] / 2) + "," + std::to_string(layer_.shape[2] / 2) + ")";
+}
+
+namespace {
+std::string fmt(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+}  // namespace
+
+void validate(const ActMaxSettings& s) {
+  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
+  if (s.iterations < 1) throw Error("iterations", p + "must be >= 1, got " + std::to_string(s.iterations));
+  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw Error("lr", p + "must be a finite number > 0, got " + fmt(s.lr));
+  if (s.lr_policy == LrPolicy::Progress && !(s.progress_target > 0 && std::isfinite(s.progress_target)))
+    throw Error("progress_target", p + "must be > 0, got " + fmt(s.progress_target));
+  if (!(s.decay >= 0 && s.decay < 1)) throw Error("decay", p + "must be in [0, 1), got " + fmt(s.decay));
+  if (!(s.blur_radius >= 0 && std::isfinite(s.blur_radius))) throw Error("blur_radius", p + "must be >= 0");
+  if (s.blur_radius > 0 && s.blur_every < 1)
+    throw Error("blur_every", p + "must be >= 1 when blur_radius > 0, got " + std::to_string(s.blur_every));
+  if (s.blur_every < 0) throw Error("blur_every", p + "must be >= 0");
+  if (!(s.norm_pct >= 0 && s.norm_pct < 100)) throw Error("norm_pct", p + "must be in [0, 100), got " + fmt(s.norm_pct));
+  if (!(s.contrib_pct >= 0 && s.contrib_pct < 100))
+    throw Error("contrib_pct", p + "must be in [0, 100), got " + fmt(s.contrib_pct));
+  if (!(s.init_std >= 0 && std::isfinite(s.init_std))) throw Error("init_std", p + "must be >= 0");
+}
+
+std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s) {
+  validate(s);
+  std::vector<std::unique_ptr<Regularizer>> regs;
+  if (s.decay > 0) regs.push_back(std::make_unique<L2Decay>(s.decay));
+  if (s.blur_radius > 0) regs.push_back(std::make_unique<GaussianBlur>(s.blur_radius, s.blur_every));
+  if (s.norm_pct > 0) regs.push_back(std::make_unique<ClipSmallNorm>(s.norm_pct));
+  if (s.contrib_pct > 0) regs.push_back(std::make_unique<ClipSmallContribution>(s.contrib_pct));
+  return regs;
+}
+
+std::vector<std::string> actmax_preset_names() {
+  return {"unregularized", "yosinski1", "yosinski2", "yosinski3", "yosinski4"};
+}
+
+ActMaxSettings actmax_preset(const std::string& name) {
+  ActMaxSettings s;
+  s.name = name;
+  if (name == "unregularized") {
+    s.iterations = 200;
+    s.lr_policy = LrPolicy::Constant;
+    s.lr = 100;
+  } else if (name == "yosinski1") {
+    s.iterations = 500, s.lr_policy = LrPolicy::Progress, s.lr = 100, s.progress_target = 2.0;
+    s.blur_radius = 0.5, s.blur_every = 4, s.norm_pct = 50;
+  } else if (name == "yosinski2") {
+    s.iterations = 750, s.lr_policy = LrPolicy::Constant, s.lr = 100;
+    s.decay = 0.3, s.norm_pct = 20;
+  } else if (name == "yosinski3") {
+    s.iterations = 1000, s.lr_policy = LrPolicy::Constant, s.lr = 100;
+    s.decay = 0.0001, s.blur_radius = 1.0, s.blur_every = 4;
+  } else if (name == "yosinski4") {
+    s.iterations = 1000, s.lr_policy = LrPolicy::Progress, s.lr = 1e8, s.progress_target = 2.0;
+    s.blur_radius = 0.5, s.blur_every = 4, s.contrib_pct = 90;
+  } else {
+    std::string have;
+    for (const auto& n : actmax_preset_names()) have += (have.empty() ? "" : ", ") + n;
+    throw Error("preset", "unknown preset '" + name + "' (have " + have + ")");
+  }
+  return s;
+}
+
+namespace {
+
+// Pixel-scale (0..255, mean removed) bounds of a valid image, [1, C, 1, 1] each.
+struct PixelFrame {
+  torch::Tensor mean255, lo, hi;
+  explicit PixelFrame(const Model& model) {
+    mean255 = torch::tensor(model.info().mean, torch::kFloat).view({1, -1, 1, 1}).mul(255.0).to(model.device());
+    lo = -mean255;
+    hi = 255.0 - mean255;
+  }
+  torch::Tensor to_image(const torch::Tensor& c) const { return (c + mean255) / 255.0; }
+};
+
+}  // namespace
+
+torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
+                              int max_shift, uint64_t seed) {
+  torch::NoGradGuard ng;
+  auto gen = at::detail::createCPUGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
+  const int64_t B = images.size(0);
+  auto shifted = torch::empty_like(images);
+  int64_t side = 2 * max_shift + 1;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t dy = 0, dx = 0;
+    if (max_shift > 0) {
+      while (dy == 0 && dx == 0) {
+        auto r = torch::randint(0, side, {2}, gen, torch::kLong);
+        dy = r[0].item<int64_t>() - max_shift;
+        dx = r[1].item<int64_t>() - max_shift;
+      }
+    }
+    shifted[b].copy_(torch::roll(images[b], {dy, dx}, {1, 2}));
+  }
+  auto before = objective.evaluate(model.forward(images, objective.layer().index));
+  auto after = objective.evaluate(model.forward(shifted, objective.layer().index));
+  return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
+}
+
+ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
+  const LayerInfo& layer = model.layer(req.layer);
+  UnitObjective objective(model, layer, req.units, req.objective);
+  const ActMaxSettings& s = req.settings;
+  auto regs = make_regularizers(s);
+  const int64_t B = static_cast<int64_t>(req.units.size());
+  const int64_t C = model.info().in_channels, S = model.input_size();
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(model.device());
+  PixelFrame frame(model);
+
+  auto gen = at::detail::createCPUGenerator(req.seed);
+  torch::Tensor c = (torch::randn({B, C, S, S}, gen, torch::kFloat) * s.init_std).to(model.device());
+  c = torch::max(torch::min(c, frame.hi), frame.lo);
+  torch::Tensor trace = torch::empty({s.iterations, B}, opts);
+
+  for (int it = 0; it < s.iterations; ++it) {
+    c.requires_grad_(true);
+    auto obj = objective.evaluate(model.forward(frame.to_image(c), layer.index));
+    auto grad = torch::autograd::grad({obj.sum()}, {c})[0];
+    torch::NoGradGuard ng;
+    c = c.detach();
+    trace[it].copy_(obj.detach());
+    if (s.lr_policy == LrPolicy::Constant) {
+      c.add_(grad, s.lr);
+    } else {
+      auto g2 = grad.pow(2).sum({1, 2, 3}, /*keepdim=*/true);
+      auto lr = (s.progress_target / g2).clamp_max(s.lr);  // g2 == 0 gives inf, capped at lr
+      c.add_(grad * lr);
+    }
+    for (const auto& r : regs) r->apply(c, grad, it);
+    c = torch::max(torch::min(c, frame.hi), frame.lo);
+  }
+
+  ActMaxResult res;
+  torch::NoGradGuard ng;
+  res.images = frame.to_image(c).clamp(0.0, 1.0);
+  auto act = model.forward(res.images, layer.index);
+  res.final_activation = objective.evaluate(act);
+  res.is_argmax = objective.is_argmax(act);
+  res.objective_trace = trace;
+  // One check at the end keeps host-device synchronization out of the loop; NaN anywhere
+  // in the loop propagates to the final image or the trace.
+  if (!torch::isfinite(trace).all().item<bool>() || !torch::isfinite(res.final_activation).all().item<bool>() ||
+      !torch::isfinite(c).all().item<bool>())
+    throw NumericalError("actmax", "NaN or Inf during optimization of " + layer.alias + " (setting " + s.name +
+                                        "; try a smaller lr)");
+  res.hf_energy = high_frequency_energy(res.images);
+  res.total_variation = total_variation(res.images);
+  res.saturation = saturated_fraction(res.images);
+  res.robustness = unit_robustness(model, objective, res.images, req.robustness_shift, req.seed);
+  res.objective = objective.description();
+  for (const auto& r : regs) res.regularizers += (res.regularizers.empty() ? "" : "+") + r->description();
+  if (res.regularizers.empty()) res.regularizers = "none";
+  return res;
+}
+
+}  // namespace vizsweep::kernels

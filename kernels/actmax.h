@@ -1,0 +1,112 @@
+// Activation maximization (Yosinski et al. 2015), batched: one image per unit, all units
+// of a request optimized together in one batch.
+//
+// The optimization variable is the centred image c in the paper's pixel scale (0..255 with
+// the per-channel mean subtracted), so the Table 1 settings transfer as published; images
+// come back in pixel space [0, 1]. After each step: regularizers in the order decay, blur,
+// clip small norm, clip small contribution; then c is clamped to the valid pixel range.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "kernels/model.h"
+#include "kernels/regularizers.h"
+
+namespace vizsweep::kernels {
+
+enum class ObjectiveKind {
+  CentreUnit,   // the unit at the spatial centre (H/2, W/2) of its channel (Yosinski)
+  ChannelMean,  // the mean of the channel over all positions
+};
+const char* objective_kind_name(ObjectiveKind kind);
+// "centre" or "channel_mean"; throws vizsweep::Error naming field "objective".
+ObjectiveKind parse_objective_kind(const std::string& name);
+
+// Per image b, the activation of unit units[b] of `layer` (fc layers: the unit itself).
+class UnitObjective {
+ public:
+  UnitObjective(const Model& model, const LayerInfo& layer, std::vector<int64_t> units, ObjectiveKind kind);
+  // act: the layer's output [B, ...] -> [B].
+  torch::Tensor evaluate(const torch::Tensor& act) const;
+  // [B] bool: whether unit units[b] is the largest of its layer at the objective's location.
+  torch::Tensor is_argmax(const torch::Tensor& act) const;
+  // "conv5_3 unit 7 at centre (7,7)" style, with "{unit}" for the unit.
+  std::string description() const;
+  const LayerInfo& layer() const { return layer_; }
+  const std::vector<int64_t>& units() const { return units_; }
+
+ private:
+  torch::Tensor per_unit(const torch::Tensor& act) const;  // [B, units of layer]
+  LayerInfo layer_;
+  std::vector<int64_t> units_;
+  torch::Tensor index_;  // [B, 1] int64 on the model's device
+  ObjectiveKind kind_;
+};
+
+enum class LrPolicy {
+  Constant,  // step = lr * grad
+  Progress,  // step = min(lr, target / ||grad||^2) * grad: first-order gain = target
+};
+
+struct ActMaxSettings {
+  std::string name = "custom";
+  int iterations = 200;
+  LrPolicy lr_policy = LrPolicy::Constant;
+  double lr = 100.0;              // constant: the rate; progress: its cap
+  double progress_target = 2.0;   // progress policy only
+  double decay = 0.0;             // L2 decay per step, [0, 1)
+  double blur_radius = 0.0;       // Gaussian sigma in pixels; 0 = off
+  int blur_every = 0;             // blur every k steps
+  double norm_pct = 0.0;          // clip small norm percentile; 0 = off
+  double contrib_pct = 0.0;       // clip small contribution percentile; 0 = off
+  double init_std = 10.0;         // initial noise, pixel scale 0..255
+};
+
+// Checks every field; throws vizsweep::Error naming the first bad one.
+void validate(const ActMaxSettings& s);
+// The regularizers the settings switch on, in application order.
+std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s);
+
+// Named settings: "unregularized" (plain gradient ascent) and "yosinski1".."yosinski4"
+// (Table 1 of Yosinski et al. 2015). Throws vizsweep::Error listing the names.
+ActMaxSettings actmax_preset(const std::string& name);
+std::vector<std::string> actmax_preset_names();
+
+struct ActMaxRequest {
+  std::string layer;             // alias or path
+  std::vector<int64_t> units;    // one image each; duplicates allowed
+  ObjectiveKind objective = ObjectiveKind::CentreUnit;
+  ActMaxSettings settings;
+  uint64_t seed = 0;             // initial noise and robustness shifts
+  int robustness_shift = 2;      // max pixels of the random shift in the robustness metric
+};
+
+struct ActMaxResult {
+  torch::Tensor images;           // [B, C, S, S] float in [0, 1], on the model's device
+  torch::Tensor final_activation; // [B] the objective on the final images
+  torch::Tensor objective_trace;  // [iterations, B] the objective before each step
+  torch::Tensor is_argmax;        // [B] bool
+  torch::Tensor hf_energy;        // [B] see metrics.h
+  torch::Tensor total_variation;  // [B]
+  torch::Tensor saturation;       // [B]
+  torch::Tensor robustness;       // [B] activation after a random shift / before (0 if before <= 0)
+  std::string objective;          // description of the objective
+  std::string regularizers;       // descriptions joined by "+", "none" if none
+};
+
+// Runs the optimization on the model's device. Deterministic given request.seed on CPU.
+// Throws vizsweep::Error for an unknown layer, a unit out of range, bad settings or no
+// units; vizsweep::NumericalError if the objective or image becomes NaN or Inf.
+ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& request);
+
+// Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
+// [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.
+torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
+                              int max_shift, uint64_t seed);
+
+}  // namespace vizsweep::kernels

@@ -1,0 +1,30 @@
+// Input images: PNG or JPEG (8-bit gray, gray+alpha, RGB or RGBA), decoded with stb_image,
+// converted to the model's channel count and resized to its input size; and PNG output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace vizsweep::kernels {
+
+// Decodes encoded bytes into [channels, size, size] float in [0, 1]: gray is repeated
+// to 3 channels, RGB becomes luminance (ITU-R 601) for 1 channel, alpha is dropped; the
+// image is resized (bilinear, antialiased) to size x size when it differs. `source` names
+// the image in errors. Throws vizsweep::Error for data that is not a decodable image.
+torch::Tensor decode_image(const std::vector<uint8_t>& bytes, int64_t channels, int64_t size,
+                           const std::string& source = "image");
+
+// Reads and decodes a file; throws vizsweep::Error naming the path if it is missing,
+// unreadable or not an image.
+torch::Tensor read_image(const std::string& path, int64_t channels, int64_t size);
+
+// Encodes [C, H, W] (C = 1 or 3) or [H, W] in [0, 1] as an 8-bit PNG (values clamped).
+std::vector<uint8_t> encode_png(const torch::Tensor& image);
+
+// image [C, H, W] in [0, 1] -> [H, W, C] uint8 (rounded, clamped), contiguous, on the CPU.
+torch::Tensor to_uint8_hwc(const torch::Tensor& image);
+
+}  // namespace vizsweep::kernels

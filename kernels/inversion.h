@@ -1,0 +1,53 @@
+// Inversion of a layer's representation (Mahendran & Vedaldi 2015), batched over images.
+//
+// Finds x minimizing, per image,
+//   ||Phi(x) - Phi0||^2 / ||Phi0||^2 + l_alpha * R_alpha(x) + l_tv * R_tv(x)
+// with d = x - mean (pixel space [0, 1]), B = 80/255 (a typical pixel norm), V = B / 6.5,
+//   R_alpha = sum |d / B|^alpha / (H W),   R_tv = sum ((dx^2 + dy^2) / V^2)^(beta/2) / (H W),
+// by gradient descent with momentum and a stepped learning rate; x stays in [0, 1].
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "kernels/model.h"
+
+namespace vizsweep::kernels {
+
+struct InversionSettings {
+  std::string name = "custom";
+  int iterations = 200;
+  double lr = 0.01;                   // initial learning rate (pixel space [0, 1])
+  double momentum = 0.9;
+  std::vector<double> lr_steps = {0.5, 0.75};  // fractions of the run where lr is cut
+  double lr_decay = 0.1;              // factor applied at each step
+  double alpha = 6.0;
+  double beta = 2.0;
+  double l_alpha = 1e-5;
+  double l_tv = -1.0;                 // < 0: by depth, as in the paper (0.5 up to block 3, x10 per block after, max 50)
+  double init_std = 0.01;             // initial noise around the mean image, pixel space
+  bool normalize_grad = true;         // scale each image's gradient to unit mean |g| (robust lr across layers)
+};
+
+// Throws vizsweep::Error naming the first bad field.
+void validate(const InversionSettings& s);
+// The TV weight used for `layer` (resolves l_tv < 0 by the layer's depth).
+double tv_weight(const Model& model, const LayerInfo& layer, const InversionSettings& s);
+
+struct InversionResult {
+  torch::Tensor images;       // [B, C, S, S] in [0, 1]
+  torch::Tensor loss_trace;   // [iterations, B] total loss before each step
+  torch::Tensor rep_error;    // [B] final ||Phi(x) - Phi0||^2 / ||Phi0||^2
+  torch::Tensor hf_energy;    // [B] see metrics.h
+  double l_tv = 0;            // the TV weight used
+};
+
+// targets: images [B, C, S, S] in [0, 1] whose representation at `layer` is inverted.
+// Throws vizsweep::Error for an unknown layer or bad settings, NumericalError on NaN/Inf.
+InversionResult invert(const Model& model, const std::string& layer, const torch::Tensor& targets,
+                       const InversionSettings& settings, uint64_t seed);
+
+}  // namespace vizsweep::kernels
