@@ -50,6 +50,22 @@ std::string UnitObjective::description() const {
   return d + " at centre (" + std::to_string(layer_.shape[1] / 2) + "," + std::to_string(layer_.shape[2] / 2) + ")";
 }
 
+const char* lr_policy_name(LrPolicy p) {
+  switch (p) {
+    case LrPolicy::Constant: return "constant";
+    case LrPolicy::Progress: return "progress";
+    case LrPolicy::Normalized: return "normalized";
+  }
+  return "?";
+}
+
+LrPolicy parse_lr_policy(const std::string& name) {
+  if (name == "constant") return LrPolicy::Constant;
+  if (name == "progress") return LrPolicy::Progress;
+  if (name == "normalized") return LrPolicy::Normalized;
+  throw Error("lr_policy", "unknown policy '" + name + "' (have constant, progress, normalized)");
+}
+
 namespace {
 std::string fmt(double v) {
   std::ostringstream o;
@@ -94,8 +110,8 @@ ActMaxSettings actmax_preset(const std::string& name) {
   s.name = name;
   if (name == "unregularized") {
     s.iterations = 200;
-    s.lr_policy = LrPolicy::Constant;
-    s.lr = 100;
+    s.lr_policy = LrPolicy::Normalized;
+    s.lr = 2.0;
   } else if (name == "yosinski1") {
     s.iterations = 500, s.lr_policy = LrPolicy::Progress, s.lr = 100, s.progress_target = 2.0;
     s.blur_radius = 0.5, s.blur_every = 4, s.norm_pct = 50;
@@ -178,6 +194,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     trace[it].copy_(obj.detach());
     if (s.lr_policy == LrPolicy::Constant) {
       c.add_(grad, s.lr);
+    } else if (s.lr_policy == LrPolicy::Normalized) {
+      c.add_(grad / (grad.abs().mean({1, 2, 3}, /*keepdim=*/true) + 1e-12), s.lr);
     } else {
       auto g2 = grad.pow(2).sum({1, 2, 3}, /*keepdim=*/true);
       auto lr = (s.progress_target / g2).clamp_max(s.lr);  // g2 == 0 gives inf, capped at lr

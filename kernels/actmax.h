@@ -51,7 +51,12 @@ class UnitObjective {
 enum class LrPolicy {
   Constant,  // step = lr * grad
   Progress,  // step = min(lr, target / ||grad||^2) * grad: first-order gain = target
+  Normalized,  // step = lr * grad / mean|grad|: pixels move about lr per step, whatever the
+               // model's gradient scale (as a careful PyTorch user writes it)
 };
+const char* lr_policy_name(LrPolicy p);
+// "constant", "progress" or "normalized"; throws vizsweep::Error naming field "lr_policy".
+LrPolicy parse_lr_policy(const std::string& name);
 
 struct ActMaxSettings {
   std::string name = "custom";
@@ -72,8 +77,9 @@ void validate(const ActMaxSettings& s);
 // The regularizers the settings switch on, in application order.
 std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s);
 
-// Named settings: "unregularized" (plain gradient ascent) and "yosinski1".."yosinski4"
-// (Table 1 of Yosinski et al. 2015). Throws vizsweep::Error listing the names.
+// Named settings: "unregularized" (plain gradient ascent, normalized steps of 2 grey levels,
+// 200 iterations) and "yosinski1".."yosinski4" (Table 1 of Yosinski et al. 2015, as
+// published). Throws vizsweep::Error listing the names.
 ActMaxSettings actmax_preset(const std::string& name);
 std::vector<std::string> actmax_preset_names();
 

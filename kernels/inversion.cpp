@@ -56,7 +56,7 @@ InversionResult invert(const Model& model, const std::string& layer_name, const 
   const auto rep_dims = dims(phi0);
   auto phi0_norm = phi0.pow(2).sum(rep_dims).clamp_min(1e-12);
   const double l_tv = tv_weight(model, layer, s);
-  const double Bn = 80.0 / 255.0, V = Bn / 6.5;
+  const double Bn = 80.0 / 255.0, V = Bn / 6.5 * 224.0 / static_cast<double>(x0.size(2));
   const double HW = static_cast<double>(x0.size(2) * x0.size(3));
   auto mean = torch::tensor(model.info().mean, torch::kFloat).view({1, -1, 1, 1}).to(model.device());
 

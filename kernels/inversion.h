@@ -2,7 +2,9 @@
 //
 // Finds x minimizing, per image,
 //   ||Phi(x) - Phi0||^2 / ||Phi0||^2 + l_alpha * R_alpha(x) + l_tv * R_tv(x)
-// with d = x - mean (pixel space [0, 1]), B = 80/255 (a typical pixel norm), V = B / 6.5,
+// with d = x - mean (pixel space [0, 1]), B = 80/255 (a typical pixel norm), V = B / 6.5 *
+// 224 / S (a typical neighbour difference; the paper's V is for 224 px images, and scaling
+// it with the side S keeps the TV cost of the same scene independent of resolution),
 //   R_alpha = sum |d / B|^alpha / (H W),   R_tv = sum ((dx^2 + dy^2) / V^2)^(beta/2) / (H W),
 // by gradient descent with momentum and a stepped learning rate; x stays in [0, 1].
 #pragma once

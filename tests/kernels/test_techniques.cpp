@@ -1,0 +1,305 @@
+// Behaviour of the four techniques on small VGGs and closed forms on linear models.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "kernels/actmax.h"
+#include "kernels/error.h"
+#include "kernels/featuremaps.h"
+#include "kernels/fgsm.h"
+#include "kernels/inversion.h"
+#include "kernels/model.h"
+
+using vizsweep::Error;
+using namespace vizsweep::kernels;
+
+namespace {
+
+Model small_vgg(int64_t channels = 3) {
+  VggOptions o;
+  o.arch = "vgg11";
+  o.width = 1.0 / 8;
+  o.fc_width = 64;
+  o.pool = 1;
+  o.num_classes = 10;
+  o.in_channels = channels;
+  o.input_size = 32;
+  o.seed = 11;
+  return Model::builtin(o);
+}
+
+// The objective of each unit on a batch of images: [N, units].
+torch::Tensor unit_activations(const Model& m, const UnitObjective& obj, const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  auto act = m.forward(x, obj.layer().index);
+  if (act.dim() == 4) act = act.select(3, act.size(3) / 2).select(2, act.size(2) / 2);
+  return act.index_select(1, torch::tensor(obj.units()));
+}
+
+}  // namespace
+
+TEST(ActMax, GradientAscentDrivesEveryUnitFarAboveRandomImages) {
+  Model m = small_vgg();
+  auto gen = torch::Generator(at::detail::createCPUGenerator(99));
+  auto gen_uniform = torch::Generator(at::detail::createCPUGenerator(100));
+  // 32 random images of the kind the ascent starts from (the mean image plus noise of 10
+  // grey levels), and 32 of uniform noise over the whole pixel range.
+  auto mean = torch::tensor({0.485, 0.456, 0.406}, torch::kFloat).view({1, 3, 1, 1});
+  auto start_like = (mean + torch::randn({32, 3, 32, 32}, gen) * (10.0 / 255)).clamp(0, 1);
+  auto uniform = torch::rand({32, 3, 32, 32}, gen_uniform);
+  for (std::string layer : {"conv2_1", "conv3_2", "conv4_2", "conv5_2", "fc6", "fc7", "fc8"}) {
+    ActMaxRequest req;
+    req.layer = layer;
+    req.units = {0, 1, 2, 3, 4, 5, 6, 7};
+    req.settings = actmax_preset("unregularized");  // 200 iterations
+    req.seed = 5;
+    auto res = activation_maximization(m, req);
+    UnitObjective obj(m, m.layer(layer), req.units, ObjectiveKind::CentreUnit);
+    auto start_acts = unit_activations(m, obj, start_like);
+    auto base = start_acts.mean(0);
+    auto best_start = std::get<0>(start_acts.max(0));
+    auto best_noise = std::get<0>(unit_activations(m, obj, uniform).max(0));
+    for (size_t i = 0; i < req.units.size(); ++i) {
+      double fin = res.final_activation[i].item<double>();
+      EXPECT_GT(fin, 0.0) << layer << " unit " << req.units[i];
+      EXPECT_GE(fin, 10 * base[i].item<double>()) << layer << " unit " << req.units[i];
+      // Also above every one of the 64 random images, so units whose mean is negative are
+      // held to a real bar too.
+      EXPECT_GE(fin, best_start[i].item<double>()) << layer << " unit " << req.units[i];
+      EXPECT_GE(fin, best_noise[i].item<double>()) << layer << " unit " << req.units[i];
+    }
+    // The objective rises over the run.
+    EXPECT_GT(res.objective_trace[-1].mean().item<double>(), res.objective_trace[0].mean().item<double>()) << layer;
+    EXPECT_EQ(res.images.sizes(), (std::vector<int64_t>{8, 3, 32, 32}));
+    EXPECT_GE(res.images.min().item<double>(), 0.0);
+    EXPECT_LE(res.images.max().item<double>(), 1.0);
+  }
+}
+
+TEST(ActMax, RegularizedPresetsRunAndReportTheirRegularizers) {
+  Model m = small_vgg();
+  for (const auto& name : actmax_preset_names()) {
+    ActMaxRequest req;
+    req.layer = "conv4_1";
+    req.units = {1, 2};
+    req.settings = actmax_preset(name);
+    req.settings.iterations = 12;
+    auto res = activation_maximization(m, req);
+    EXPECT_EQ(res.objective_trace.size(0), 12);
+    EXPECT_TRUE(torch::isfinite(res.final_activation).all().item<bool>()) << name;
+    if (name == "unregularized") EXPECT_EQ(res.regularizers, "none");
+    if (name == "yosinski4") EXPECT_EQ(res.regularizers, "blur(radius=0.5,every=4)+clip_contrib(pct=90)");
+    if (name == "yosinski2") EXPECT_EQ(res.regularizers, "decay(0.3)+clip_norm(pct=20)");
+  }
+  EXPECT_THROW(actmax_preset("yosinski5"), Error);
+}
+
+TEST(ActMax, RepeatsBitForBitWithTheSameSeed) {
+  Model m = small_vgg();
+  ActMaxRequest req;
+  req.layer = "conv2_1";
+  req.units = {0, 3, 4};
+  req.settings = actmax_preset("yosinski1");
+  req.settings.iterations = 20;
+  req.seed = 42;
+  auto a = activation_maximization(m, req);
+  auto b = activation_maximization(m, req);
+  EXPECT_TRUE(torch::equal(a.images, b.images));
+  EXPECT_TRUE(torch::equal(a.objective_trace, b.objective_trace));
+  EXPECT_TRUE(torch::equal(a.robustness, b.robustness));
+  req.seed = 43;
+  auto c = activation_maximization(m, req);
+  EXPECT_FALSE(torch::equal(a.images, c.images));
+}
+
+TEST(ActMax, ArgmaxFlagMatchesTheLayer) {
+  Model m = small_vgg();
+  ActMaxRequest req;
+  req.layer = "fc8";
+  req.units = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  req.settings = actmax_preset("unregularized");
+  auto res = activation_maximization(m, req);
+  torch::NoGradGuard ng;
+  auto logits = m.logits(res.images);
+  auto want = logits.argmax(1) == torch::arange(10);
+  EXPECT_TRUE(torch::equal(res.is_argmax, want));
+  // Random weights: a few classes are dominated by others and cannot become the argmax.
+  EXPECT_GE(res.is_argmax.sum().item<int64_t>(), 6);
+}
+
+TEST(ActMax, RobustnessOfAConstantImageIsOne) {
+  Model m = small_vgg();
+  torch::NoGradGuard ng;
+  auto x = torch::full({1, 3, 32, 32}, 0.3);
+  auto act = m.forward(x, m.layer("conv3_1").index);
+  auto centre = act[0].select(1, 4).select(1, 4);
+  int64_t unit = centre.argmax().item<int64_t>();
+  ASSERT_GT(centre[unit].item<double>(), 0.0);
+  UnitObjective obj(m, m.layer("conv3_1"), {unit}, ObjectiveKind::CentreUnit);
+  EXPECT_DOUBLE_EQ(unit_robustness(m, obj, x, 2, 1)[0].item<double>(), 1.0);
+}
+
+TEST(ActMax, BadRequestsAreClearErrors) {
+  Model m = small_vgg();
+  ActMaxRequest req;
+  req.layer = "conv9_9";
+  req.units = {0};
+  EXPECT_THROW(activation_maximization(m, req), Error);
+  req.layer = "conv1_1";
+  req.units = {8};  // conv1_1 has 8 units
+  try {
+    activation_maximization(m, req);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unit 8 out of range for conv1_1"), std::string::npos) << e.what();
+  }
+  req.units = {0};
+  req.settings.iterations = 0;
+  try {
+    activation_maximization(m, req);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where(), "iterations");
+  }
+}
+
+TEST(ActMax, NaNInTheModelIsANumericalError) {
+  // A linear model with a NaN weight makes every objective NaN.
+  ModelInfo info;
+  info.in_channels = 1;
+  info.input_size = 4;
+  auto w = torch::randn({3, 16});
+  w.index_put_({0, 0}, std::nan(""));
+  Model m = Model::linear(w, torch::zeros({3}), info);
+  ActMaxRequest req;
+  req.layer = "fc6";
+  req.units = {0};
+  req.settings.iterations = 5;
+  EXPECT_THROW(activation_maximization(m, req), vizsweep::NumericalError);
+}
+
+TEST(Inversion, CutsTheLossByNinetyPercentAtAShallowLayer) {
+  Model m = small_vgg();
+  // A smooth image (4x4 noise upsampled), as natural images are smooth at the pixel scale.
+  namespace F = torch::nn::functional;
+  auto x = F::interpolate(torch::rand({2, 3, 4, 4}, torch::Generator(at::detail::createCPUGenerator(7))),
+                          F::InterpolateFuncOptions().size(std::vector<int64_t>{32, 32}).mode(torch::kBilinear).align_corners(false));
+  InversionSettings s;
+  s.iterations = 150;
+  auto res = invert(m, "relu2_1", x, s, 3);
+  for (int b = 0; b < 2; ++b) {
+    double first = res.loss_trace[0][b].item<double>(), last = res.loss_trace[-1][b].item<double>();
+    EXPECT_LE(last, 0.1 * first) << "image " << b << ": " << first << " -> " << last;
+  }
+  EXPECT_LT(res.rep_error.max().item<double>(), 0.2);
+  // Deterministic.
+  auto again = invert(m, "relu2_1", x, s, 3);
+  EXPECT_TRUE(torch::equal(res.images, again.images));
+}
+
+TEST(Inversion, TvWeightGrowsWithDepth) {
+  Model m = small_vgg();
+  InversionSettings s;
+  EXPECT_DOUBLE_EQ(tv_weight(m, m.layer("conv1_1"), s), 0.5);
+  EXPECT_DOUBLE_EQ(tv_weight(m, m.layer("conv3_2"), s), 0.5);
+  EXPECT_DOUBLE_EQ(tv_weight(m, m.layer("conv4_1"), s), 5.0);
+  EXPECT_DOUBLE_EQ(tv_weight(m, m.layer("fc6"), s), 50.0);
+  s.l_tv = 2;
+  EXPECT_DOUBLE_EQ(tv_weight(m, m.layer("fc6"), s), 2.0);
+}
+
+namespace {
+// A two-class linear model on 1x4x4 images with identity normalization.
+Model linear_model(torch::Tensor& w) {
+  ModelInfo info;
+  info.in_channels = 1;
+  info.input_size = 4;
+  w = torch::randn({2, 16}, torch::Generator(at::detail::createCPUGenerator(1)));
+  return Model::linear(w, torch::tensor({0.1f, -0.2f}), info);
+}
+}  // namespace
+
+TEST(Fgsm, LinearModelClosedForm) {
+  torch::Tensor w;
+  Model m = linear_model(w);
+  auto x = torch::rand({4, 1, 4, 4}, torch::Generator(at::detail::createCPUGenerator(2)));
+  auto y = torch::tensor({0, 1, 0, 1}, torch::kLong);
+  for (double eps : {0.0, 0.05, 0.3}) {
+    FgsmSettings s;
+    s.eps = eps;
+    auto r = fgsm(m, x, y, s);
+    for (int b = 0; b < 4; ++b) {
+      int64_t yt = y[b].item<int64_t>();
+      auto dir = (w[1 - yt] - w[yt]).sign().view({1, 4, 4});  // sign of the CE gradient
+      auto want = (x[b] + eps * dir).clamp(0.0, 1.0);
+      EXPECT_TRUE(torch::allclose(r.adversarial[b], want, 0, 1e-7)) << "eps " << eps << " image " << b;
+    }
+    // Targeted: the labels are targets, so the step goes the other way.
+    s.targeted = true;
+    auto t = fgsm(m, x, y, s);
+    for (int b = 0; b < 4; ++b) {
+      int64_t yt = y[b].item<int64_t>();
+      auto want = (x[b] - eps * (w[1 - yt] - w[yt]).sign().view({1, 4, 4})).clamp(0.0, 1.0);
+      EXPECT_TRUE(torch::allclose(t.adversarial[b], want, 0, 1e-7)) << "targeted eps " << eps;
+    }
+  }
+}
+
+TEST(Fgsm, IterativeStaysInTheEpsBallAndTracesEveryStep) {
+  Model m = small_vgg();
+  auto x = torch::rand({6, 3, 32, 32}, torch::Generator(at::detail::createCPUGenerator(4)));
+  torch::Tensor y;
+  {
+    torch::NoGradGuard ng;
+    y = m.logits(x).argmax(1);  // attack the model's own predictions
+  }
+  FgsmSettings s;
+  s.eps = 0.03;
+  s.steps = 10;
+  auto r = fgsm(m, x, y, s);
+  EXPECT_LE((r.adversarial - x).abs().max().item<double>(), 0.03 + 1e-6);
+  EXPECT_GE(r.adversarial.min().item<double>(), 0.0);
+  EXPECT_LE(r.adversarial.max().item<double>(), 1.0);
+  EXPECT_EQ(r.pred.sizes(), (std::vector<int64_t>{11, 6}));
+  EXPECT_TRUE(torch::equal(r.pred[0], y));
+  // The loss on the true label rises from the clean image to the last step.
+  EXPECT_TRUE((r.loss[10] > r.loss[0]).all().item<bool>());
+  EXPECT_DOUBLE_EQ(r.step_size, 0.03 * 2.5 / 10);
+}
+
+TEST(Fgsm, BadSettingsAreClearErrors) {
+  Model m = small_vgg();
+  auto x = torch::rand({1, 3, 32, 32});
+  FgsmSettings s;
+  s.eps = 1.5;
+  try {
+    fgsm(m, x, torch::tensor({0}, torch::kLong), s);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where(), "eps");
+  }
+  s.eps = 0.1;
+  EXPECT_THROW(fgsm(m, x, torch::tensor({10}, torch::kLong), s), Error);
+  s.steps = 0;
+  EXPECT_THROW(fgsm(m, x, torch::tensor({0}, torch::kLong), s), Error);
+}
+
+TEST(FeatureMaps, EveryLayerWithoutGradients) {
+  Model m = small_vgg();
+  auto x = torch::rand({2, 3, 32, 32});
+  x.requires_grad_(true);
+  auto maps = feature_maps(m, x);
+  ASSERT_EQ(maps.size(), m.layers().size());
+  torch::NoGradGuard ng;
+  for (const auto& fm : maps) {
+    EXPECT_FALSE(fm.activations.requires_grad());
+    EXPECT_TRUE(torch::equal(fm.activations, m.forward(x, fm.layer.index))) << fm.layer.alias;
+  }
+  auto some = feature_maps(m, x, {"conv2_1", "relu1_1"});
+  ASSERT_EQ(some.size(), 2u);
+  EXPECT_EQ(some[0].layer.alias, "conv2_1");
+  EXPECT_THROW(feature_maps(m, x, {"conv7"}), Error);
+  auto grid = tile_feature_map(maps[m.layer("conv2_1").index].activations[0]);  // 16 maps of 16x16
+  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{4 * 17 - 1, 4 * 17 - 1}));
+  EXPECT_GE(grid.min().item<double>(), 0.0);
+  EXPECT_LE(grid.max().item<double>(), 1.0);
+}
