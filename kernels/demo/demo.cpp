@@ -1,6 +1,7 @@
 // vizsweep-demo: the four techniques on one model, end to end, with PNGs and a summary.
 //
 //   vizsweep-demo [--model FILE.pt] [--image FILE] [--out DIR] [--threads N] [--iterations N]
+//                 [--device cpu|cuda|cuda:K]     (default: cuda when present, else cpu)
 //
 // Without --model it builds a small VGG11 (random weights, 64 px) so it runs anywhere in
 // under a minute; with --model it loads a TorchScript VGG (models/export_torchvision.py).
@@ -51,7 +52,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int usage(const char* argv0) {
   std::cerr << "usage: " << argv0
-            << " [--model FILE.pt] [--image FILE] [--out DIR] [--threads N] [--iterations N]\n";
+            << " [--model FILE.pt] [--image FILE] [--out DIR] [--threads N] [--iterations N]"
+               " [--device cpu|cuda|cuda:K]\n";
   return 2;
 }
 
@@ -59,6 +61,7 @@ int usage(const char* argv0) {
 
 int main(int argc, char** argv) {
   std::string model_path, image_path, out = "results/demo";
+  std::string device_name = torch::cuda::is_available() ? "cuda" : "cpu";
   int threads = 0, iterations = 200;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
       else if (a == "--out") out = next();
       else if (a == "--threads") threads = std::stoi(next());
       else if (a == "--iterations") iterations = std::stoi(next());
+      else if (a == "--device") device_name = next();
       else if (a == "-h" || a == "--help") return usage(argv[0]), 0;
       else return usage(argv[0]);
     } catch (const std::exception& e) {
@@ -88,22 +92,32 @@ int main(int argc, char** argv) {
       o.arch = "vgg11", o.width = 0.25, o.fc_width = 256, o.pool = 1, o.num_classes = 10, o.input_size = 64, o.seed = 0;
       return Model::builtin(o);
     }();
+    torch::Device device(torch::kCPU);
+    try {
+      device = torch::Device(device_name);
+    } catch (const std::exception&) {
+      throw vizsweep::Error("--device", "'" + device_name + "' is not a device (cpu, cuda, cuda:K)");
+    }
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw vizsweep::Error("--device", "CUDA requested but this LibTorch build or machine has no CUDA device");
+    model.to(device);
     const int64_t S = model.input_size(), C = model.info().in_channels;
     fs::create_directories(out);
     std::cout << "model: " << model.info().arch << " (" << model.info().source << "), " << model.layers().size()
-              << " layers, input " << C << "x" << S << "x" << S << ", " << n << " threads\n";
+              << " layers, input " << C << "x" << S << "x" << S << ", " << device.str() << ", " << n << " threads\n";
 
     // An input image: the given file, or a smooth synthetic scene.
     torch::Tensor image;
     if (!image_path.empty()) {
-      image = read_image(image_path, C, S).unsqueeze(0);
+      image = read_image(image_path, C, S).unsqueeze(0).to(device);
     } else {
       auto g = torch::Generator(at::detail::createCPUGenerator(1));
       namespace F = torch::nn::functional;
       image = F::interpolate(torch::rand({1, C, 6, 6}, g), F::InterpolateFuncOptions()
                                                              .size(std::vector<int64_t>{S, S})
                                                              .mode(torch::kBilinear)
-                                                             .align_corners(false));
+                                                             .align_corners(false))
+                  .to(device);
     }
     write_png(fs::path(out) / "input.png", image[0]);
 
@@ -169,7 +183,7 @@ int main(int argc, char** argv) {
     std::cout << "inversions by depth -> " << out << "/inversion.png\n";
 
     // 4. FGSM and iterative FGSM against the model's own predictions on 16 random images.
-    auto x = torch::rand({16, C, S, S}, torch::Generator(at::detail::createCPUGenerator(2)));
+    auto x = torch::rand({16, C, S, S}, torch::Generator(at::detail::createCPUGenerator(2))).to(device);
     torch::Tensor labels;
     {
       torch::NoGradGuard ng;
