@@ -1,0 +1,189 @@
+-- vizsweep results index (SQLite). The one source of the schema: the runner compiles this
+-- file in; analysis scripts read the same tables and views.
+-- Schema version: major.minor. A run refuses to resume an index of another major version.
+-- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
+-- of the same version changes nothing.
+
+PRAGMA foreign_keys = ON;
+
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.0');
+
+-- One row per sweep file run into this results directory.
+CREATE TABLE IF NOT EXISTS sweeps (
+  sweep_id         INTEGER PRIMARY KEY,
+  name             TEXT NOT NULL,
+  spec_text        TEXT NOT NULL,              -- the sweep file as read
+  spec_hash        TEXT NOT NULL UNIQUE,       -- hash of the canonical, validated spec
+  model_path       TEXT NOT NULL,
+  model_hash       TEXT NOT NULL,              -- hash of the model file's bytes ("builtin:..." for built-ins)
+  vizsweep_version TEXT NOT NULL,
+  torch_version    TEXT NOT NULL,
+  created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- Hyperparameter settings, one table per technique, one column per hyperparameter.
+CREATE TABLE IF NOT EXISTS actmax_settings (
+  setting_id      INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL,                -- preset name, "grid-N" or "random-N"
+  objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean')),
+  iterations      INTEGER NOT NULL CHECK (iterations >= 1),
+  lr_policy       TEXT NOT NULL CHECK (lr_policy IN ('constant', 'progress', 'normalized')),
+  lr              REAL NOT NULL CHECK (lr > 0),
+  progress_target REAL NOT NULL,
+  decay           REAL NOT NULL CHECK (decay >= 0 AND decay < 1),
+  blur_radius     REAL NOT NULL CHECK (blur_radius >= 0),
+  blur_every      INTEGER NOT NULL CHECK (blur_every >= 0),
+  norm_pct        REAL NOT NULL CHECK (norm_pct >= 0 AND norm_pct < 100),
+  contrib_pct     REAL NOT NULL CHECK (contrib_pct >= 0 AND contrib_pct < 100),
+  init_std        REAL NOT NULL CHECK (init_std >= 0)
+);
+
+CREATE TABLE IF NOT EXISTS invert_settings (
+  setting_id  INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL,
+  iterations  INTEGER NOT NULL CHECK (iterations >= 1),
+  lr          REAL NOT NULL CHECK (lr > 0),
+  momentum    REAL NOT NULL CHECK (momentum >= 0 AND momentum < 1),
+  lr_steps    TEXT NOT NULL,                    -- comma-separated fractions
+  lr_decay    REAL NOT NULL,
+  alpha       REAL NOT NULL,
+  beta        REAL NOT NULL,
+  l_alpha     REAL NOT NULL,
+  l_tv        REAL NOT NULL                     -- negative: by depth
+);
+
+CREATE TABLE IF NOT EXISTS fgsm_settings (
+  setting_id  INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL,
+  eps         REAL NOT NULL CHECK (eps >= 0 AND eps <= 1),
+  steps       INTEGER NOT NULL CHECK (steps >= 1),
+  step_size   REAL NOT NULL CHECK (step_size >= 0),  -- as run (automatic resolved)
+  targeted    INTEGER NOT NULL CHECK (targeted IN (0, 1))
+);
+
+-- One row per task: (technique, layer, block of units or images, setting, seed).
+-- state is the task state machine of the runner; the same four states live in one C++ enum.
+CREATE TABLE IF NOT EXISTS tasks (
+  task_key    TEXT PRIMARY KEY,                 -- hash of the canonical parameters
+  sweep_id    INTEGER NOT NULL REFERENCES sweeps (sweep_id),
+  technique   TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm', 'featuremaps')),
+  layer       TEXT NOT NULL,                    -- alias; '*' for FGSM (whole model)
+  units       TEXT NOT NULL,                    -- canonical ranges of units or image ids, "0-63,70"
+  setting_id  INTEGER,                          -- into <technique>_settings; NULL for featuremaps
+  seed        INTEGER NOT NULL,
+  cost        REAL NOT NULL DEFAULT 0,          -- estimated, for most-expensive-first dispatch
+  state       TEXT NOT NULL DEFAULT 'pending'
+              CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  rank        INTEGER,
+  host        TEXT,
+  started_at  TEXT,
+  finished_at TEXT,
+  seconds     REAL,
+  error       TEXT,                             -- reason of the last failure
+  CHECK (state <> 'failed' OR error IS NOT NULL)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state);
+CREATE INDEX IF NOT EXISTS tasks_by_layer ON tasks (technique, layer);
+
+-- Results. shard: path of the HDF5 file relative to the results directory; dataset: the
+-- HDF5 path of the data inside it.
+CREATE TABLE IF NOT EXISTS actmax_results (
+  task_key         TEXT NOT NULL REFERENCES tasks (task_key),
+  unit             INTEGER NOT NULL CHECK (unit >= 0),
+  final_activation REAL NOT NULL,
+  hf_energy        REAL NOT NULL,
+  total_variation  REAL NOT NULL,
+  saturation       REAL NOT NULL,
+  robustness       REAL NOT NULL,
+  is_argmax        INTEGER NOT NULL CHECK (is_argmax IN (0, 1)),
+  shard            TEXT NOT NULL,
+  dataset          TEXT NOT NULL,
+  PRIMARY KEY (task_key, unit)
+);
+
+CREATE TABLE IF NOT EXISTS invert_results (
+  task_key  TEXT NOT NULL REFERENCES tasks (task_key),
+  image_id  INTEGER NOT NULL,
+  rep_error REAL NOT NULL,                      -- ||Phi(x) - Phi0||^2 / ||Phi0||^2
+  hf_energy REAL NOT NULL,
+  shard     TEXT NOT NULL,
+  dataset   TEXT NOT NULL,
+  PRIMARY KEY (task_key, image_id)
+);
+
+CREATE TABLE IF NOT EXISTS fgsm_results (
+  task_key   TEXT NOT NULL REFERENCES tasks (task_key),
+  image_id   INTEGER NOT NULL,
+  true_label INTEGER NOT NULL,
+  target     INTEGER,                           -- targeted attacks only
+  clean_pred INTEGER NOT NULL,
+  final_pred INTEGER NOT NULL,
+  success    INTEGER NOT NULL CHECK (success IN (0, 1)),  -- label changed (targeted: target reached)
+  shard      TEXT NOT NULL,
+  dataset    TEXT NOT NULL,
+  PRIMARY KEY (task_key, image_id)
+);
+
+CREATE TABLE IF NOT EXISTS fgsm_steps (
+  task_key   TEXT NOT NULL REFERENCES tasks (task_key),
+  image_id   INTEGER NOT NULL,
+  step       INTEGER NOT NULL CHECK (step >= 0),  -- 0 = clean image
+  pred       INTEGER NOT NULL,
+  pred_prob  REAL NOT NULL,
+  label_prob REAL NOT NULL,                       -- true label (untargeted) or target
+  loss       REAL NOT NULL,
+  PRIMARY KEY (task_key, image_id, step)
+);
+
+CREATE TABLE IF NOT EXISTS featuremap_results (
+  task_key TEXT NOT NULL REFERENCES tasks (task_key),
+  image_id INTEGER NOT NULL,
+  layer    TEXT NOT NULL,
+  shard    TEXT NOT NULL,
+  dataset  TEXT NOT NULL,
+  PRIMARY KEY (task_key, image_id, layer)
+);
+
+-- Views for the common questions.
+
+-- Per layer and activation-maximization setting: how high, how natural, how often argmax.
+CREATE VIEW IF NOT EXISTS actmax_by_layer_setting AS
+SELECT t.layer, s.setting_id, s.name AS setting, COUNT(*) AS units,
+       AVG(r.final_activation) AS mean_activation, AVG(r.hf_energy) AS mean_hf_energy,
+       AVG(r.total_variation) AS mean_tv, AVG(r.saturation) AS mean_saturation,
+       AVG(r.robustness) AS mean_robustness, AVG(r.is_argmax) AS argmax_rate
+FROM actmax_results r
+JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+JOIN actmax_settings s ON s.setting_id = t.setting_id
+GROUP BY t.layer, s.setting_id;
+
+-- Inversion error by layer and setting.
+CREATE VIEW IF NOT EXISTS invert_error_by_layer AS
+SELECT t.layer, s.setting_id, s.name AS setting, COUNT(*) AS images,
+       AVG(r.rep_error) AS mean_rep_error, AVG(r.hf_energy) AS mean_hf_energy
+FROM invert_results r
+JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+JOIN invert_settings s ON s.setting_id = t.setting_id
+GROUP BY t.layer, s.setting_id;
+
+-- FGSM success rate by eps and step count, over images the model classified correctly.
+CREATE VIEW IF NOT EXISTS fgsm_success AS
+SELECT s.eps, s.steps, s.targeted, COUNT(*) AS images,
+       SUM(r.clean_pred = r.true_label) AS clean_correct,
+       AVG(r.final_pred = r.true_label) AS adversarial_accuracy,
+       CAST(SUM(r.success AND r.clean_pred = r.true_label) AS REAL) /
+         NULLIF(SUM(r.clean_pred = r.true_label), 0) AS success_rate
+FROM fgsm_results r
+JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+JOIN fgsm_settings s ON s.setting_id = t.setting_id
+GROUP BY s.eps, s.steps, s.targeted;
+
+-- Progress of the sweep.
+CREATE VIEW IF NOT EXISTS progress AS
+SELECT technique, state, COUNT(*) AS tasks, SUM(attempts) AS attempts
+FROM tasks GROUP BY technique, state;

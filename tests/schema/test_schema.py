@@ -1,0 +1,82 @@
+"""results_schema.sql: loads, is idempotent, enforces its constraints, and its views
+compute what an independent computation over the raw rows gives."""
+import os
+import sqlite3
+import sys
+import unittest
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "results_schema.sql")
+
+
+def fresh():
+    db = sqlite3.connect(":memory:")
+    with open(SCHEMA) as f:
+        db.executescript(f.read())
+    db.execute("INSERT INTO sweeps (sweep_id, name, spec_text, spec_hash, model_path, model_hash, "
+               "vizsweep_version, torch_version) VALUES (1, 's', 'x', 'h', 'm.pt', 'mh', '0.1.0', '1.13')")
+    return db
+
+
+def add_task(db, key, technique, layer, setting_id, state="done", error=None):
+    db.execute("INSERT INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, state, error) "
+               "VALUES (?, 1, ?, ?, '0-3', ?, 7, ?, ?)", (key, technique, layer, setting_id, state, error))
+
+
+class SchemaTest(unittest.TestCase):
+    def test_idempotent_and_versioned(self):
+        db = fresh()
+        with open(SCHEMA) as f:
+            db.executescript(f.read())  # again: no error, nothing duplicated
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.0",)])
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
+
+    def test_task_state_is_constrained(self):
+        db = fresh()
+        with self.assertRaises(sqlite3.IntegrityError):
+            add_task(db, "a", "actmax", "conv1_1", None, state="finished")
+        with self.assertRaises(sqlite3.IntegrityError):
+            add_task(db, "b", "actmax", "conv1_1", None, state="failed")  # failed needs a reason
+        with self.assertRaises(sqlite3.IntegrityError):
+            add_task(db, "c", "deepdream", "conv1_1", None)
+        add_task(db, "d", "actmax", "conv1_1", None, state="failed", error="NaN or Inf")
+        with self.assertRaises(sqlite3.IntegrityError):
+            add_task(db, "d", "actmax", "conv1_1", None)  # one row per key
+
+    def test_actmax_view_matches_raw_rows(self):
+        db = fresh()
+        for sid, name in ((1, "unregularized"), (2, "yosinski3")):
+            db.execute("INSERT INTO actmax_settings VALUES (?, ?, 'centre', 200, 'normalized', 2, 2, 0, 0, 0, 0, 0, 10)",
+                       (sid, name))
+        add_task(db, "t1", "actmax", "conv1_1", 1)
+        add_task(db, "t2", "actmax", "conv1_1", 2)
+        add_task(db, "t3", "actmax", "conv1_1", 2, state="running")  # not counted until done
+        rows = []
+        for key, unit, act, hf, arg in (("t1", 0, 5.0, 0.8, 1), ("t1", 1, 7.0, 0.6, 0), ("t2", 0, 2.0, 0.1, 1),
+                                        ("t3", 0, 100.0, 0.0, 1)):
+            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x')",
+                       (key, unit, act, hf, arg))
+            rows.append((key, act, hf, arg))
+        got = {r[0]: r[1:] for r in db.execute(
+            "SELECT setting, units, mean_activation, mean_hf_energy, argmax_rate FROM actmax_by_layer_setting")}
+        self.assertEqual(got["unregularized"], (2, 6.0, 0.7, 0.5))
+        self.assertEqual(got["yosinski3"], (1, 2.0, 0.1, 1.0))
+        with self.assertRaises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d')")
+
+    def test_fgsm_success_counts_correct_clean_images_only(self):
+        db = fresh()
+        db.execute("INSERT INTO fgsm_settings VALUES (1, 'e0.1', 0.1, 10, 0.025, 0)")
+        add_task(db, "f", "fgsm", "*", 1)
+        # (true, clean_pred, final_pred): 3 correct clean images, 2 of them flipped; 1 wrong from the start.
+        for i, (y, c, p) in enumerate(((1, 1, 2), (3, 3, 3), (4, 4, 0), (5, 6, 7))):
+            db.execute("INSERT INTO fgsm_results VALUES ('f', ?, ?, NULL, ?, ?, ?, 's', '/d')",
+                       (i, y, c, p, int(p != y)))
+        eps, steps, images, correct, adv_acc, rate = db.execute(
+            "SELECT eps, steps, images, clean_correct, adversarial_accuracy, success_rate FROM fgsm_success").fetchone()
+        self.assertEqual((eps, steps, images, correct), (0.1, 10, 4, 3))
+        self.assertAlmostEqual(adv_acc, 0.25)
+        self.assertAlmostEqual(rate, 2 / 3)
+
+
+if __name__ == "__main__":
+    sys.exit(unittest.main())
