@@ -11,16 +11,6 @@
 
 namespace vizsweep::kernels {
 
-const char* objective_kind_name(ObjectiveKind kind) {
-  return kind == ObjectiveKind::CentreUnit ? "centre" : "channel_mean";
-}
-
-ObjectiveKind parse_objective_kind(const std::string& name) {
-  if (name == "centre" || name == "center") return ObjectiveKind::CentreUnit;
-  if (name == "channel_mean") return ObjectiveKind::ChannelMean;
-  throw Error("objective", "unknown objective '" + name + "' (have centre, channel_mean)");
-}
-
 UnitObjective::UnitObjective(const Model& model, const LayerInfo& layer, std::vector<int64_t> units,
                              ObjectiveKind kind)
     : layer_(layer), units_(std::move(units)), kind_(kind) {
@@ -50,47 +40,6 @@ std::string UnitObjective::description() const {
   return d + " at centre (" + std::to_string(layer_.shape[1] / 2) + "," + std::to_string(layer_.shape[2] / 2) + ")";
 }
 
-const char* lr_policy_name(LrPolicy p) {
-  switch (p) {
-    case LrPolicy::Constant: return "constant";
-    case LrPolicy::Progress: return "progress";
-    case LrPolicy::Normalized: return "normalized";
-  }
-  return "?";
-}
-
-LrPolicy parse_lr_policy(const std::string& name) {
-  if (name == "constant") return LrPolicy::Constant;
-  if (name == "progress") return LrPolicy::Progress;
-  if (name == "normalized") return LrPolicy::Normalized;
-  throw Error("lr_policy", "unknown policy '" + name + "' (have constant, progress, normalized)");
-}
-
-namespace {
-std::string fmt(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-}  // namespace
-
-void validate(const ActMaxSettings& s) {
-  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
-  if (s.iterations < 1) throw Error("iterations", p + "must be >= 1, got " + std::to_string(s.iterations));
-  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw Error("lr", p + "must be a finite number > 0, got " + fmt(s.lr));
-  if (s.lr_policy == LrPolicy::Progress && !(s.progress_target > 0 && std::isfinite(s.progress_target)))
-    throw Error("progress_target", p + "must be > 0, got " + fmt(s.progress_target));
-  if (!(s.decay >= 0 && s.decay < 1)) throw Error("decay", p + "must be in [0, 1), got " + fmt(s.decay));
-  if (!(s.blur_radius >= 0 && std::isfinite(s.blur_radius))) throw Error("blur_radius", p + "must be >= 0");
-  if (s.blur_radius > 0 && s.blur_every < 1)
-    throw Error("blur_every", p + "must be >= 1 when blur_radius > 0, got " + std::to_string(s.blur_every));
-  if (s.blur_every < 0) throw Error("blur_every", p + "must be >= 0");
-  if (!(s.norm_pct >= 0 && s.norm_pct < 100)) throw Error("norm_pct", p + "must be in [0, 100), got " + fmt(s.norm_pct));
-  if (!(s.contrib_pct >= 0 && s.contrib_pct < 100))
-    throw Error("contrib_pct", p + "must be in [0, 100), got " + fmt(s.contrib_pct));
-  if (!(s.init_std >= 0 && std::isfinite(s.init_std))) throw Error("init_std", p + "must be >= 0");
-}
-
 std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s) {
   validate(s);
   std::vector<std::unique_ptr<Regularizer>> regs;
@@ -99,37 +48,6 @@ std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings
   if (s.norm_pct > 0) regs.push_back(std::make_unique<ClipSmallNorm>(s.norm_pct));
   if (s.contrib_pct > 0) regs.push_back(std::make_unique<ClipSmallContribution>(s.contrib_pct));
   return regs;
-}
-
-std::vector<std::string> actmax_preset_names() {
-  return {"unregularized", "yosinski1", "yosinski2", "yosinski3", "yosinski4"};
-}
-
-ActMaxSettings actmax_preset(const std::string& name) {
-  ActMaxSettings s;
-  s.name = name;
-  if (name == "unregularized") {
-    s.iterations = 200;
-    s.lr_policy = LrPolicy::Normalized;
-    s.lr = 2.0;
-  } else if (name == "yosinski1") {
-    s.iterations = 500, s.lr_policy = LrPolicy::Progress, s.lr = 100, s.progress_target = 2.0;
-    s.blur_radius = 0.5, s.blur_every = 4, s.norm_pct = 50;
-  } else if (name == "yosinski2") {
-    s.iterations = 750, s.lr_policy = LrPolicy::Constant, s.lr = 100;
-    s.decay = 0.3, s.norm_pct = 20;
-  } else if (name == "yosinski3") {
-    s.iterations = 1000, s.lr_policy = LrPolicy::Constant, s.lr = 100;
-    s.decay = 0.0001, s.blur_radius = 1.0, s.blur_every = 4;
-  } else if (name == "yosinski4") {
-    s.iterations = 1000, s.lr_policy = LrPolicy::Progress, s.lr = 1e8, s.progress_target = 2.0;
-    s.blur_radius = 0.5, s.blur_every = 4, s.contrib_pct = 90;
-  } else {
-    std::string have;
-    for (const auto& n : actmax_preset_names()) have += (have.empty() ? "" : ", ") + n;
-    throw Error("preset", "unknown preset '" + name + "' (have " + have + ")");
-  }
-  return s;
 }
 
 namespace {

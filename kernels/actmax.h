@@ -16,16 +16,9 @@
 
 #include "kernels/model.h"
 #include "kernels/regularizers.h"
+#include "kernels/settings.h"
 
 namespace vizsweep::kernels {
-
-enum class ObjectiveKind {
-  CentreUnit,   // the unit at the spatial centre (H/2, W/2) of its channel (Yosinski)
-  ChannelMean,  // the mean of the channel over all positions
-};
-const char* objective_kind_name(ObjectiveKind kind);
-// "centre" or "channel_mean"; throws vizsweep::Error naming field "objective".
-ObjectiveKind parse_objective_kind(const std::string& name);
 
 // Per image b, the activation of unit units[b] of `layer` (fc layers: the unit itself).
 class UnitObjective {
@@ -48,40 +41,8 @@ class UnitObjective {
   ObjectiveKind kind_;
 };
 
-enum class LrPolicy {
-  Constant,  // step = lr * grad
-  Progress,  // step = min(lr, target / ||grad||^2) * grad: first-order gain = target
-  Normalized,  // step = lr * grad / mean|grad|: pixels move about lr per step, whatever the
-               // model's gradient scale (as a careful PyTorch user writes it)
-};
-const char* lr_policy_name(LrPolicy p);
-// "constant", "progress" or "normalized"; throws vizsweep::Error naming field "lr_policy".
-LrPolicy parse_lr_policy(const std::string& name);
-
-struct ActMaxSettings {
-  std::string name = "custom";
-  int iterations = 200;
-  LrPolicy lr_policy = LrPolicy::Constant;
-  double lr = 100.0;              // constant: the rate; progress: its cap
-  double progress_target = 2.0;   // progress policy only
-  double decay = 0.0;             // L2 decay per step, [0, 1)
-  double blur_radius = 0.0;       // Gaussian sigma in pixels; 0 = off
-  int blur_every = 0;             // blur every k steps
-  double norm_pct = 0.0;          // clip small norm percentile; 0 = off
-  double contrib_pct = 0.0;       // clip small contribution percentile; 0 = off
-  double init_std = 10.0;         // initial noise, pixel scale 0..255
-};
-
-// Checks every field; throws vizsweep::Error naming the first bad one.
-void validate(const ActMaxSettings& s);
 // The regularizers the settings switch on, in application order.
 std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s);
-
-// Named settings: "unregularized" (plain gradient ascent, normalized steps of 2 grey levels,
-// 200 iterations) and "yosinski1".."yosinski4" (Table 1 of Yosinski et al. 2015, as
-// published). Throws vizsweep::Error listing the names.
-ActMaxSettings actmax_preset(const std::string& name);
-std::vector<std::string> actmax_preset_names();
 
 struct ActMaxRequest {
   std::string layer;             // alias or path

@@ -10,20 +10,6 @@
 
 namespace vizsweep::kernels {
 
-void validate(const FgsmSettings& s) {
-  std::ostringstream v;
-  v << s.eps;
-  if (!(s.eps >= 0 && s.eps <= 1)) throw Error("eps", "must be in [0, 1] (pixel space), got " + v.str());
-  if (s.steps < 1) throw Error("steps", "must be >= 1, got " + std::to_string(s.steps));
-  if (!(s.step_size >= 0 && s.step_size <= 1)) throw Error("step_size", "must be in [0, 1] (0 = automatic)");
-}
-
-double effective_step_size(const FgsmSettings& s) {
-  if (s.step_size > 0) return s.step_size;
-  if (s.steps == 1) return s.eps;
-  return std::min(s.eps, 2.5 * s.eps / s.steps);
-}
-
 FgsmResult fgsm(const Model& model, const torch::Tensor& images, const torch::Tensor& labels,
                 const FgsmSettings& s) {
   validate(s);

@@ -9,19 +9,9 @@
 #include <torch/types.h>
 
 #include "kernels/model.h"
+#include "kernels/settings.h"
 
 namespace vizsweep::kernels {
-
-struct FgsmSettings {
-  double eps = 0.1;        // L-inf budget, pixel space [0, 1]
-  int steps = 1;           // 1 = FGSM; > 1 = iterative FGSM (BIM)
-  double step_size = 0.0;  // 0 = eps for one step, else min(eps, 2.5 * eps / steps)
-  bool targeted = false;   // labels are targets: move towards them
-};
-
-// Checks the fields; throws vizsweep::Error naming the bad one (eps outside [0, 1], ...).
-void validate(const FgsmSettings& s);
-double effective_step_size(const FgsmSettings& s);
 
 struct FgsmResult {
   torch::Tensor adversarial;  // [B, C, S, S] in [0, 1]

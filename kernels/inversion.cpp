@@ -11,21 +11,6 @@
 
 namespace vizsweep::kernels {
 
-void validate(const InversionSettings& s) {
-  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
-  if (s.iterations < 1) throw Error("iterations", p + "must be >= 1");
-  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw Error("lr", p + "must be a finite number > 0");
-  if (!(s.momentum >= 0 && s.momentum < 1)) throw Error("momentum", p + "must be in [0, 1)");
-  for (double f : s.lr_steps)
-    if (!(f > 0 && f < 1)) throw Error("lr_steps", p + "fractions must be in (0, 1)");
-  if (!(s.lr_decay > 0 && s.lr_decay <= 1)) throw Error("lr_decay", p + "must be in (0, 1]");
-  if (!(s.alpha >= 1)) throw Error("alpha", p + "must be >= 1");
-  if (!(s.beta >= 1)) throw Error("beta", p + "must be >= 1");
-  if (!(s.l_alpha >= 0) || !std::isfinite(s.l_alpha)) throw Error("l_alpha", p + "must be >= 0");
-  if (!std::isfinite(s.l_tv)) throw Error("l_tv", p + "must be finite (negative = by depth)");
-  if (!(s.init_std >= 0)) throw Error("init_std", p + "must be >= 0");
-}
-
 double tv_weight(const Model& model, const LayerInfo& layer, const InversionSettings& s) {
   if (s.l_tv >= 0) return s.l_tv;
   int pools = 0;

@@ -16,26 +16,10 @@
 #include <torch/types.h>
 
 #include "kernels/model.h"
+#include "kernels/settings.h"
 
 namespace vizsweep::kernels {
 
-struct InversionSettings {
-  std::string name = "custom";
-  int iterations = 200;
-  double lr = 0.01;                   // initial learning rate (pixel space [0, 1])
-  double momentum = 0.9;
-  std::vector<double> lr_steps = {0.5, 0.75};  // fractions of the run where lr is cut
-  double lr_decay = 0.1;              // factor applied at each step
-  double alpha = 6.0;
-  double beta = 2.0;
-  double l_alpha = 1e-5;
-  double l_tv = -1.0;                 // < 0: by depth, as in the paper (0.5 up to block 3, x10 per block after, max 50)
-  double init_std = 0.01;             // initial noise around the mean image, pixel space
-  bool normalize_grad = true;         // scale each image's gradient to unit mean |g| (robust lr across layers)
-};
-
-// Throws vizsweep::Error naming the first bad field.
-void validate(const InversionSettings& s);
 // The TV weight used for `layer` (resolves l_tv < 0 by the layer's depth).
 double tv_weight(const Model& model, const LayerInfo& layer, const InversionSettings& s);
 

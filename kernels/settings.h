@@ -1,0 +1,108 @@
+// Hyperparameters of the techniques, as plain data: no torch here, so sweep files can be
+// parsed and validated (sweeps/) without LibTorch. The kernels take these structs as is.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace vizsweep::kernels {
+
+enum class ObjectiveKind {
+  CentreUnit,   // the unit at the spatial centre (H/2, W/2) of its channel (Yosinski)
+  ChannelMean,  // the mean of the channel over all positions
+};
+const char* objective_kind_name(ObjectiveKind kind);
+// "centre" or "channel_mean"; throws vizsweep::Error naming field "objective".
+ObjectiveKind parse_objective_kind(const std::string& name);
+
+enum class LrPolicy {
+  Constant,  // step = lr * grad
+  Progress,  // step = min(lr, target / ||grad||^2) * grad: first-order gain = target
+  Normalized,  // step = lr * grad / mean|grad|: pixels move about lr per step, whatever the
+               // model's gradient scale (as a careful PyTorch user writes it)
+};
+const char* lr_policy_name(LrPolicy p);
+// "constant", "progress" or "normalized"; throws vizsweep::Error naming field "lr_policy".
+LrPolicy parse_lr_policy(const std::string& name);
+
+struct ActMaxSettings {
+  std::string name = "custom";
+  int iterations = 200;
+  LrPolicy lr_policy = LrPolicy::Constant;
+  double lr = 100.0;              // constant: the rate; progress: its cap
+  double progress_target = 2.0;   // progress policy only
+  double decay = 0.0;             // L2 decay per step, [0, 1)
+  double blur_radius = 0.0;       // Gaussian sigma in pixels; 0 = off
+  int blur_every = 0;             // blur every k steps
+  double norm_pct = 0.0;          // clip small norm percentile; 0 = off
+  double contrib_pct = 0.0;       // clip small contribution percentile; 0 = off
+  double init_std = 10.0;         // initial noise, pixel scale 0..255
+};
+
+// Checks every field; throws vizsweep::Error naming the first bad one.
+void validate(const ActMaxSettings& s);
+// Named settings: "unregularized" (plain gradient ascent, normalized steps of 2 grey levels,
+// 200 iterations) and "yosinski1".."yosinski4" (Table 1 of Yosinski et al. 2015, as
+// published). Throws vizsweep::Error listing the names.
+ActMaxSettings actmax_preset(const std::string& name);
+std::vector<std::string> actmax_preset_names();
+
+struct InversionSettings {
+  std::string name = "custom";
+  int iterations = 200;
+  double lr = 0.01;                   // initial learning rate (pixel space [0, 1])
+  double momentum = 0.9;
+  std::vector<double> lr_steps = {0.5, 0.75};  // fractions of the run where lr is cut
+  double lr_decay = 0.1;              // factor applied at each step
+  double alpha = 6.0;
+  double beta = 2.0;
+  double l_alpha = 1e-5;
+  double l_tv = -1.0;                 // < 0: by depth, as in the paper (0.5 up to block 3, x10 per block after, max 50)
+  double init_std = 0.01;             // initial noise around the mean image, pixel space
+  bool normalize_grad = true;         // scale each image's gradient to unit mean |g| (robust lr across layers)
+};
+
+// Throws vizsweep::Error naming the first bad field.
+void validate(const InversionSettings& s);
+struct FgsmSettings {
+  double eps = 0.1;        // L-inf budget, pixel space [0, 1]
+  int steps = 1;           // 1 = FGSM; > 1 = iterative FGSM (BIM)
+  double step_size = 0.0;  // 0 = eps for one step, else min(eps, 2.5 * eps / steps)
+  bool targeted = false;   // labels are targets: move towards them
+};
+
+// Checks the fields; throws vizsweep::Error naming the bad one (eps outside [0, 1], ...).
+void validate(const FgsmSettings& s);
+double effective_step_size(const FgsmSettings& s);
+
+// Hyperparameters by name, for sweep files and the index. A value is a number or, for
+// choices (lr_policy), a string. Names are the struct fields' names.
+using ParamValue = std::variant<double, std::string>;
+struct ParamInfo {
+  std::string name;
+  enum Kind { Int, Real, Choice, RealList, Bool } kind;
+  std::vector<std::string> choices;  // Choice only
+};
+const std::vector<ParamInfo>& actmax_params();     // iterations, lr_policy, lr, ...
+const std::vector<ParamInfo>& inversion_params();  // iterations, lr, momentum, ...
+const std::vector<ParamInfo>& fgsm_params();       // eps, steps, step_size, targeted
+
+// Sets one field; throws vizsweep::Error naming `name` for an unknown name, a wrong type
+// or an integer field given a fraction. RealList values are comma-separated strings.
+void set_param(ActMaxSettings& s, const std::string& name, const ParamValue& v);
+void set_param(InversionSettings& s, const std::string& name, const ParamValue& v);
+void set_param(FgsmSettings& s, const std::string& name, const ParamValue& v);
+
+// Every field as (name, value), in the order of *_params().
+std::vector<std::pair<std::string, ParamValue>> params_of(const ActMaxSettings& s);
+std::vector<std::pair<std::string, ParamValue>> params_of(const InversionSettings& s);
+std::vector<std::pair<std::string, ParamValue>> params_of(const FgsmSettings& s);
+
+// "name=value;..." over params_of with numbers in round-trip precision: equal strings
+// mean equal settings. The setting's own name is not part of it.
+std::string canonical(const std::vector<std::pair<std::string, ParamValue>>& params);
+std::string format_number(double v);
+
+}  // namespace vizsweep::kernels
