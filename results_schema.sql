@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS invert_settings (
   alpha       REAL NOT NULL,
   beta        REAL NOT NULL,
   l_alpha     REAL NOT NULL,
-  l_tv        REAL NOT NULL                     -- negative: by depth
+  l_tv        REAL NOT NULL,                    -- negative: by depth
+  init_std    REAL NOT NULL,
+  normalize_grad INTEGER NOT NULL CHECK (normalize_grad IN (0, 1))
 );
 
 CREATE TABLE IF NOT EXISTS fgsm_settings (
@@ -63,6 +65,16 @@ CREATE TABLE IF NOT EXISTS fgsm_settings (
   steps       INTEGER NOT NULL CHECK (steps >= 1),
   step_size   REAL NOT NULL CHECK (step_size >= 0),  -- as run (automatic resolved)
   targeted    INTEGER NOT NULL CHECK (targeted IN (0, 1))
+);
+
+-- Input images of invert, fgsm and featuremaps tasks: image_id is the position in the
+-- technique's image list of the sweep file.
+CREATE TABLE IF NOT EXISTS images (
+  technique TEXT NOT NULL CHECK (technique IN ('invert', 'fgsm', 'featuremaps')),
+  image_id  INTEGER NOT NULL,
+  source    TEXT NOT NULL,                      -- file path as written, or "fashion-mnist/test#17"
+  label     INTEGER,                            -- dataset label when known
+  PRIMARY KEY (technique, image_id)
 );
 
 -- One row per task: (technique, layer, block of units or images, setting, seed).

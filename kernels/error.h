@@ -14,11 +14,14 @@ class Error : public std::runtime_error {
  public:
   // `where` is the offending field, path or name; `reason` says what is wrong with it.
   Error(const std::string& where, const std::string& reason)
-      : std::runtime_error(where.empty() ? reason : where + ": " + reason), where_(where) {}
+      : std::runtime_error(where.empty() ? reason : where + ": " + reason), where_(where), reason_(reason) {}
   const std::string& where() const { return where_; }
+  // The reason without the "where: " prefix.
+  const std::string& reason_only() const { return reason_; }
 
  private:
   std::string where_;
+  std::string reason_;
 };
 
 // Raised when an optimization produces NaN or Inf; the runner records it as the task's

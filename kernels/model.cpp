@@ -413,6 +413,7 @@ void Model::set_input_size(int64_t side) {
   bool flat = false;
   int64_t features = 0;
   int block = 1, conv_in_block = 0, fc = 5;
+  double cumulative = 0;
   for (size_t i = 0; i < impl_->stages.size(); ++i) {
     const Stage& st = impl_->stages[i];
     LayerInfo L;
@@ -429,10 +430,12 @@ void Model::set_input_size(int64_t side) {
       return static_cast<int64_t>(g.ceil_mode ? std::ceil(v) : std::floor(v)) + 1;
     };
     bool in_classifier = st.path.rfind("classifier", 0) == 0;
+    const int64_t c_in = flat ? features : c;
     switch (st.kind) {
       case LayerKind::Conv:
         if (flat) throw Error(info_.source, "layer " + st.path + ": convolution after the flatten");
         s = out_side(s);
+        L.flops = 2.0 * g.kernel * g.kernel * static_cast<double>(c_in) * g.out_units * s * s;
         rf += (g.kernel - 1) * g.dilation * jump;
         jump *= g.stride;
         c = g.out_units;
@@ -465,6 +468,7 @@ void Model::set_input_size(int64_t side) {
         break;
       case LayerKind::Linear:
         if (!flat) throw Error(info_.source, "layer " + st.path + ": linear layer before the flatten");
+        L.flops = 2.0 * static_cast<double>(c_in) * g.out_units;
         features = g.out_units;
         L.alias = "fc" + std::to_string(++fc);
         break;
@@ -472,6 +476,9 @@ void Model::set_input_size(int64_t side) {
     if (s < 1)
       throw Error("input_size", std::to_string(side) + " px is too small for this model: layer " + st.path +
                                     " would have an empty output");
+    if (L.flops == 0) L.flops = static_cast<double>(flat ? features : c * s * s);  // elementwise layers
+    cumulative += L.flops;
+    L.flops_to_here = cumulative;
     if (flat) {
       L.shape = {features};
       L.units = features;

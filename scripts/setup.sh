@@ -14,7 +14,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   # runner
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libsqlite3-dev sqlite3
-  libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev
+  libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
   # images
   libstb-dev
   # tests

@@ -47,6 +47,10 @@ TEST(LayerTable, BuiltinVgg16MatchesTorchvision) {
   EXPECT_EQ(m.layer("avgpool").shape, (std::vector<int64_t>{512, 7, 7}));
   EXPECT_EQ(&m.layer("features.28"), &m.layer("conv5_3"));
   EXPECT_EQ(m.layers().size(), 39u);  // 31 features + avgpool + 7 classifier
+  // conv1_1: 3x3x3 -> 64 at 224x224; VGG16's published forward cost is about 15.5 GMAC.
+  EXPECT_DOUBLE_EQ(m.layer("conv1_1").flops, 2.0 * 9 * 3 * 64 * 224 * 224);
+  EXPECT_DOUBLE_EQ(m.layer("fc8").flops, 2.0 * 4096 * 1000);
+  EXPECT_NEAR(m.layer("fc8").flops_to_here / 2e9, 15.5, 0.1);
 }
 
 TEST(LayerTable, UnknownLayerListsValidNames) {

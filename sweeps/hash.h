@@ -1,0 +1,48 @@
+// Stable content hashes for task keys, spec hashes and model files (not cryptographic).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace vizsweep::sweeps {
+
+// Incremental 128-bit hash: two FNV-1a 64 lanes with different offsets, each finished
+// with the splitmix64 mixer. Same bytes, same hash, on every platform.
+class Hasher {
+ public:
+  void update(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) {
+      a_ = (a_ ^ p[i]) * 0x100000001b3ULL;
+      b_ = (b_ ^ p[i]) * 0x100000001b3ULL;
+    }
+  }
+  void update(const std::string& s) { update(s.data(), s.size()); }
+  uint64_t low() const { return mix(a_ ^ 0x243f6a8885a308d3ULL); }
+  uint64_t high() const { return mix(b_ ^ 0x13198a2e03707344ULL); }
+  // 32 lowercase hex digits.
+  std::string hex() const {
+    char buf[33];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(high()),
+                  static_cast<unsigned long long>(low()));
+    return buf;
+  }
+
+ private:
+  static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  uint64_t a_ = 0xcbf29ce484222325ULL;
+  uint64_t b_ = 0x84222325cbf29ce4ULL;
+};
+
+inline std::string hash_hex(const std::string& s) {
+  Hasher h;
+  h.update(s);
+  return h.hex();
+}
+
+}  // namespace vizsweep::sweeps

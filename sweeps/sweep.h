@@ -1,0 +1,139 @@
+// Sweep files: parsing, validation and expansion into tasks. No torch here: the model is
+// seen only through ModelDesc, which the runner fills from the kernels' layer table.
+//
+// A sweep file (YAML) names the model, the input size, the device policy and one section
+// per technique; see sweeps/examples/ and the README. Every error names the file, the line
+// and the field: `sweeps/x.yaml:12: actmax.layers[3]: no layer "conv6_1" in vgg16 (...)`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/settings.h"
+
+namespace vizsweep::sweeps {
+
+// What the sweep layer needs to know about a model (filled by the runner).
+struct LayerDesc {
+  std::string alias, path, kind;  // kind: conv, relu, maxpool, avgpool, dropout, fc, batchnorm
+  int64_t units = 0;
+  bool spatial = false;
+  double flops_to_here = 0;       // forward FLOPs through this layer, one image
+};
+struct ModelDesc {
+  std::string arch;
+  int64_t in_channels = 3, num_classes = 1000, input_size = 224;
+  std::vector<LayerDesc> layers;
+  std::vector<std::string> classes;
+  // nullptr when absent; matches alias or path.
+  const LayerDesc* find(const std::string& name) const;
+  // "conv1_1..conv5_3, fc6..fc8, ..." for error messages.
+  std::string names() const;
+};
+
+struct ModelSpec {
+  std::string file;         // TorchScript path (absolute), or empty for a built-in
+  std::string arch = "vgg16";
+  int64_t in_channels = 3, num_classes = 1000, fc_width = 0, pool = 7;
+  double width = 1.0;
+  uint64_t seed = 0;
+  int64_t input_size = 0;   // 0: the model's own
+  bool builtin() const { return file.empty(); }
+  std::string identity() const;  // canonical description, part of the spec hash
+};
+
+// One input image: a file, or an item of an IDX dataset.
+struct ImageSource {
+  std::string file;                     // image file (absolute), or
+  std::string idx_images, idx_labels;   // dataset files (absolute)
+  int64_t index = -1;                   // item in the dataset
+  std::string id;                       // "fashion-mnist/test#17" or the file path as written
+};
+
+struct Located {  // a value's place in the sweep file, for errors found later
+  std::string name;
+  int line = 0;
+  std::string field;
+};
+
+struct ActmaxSection {
+  std::vector<Located> layers;        // expanded ("all" -> every conv and fc layer)
+  bool all_layers = false;
+  std::vector<int64_t> units;         // empty = all units of each layer
+  int units_line = 0;
+  int64_t units_per_batch = 64;
+  kernels::ObjectiveKind objective = kernels::ObjectiveKind::CentreUnit;
+  std::vector<kernels::ActMaxSettings> settings;
+  std::vector<uint64_t> seeds = {0};
+};
+
+struct InvertSection {
+  std::vector<Located> layers;
+  bool all_layers = false;
+  std::vector<ImageSource> images;
+  int64_t images_per_batch = 8;
+  std::vector<kernels::InversionSettings> settings;
+  std::vector<uint64_t> seeds = {0};
+};
+
+struct FgsmSection {
+  std::vector<ImageSource> images;
+  int64_t images_per_batch = 100;
+  std::vector<kernels::FgsmSettings> settings;  // eps x steps (x targeted)
+  std::vector<std::string> setting_names;
+  int64_t target_offset = 1;  // targeted: target = (true label + offset) mod classes
+};
+
+struct FeaturemapsSection {
+  std::vector<Located> layers;  // empty = all
+  std::vector<ImageSource> images;
+};
+
+struct SweepSpec {
+  std::string file, dir, text;  // the sweep file, its directory, its contents
+  std::string name;
+  ModelSpec model;
+  std::string device = "auto";  // auto, cpu, cuda
+  int threads = 0;               // per rank; 0 = cores / ranks on the node
+  int max_attempts = 3;
+  std::optional<ActmaxSection> actmax;
+  std::optional<InvertSection> invert;
+  std::optional<FgsmSection> fgsm;
+  std::optional<FeaturemapsSection> featuremaps;
+};
+
+// Parses and checks everything that does not need the model: YAML syntax, keys (unknown
+// ones are errors that list the valid ones), types, ranges, grids, presets, image files.
+// Throws vizsweep::Error "file:line: field: reason".
+SweepSpec load_sweep(const std::string& path);
+SweepSpec parse_sweep(const std::string& text, const std::string& file_for_errors, const std::string& dir);
+
+enum class Technique { Actmax, Invert, Fgsm, Featuremaps };
+const char* technique_name(Technique t);
+
+struct Task {
+  std::string key;              // 32 hex digits: hash of the canonical parameters
+  uint64_t seed = 0;            // derived from the key
+  Technique technique = Technique::Actmax;
+  std::string layer;            // alias; "*" for FGSM
+  std::vector<int64_t> items;   // units (actmax) or indexes into the section's images
+  int setting = -1;             // index into the section's settings; -1 for featuremaps
+  uint64_t user_seed = 0;       // the sweep's seed this task was expanded from
+  double cost = 0;              // estimated FLOPs
+  std::string canonical;        // what the key hashes
+};
+
+// Checks layers and units against the model (throws the same "file:line: field" errors)
+// and expands the sweep into tasks, deterministically, in spec order.
+std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model);
+
+// Hash of the model identity and every task key: two specs with the same hash do the same work.
+std::string spec_hash(const SweepSpec& spec, const std::vector<Task>& tasks);
+
+// "0-63,70,72-73" for a sorted unit list.
+std::string format_ranges(const std::vector<int64_t>& v);
+
+}  // namespace vizsweep::sweeps
