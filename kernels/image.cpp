@@ -26,6 +26,12 @@ torch::Tensor decode_image(const std::vector<uint8_t>& bytes, int64_t channels, 
   stbi_image_free(px);
   auto x = hwc.permute({2, 0, 1}).to(torch::kFloat).div_(255.0);  // [n, h, w]
   if (n == 2 || n == 4) x = x.slice(0, 0, n - 1);                  // drop alpha
+  return conform_image(x, channels, size);
+}
+
+torch::Tensor conform_image(const torch::Tensor& image, int64_t channels, int64_t size) {
+  torch::Tensor x = image;
+  const int64_t h = x.size(1), w = x.size(2);
   if (x.size(0) == 1 && channels == 3) x = x.expand({3, h, w});
   if (x.size(0) == 3 && channels == 1)
     x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0);

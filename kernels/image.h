@@ -17,6 +17,10 @@ namespace vizsweep::kernels {
 torch::Tensor decode_image(const std::vector<uint8_t>& bytes, int64_t channels, int64_t size,
                            const std::string& source = "image");
 
+// Converts an image [c, h, w] float in [0, 1] (c = 1 or 3) as decode_image does: channel
+// conversion, then antialiased bilinear resize to size x size when it differs.
+torch::Tensor conform_image(const torch::Tensor& image, int64_t channels, int64_t size);
+
 // Reads and decodes a file; throws vizsweep::Error naming the path if it is missing,
 // unreadable or not an image.
 torch::Tensor read_image(const std::string& path, int64_t channels, int64_t size);

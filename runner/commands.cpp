@@ -1,0 +1,200 @@
+// vizsweep plan, status and verify.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "kernels/error.h"
+#include "runner/commands.h"
+#include "runner/engine.h"
+#include "runner/index.h"
+#include "runner/shard.h"
+#include "sweeps/sweep.h"
+
+namespace fs = std::filesystem;
+
+namespace vizsweep::runner {
+
+namespace {
+std::string thousands(int64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+}  // namespace
+
+int plan_command(const std::string& path, const std::string& out) {
+  auto spec = sweeps::load_sweep(path);
+  Engine engine(spec, "cpu", 1);
+  auto tasks = sweeps::expand(spec, engine.model());
+  std::printf("sweep %s: model %s (%s), input %lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
+              spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
+              static_cast<long long>(engine.model().input_size), tasks.size(), results_dir(spec.name, out).c_str());
+  struct Row {
+    int64_t tasks = 0, items = 0;
+    std::set<int> settings;
+    double flops = 0;
+  };
+  std::map<std::string, std::vector<std::pair<std::string, Row>>> by_tech;
+  double total_flops = 0;
+  for (const auto& t : tasks) {
+    auto& rows = by_tech[sweeps::technique_name(t.technique)];
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.first == t.layer; });
+    if (it == rows.end()) {
+      rows.push_back({t.layer, Row{}});
+      it = rows.end() - 1;
+    }
+    it->second.tasks++;
+    it->second.items += static_cast<int64_t>(t.items.size());
+    it->second.settings.insert(t.setting);
+    it->second.flops += t.cost;
+    total_flops += t.cost;
+  }
+  for (const char* tech : {"actmax", "invert", "fgsm", "featuremaps"}) {
+    auto it = by_tech.find(tech);
+    if (it == by_tech.end()) continue;
+    const char* what = std::string(tech) == "actmax" ? "units" : "images";
+    std::printf("\n%-12s %-10s %10s %10s %9s %12s\n", tech, "layer", "tasks", what, "settings", "TFLOP");
+    Row sum;
+    for (const auto& [layer, r] : it->second) {
+      std::printf("%-12s %-10s %10s %10s %9zu %12.3f\n", "", layer.c_str(), thousands(r.tasks).c_str(), thousands(r.items).c_str(),
+                  r.settings.size(), r.flops / 1e12);
+      sum.tasks += r.tasks, sum.items += r.items, sum.flops += r.flops;
+    }
+    std::printf("%-12s %-10s %10s %10s %9s %12.3f\n", "", "total", thousands(sum.tasks).c_str(), thousands(sum.items).c_str(), "",
+                sum.flops / 1e12);
+  }
+  if (spec.actmax) {
+    int64_t units = 0;
+    std::set<std::string> seen;
+    for (const auto& t : tasks)
+      if (t.technique == sweeps::Technique::Actmax && t.setting == 0 && t.user_seed == spec.actmax->seeds[0]) units += t.items.size();
+    std::printf("\nactmax: %s units x %zu settings x %zu seeds = %s optimized images\n", thousands(units).c_str(),
+                spec.actmax->settings.size(), spec.actmax->seeds.size(),
+                thousands(units * static_cast<int64_t>(spec.actmax->settings.size() * spec.actmax->seeds.size())).c_str());
+  }
+  std::printf("cost estimate: %.2f TFLOP (forward + backward); about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s (one "
+              "large GPU)\n",
+              total_flops / 1e12, [&] {
+                double h = total_flops / 1e11 / 3600;
+                char b[32];
+                std::snprintf(b, sizeof b, h < 1 ? "%.1f minutes" : "%.1f hours", h < 1 ? h * 60 : h);
+                return std::string(b);
+              }().c_str(),
+              [&] {
+                double m = total_flops / 1e14 / 60;
+                char b[32];
+                std::snprintf(b, sizeof b, "%.1f minutes", m);
+                return std::string(b);
+              }().c_str());
+  return kExitOk;
+}
+
+int status_command(const std::string& dir) {
+  ResultIndex index((fs::path(dir) / "index.sqlite").string(), /*read_only=*/true);
+  auto info = index.sweep_info();
+  if (info.is_null()) {
+    std::printf("%s: index has no sweep yet\n", dir.c_str());
+    return kExitOk;
+  }
+  std::printf("sweep %s (spec %s), started %s\n", info["name"].get<std::string>().c_str(),
+              info["spec_hash"].get<std::string>().substr(0, 12).c_str(), info["created_at"].get<std::string>().c_str());
+  auto prog = index.progress();
+  std::map<std::string, std::map<std::string, int64_t>> t;
+  std::map<std::string, int64_t> all;
+  for (const auto& [k, n] : prog) t[k.first][k.second] += n, all[k.second] += n;
+  std::printf("%-12s %10s %10s %10s %10s %10s\n", "technique", "done", "running", "pending", "failed", "total");
+  auto line = [](const std::string& name, std::map<std::string, int64_t>& m) {
+    int64_t total = m["done"] + m["running"] + m["pending"] + m["failed"];
+    std::printf("%-12s %10lld %10lld %10lld %10lld %10lld\n", name.c_str(), static_cast<long long>(m["done"]),
+                static_cast<long long>(m["running"]), static_cast<long long>(m["pending"]), static_cast<long long>(m["failed"]),
+                static_cast<long long>(total));
+  };
+  for (auto& [tech, m] : t) line(tech, m);
+  line("all", all);
+  auto fails = index.failures(5);
+  if (!fails.empty()) {
+    std::printf("\nlast failures:\n");
+    for (const auto& f : fails) std::printf("  %s %s %s: %s\n", f[0].substr(0, 12).c_str(), f[1].c_str(), f[2].c_str(), f[3].c_str());
+  }
+  return kExitOk;
+}
+
+int verify_command(const std::string& dir) {
+  ResultIndex index((fs::path(dir) / "index.sqlite").string(), /*read_only=*/true);
+  auto locs = index.locations();
+  auto rows = index.tasks();
+  std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_shard;
+  for (auto& [key, loc] : locs) by_shard[loc.first].push_back({key, loc.second});
+  int problems = 0;
+  int64_t datasets = 0;
+  std::map<std::string, std::string> home;  // key -> shard its index rows name
+  for (const auto& [shard, entries] : by_shard) {
+    std::vector<std::string> ds;
+    for (const auto& e : entries) {
+      ds.insert(ds.end(), e.second.begin(), e.second.end());
+      home[e.first] = shard;
+    }
+    datasets += static_cast<int64_t>(ds.size());
+    auto rep = check_shard((fs::path(dir) / shard).string(), ds, /*full_read=*/true);
+    if (!rep.opened) {
+      std::printf("BAD   %s: %s (%zu tasks affected)\n", shard.c_str(), rep.error.c_str(), entries.size());
+      for (const auto& e : entries) std::printf("      task %s\n", e.first.c_str());
+      problems += static_cast<int>(entries.size());
+      continue;
+    }
+    for (const auto& e : entries) {
+      std::vector<std::string> bad;
+      for (const auto& d : e.second)
+        if (rep.unreadable.count(d)) bad.push_back(d);
+      if (!bad.empty()) {
+        std::printf("BAD   task %s: %zu unreadable dataset(s) in %s, e.g. %s\n", e.first.c_str(), bad.size(), shard.c_str(),
+                    bad[0].c_str());
+        ++problems;
+      }
+    }
+  }
+  // Done tasks without result rows.
+  for (const auto& [key, row] : rows)
+    if (row.state == TaskState::Done && !locs.count(key)) {
+      std::printf("BAD   task %s: done but has no result rows\n", key.c_str());
+      ++problems;
+    }
+  // Every group in every shard file belongs to an indexed task.
+  int64_t superseded = 0, uncommitted = 0;
+  std::error_code ec;
+  if (fs::is_directory(fs::path(dir) / "shards", ec)) {
+    for (const auto& f : fs::directory_iterator(fs::path(dir) / "shards")) {
+      if (f.path().extension() != ".h5") continue;
+      std::string rel = (fs::path("shards") / f.path().filename()).string();
+      auto rep = check_shard(f.path().string(), {}, false);
+      if (!rep.opened) {
+        if (!by_shard.count(rel)) {
+          std::printf("note  %s: unreadable, but holds no indexed result (a run killed while writing it)\n", rel.c_str());
+        }
+        continue;
+      }
+      for (const auto& key : rep.tasks) {
+        auto it = rows.find(key);
+        if (it == rows.end()) {
+          std::printf("BAD   %s: group %s belongs to no task of this sweep\n", rel.c_str(), key.c_str());
+          ++problems;
+        } else if (home.count(key) && home[key] != rel) {
+          ++superseded;
+        } else if (it->second.state != TaskState::Done) {
+          ++uncommitted;
+        }
+      }
+    }
+  }
+  std::printf("verify %s: %zu done tasks, %lld datasets read, %d problem(s)", dir.c_str(), locs.size(), static_cast<long long>(datasets),
+              problems);
+  if (superseded) std::printf("; %lld superseded copies from interrupted runs", static_cast<long long>(superseded));
+  if (uncommitted) std::printf("; %lld uncommitted groups (tasks still to run)", static_cast<long long>(uncommitted));
+  std::printf("\n");
+  return problems ? 1 : kExitOk;
+}
+
+}  // namespace vizsweep::runner

@@ -1,0 +1,34 @@
+// The vizsweep subcommands. Each returns the process exit code.
+#pragma once
+
+#include <string>
+
+namespace vizsweep::runner {
+
+// Exit codes of `vizsweep run`.
+constexpr int kExitOk = 0;            // every task done
+constexpr int kExitUsage = 2;         // bad command line, sweep file, model or results directory
+constexpr int kExitTasksFailed = 3;   // the sweep ran; some tasks failed past their attempts
+constexpr int kExitInternal = 5;      // an unexpected error
+
+struct RunOptions {
+  std::string sweep;
+  std::string out;               // results directory; "" = results/<sweep name>
+  std::string journal = "wal";   // SQLite journal: wal (local disk) or delete (NFS, Lustre, GPFS)
+  int threads = -1;              // per rank; -1 = the sweep's, 0 = cores / ranks on the node
+  double progress_seconds = 10;  // period of progress lines when stderr is not a terminal
+};
+
+// Validates the sweep and prints task counts and the cost estimate; writes nothing.
+int plan_command(const std::string& sweep, const std::string& out);
+// Runs (or resumes) a sweep; call under mpirun/srun or alone. Initializes MPI itself.
+int run_command(const RunOptions& o, int* argc, char*** argv);
+// Progress of a results directory from its index (read-only; works during a run).
+int status_command(const std::string& dir);
+// Checks every indexed result is readable in its shard and every shard group is indexed.
+int verify_command(const std::string& dir);
+
+// The results directory for a sweep file and --out; throws vizsweep::Error.
+std::string results_dir(const std::string& sweep_name, const std::string& out);
+
+}  // namespace vizsweep::runner

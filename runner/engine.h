@@ -1,0 +1,42 @@
+// Engine: one rank's model on its device, running tasks. The torch side of the runner,
+// behind a torch-free interface so the coordinator, index and shard code compile fast.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runner/shard.h"
+#include "sweeps/sweep.h"
+
+namespace vizsweep::runner {
+
+class Engine {
+ public:
+  // Loads or builds the sweep's model on `device` ("cpu", "cuda", "cuda:K") with `threads`
+  // ATen threads (<= 0: all cores). Throws vizsweep::Error (missing or corrupt model, bad device).
+  Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads);
+  ~Engine();
+
+  const sweeps::ModelDesc& model() const;
+  // Content hash of the model file ("builtin:<identity>" for built-ins).
+  std::string model_hash() const;
+  std::string device() const;
+  int threads() const;
+
+  // Runs a task: fills `data` for the shard and returns the index rows (JSON object with
+  // arrays "actmax", "invert", "fgsm", "fgsm_steps", "featuremaps" as applicable; dataset
+  // paths are /tasks/<key>/<name>). Throws vizsweep::Error or NumericalError.
+  nlohmann::json run(const sweeps::Task& task, TaskData& data);
+
+  static std::string torch_version();
+  static bool cuda_available();
+  static int cuda_device_count();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vizsweep::runner

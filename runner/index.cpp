@@ -1,0 +1,360 @@
+#include "runner/index.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+
+#include "kernels/error.h"
+#include "kernels/settings.h"
+#include "runner/schema_sql.h"
+
+namespace vizsweep::runner {
+
+const std::string& schema_sql() {
+  static const std::string s = kSchemaSql;
+  return s;
+}
+
+int schema_major() { return 1; }
+
+namespace {
+
+// One prepared statement; binds by position (1-based) and steps.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK)
+      throw Error("index", std::string("SQL error: ") + sqlite3_errmsg(db) + " in: " + sql);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
+  Stmt& bind(int i, int v) { return check(sqlite3_bind_int64(st_, i, v)); }
+  Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
+  Stmt& bind(int i, const std::string& v) { return check(sqlite3_bind_text(st_, i, v.c_str(), -1, SQLITE_TRANSIENT)); }
+  Stmt& bind_null(int i) { return check(sqlite3_bind_null(st_, i)); }
+  Stmt& bind(int i, const nlohmann::json& v) {
+    if (v.is_null()) return bind_null(i);
+    if (v.is_boolean()) return bind(i, int64_t{v.get<bool>()});
+    if (v.is_number_integer()) return bind(i, v.get<int64_t>());
+    if (v.is_number()) return bind(i, v.get<double>());
+    return bind(i, v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  bool step() {
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw Error("index", std::string("SQL error: ") + sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (step()) {
+    }
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  int64_t i64(int c) const { return sqlite3_column_int64(st_, c); }
+  double f64(int c) const { return sqlite3_column_double(st_, c); }
+  std::string text(int c) const {
+    auto p = sqlite3_column_text(st_, c);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  bool is_null(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) throw Error("index", std::string("SQL bind error: ") + sqlite3_errmsg(db_));
+    return *this;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+std::string now_iso() {
+  using namespace std::chrono;
+  auto t = system_clock::now();
+  auto secs = system_clock::to_time_t(t);
+  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
+  char buf[40];
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+}  // namespace
+
+ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::string& journal) : path_(path) {
+  std::error_code ec;
+  if (read_only && !std::filesystem::exists(path, ec)) throw Error(path, "no index here (run a sweep into this directory first)");
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "cannot open";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(path, "cannot open the index: " + msg);
+  }
+  sqlite3_busy_timeout(db_, 30000);
+  try {
+    if (!read_only) {
+      if (journal != "wal" && journal != "delete") throw Error("--journal", "expected wal or delete");
+      exec("PRAGMA journal_mode=" + std::string(journal == "wal" ? "WAL" : "DELETE"));
+      exec("PRAGMA synchronous=NORMAL");
+      // Apply the schema only to a new index or one of this version.
+      bool fresh = true;
+      {
+        Stmt s(db_, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='meta'");
+        s.step();
+        fresh = s.i64(0) == 0;
+      }
+      if (fresh) exec(schema_sql());
+    }
+    exec("PRAGMA foreign_keys=ON");
+    std::string v = schema_version();
+    int major = std::atoi(v.c_str());
+    if (major != schema_major())
+      throw Error(path, "index schema version " + v + " differs from this vizsweep's " + std::to_string(schema_major()) +
+                            ".x: use a new results directory");
+  } catch (...) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+ResultIndex::~ResultIndex() {
+  if (db_) sqlite3_close(db_);
+}
+
+void ResultIndex::exec(const std::string& sql) const {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    throw Error(path_, "SQL error: " + msg);
+  }
+}
+
+std::string ResultIndex::schema_version() const {
+  try {
+    Stmt s(db_, "SELECT value FROM meta WHERE key='schema_version'");
+    if (s.step()) return s.text(0);
+  } catch (const Error&) {
+  }
+  throw Error(path_, "not a vizsweep index (no schema version)");
+}
+
+int64_t ResultIndex::register_sweep(const SweepRecord& r) {
+  {
+    Stmt s(db_, "SELECT sweep_id, name, spec_hash FROM sweeps ORDER BY sweep_id");
+    while (s.step()) {
+      if (s.text(2) == r.spec_hash) return s.i64(0);
+      throw Error(path_, "this results directory holds sweep '" + s.text(1) + "' (spec hash " + s.text(2).substr(0, 12) +
+                             "), not this sweep (spec hash " + r.spec_hash.substr(0, 12) +
+                             "); use another --out or remove the directory");
+    }
+  }
+  Stmt ins(db_, "INSERT INTO sweeps (name, spec_text, spec_hash, model_path, model_hash, vizsweep_version, torch_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  ins.bind(1, r.name).bind(2, r.spec_text).bind(3, r.spec_hash).bind(4, r.model_path).bind(5, r.model_hash);
+  ins.bind(6, r.vizsweep_version).bind(7, r.torch_version).run();
+  return sqlite3_last_insert_rowid(db_);
+}
+
+namespace {
+
+void insert_settings(sqlite3* db, const std::string& table, int64_t id, const std::string& name,
+                     std::vector<std::pair<std::string, kernels::ParamValue>> params) {
+  std::string cols = "setting_id, name", qs = "?, ?";
+  for (const auto& p : params) cols += ", " + p.first, qs += ", ?";
+  Stmt s(db, "INSERT OR IGNORE INTO " + table + " (" + cols + ") VALUES (" + qs + ")");
+  s.bind(1, id).bind(2, name);
+  int i = 3;
+  for (const auto& [k, v] : params) {
+    if (std::holds_alternative<double>(v)) s.bind(i++, std::get<double>(v));
+    else s.bind(i++, std::get<std::string>(v));
+  }
+  s.run();
+}
+
+}  // namespace
+
+void ResultIndex::add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks) {
+  begin();
+  try {
+    if (spec.actmax)
+      for (size_t i = 0; i < spec.actmax->settings.size(); ++i) {
+        auto p = kernels::params_of(spec.actmax->settings[i]);
+        p.insert(p.begin(), {"objective", std::string(kernels::objective_kind_name(spec.actmax->objective))});
+        insert_settings(db_, "actmax_settings", static_cast<int64_t>(i), spec.actmax->settings[i].name, p);
+      }
+    if (spec.invert)
+      for (size_t i = 0; i < spec.invert->settings.size(); ++i)
+        insert_settings(db_, "invert_settings", static_cast<int64_t>(i), spec.invert->settings[i].name,
+                        kernels::params_of(spec.invert->settings[i]));
+    if (spec.fgsm)
+      for (size_t i = 0; i < spec.fgsm->settings.size(); ++i) {
+        auto st = spec.fgsm->settings[i];
+        st.step_size = kernels::effective_step_size(st);
+        insert_settings(db_, "fgsm_settings", static_cast<int64_t>(i), spec.fgsm->setting_names[i], kernels::params_of(st));
+      }
+    Stmt img(db_, "INSERT OR IGNORE INTO images (technique, image_id, source) VALUES (?, ?, ?)");
+    auto add_images = [&](const char* tech, const std::vector<sweeps::ImageSource>& images) {
+      for (size_t i = 0; i < images.size(); ++i) img.bind(1, std::string(tech)).bind(2, static_cast<int64_t>(i)).bind(3, images[i].id).run();
+    };
+    if (spec.invert) add_images("invert", spec.invert->images);
+    if (spec.fgsm) add_images("fgsm", spec.fgsm->images);
+    if (spec.featuremaps) add_images("featuremaps", spec.featuremaps->images);
+    Stmt t(db_, "INSERT OR IGNORE INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, cost) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& task : tasks) {
+      t.bind(1, task.key).bind(2, sweep_id).bind(3, std::string(sweeps::technique_name(task.technique)));
+      t.bind(4, task.layer).bind(5, sweeps::format_ranges(task.items));
+      if (task.setting >= 0) t.bind(6, int64_t{task.setting});
+      else t.bind_null(6);
+      t.bind(7, static_cast<int64_t>(task.seed)).bind(8, task.cost).run();
+    }
+    commit();
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::map<std::string, TaskRow> ResultIndex::tasks() const {
+  std::map<std::string, TaskRow> out;
+  Stmt s(db_, "SELECT task_key, state, attempts, COALESCE(error, '') FROM tasks");
+  while (s.step()) out[s.text(0)] = TaskRow{s.text(0), parse_state(s.text(1)), static_cast<int>(s.i64(2)), s.text(3)};
+  return out;
+}
+
+int ResultIndex::abandon_running() {
+  transition(TaskState::Running, TaskEvent::Abandon);
+  exec("UPDATE tasks SET state='pending', rank=NULL, started_at=NULL WHERE state='running'");
+  return sqlite3_changes(db_);
+}
+
+void ResultIndex::invalidate(const std::vector<std::string>& keys) {
+  if (keys.empty()) return;
+  transition(TaskState::Done, TaskEvent::Invalidate);
+  begin();
+  for (const char* table : {"actmax_results", "invert_results", "fgsm_results", "fgsm_steps", "featuremap_results"}) {
+    Stmt d(db_, std::string("DELETE FROM ") + table + " WHERE task_key=?");
+    for (const auto& k : keys) d.bind(1, k).run();
+  }
+  Stmt u(db_, "UPDATE tasks SET state='pending', finished_at=NULL WHERE task_key=? AND state='done'");
+  for (const auto& k : keys) u.bind(1, k).run();
+  commit();
+}
+
+int ResultIndex::retry_failed(int max_attempts) {
+  transition(TaskState::Failed, TaskEvent::Retry);
+  Stmt s(db_, "UPDATE tasks SET state='pending' WHERE state='failed' AND attempts < ?");
+  s.bind(1, int64_t{max_attempts}).run();
+  return sqlite3_changes(db_);
+}
+
+void ResultIndex::begin() { exec("BEGIN IMMEDIATE"); }
+void ResultIndex::commit() { exec("COMMIT"); }
+
+void ResultIndex::mark_running(const std::string& key, int rank, const std::string& host) {
+  transition(TaskState::Pending, TaskEvent::Dispatch);
+  Stmt s(db_, "UPDATE tasks SET state='running', rank=?, host=?, started_at=? WHERE task_key=?");
+  s.bind(1, int64_t{rank}).bind(2, host).bind(3, now_iso()).bind(4, key).run();
+}
+
+void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
+  const bool ok = r.value("ok", false);
+  transition(TaskState::Running, ok ? TaskEvent::Succeed : TaskEvent::Fail);
+  if (!ok) {
+    Stmt s(db_, "UPDATE tasks SET state='failed', attempts=attempts+1, error=?, finished_at=?, seconds=? WHERE task_key=?");
+    s.bind(1, r.value("error", std::string("unknown error"))).bind(2, now_iso()).bind(3, r.value("seconds", 0.0)).bind(4, key).run();
+    return;
+  }
+  const std::string shard = r.value("shard", std::string());
+  auto rows = [&](const char* field) -> const nlohmann::json& {
+    static const nlohmann::json empty = nlohmann::json::array();
+    return r.contains(field) ? r.at(field) : empty;
+  };
+  for (const char* table : {"actmax_results", "invert_results", "fgsm_results", "fgsm_steps", "featuremap_results"}) {
+    Stmt d(db_, std::string("DELETE FROM ") + table + " WHERE task_key=?");
+    d.bind(1, key).run();
+  }
+  if (!rows("actmax").empty()) {
+    Stmt s(db_, "INSERT INTO actmax_results (task_key, unit, final_activation, hf_energy, total_variation, saturation, "
+                "robustness, is_argmax, shard, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : rows("actmax"))
+      s.bind(1, key).bind(2, x["unit"]).bind(3, x["final_activation"]).bind(4, x["hf_energy"]).bind(5, x["total_variation"])
+          .bind(6, x["saturation"]).bind(7, x["robustness"]).bind(8, x["is_argmax"]).bind(9, shard).bind(10, x["dataset"]).run();
+  }
+  if (!rows("invert").empty()) {
+    Stmt s(db_, "INSERT INTO invert_results (task_key, image_id, rep_error, hf_energy, shard, dataset) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const auto& x : rows("invert"))
+      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["rep_error"]).bind(4, x["hf_energy"]).bind(5, shard).bind(6, x["dataset"]).run();
+  }
+  if (!rows("fgsm").empty()) {
+    Stmt s(db_, "INSERT INTO fgsm_results (task_key, image_id, true_label, target, clean_pred, final_pred, success, shard, "
+                "dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : rows("fgsm"))
+      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["true_label"]).bind(4, x["target"]).bind(5, x["clean_pred"])
+          .bind(6, x["final_pred"]).bind(7, x["success"]).bind(8, shard).bind(9, x["dataset"]).run();
+  }
+  if (!rows("fgsm_steps").empty()) {
+    Stmt s(db_, "INSERT INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : rows("fgsm_steps"))
+      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["step"]).bind(4, x["pred"]).bind(5, x["pred_prob"])
+          .bind(6, x["label_prob"]).bind(7, x["loss"]).run();
+  }
+  if (!rows("featuremaps").empty()) {
+    Stmt s(db_, "INSERT INTO featuremap_results (task_key, image_id, layer, shard, dataset) VALUES (?, ?, ?, ?, ?)");
+    for (const auto& x : rows("featuremaps"))
+      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["layer"]).bind(4, shard).bind(5, x["dataset"]).run();
+  }
+  Stmt u(db_, "UPDATE tasks SET state='done', attempts=attempts+1, error=NULL, finished_at=?, seconds=?, rank=?, host=? "
+              "WHERE task_key=?");
+  u.bind(1, now_iso()).bind(2, r.value("seconds", 0.0)).bind(3, r.value("rank", int64_t{0}))
+      .bind(4, r.value("host", std::string())).bind(5, key).run();
+}
+
+std::map<std::string, std::pair<std::string, std::vector<std::string>>> ResultIndex::locations() const {
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> out;
+  Stmt s(db_,
+         "SELECT r.task_key, r.shard, r.dataset FROM ("
+         " SELECT task_key, shard, dataset FROM actmax_results UNION ALL"
+         " SELECT task_key, shard, dataset FROM invert_results UNION ALL"
+         " SELECT task_key, shard, dataset FROM fgsm_results UNION ALL"
+         " SELECT task_key, shard, dataset FROM featuremap_results) r"
+         " JOIN tasks t ON t.task_key = r.task_key WHERE t.state='done'");
+  while (s.step()) {
+    auto& e = out[s.text(0)];
+    e.first = s.text(1);
+    e.second.push_back(s.text(2));
+  }
+  return out;
+}
+
+std::map<std::pair<std::string, std::string>, int64_t> ResultIndex::progress() const {
+  std::map<std::pair<std::string, std::string>, int64_t> out;
+  Stmt s(db_, "SELECT technique, state, COUNT(*) FROM tasks GROUP BY technique, state");
+  while (s.step()) out[{s.text(0), s.text(1)}] = s.i64(2);
+  return out;
+}
+
+std::vector<std::vector<std::string>> ResultIndex::failures(int limit) const {
+  std::vector<std::vector<std::string>> out;
+  Stmt s(db_, "SELECT task_key, technique, layer, COALESCE(error, '') FROM tasks WHERE error IS NOT NULL "
+              "ORDER BY finished_at DESC LIMIT ?");
+  s.bind(1, int64_t{limit});
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.text(3)});
+  return out;
+}
+
+nlohmann::json ResultIndex::sweep_info() const {
+  Stmt s(db_, "SELECT name, spec_hash, model_path, created_at FROM sweeps ORDER BY sweep_id LIMIT 1");
+  if (!s.step()) return nullptr;
+  return {{"name", s.text(0)}, {"spec_hash", s.text(1)}, {"model_path", s.text(2)}, {"created_at", s.text(3)}};
+}
+
+}  // namespace vizsweep::runner

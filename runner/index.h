@@ -1,0 +1,83 @@
+// ResultIndex: the SQLite index of a results directory (schema: results_schema.sql).
+// Rank 0 is its only writer; status, verify and analysis open it read-only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runner/task_state.h"
+#include "sweeps/sweep.h"
+
+struct sqlite3;
+
+namespace vizsweep::runner {
+
+// The schema text compiled into the binary, and its major version.
+const std::string& schema_sql();
+int schema_major();
+
+struct TaskRow {
+  std::string key;
+  TaskState state = TaskState::Pending;
+  int attempts = 0;
+  std::string error;
+};
+
+struct SweepRecord {
+  std::string name, spec_text, spec_hash, model_path, model_hash, vizsweep_version, torch_version;
+};
+
+class ResultIndex {
+ public:
+  // Opens (creating it and the schema unless read_only) the index at `path`.
+  // journal: "wal" (local disks) or "delete" (network filesystems, where WAL does not work).
+  // Throws vizsweep::Error naming the path: unreadable, not an index, another major version.
+  ResultIndex(const std::string& path, bool read_only, const std::string& journal = "wal");
+  ~ResultIndex();
+  ResultIndex(const ResultIndex&) = delete;
+  ResultIndex& operator=(const ResultIndex&) = delete;
+
+  std::string schema_version() const;
+  // Records the sweep, or checks that the index already holds this one (same spec hash);
+  // throws vizsweep::Error if it holds another sweep. Returns the sweep id.
+  int64_t register_sweep(const SweepRecord& s);
+  // Inserts settings, images and tasks that are not there yet (idempotent).
+  void add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks);
+
+  std::map<std::string, TaskRow> tasks() const;
+  // Every task in `running` goes back to pending (a previous run ended with it in flight).
+  int abandon_running();
+  // Done tasks go back to pending and lose their result rows.
+  void invalidate(const std::vector<std::string>& keys);
+  // Failed tasks with attempts left go back to pending.
+  int retry_failed(int max_attempts);
+
+  // Within a transaction (begin/commit): the writer's batched updates.
+  void begin();
+  void commit();
+  void mark_running(const std::string& key, int rank, const std::string& host);
+  // report: the worker's JSON TaskReport (see worker.h). Succeeded: rows inserted, state done.
+  // Failed: state failed, attempts + 1, error recorded.
+  void record(const std::string& key, const nlohmann::json& report);
+
+  // Result locations of done tasks: key -> (shard, datasets).
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> locations() const;
+  // (technique, state) -> count
+  std::map<std::pair<std::string, std::string>, int64_t> progress() const;
+  // Last failures: (key, technique, layer, error), newest first.
+  std::vector<std::vector<std::string>> failures(int limit) const;
+  nlohmann::json sweep_info() const;  // name, spec_hash, model_path, created_at
+
+  sqlite3* handle() const { return db_; }
+
+ private:
+  void exec(const std::string& sql) const;
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace vizsweep::runner

@@ -1,0 +1,104 @@
+// vizsweep: map what every unit of a convolutional network responds to.
+//
+//   vizsweep plan SWEEP [--out DIR]
+//   vizsweep run SWEEP [--out DIR] [--threads N] [--journal wal|delete]   (under mpirun/srun or alone)
+//   vizsweep status DIR
+//   vizsweep verify DIR
+#include <boost/program_options.hpp>
+
+#include <iostream>
+#include <string>
+
+#include "kernels/error.h"
+#include "runner/commands.h"
+
+namespace po = boost::program_options;
+using namespace vizsweep::runner;
+
+namespace {
+
+const char* kUsage =
+    "usage: vizsweep COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  plan SWEEP      validate a sweep file; print task counts per technique and layer and a cost estimate\n"
+    "  run SWEEP       run or resume a sweep (under mpirun/srun for several ranks)\n"
+    "  status DIR      progress of a results directory (also while a run is going)\n"
+    "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
+    "\n"
+    "'vizsweep COMMAND --help' lists a command's options.\n";
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (cmd != "plan" && cmd != "run" && cmd != "status" && cmd != "verify") {
+    std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;
+    return kExitUsage;
+  }
+  const bool on_sweep = cmd == "plan" || cmd == "run";
+  po::options_description opts("vizsweep " + cmd + " options");
+  std::string target;
+  RunOptions ro;
+  opts.add_options()("help,h", "show this help");
+  if (on_sweep) opts.add_options()("out,o", po::value(&ro.out), "results directory (default: results/<sweep name>)");
+  if (cmd == "run") {
+    opts.add_options()("threads", po::value(&ro.threads), "ATen threads per rank (default: the sweep's, else cores / ranks per node)")(
+        "journal", po::value(&ro.journal)->default_value("wal"),
+        "SQLite journal mode: wal (local disks) or delete (NFS, Lustre, GPFS: WAL does not work there)")(
+        "progress-seconds", po::value(&ro.progress_seconds)->default_value(10), "period of progress lines when not on a terminal");
+  }
+  po::options_description hidden;
+  hidden.add_options()("target", po::value(&target));
+  po::positional_options_description pos;
+  pos.add("target", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc - 1, argv + 1).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "vizsweep " << cmd << ": " << e.what() << "\n" << opts;
+    return kExitUsage;
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: vizsweep " << cmd << (on_sweep ? " SWEEP" : " DIR") << " [options]\n" << opts;
+    return kExitOk;
+  }
+  if (target.empty()) {
+    std::cerr << "vizsweep " << cmd << ": missing " << (on_sweep ? "SWEEP file" : "results DIR") << "\n" << opts;
+    return kExitUsage;
+  }
+  if (cmd == "run") {
+    if (ro.journal != "wal" && ro.journal != "delete") {
+      std::cerr << "vizsweep run: --journal: expected wal or delete, got '" << ro.journal << "'\n";
+      return kExitUsage;
+    }
+    ro.sweep = target;
+    return run_command(ro, &argc, &argv);
+  }
+  if (cmd == "plan") return plan_command(target, ro.out);
+  if (cmd == "status") return status_command(target);
+  return verify_command(target);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const vizsweep::Error& e) {
+    std::cerr << "vizsweep: error: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "vizsweep: internal error: " << e.what() << "\n";
+    return kExitInternal;
+  }
+}

@@ -1,0 +1,476 @@
+// vizsweep run: rank 0 coordinates (and works, through a local worker thread); every
+// rank pulls tasks, runs them on its device and writes its own shard.
+#include <mpi.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "kernels/error.h"
+#include "runner/commands.h"
+#include "runner/engine.h"
+#include "runner/index.h"
+#include "runner/protocol.h"
+#include "runner/shard.h"
+#include "runner/task_state.h"
+#include "sweeps/sweep.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace vizsweep::runner {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string duration(double s) {
+  char buf[32];
+  if (s < 0 || !std::isfinite(s)) return "?";
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+// Where a worker's tasks come from and its reports go.
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  // Sends the report of the last task (null before the first) and returns the next task
+  // index, or -1 when there is no more work.
+  virtual int64_t exchange(const json& report) = 0;
+};
+
+class MpiChannel : public Channel {
+ public:
+  int64_t exchange(const json& report) override {
+    if (report.is_null()) {
+      MPI_Send(nullptr, 0, MPI_BYTE, 0, protocol::kReady, MPI_COMM_WORLD);
+    } else {
+      std::string s = report.dump();
+      MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, 0, protocol::kResult, MPI_COMM_WORLD);
+    }
+    MPI_Status st;
+    int64_t idx = -1;
+    MPI_Recv(&idx, 1, MPI_INT64_T, 0, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
+    return st.MPI_TAG == protocol::kTask ? idx : -1;
+  }
+};
+
+// Rank 0's own worker talks to the coordinator through memory, not MPI.
+class LocalChannel : public Channel {
+ public:
+  int64_t exchange(const json& report) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    report_ = report;
+    has_report_ = true;
+    waiting_ = true;
+    cv_.wait(lk, [&] { return answered_; });
+    answered_ = false;
+    return answer_;
+  }
+  // Coordinator side.
+  bool take_report(json& out) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!has_report_) return false;
+    out = std::move(report_);
+    has_report_ = false;
+    return true;
+  }
+  bool waiting() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return waiting_ && !has_report_;
+  }
+  void answer(int64_t idx) {
+    std::lock_guard<std::mutex> lk(mu_);
+    answer_ = idx;
+    answered_ = true;
+    waiting_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  json report_;
+  bool has_report_ = false, waiting_ = false, answered_ = false;
+  int64_t answer_ = -1;
+};
+
+void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel& ch, const std::string& dir,
+                 const std::string& shard_rel, int rank) {
+  std::unique_ptr<ShardWriter> writer;
+  const std::string host = hostname();
+  json report;  // null: first exchange
+  for (;;) {
+    int64_t idx = ch.exchange(report);
+    if (idx < 0) break;
+    const auto& task = tasks.at(static_cast<size_t>(idx));
+    auto t0 = Clock::now();
+    report = json{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
+    try {
+      TaskData data;
+      json rows = engine.run(task, data);
+      if (!writer) writer = std::make_unique<ShardWriter>((fs::path(dir) / shard_rel).string());
+      writer->write(task.key, data);
+      report.update(rows);
+      report["ok"] = true;
+      report["shard"] = shard_rel;
+    } catch (const std::exception& e) {
+      report["ok"] = false;
+      report["error"] = e.what();
+    }
+    report["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+}
+
+// Agreement of all ranks on whether setup succeeded: 1 when every rank passes ok = true.
+bool all_ok(bool ok) {
+  int mine = ok ? 1 : 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return all == 1;
+}
+
+// Holds an exclusive lock on DIR/.vizsweep.lock so two runs never share a directory.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir) {
+    std::string p = (fs::path(dir) / ".vizsweep.lock").string();
+    fd_ = ::open(p.c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd_ < 0) throw Error(dir, "cannot create a lock file (read-only directory?)");
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      throw Error(dir, "another vizsweep run is using this results directory");
+    }
+  }
+  ~DirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Coordinator {
+  ResultIndex& index;
+  const std::vector<sweeps::Task>& tasks;
+  int size;
+  int max_attempts;
+  double progress_seconds;
+  LocalChannel* local;
+
+  std::deque<int64_t> queue;
+  std::map<int64_t, int> attempts;
+  std::set<int> waiting_remote;
+  int in_flight = 0;
+  int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
+  bool local_stopped = false;
+  std::set<int> stopped;
+  int batched = 0;
+  Clock::time_point last_commit = Clock::now(), last_progress = Clock::now(), started = Clock::now();
+  bool tty = isatty(STDERR_FILENO);
+
+  void handle(const json& report) {
+    int64_t idx = report.at("task").get<int64_t>();
+    const auto& task = tasks.at(static_cast<size_t>(idx));
+    index.record(task.key, report);
+    ++batched;
+    --in_flight;
+    if (report.value("ok", false)) {
+      ++done, ++done_this_run;
+    } else {
+      int a = ++attempts[idx];
+      std::fprintf(stderr, "\n[vizsweep] task %s (%s %s) failed on rank %d (attempt %d of %d): %s\n", task.key.substr(0, 12).c_str(),
+                   sweeps::technique_name(task.technique), task.layer.c_str(), report.value("rank", -1), a, max_attempts,
+                   report.value("error", std::string("?")).c_str());
+      if (a < max_attempts) {
+        transition(TaskState::Failed, TaskEvent::Retry);
+        queue.push_back(idx);  // retried after the rest
+      } else {
+        ++failed;
+      }
+    }
+  }
+
+  int64_t next(int rank) {
+    int64_t idx = queue.front();
+    queue.pop_front();
+    index.mark_running(tasks[static_cast<size_t>(idx)].key, rank, "");
+    ++batched;
+    ++in_flight;
+    return idx;
+  }
+
+  void maybe_commit(bool force) {
+    if (batched == 0) return;
+    auto now = Clock::now();
+    if (force || batched >= 256 || now - last_commit > std::chrono::milliseconds(250)) {
+      index.commit();
+      index.begin();
+      batched = 0;
+      last_commit = now;
+    }
+  }
+
+  void progress(bool final) {
+    auto now = Clock::now();
+    double since = std::chrono::duration<double>(now - last_progress).count();
+    if (!final && since < (tty ? 0.5 : progress_seconds)) return;
+    last_progress = now;
+    double el = std::chrono::duration<double>(now - started).count();
+    double rate = el > 0 ? done_this_run / el : 0;
+    int64_t left = total - done - failed;
+    char line[256];
+    std::snprintf(line, sizeof line, "[vizsweep] %lld/%lld tasks done (%.0f%%), %.2f tasks/s, ETA %s, %lld failed, %d running",
+                  static_cast<long long>(done), static_cast<long long>(total), total ? 100.0 * done / total : 100.0, rate,
+                  rate > 0 ? duration(left / rate).c_str() : "?", static_cast<long long>(failed), in_flight);
+    if (tty) std::fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+    else std::fprintf(stderr, "%s\n", line);
+    std::fflush(stderr);
+  }
+
+  void loop() {
+    index.begin();
+    const int remote = size - 1;
+    while (!(local_stopped && static_cast<int>(stopped.size()) == remote)) {
+      bool busy = false;
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+      if (flag) {
+        busy = true;
+        int n = 0;
+        MPI_Get_count(&st, MPI_BYTE, &n);
+        std::string buf(static_cast<size_t>(n), '\0');
+        MPI_Recv(buf.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (st.MPI_TAG == protocol::kResult) handle(json::parse(buf));
+        waiting_remote.insert(st.MPI_SOURCE);
+      }
+      json rep;
+      if (!local_stopped && local->take_report(rep)) {
+        busy = true;
+        if (!rep.is_null()) handle(rep);
+      }
+      // Hand out work, most expensive first (the queue is sorted).
+      for (auto it = waiting_remote.begin(); it != waiting_remote.end() && !queue.empty();) {
+        int64_t idx = next(*it);
+        MPI_Send(&idx, 1, MPI_INT64_T, *it, protocol::kTask, MPI_COMM_WORLD);
+        it = waiting_remote.erase(it);
+        busy = true;
+      }
+      if (!local_stopped && local->waiting() && !queue.empty()) {
+        local->answer(next(0));
+        busy = true;
+      }
+      if (queue.empty() && in_flight == 0) {
+        maybe_commit(true);  // everything on disk before anyone is told to stop
+        for (int r : waiting_remote) {
+          int64_t none = -1;
+          MPI_Send(&none, 1, MPI_INT64_T, r, protocol::kStop, MPI_COMM_WORLD);
+          stopped.insert(r);
+        }
+        waiting_remote.clear();
+        if (!local_stopped && local->waiting()) {
+          local->answer(-1);
+          local_stopped = true;
+        }
+      }
+      maybe_commit(false);
+      progress(false);
+      if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    maybe_commit(true);
+    index.commit();
+    progress(true);
+  }
+};
+
+// Resume check: done tasks whose data cannot be opened are recomputed.
+int invalidate_unreadable(ResultIndex& index, const std::string& dir) {
+  std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_shard;
+  for (auto& [key, loc] : index.locations()) by_shard[loc.first].push_back({key, loc.second});
+  std::vector<std::string> bad;
+  for (const auto& [shard, entries] : by_shard) {
+    std::vector<std::string> datasets;
+    for (const auto& e : entries) datasets.insert(datasets.end(), e.second.begin(), e.second.end());
+    auto rep = check_shard((fs::path(dir) / shard).string(), datasets, /*full_read=*/false);
+    for (const auto& e : entries)
+      for (const auto& d : e.second)
+        if (rep.unreadable.count(d)) {
+          bad.push_back(e.first);
+          break;
+        }
+  }
+  index.invalidate(bad);
+  return static_cast<int>(bad.size());
+}
+
+std::string pick_device(const std::string& policy, int local_rank) {
+  if (policy == "cpu") return "cpu";
+  bool cuda = Engine::cuda_available();
+  if (policy == "cuda" && !cuda) throw Error("device", "cuda requested but no CUDA device is available");
+  if (!cuda) return "cpu";
+  int n = Engine::cuda_device_count();
+  const char* slurm_local = std::getenv("SLURM_LOCALID");
+  int id = slurm_local ? std::atoi(slurm_local) : local_rank;
+  return "cuda:" + std::to_string(n > 0 ? id % n : 0);
+}
+
+}  // namespace
+
+std::string results_dir(const std::string& sweep_name, const std::string& out) {
+  if (!out.empty()) return fs::absolute(out).lexically_normal().string();
+  return (fs::absolute("results") / sweep_name).lexically_normal().string();
+}
+
+int run_command(const RunOptions& o, int* argc, char*** argv) {
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+  int local_rank = 0, local_size = 1;
+  MPI_Comm_rank(node, &local_rank);
+  MPI_Comm_size(node, &local_size);
+  MPI_Comm_free(&node);
+  auto say = [&](const std::string& msg) {
+    if (rank == 0) std::cerr << "vizsweep: " << msg << "\n";
+  };
+  int code = kExitOk;
+  std::string err;
+  std::optional<sweeps::SweepSpec> spec;
+  std::unique_ptr<Engine> engine;
+  std::vector<sweeps::Task> tasks;
+  std::string dir;
+  try {
+    if (const char* nt = std::getenv("SLURM_NTASKS")) {
+      if (std::getenv("SLURM_JOB_ID") && std::atoi(nt) != size)
+        throw Error("MPI", "world size " + std::to_string(size) + " but SLURM_NTASKS=" + nt +
+                               ": MPI was not started through PMIx (use srun --mpi=pmix)");
+    }
+    spec = sweeps::load_sweep(o.sweep);
+    dir = results_dir(spec->name, o.out);
+    int threads = o.threads >= 0 ? o.threads : spec->threads;
+    if (threads <= 0) {
+      int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+      threads = std::max(1, cores / local_size);
+    }
+    engine = std::make_unique<Engine>(*spec, pick_device(spec->device, local_rank), threads);
+    tasks = sweeps::expand(*spec, engine->model());
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (!all_ok(err.empty())) {
+    say(err.empty() ? "another rank failed to start (see its message)" : "error: " + err);
+    if (rank != 0 && !err.empty()) std::cerr << "vizsweep (rank " << rank << "): error: " << err << "\n";
+    MPI_Finalize();
+    return kExitUsage;
+  }
+
+  // Rank 0 prepares the index; the others wait for its verdict.
+  std::unique_ptr<DirLock> lock;
+  std::unique_ptr<ResultIndex> index;
+  std::vector<int64_t> todo;
+  std::map<int64_t, int> attempts;
+  char attempt[64] = {0};
+  if (rank == 0) {
+    try {
+      fs::create_directories(fs::path(dir) / "shards");
+      lock = std::make_unique<DirLock>(dir);
+      index = std::make_unique<ResultIndex>((fs::path(dir) / "index.sqlite").string(), false, o.journal);
+      SweepRecord rec{spec->name, spec->text, sweeps::spec_hash(*spec, tasks), spec->model.builtin() ? spec->model.identity() : spec->model.file,
+                      engine->model_hash(), "0.1.0", Engine::torch_version()};
+      int64_t sweep_id = index->register_sweep(rec);
+      index->add_plan(sweep_id, *spec, tasks);
+      int abandoned = index->abandon_running();
+      int retried = index->retry_failed(spec->max_attempts);
+      int invalid = invalidate_unreadable(*index, dir);
+      auto rows = index->tasks();
+      int64_t already = 0;
+      for (size_t i = 0; i < tasks.size(); ++i) {
+        const auto& row = rows.at(tasks[i].key);
+        attempts[static_cast<int64_t>(i)] = row.attempts;
+        if (row.state == TaskState::Pending) todo.push_back(static_cast<int64_t>(i));
+        if (row.state == TaskState::Done) ++already;
+      }
+      std::stable_sort(todo.begin(), todo.end(), [&](int64_t a, int64_t b) { return tasks[a].cost > tasks[b].cost; });
+      std::snprintf(attempt, sizeof attempt, "%lld-%d", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()));
+      std::fprintf(stderr, "[vizsweep] %s: %zu tasks, %lld already done, %zu to run on %d rank(s) (%s, %d threads each) -> %s\n",
+                   spec->name.c_str(), tasks.size(), static_cast<long long>(already), todo.size(), size, engine->device().c_str(),
+                   engine->threads(), dir.c_str());
+      if (abandoned || retried || invalid)
+        std::fprintf(stderr, "[vizsweep] resuming: %d interrupted, %d failed retried, %d with unreadable data recomputed\n",
+                     abandoned, retried, invalid);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  if (!all_ok(err.empty())) {
+    say("error: " + err);
+    MPI_Finalize();
+    return kExitUsage;
+  }
+  MPI_Bcast(attempt, sizeof attempt, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (rank == 0) std::fflush(stderr);
+  const std::string shard_rel = "shards/r" + std::to_string(rank) + "-" + attempt + ".h5";
+
+  if (rank == 0) {
+    LocalChannel local;
+    std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0); });
+    Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, &local};
+    c.queue.assign(todo.begin(), todo.end());
+    c.attempts = attempts;
+    auto rows = index->tasks();
+    c.total = static_cast<int64_t>(tasks.size());
+    for (const auto& t : tasks) {
+      const auto& r = rows.at(t.key);
+      if (r.state == TaskState::Done) ++c.done;
+      if (r.state == TaskState::Failed) ++c.failed;
+    }
+    try {
+      c.loop();
+    } catch (const std::exception& e) {
+      std::cerr << "\nvizsweep: coordinator error: " << e.what() << "\n";
+      MPI_Abort(MPI_COMM_WORLD, kExitInternal);
+    }
+    worker.join();
+    std::fprintf(stderr, "[vizsweep] finished: %lld/%lld done, %lld failed; index %s/index.sqlite, shards %s/shards/\n",
+                 static_cast<long long>(c.done), static_cast<long long>(c.total), static_cast<long long>(c.failed), dir.c_str(),
+                 dir.c_str());
+    code = c.failed > 0 ? kExitTasksFailed : kExitOk;
+  } else {
+    MpiChannel ch;
+    worker_loop(*engine, tasks, ch, dir, shard_rel, rank);
+  }
+  MPI_Finalize();
+  return code;
+}
+
+}  // namespace vizsweep::runner

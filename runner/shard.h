@@ -1,0 +1,75 @@
+// HDF5 shard files: each rank writes its own file per run attempt
+// (shards/r<rank>-<attempt>.h5), one group per task, flushed after every task.
+//
+// Layout (readable with h5py; see docs/results-layout.md):
+//   /tasks/<task key>/            attributes: technique, layer, canonical
+//     unit_<u> | image_<i>        uint8 image with the HDF5 image attributes (CLASS=IMAGE):
+//                                 H x W x 3 (RGB) or H x W (gray); HDFView shows it as a picture
+//     <name>                      float32 / int64 arrays: traces, metrics, float images
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace vizsweep::runner {
+
+struct ImageBlob {
+  std::string name;             // unit_7, image_3, adversarial_3, ...
+  int64_t height = 0, width = 0, channels = 0;  // channels 1 or 3
+  std::vector<uint8_t> pixels;  // H x W x C, row-major
+};
+struct FloatArray {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+struct IntArray {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> data;
+};
+
+struct TaskData {
+  std::map<std::string, std::string> attributes;
+  std::vector<ImageBlob> images;
+  std::vector<FloatArray> floats;
+  std::vector<IntArray> ints;
+};
+
+class ShardWriter {
+ public:
+  // Creates (truncating) the file at `path`, or opens it for appending when it exists.
+  // Throws vizsweep::Error naming the path.
+  explicit ShardWriter(const std::string& path);
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  // Writes /tasks/<key> (replacing one of the same key) and flushes the file to disk.
+  // Throws vizsweep::Error naming the path (disk full, file size limit, ...).
+  void write(const std::string& key, const TaskData& data);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int64_t file_ = -1;
+};
+
+// Reading side, for resume checks and `vizsweep verify`.
+struct ShardReport {
+  bool opened = false;
+  std::string error;                  // why it could not be opened
+  std::set<std::string> tasks;        // task keys with a group under /tasks
+  std::set<std::string> unreadable;   // datasets asked for that cannot be read
+};
+// Opens `path` read-only and checks every dataset in `datasets` (HDF5 paths): with
+// full_read, that it can be read in full; else that it exists and opens. Never throws.
+ShardReport check_shard(const std::string& path, const std::vector<std::string>& datasets, bool full_read = true);
+
+// Silences HDF5's own error printing (errors are reported through vizsweep::Error).
+void quiet_hdf5();
+
+}  // namespace vizsweep::runner
