@@ -29,9 +29,9 @@ int plan_command(const std::string& path, const std::string& out) {
   auto spec = sweeps::load_sweep(path);
   Engine engine(spec, "cpu", 1);
   auto tasks = sweeps::expand(spec, engine.model());
-  std::printf("sweep %s: model %s (%s), input %lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
+  std::printf("sweep %s: model %s (%s), input %lldx%lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
               spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
-              static_cast<long long>(engine.model().input_size), tasks.size(), results_dir(spec.name, out).c_str());
+              static_cast<long long>(engine.model().input_size), static_cast<long long>(engine.model().input_size), tasks.size(), results_dir(spec.name, out).c_str());
   struct Row {
     int64_t tasks = 0, items = 0;
     std::set<int> settings;
@@ -75,20 +75,16 @@ int plan_command(const std::string& path, const std::string& out) {
                 spec.actmax->settings.size(), spec.actmax->seeds.size(),
                 thousands(units * static_cast<int64_t>(spec.actmax->settings.size() * spec.actmax->seeds.size())).c_str());
   }
-  std::printf("cost estimate: %.2f TFLOP (forward + backward); about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s (one "
-              "large GPU)\n",
-              total_flops / 1e12, [&] {
-                double h = total_flops / 1e11 / 3600;
-                char b[32];
-                std::snprintf(b, sizeof b, h < 1 ? "%.1f minutes" : "%.1f hours", h < 1 ? h * 60 : h);
-                return std::string(b);
-              }().c_str(),
-              [&] {
-                double m = total_flops / 1e14 / 60;
-                char b[32];
-                std::snprintf(b, sizeof b, "%.1f minutes", m);
-                return std::string(b);
-              }().c_str());
+  auto human = [](double seconds) {
+    char b[32];
+    if (seconds < 90) std::snprintf(b, sizeof b, "%.0f s", seconds);
+    else if (seconds < 5400) std::snprintf(b, sizeof b, "%.0f min", seconds / 60);
+    else std::snprintf(b, sizeof b, "%.1f h", seconds / 3600);
+    return std::string(b);
+  };
+  std::printf("cost estimate: %.3f TFLOP (forward + backward): about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s "
+              "(a large GPU)\n",
+              total_flops / 1e12, human(total_flops / 1e11).c_str(), human(total_flops / 1e14).c_str());
   return kExitOk;
 }
 

@@ -1,0 +1,224 @@
+// Sweep files: parsing, validation messages, expansion. No torch: a hand-made ModelDesc.
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "kernels/error.h"
+#include "sweeps/hash.h"
+#include "sweeps/sweep.h"
+
+using vizsweep::Error;
+using namespace vizsweep::sweeps;
+
+namespace {
+
+ModelDesc tiny_model() {
+  ModelDesc m;
+  m.arch = "vgg11";
+  m.in_channels = 1;
+  m.num_classes = 10;
+  m.input_size = 32;
+  m.layers = {{"conv1_1", "features.0", "conv", 8, true, 1e5}, {"relu1_1", "features.1", "relu", 8, true, 1.1e5},
+              {"pool1", "features.2", "maxpool", 8, true, 1.2e5}, {"conv2_1", "features.3", "conv", 16, true, 5e5},
+              {"relu2_1", "features.4", "relu", 16, true, 5.1e5}, {"avgpool", "avgpool", "avgpool", 16, true, 5.2e5},
+              {"fc6", "classifier.0", "fc", 32, false, 6e5}, {"fc8", "classifier.1", "fc", 10, false, 6.1e5}};
+  return m;
+}
+
+const char* kModel = "model: {builtin: vgg11, width: 0.0625, in_channels: 1, num_classes: 10, pool: 1, input_size: 32}\n";
+
+SweepSpec parse(const std::string& body) { return parse_sweep(std::string(kModel) + body, "t.yaml", "/tmp"); }
+
+// The message of the error that parsing + expanding `body` raises ("" if none).
+std::string error_of(const std::string& body, bool with_model_line = true) {
+  try {
+    auto spec = with_model_line ? parse(body) : parse_sweep(body, "t.yaml", "/tmp");
+    expand(spec, tiny_model());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(SweepParse, ExpandsActmaxLayersUnitsSettingsAndSeeds) {
+  auto spec = parse(
+      "actmax:\n"
+      "  layers: [conv1_1, fc8]\n"
+      "  units: [0-4, 7]\n"
+      "  units_per_batch: 4\n"
+      "  presets: [unregularized, yosinski3]\n"
+      "  seeds: [0, 1]\n");
+  auto tasks = expand(spec, tiny_model());
+  // 2 layers x 2 presets x 2 seeds x ceil(6 / 4) blocks
+  ASSERT_EQ(tasks.size(), 16u);
+  EXPECT_EQ(tasks[0].layer, "conv1_1");
+  EXPECT_EQ(tasks[0].items, (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(tasks[1].items, (std::vector<int64_t>{4, 7}));
+  EXPECT_EQ(spec.actmax->settings[1].name, "yosinski3");
+  EXPECT_EQ(spec.actmax->settings[1].blur_radius, 1.0);
+  std::set<std::string> keys;
+  for (const auto& t : tasks) keys.insert(t.key);
+  EXPECT_EQ(keys.size(), tasks.size());
+  // Deterministic: the same file gives the same keys and seeds.
+  auto again = expand(parse("actmax:\n  layers: [conv1_1, fc8]\n  units: [0-4, 7]\n  units_per_batch: 4\n"
+                            "  presets: [unregularized, yosinski3]\n  seeds: [0, 1]\n"),
+                      tiny_model());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    EXPECT_EQ(tasks[i].key, again[i].key);
+    EXPECT_EQ(tasks[i].seed, again[i].seed);
+  }
+  EXPECT_EQ(tasks[0].key.size(), 32u);
+  EXPECT_NE(tasks[0].seed, tasks[1].seed);
+}
+
+TEST(SweepParse, AllLayersAndAllUnits) {
+  auto tasks = expand(parse("actmax:\n  layers: all\n  units: all\n  units_per_batch: 100\n"), tiny_model());
+  // conv1_1 (8), conv2_1 (16), fc6 (32), fc8 (10): one block each, default setting
+  ASSERT_EQ(tasks.size(), 4u);
+  int64_t units = 0;
+  for (const auto& t : tasks) units += static_cast<int64_t>(t.items.size());
+  EXPECT_EQ(units, 8 + 16 + 32 + 10);
+  EXPECT_EQ(tasks[2].layer, "fc6");
+}
+
+TEST(SweepParse, GridIsTheCartesianProduct) {
+  auto spec = parse("actmax:\n  layers: [conv1_1]\n  grid:\n    decay: [0, 0.01, 0.1]\n    blur_radius: [0, 1]\n    blur_every: 4\n");
+  ASSERT_EQ(spec.actmax->settings.size(), 6u);
+  std::set<std::pair<double, double>> seen;
+  for (const auto& s : spec.actmax->settings) {
+    seen.insert({s.decay, s.blur_radius});
+    EXPECT_EQ(s.blur_every, 4);
+    EXPECT_EQ(s.iterations, 200);  // the unregularized preset's defaults fill the rest
+  }
+  EXPECT_EQ(seen.size(), 6u);
+}
+
+TEST(SweepParse, RandomSearchIsReproducibleAndInRange) {
+  const std::string body =
+      "actmax:\n  layers: [conv1_1]\n  random:\n    count: 50\n    seed: 7\n    iterations: 100\n"
+      "    decay: {log_uniform: [0.00001, 0.3]}\n    blur_radius: {uniform: [0, 1]}\n    blur_every: {choice: [2, 4, 8]}\n";
+  auto a = parse(body), b = parse(body);
+  ASSERT_EQ(a.actmax->settings.size(), 50u);
+  double lo = 1, hi = 0;
+  for (size_t i = 0; i < 50; ++i) {
+    const auto& s = a.actmax->settings[i];
+    EXPECT_EQ(s.decay, b.actmax->settings[i].decay);
+    EXPECT_GE(s.decay, 0.00001);
+    EXPECT_LE(s.decay, 0.3);
+    EXPECT_GE(s.blur_radius, 0.0);
+    EXPECT_LE(s.blur_radius, 1.0);
+    EXPECT_TRUE(s.blur_every == 2 || s.blur_every == 4 || s.blur_every == 8);
+    EXPECT_EQ(s.iterations, 100);
+    lo = std::min(lo, s.decay), hi = std::max(hi, s.decay);
+  }
+  EXPECT_LT(lo, 0.001);  // log-uniform reaches the small decades
+  EXPECT_GT(hi, 0.01);
+  auto c = parse("actmax:\n  layers: [conv1_1]\n  random:\n    count: 50\n    seed: 8\n    decay: {log_uniform: [0.00001, 0.3]}\n");
+  EXPECT_NE(c.actmax->settings[0].decay, a.actmax->settings[0].decay);
+}
+
+TEST(SweepParse, FgsmEpsTimesSteps) {
+  char dir[] = "/tmp/vizsweep_sweeptest_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  for (const char* f : {"a.png", "b.png", "c.png"}) std::ofstream(std::string(dir) + "/" + f) << "x";
+  auto spec = parse_sweep(std::string(kModel) + "fgsm:\n  images: [a.png, b.png, c.png]\n  images_per_batch: 2\n"
+                                                "  eps: [0.01, 0.1]\n  steps: [1, 10]\n  targeted: [false, true]\n",
+                          std::string(dir) + "/s.yaml", dir);
+  ASSERT_EQ(spec.fgsm->settings.size(), 8u);
+  auto tasks = expand(spec, tiny_model());
+  EXPECT_EQ(tasks.size(), 16u);  // 8 settings x 2 image blocks
+  EXPECT_EQ(spec.fgsm->images[0].file, std::string(dir) + "/a.png");
+  EXPECT_EQ(spec.fgsm->setting_names[7], "targeted-eps0.1-steps10");
+}
+
+TEST(SweepParse, FormatRanges) {
+  EXPECT_EQ(format_ranges({0, 1, 2, 3, 7, 9, 10}), "0-3,7,9-10");
+  EXPECT_EQ(format_ranges({5}), "5");
+}
+
+TEST(SweepParse, HashIsStable) {
+  EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
+  EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
+  EXPECT_EQ(hash_hex("").size(), 32u);
+}
+
+// Every bad sweep file gives one message naming file, line and field.
+struct BadCase {
+  const char* body;
+  const char* expect;  // substring of the message
+  bool with_model = true;
+};
+
+class BadSweep : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadSweep, NamesFileLineAndField) {
+  auto c = GetParam();
+  std::string msg = error_of(c.body, c.with_model);
+  EXPECT_NE(msg.find(c.expect), std::string::npos) << "message: " << msg;
+  EXPECT_EQ(msg.rfind("t.yaml", 0), 0u) << "message should start with the file: " << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadSweep,
+    ::testing::Values(
+        BadCase{"actmax: [unclosed\n", "t.yaml:3: yaml: end of sequence flow not found"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
+                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds)"},
+        BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
+        BadCase{"actmax:\n  layers: [conv1_1, conv6_1]\n",
+                "t.yaml:3: actmax.layers[1]: no layer \"conv6_1\" in vgg11 (has conv1_1..conv2_1, relu1_1..relu2_1, pool1, avgpool, fc6..fc8)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  units: 0-99\n", "t.yaml:4: actmax.units: unit 99 out of range for conv1_1 (8 units: 0..7)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  units: 5-2\n", "t.yaml:4: actmax.units: expected a unit number or a range like 0-63, got '5-2'"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  units_per_batch: many\n", "t.yaml:4: actmax.units_per_batch: expected a number, got 'many'"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: []\n", "t.yaml:5: actmax.grid.decay: empty list"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 0\n", "actmax.grid: iterations: setting grid-0: must be >= 1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: -5\n", "must be >= 1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 2.5\n", "actmax.grid.iterations: expected an integer, got 2.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    momentum: 0.9\n",
+                "actmax.grid.momentum: unknown hyperparameter (valid: iterations, lr_policy, lr,"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    lr_policy: adam\n",
+                "actmax.grid.lr_policy: unknown policy 'adam' (have constant, progress, normalized)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [yosinski9]\n",
+                "t.yaml:4: actmax.presets[0]: unknown preset 'yosinski9' (have unregularized, yosinski1, yosinski2, yosinski3, yosinski4)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+                "    lr: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    blur_radius: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]\n"
+                "    blur_every: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    init_std: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n",
+                "grid has more than 100000 settings"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: 1.5\n", "decay: setting grid-0: must be in [0, 1), got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  objective: corner\n",
+                "t.yaml:4: actmax.objective: unknown objective 'corner' (have centre, channel_mean)"},
+        BadCase{"actmax:\n  units: 0-3\n", "t.yaml:3: actmax.layers: missing: list layers or say all"},
+        BadCase{"fgsm:\n  images: [missing.png]\n  eps: 0.1\n", "t.yaml:3: fgsm.images[0]: no such image file: /tmp/missing.png"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, start: 0, count: 10}\n  eps: 1.5\n",
+                "t.yaml:4: fgsm.eps: must be in [0, 1] (pixel space), got 1.5"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, start: 9995, count: 10}\n  eps: 0.1\n",
+                "fgsm.images.count: slice 9995+10 exceeds the 10000 images"},
+        BadCase{"fgsm:\n  images: {dataset: cifar10}\n  eps: 0.1\n",
+                "fgsm.images.dataset: unknown dataset 'cifar10' (valid: fashion-mnist, mnist; or give idx_images)"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  steps: 0\n",
+                "t.yaml:5: fgsm.steps: must be in [1, 100000], got 0"},
+        BadCase{"name: x\n", "t.yaml:1: sweep: no technique: add an actmax, invert, fgsm or featuremaps section"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n", "t.yaml:1: model: missing: give model.file (TorchScript) or model.builtin", false},
+        BadCase{"model: {file: nowhere.pt}\nactmax:\n  layers: [conv1_1]\n", "t.yaml:1: model.file: no such model file: /tmp/nowhere.pt",
+                false},
+        BadCase{"model: {builtin: resnet50}\nactmax:\n  layers: [conv1_1]\n",
+                "t.yaml:1: model.builtin: unknown architecture 'resnet50' (valid: vgg11, vgg13, vgg16, vgg19)", false},
+        BadCase{"name: ../../etc\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: name: use letters, digits, '_', '.', '-'"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [unregularized, unregularized]\n", "the same task appears twice"},
+        BadCase{"device: tpu\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: device: expected auto, cpu or cuda"},
+        BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
+                "momentum: setting grid-0: must be in [0, 1)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}));
+
+TEST(SweepFile, MissingFileIsAClearError) {
+  try {
+    load_sweep("/nonexistent/sweep.yaml");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "/nonexistent/sweep.yaml: cannot read sweep file");
+  }
+}
