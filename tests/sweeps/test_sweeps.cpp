@@ -212,7 +212,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"device: tpu\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: device: expected auto, cpu or cuda"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
                 "momentum: setting grid-0: must be in [0, 1)"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}));
+        BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return "case" + std::to_string(info.index); });
 
 TEST(SweepFile, MissingFileIsAClearError) {
   try {

@@ -1,0 +1,239 @@
+"""Integration tests of `vizsweep` under mpirun: a full sweep, 1 vs 3 ranks, resume after
+SIGKILL, status and verify, and errors that must write nothing.
+
+Run by ctest with Debian's /usr/bin/python3 (h5py); VIZSWEEP is the binary's path."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VIZSWEEP = os.environ.get("VIZSWEEP", os.path.join(HERE, "..", "..", "build", "runner", "vizsweep"))
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+SMALL = os.path.join(HERE, "small.yaml")
+SLOW = os.path.join(HERE, "slow.yaml")
+
+
+def mpirun(n, *args):
+    return ["mpirun", "-np", str(n), "--oversubscribe", VIZSWEEP, *args]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, **kw)
+
+
+def plan_tasks(sweep):
+    out = run([VIZSWEEP, "plan", sweep])
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    return int(first.split(", ")[-1].split(" tasks")[0].replace(",", ""))
+
+
+def rank_of(pid):
+    """The MPI rank of a process, from the environment mpirun gave it."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for item in f.read().split(b"\0"):
+            if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                return int(item.split(b"=", 1)[1])
+    return -1
+
+
+def index_rows(d, sql, *params):
+    db = sqlite3.connect(f"file:{d}/index.sqlite?mode=ro", uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def task_data(d):
+    """key -> {dataset name: bytes} for every done task, read from the shard its rows name."""
+    out = {}
+    for key, shard in index_rows(d, "SELECT DISTINCT r.task_key, r.shard FROM (SELECT task_key, shard FROM actmax_results "
+                                    "UNION SELECT task_key, shard FROM invert_results UNION SELECT task_key, shard FROM "
+                                    "fgsm_results UNION SELECT task_key, shard FROM featuremap_results) r"):
+        with h5py.File(os.path.join(d, shard), "r") as f:
+            g = f["tasks"][key]
+            out[key] = {name: np.asarray(g[name]).tobytes() for name in g}
+    return out
+
+
+class RunnerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="vizsweep_runner_")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def out(self, name):
+        return os.path.join(self.tmp, name)
+
+    def test_three_ranks_complete_verify_and_match_one_rank(self):
+        n = plan_tasks(SMALL)
+        d3, d1 = self.out("three"), self.out("one")
+        r = run(mpirun(3, "run", SMALL, "--out", d3))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"finished: {n}/{n} done, 0 failed", r.stderr)
+        states = dict(index_rows(d3, "SELECT state, COUNT(*) FROM tasks GROUP BY state"))
+        self.assertEqual(states, {"done": n})
+        ranks = {row[0] for row in index_rows(d3, "SELECT DISTINCT rank FROM tasks")}
+        self.assertEqual(ranks, {0, 1, 2}, "every rank, rank 0 included, ran tasks")
+        v = run([VIZSWEEP, "verify", d3])
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("0 problem(s)", v.stdout)
+        # Row counts: 3 layers x 6 units x 3 settings; 2 layers x 3 images; 4 settings x 20 images.
+        self.assertEqual(index_rows(d3, "SELECT COUNT(*) FROM actmax_results")[0][0], 54)
+        self.assertEqual(index_rows(d3, "SELECT COUNT(*) FROM invert_results")[0][0], 6)
+        self.assertEqual(index_rows(d3, "SELECT COUNT(*) FROM fgsm_results")[0][0], 80)
+        self.assertEqual(index_rows(d3, "SELECT COUNT(*) FROM fgsm_steps")[0][0], 20 * (2 + 2 + 6 + 6))
+        self.assertEqual(index_rows(d3, "SELECT COUNT(*) FROM featuremap_results")[0][0], 4)
+        # One rank, same threads per rank: byte-identical data for every task key.
+        r1 = run(mpirun(1, "run", SMALL, "--out", d1))
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        a, b = task_data(d3), task_data(d1)
+        self.assertEqual(set(a), set(b))
+        self.assertEqual(len(a), n)
+        for key in a:
+            self.assertEqual(a[key].keys(), b[key].keys(), key)
+            for name in a[key]:
+                self.assertEqual(a[key][name], b[key][name], f"{key}/{name} differs between 1 and 3 ranks")
+        # Running again finds everything done and changes nothing.
+        again = run([VIZSWEEP, "run", SMALL, "--out", d1])
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn(f"{n} already done, 0 to run", again.stderr)
+        st = run([VIZSWEEP, "status", d1])
+        self.assertEqual(st.returncode, 0)
+        self.assertRegex(st.stdout, rf"all\s+{n}\s+0\s+0\s+0\s+{n}")
+
+    def test_sigkill_of_a_rank_then_resume(self):
+        n = plan_tasks(SLOW)
+        ref, d = self.out("slow_ref"), self.out("slow_killed")
+        self.assertEqual(run(mpirun(1, "run", SLOW, "--out", ref)).returncode, 0)
+        for victim in ("worker", "coordinator"):
+            shutil.rmtree(d, ignore_errors=True)
+            p = subprocess.Popen(mpirun(3, "run", SLOW, "--out", d, "--progress-seconds", "0.2"), env=ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            # Wait until some tasks are committed, then SIGKILL one rank.
+            deadline = time.time() + 120
+            done = 0
+            while time.time() < deadline:
+                time.sleep(0.3)
+                try:
+                    done = index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0]
+                except sqlite3.Error:
+                    continue
+                if done >= n // 4:
+                    break
+            self.assertGreater(done, 0)
+            pids = subprocess.run(["pgrep", "-f", f"^{VIZSWEEP} run {SLOW}"], capture_output=True, text=True).stdout.split()
+            ranks = {rank_of(int(x)): int(x) for x in pids}
+            self.assertEqual(sorted(ranks), [0, 1, 2], pids)
+            os.kill(ranks[0] if victim == "coordinator" else ranks[2], signal.SIGKILL)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            before = index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0]
+            self.assertLess(before, n, "the kill came before the end")
+            r = run(mpirun(2, "run", SLOW, "--out", d))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": n})
+            self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM actmax_results")[0][0], 2 * 32)
+            self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM fgsm_results")[0][0], 40)
+            v = run([VIZSWEEP, "verify", d])
+            self.assertEqual(v.returncode, 0, v.stdout)
+            a, b = task_data(ref), task_data(d)
+            self.assertEqual(set(a), set(b))
+            for key in a:
+                for name in a[key]:
+                    self.assertEqual(a[key][name], b[key][name], f"{victim}: {key}/{name} differs from the uninterrupted run")
+
+    def test_corrupt_shard_is_found_and_recomputed(self):
+        d = self.out("corrupt")
+        self.assertEqual(run([VIZSWEEP, "run", SMALL, "--out", d]).returncode, 0)
+        shard = index_rows(d, "SELECT shard FROM actmax_results LIMIT 1")[0][0]
+        path = os.path.join(d, shard)
+        with open(path, "r+b") as f:  # truncate to half: the file no longer opens
+            f.truncate(os.path.getsize(path) // 2)
+        v = run([VIZSWEEP, "verify", d])
+        self.assertEqual(v.returncode, 1)
+        self.assertIn("BAD", v.stdout)
+        affected = index_rows(d, "SELECT COUNT(DISTINCT task_key) FROM (SELECT task_key, shard FROM actmax_results UNION ALL "
+                                 "SELECT task_key, shard FROM invert_results UNION ALL SELECT task_key, shard FROM fgsm_results "
+                                 "UNION ALL SELECT task_key, shard FROM featuremap_results) WHERE shard=?", shard)[0][0]
+        r = run([VIZSWEEP, "run", SMALL, "--out", d])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"{affected} with unreadable data recomputed", r.stderr)
+        self.assertEqual(run([VIZSWEEP, "verify", d]).returncode, 0)
+
+    def test_another_sweeps_directory_is_refused(self):
+        d = self.out("mixed")
+        self.assertEqual(run([VIZSWEEP, "run", SMALL, "--out", d]).returncode, 0)
+        before = index_rows(d, "SELECT COUNT(*) FROM tasks")[0][0]
+        r = run([VIZSWEEP, "run", SLOW, "--out", d])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("holds sweep 'small'", r.stderr)
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks")[0][0], before)
+
+    def test_failing_task_is_recorded_retried_and_the_sweep_goes_on(self):
+        d = self.out("failing")
+        os.makedirs(self.out("inputs"), exist_ok=True)
+        junk = os.path.join(self.out("inputs"), "junk.png")
+        with open(junk, "w") as f:
+            f.write("this is not a PNG")
+        sweep = os.path.join(self.out("inputs"), "failing.yaml")
+        with open(sweep, "w") as f:
+            f.write("name: failing\nmax_attempts: 2\nthreads: 1\n"
+                    "model: {builtin: vgg11, width: 0.0625, in_channels: 1, num_classes: 10, fc_width: 32, pool: 1, input_size: 32}\n"
+                    "featuremaps:\n  layers: [conv1_1]\n  images: [junk.png]\n"
+                    "fgsm:\n  images: {dataset: fashion-mnist, count: 10}\n  eps: [0.01, 0.1]\n")
+        r = run(mpirun(2, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 3, r.stderr)  # ran, but a task failed
+        self.assertIn("finished: 2/3 done, 1 failed", r.stderr)
+        rows = index_rows(d, "SELECT technique, state, attempts, error FROM tasks ORDER BY technique")
+        self.assertEqual([x[:3] for x in rows], [("featuremaps", "failed", 2), ("fgsm", "done", 1), ("fgsm", "done", 1)])
+        self.assertIn("not a readable PNG or JPEG image", rows[0][3])
+        self.assertIn(junk, rows[0][3])
+        st = run([VIZSWEEP, "status", d])
+        self.assertIn("not a readable PNG or JPEG image", st.stdout)
+        self.assertEqual(run([VIZSWEEP, "verify", d]).returncode, 0)
+
+    def test_plan_counts_every_unit_of_vgg16(self):
+        sweep = os.path.join(HERE, "..", "..", "sweeps", "examples", "vgg16_all_units.yaml")
+        r = run([VIZSWEEP, "plan", sweep, "--out", self.out("never")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("actmax: 13,416 units x 4 settings x 1 seeds = 53,664 optimized images", r.stdout)
+        for layer, units in (("conv1_1", 64), ("conv5_3", 512), ("fc6", 4096), ("fc8", 1000)):
+            self.assertRegex(r.stdout, rf"\n\s+{layer}\s+[\d,]+\s+{units * 4:,}\s+4\s")
+        self.assertFalse(os.path.exists(self.out("never")), "plan writes nothing")
+
+    def test_bad_inputs_write_nothing(self):
+        d = self.out("nothing")
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("model: {builtin: vgg11, width: 0.0625, input_size: 32}\nactmax:\n  layers: [conv9_9]\n")
+        for args, msg in ((["run", bad, "--out", d], 'actmax.layers[0]: no layer "conv9_9"'),
+                          (["plan", bad], 'no layer "conv9_9"'),
+                          (["run", "/nonexistent.yaml", "--out", d], "/nonexistent.yaml: cannot read sweep file"),
+                          (["status", d], "no index here"),
+                          (["run", SMALL, "--journal", "nfs"], "--journal: expected wal or delete"),
+                          (["frobnicate"], "unknown command 'frobnicate'")):
+            r = run([VIZSWEEP, *args])
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(msg, r.stderr, args)
+        self.assertFalse(os.path.exists(d), "nothing written for bad input")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
