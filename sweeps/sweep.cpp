@@ -281,13 +281,15 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
     }
     for (size_t k = 0; k < total; ++k) {
       S s = defaults;
-      s.name = "grid-" + std::to_string(k);
+      std::string varying;  // the setting is named by the values of the axes that vary
       size_t rest = k;
       for (auto it = axes.rbegin(); it != axes.rend(); ++it) {  // last axis varies fastest
         const auto& node = it->second[rest % it->second.size()];
         rest /= it->second.size();
         set(s, it->first, r.param(node, gf + "." + it->first), node, gf + "." + it->first);
+        if (it->second.size() > 1) varying = it->first + "=" + node.Scalar() + (varying.empty() ? "" : ",") + varying;
       }
+      s.name = varying.empty() ? "grid" : varying;
       out.push_back(validated(s, g, gf));
     }
   }

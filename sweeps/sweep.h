@@ -59,6 +59,8 @@ struct Located {  // a value's place in the sweep file, for errors found later
   std::string field;
 };
 
+// Settings are named: presets by their name, grid points by the values of the grid axes that
+// vary ("decay=0.01,blur_radius=1", or "grid" when none varies), random draws "random-N".
 struct ActmaxSection {
   std::vector<Located> layers;        // expanded ("all" -> every conv and fc layer)
   bool all_layers = false;

@@ -95,6 +95,8 @@ TEST(SweepParse, GridIsTheCartesianProduct) {
     EXPECT_EQ(s.iterations, 200);  // the unregularized preset's defaults fill the rest
   }
   EXPECT_EQ(seen.size(), 6u);
+  EXPECT_EQ(spec.actmax->settings[0].name, "decay=0,blur_radius=0");
+  EXPECT_EQ(spec.actmax->settings[5].name, "decay=0.1,blur_radius=1");
 }
 
 TEST(SweepParse, RandomSearchIsReproducibleAndInRange) {
@@ -175,7 +177,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  layers: [conv1_1]\n  units: 5-2\n", "t.yaml:4: actmax.units: expected a unit number or a range like 0-63, got '5-2'"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  units_per_batch: many\n", "t.yaml:4: actmax.units_per_batch: expected a number, got 'many'"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: []\n", "t.yaml:5: actmax.grid.decay: empty list"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 0\n", "actmax.grid: iterations: setting grid-0: must be >= 1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 0\n", "actmax.grid: iterations: setting grid: must be >= 1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: -5\n", "must be >= 1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 2.5\n", "actmax.grid.iterations: expected an integer, got 2.5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    momentum: 0.9\n",
@@ -188,7 +190,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "    lr: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    blur_radius: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]\n"
                 "    blur_every: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    init_std: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n",
                 "grid has more than 100000 settings"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: 1.5\n", "decay: setting grid-0: must be in [0, 1), got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: 1.5\n", "decay: setting grid: must be in [0, 1), got 1.5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  objective: corner\n",
                 "t.yaml:4: actmax.objective: unknown objective 'corner' (have centre, channel_mean)"},
         BadCase{"actmax:\n  units: 0-3\n", "t.yaml:3: actmax.layers: missing: list layers or say all"},
@@ -211,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [unregularized, unregularized]\n", "the same task appears twice"},
         BadCase{"device: tpu\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: device: expected auto, cpu or cuda"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
-                "momentum: setting grid-0: must be in [0, 1)"},
+                "momentum: setting grid: must be in [0, 1)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return "case" + std::to_string(info.index); });
 
