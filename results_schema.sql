@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS fgsm_settings (
   targeted    INTEGER NOT NULL CHECK (targeted IN (0, 1))
 );
 
+-- Class names of the model's output units (fc8), so every answer can say "Trouser", not "1".
+CREATE TABLE IF NOT EXISTS classes (
+  class_id INTEGER PRIMARY KEY,
+  name     TEXT NOT NULL
+);
+
 -- Input images of invert, fgsm and featuremaps tasks: image_id is the position in the
 -- technique's image list of the sweep file.
 CREATE TABLE IF NOT EXISTS images (

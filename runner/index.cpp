@@ -181,9 +181,12 @@ void insert_settings(sqlite3* db, const std::string& table, int64_t id, const st
 
 }  // namespace
 
-void ResultIndex::add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks) {
+void ResultIndex::add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks,
+                           const std::vector<std::string>& classes) {
   begin();
   try {
+    Stmt cls(db_, "INSERT OR IGNORE INTO classes (class_id, name) VALUES (?, ?)");
+    for (size_t i = 0; i < classes.size(); ++i) cls.bind(1, static_cast<int64_t>(i)).bind(2, classes[i]).run();
     if (spec.actmax)
       for (size_t i = 0; i < spec.actmax->settings.size(); ++i) {
         auto p = kernels::params_of(spec.actmax->settings[i]);

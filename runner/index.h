@@ -45,8 +45,9 @@ class ResultIndex {
   // Records the sweep, or checks that the index already holds this one (same spec hash);
   // throws vizsweep::Error if it holds another sweep. Returns the sweep id.
   int64_t register_sweep(const SweepRecord& s);
-  // Inserts settings, images and tasks that are not there yet (idempotent).
-  void add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks);
+  // Inserts class names, settings, images and tasks that are not there yet (idempotent).
+  void add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks,
+                const std::vector<std::string>& classes);
 
   std::map<std::string, TaskRow> tasks() const;
   // Every task in `running` goes back to pending (a previous run ended with it in flight).

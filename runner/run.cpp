@@ -408,7 +408,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       SweepRecord rec{spec->name, spec->text, sweeps::spec_hash(*spec, tasks), spec->model.builtin() ? spec->model.identity() : spec->model.file,
                       engine->model_hash(), "0.1.0", Engine::torch_version()};
       int64_t sweep_id = index->register_sweep(rec);
-      index->add_plan(sweep_id, *spec, tasks);
+      index->add_plan(sweep_id, *spec, tasks, engine->model().classes);
       int abandoned = index->abandon_running();
       int retried = index->retry_failed(spec->max_attempts);
       int invalid = invalidate_unreadable(*index, dir);

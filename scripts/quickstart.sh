@@ -21,11 +21,31 @@ sqlite3 -header -column "file:$DB?mode=ro" "
          (SELECT setting FROM actmax_by_layer_setting b WHERE b.layer = a.layer ORDER BY mean_hf_energy ASC LIMIT 1) AS least_hf_energy
   FROM (SELECT DISTINCT layer FROM actmax_by_layer_setting) a;"
 echo
+echo "Class images (fc8): classes whose unit became the model's top prediction, per setting:"
+sqlite3 -header -column "file:$DB?mode=ro" "
+  SELECT s.name AS setting, SUM(r.is_argmax) || '/' || COUNT(*) AS recognized,
+         COALESCE(GROUP_CONCAT(CASE WHEN r.is_argmax = 0 THEN c.name END, ', '), '') AS not_recognized
+  FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key AND t.layer = 'fc8' AND t.state = 'done'
+  JOIN actmax_settings s ON s.setting_id = t.setting_id LEFT JOIN classes c ON c.class_id = r.unit
+  GROUP BY s.setting_id;"
+echo
 echo "FGSM success rate (images the model classified correctly whose label the attack changed):"
 sqlite3 -header -column "file:$DB?mode=ro" "
   SELECT eps, steps, images, clean_correct, ROUND(success_rate, 3) AS success_rate,
          ROUND(adversarial_accuracy, 3) AS adversarial_accuracy
   FROM fgsm_success ORDER BY targeted, eps, steps;"
+echo
+echo "One iterative FGSM attack (eps 0.1, 10 steps), step by step:"
+sqlite3 -header -column "file:$DB?mode=ro" "
+  WITH a AS (SELECT r.task_key, r.image_id FROM fgsm_results r JOIN tasks t ON t.task_key = r.task_key
+             JOIN fgsm_settings s ON s.setting_id = t.setting_id
+             WHERE s.eps = 0.1 AND s.steps = 10 AND s.targeted = 0 AND r.success = 1 ORDER BY r.image_id LIMIT 1)
+  SELECT st.step, cp.name AS predicted, ROUND(st.pred_prob, 2) AS its_probability, ct.name AS true_class,
+         ROUND(st.label_prob, 2) AS true_probability
+  FROM fgsm_steps st JOIN a ON a.task_key = st.task_key AND a.image_id = st.image_id
+  JOIN fgsm_results r ON r.task_key = st.task_key AND r.image_id = st.image_id
+  LEFT JOIN classes cp ON cp.class_id = st.pred LEFT JOIN classes ct ON ct.class_id = r.true_label
+  ORDER BY st.step;"
 echo
 echo "Inversion: normalized reconstruction error by layer:"
 sqlite3 -header -column "file:$DB?mode=ro" "
