@@ -9,6 +9,7 @@ namespace vizsweep::runner {
 constexpr int kExitOk = 0;            // every task done
 constexpr int kExitUsage = 2;         // bad command line, sweep file, model or results directory
 constexpr int kExitTasksFailed = 3;   // the sweep ran; some tasks failed past their attempts
+constexpr int kExitDrained = 4;       // stopped early on SIGUSR1/SIGTERM (a time limit): work remains
 constexpr int kExitInternal = 5;      // an unexpected error
 
 struct RunOptions {
@@ -17,6 +18,7 @@ struct RunOptions {
   std::string journal = "wal";   // SQLite journal: wal (local disk) or delete (NFS, Lustre, GPFS)
   int threads = -1;              // per rank; -1 = the sweep's, 0 = cores / ranks on the node
   double progress_seconds = 10;  // period of progress lines when stderr is not a terminal
+  double drain_seconds = 90;     // after SIGUSR1/SIGTERM: how long in-flight tasks may take
 };
 
 // Validates the sweep and prints task counts and the cost estimate; writes nothing.

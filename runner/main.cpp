@@ -2,6 +2,7 @@
 //
 //   vizsweep plan SWEEP [--out DIR]
 //   vizsweep run SWEEP [--out DIR] [--threads N] [--journal wal|delete]   (under mpirun/srun or alone)
+//   vizsweep slurm SWEEP --nodes N --gpus-per-node G --time HH:MM:SS [...] [--submit]
 //   vizsweep status DIR
 //   vizsweep verify DIR
 #include <boost/program_options.hpp>
@@ -11,6 +12,7 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/slurm.h"
 
 namespace po = boost::program_options;
 using namespace vizsweep::runner;
@@ -23,6 +25,7 @@ const char* kUsage =
     "commands:\n"
     "  plan SWEEP      validate a sweep file; print task counts per technique and layer and a cost estimate\n"
     "  run SWEEP       run or resume a sweep (under mpirun/srun for several ranks)\n"
+    "  slurm SWEEP     write a reviewable sbatch script for a cluster (and submit it with --submit)\n"
     "  status DIR      progress of a results directory (also while a run is going)\n"
     "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
     "\n"
@@ -38,11 +41,12 @@ int dispatch(int argc, char** argv) {
     std::cout << kUsage;
     return kExitOk;
   }
-  if (cmd != "plan" && cmd != "run" && cmd != "status" && cmd != "verify") {
+  if (cmd != "plan" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
     std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;
     return kExitUsage;
   }
-  const bool on_sweep = cmd == "plan" || cmd == "run";
+  const bool on_sweep = cmd == "plan" || cmd == "run" || cmd == "slurm";
+  SlurmOptions so;
   po::options_description opts("vizsweep " + cmd + " options");
   std::string target;
   RunOptions ro;
@@ -52,7 +56,23 @@ int dispatch(int argc, char** argv) {
     opts.add_options()("threads", po::value(&ro.threads), "ATen threads per rank (default: the sweep's, else cores / ranks per node)")(
         "journal", po::value(&ro.journal)->default_value("wal"),
         "SQLite journal mode: wal (local disks) or delete (NFS, Lustre, GPFS: WAL does not work there)")(
-        "progress-seconds", po::value(&ro.progress_seconds)->default_value(10), "period of progress lines when not on a terminal");
+        "progress-seconds", po::value(&ro.progress_seconds)->default_value(10), "period of progress lines when not on a terminal")(
+        "drain-seconds", po::value(&ro.drain_seconds)->default_value(90),
+        "after SIGUSR1/SIGTERM (a time limit), how long in-flight tasks may finish before they are abandoned");
+  }
+  if (cmd == "slurm") {
+    opts.add_options()("nodes", po::value(&so.nodes)->default_value(1), "nodes")(
+        "gpus-per-node", po::value(&so.gpus_per_node)->default_value(0), "GPUs per node: one rank each (0: a CPU job)")(
+        "ranks-per-node", po::value(&so.ranks_per_node)->default_value(1), "ranks per node of a CPU job")(
+        "time", po::value(&so.time), "time limit of each allocation, [D-]HH:MM:SS (required)")(
+        "partition", po::value(&so.partition), "partition")("account", po::value(&so.account), "account")(
+        "cpus-per-gpu", po::value(&so.cpus_per_gpu)->default_value(0), "CPU cores per rank (0: the site's default)")(
+        "mem", po::value(&so.mem), "memory per node, e.g. 64G")(
+        "extra-sbatch", po::value(&so.extra_sbatch), "more sbatch options, separated by ';', e.g. '--qos=high;--constraint=a100'")(
+        "gpu-form", po::value(&so.gpu_form)->default_value("gpus-per-task"), "how to ask for GPUs: gpus-per-task or gres")(
+        "drain-seconds", po::value(&so.drain_seconds)->default_value(120), "signal the job this long before its time limit")(
+        "chain-limit", po::value(&so.chain_limit)->default_value(20), "most automatic requeues of the job")(
+        "submit", po::bool_switch(&so.submit), "run sbatch and print the job id");
   }
   po::options_description hidden;
   hidden.add_options()("target", po::value(&target));
@@ -85,6 +105,11 @@ int dispatch(int argc, char** argv) {
     return run_command(ro, &argc, &argv);
   }
   if (cmd == "plan") return plan_command(target, ro.out);
+  if (cmd == "slurm") {
+    so.sweep = target;
+    so.out = ro.out;
+    return slurm_command(so);
+  }
   if (cmd == "status") return status_command(target);
   return verify_command(target);
 }

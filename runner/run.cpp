@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -37,6 +38,21 @@ namespace vizsweep::runner {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Set by SIGUSR1 / SIGTERM / SIGINT (what Slurm sends before a time limit): the coordinator
+// stops handing out tasks, lets in-flight ones finish, and exits with kExitDrained.
+volatile std::sig_atomic_t g_drain = 0;
+extern "C" void on_drain_signal(int) { g_drain = 1; }
+
+void install_drain_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_drain_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGUSR1, SIGTERM}) sigaction(sig, &sa, nullptr);
+  sa.sa_flags |= SA_RESETHAND;  // a second Ctrl-C stops at once
+  sigaction(SIGINT, &sa, nullptr);
+}
 
 std::string hostname() {
   char buf[256] = {0};
@@ -173,13 +189,18 @@ class DirLock {
   int fd_ = -1;
 };
 
+struct DrainDeadline {};
+
 struct Coordinator {
   ResultIndex& index;
   const std::vector<sweeps::Task>& tasks;
   int size;
   int max_attempts;
   double progress_seconds;
+  double drain_seconds;
   LocalChannel* local;
+  bool drained = false;
+  Clock::time_point drain_started;
 
   std::deque<int64_t> queue;
   std::map<int64_t, int> attempts;
@@ -207,7 +228,7 @@ struct Coordinator {
                    report.value("error", std::string("?")).c_str());
       if (a < max_attempts) {
         transition(TaskState::Failed, TaskEvent::Retry);
-        queue.push_back(idx);  // retried after the rest
+        if (!drained) queue.push_back(idx);  // retried after the rest (after a drain: by the next run)
       } else {
         ++failed;
       }
@@ -255,6 +276,19 @@ struct Coordinator {
     index.begin();
     const int remote = size - 1;
     while (!(local_stopped && static_cast<int>(stopped.size()) == remote)) {
+      if (g_drain && !drained) {
+        drained = true;
+        drain_started = Clock::now();
+        std::fprintf(stderr, "\n[vizsweep] drain requested: no new tasks; waiting for %d in flight (up to %.0fs)\n", in_flight,
+                     drain_seconds);
+        queue.clear();  // what is left stays pending in the index for the next run
+      }
+      if (drained && in_flight > 0 && Clock::now() - drain_started > std::chrono::duration<double>(drain_seconds)) {
+        maybe_commit(true);
+        index.commit();
+        std::fprintf(stderr, "[vizsweep] drain deadline passed with %d task(s) in flight: abandoning them\n", in_flight);
+        throw DrainDeadline{};
+      }
       bool busy = false;
       int flag = 0;
       MPI_Status st;
@@ -348,6 +382,7 @@ std::string results_dir(const std::string& sweep_name, const std::string& out) {
 int run_command(const RunOptions& o, int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  install_drain_handlers();
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -444,7 +479,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   if (rank == 0) {
     LocalChannel local;
     std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0); });
-    Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, &local};
+    Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
     c.queue.assign(todo.begin(), todo.end());
     c.attempts = attempts;
     auto rows = index->tasks();
@@ -456,15 +491,21 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     }
     try {
       c.loop();
+    } catch (const DrainDeadline&) {
+      // Tasks still running stay 'running' in the index; the next run resets them.
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, kExitDrained);
     } catch (const std::exception& e) {
       std::cerr << "\nvizsweep: coordinator error: " << e.what() << "\n";
       MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     }
     worker.join();
-    std::fprintf(stderr, "[vizsweep] finished: %lld/%lld done, %lld failed; index %s/index.sqlite, shards %s/shards/\n",
-                 static_cast<long long>(c.done), static_cast<long long>(c.total), static_cast<long long>(c.failed), dir.c_str(),
-                 dir.c_str());
-    code = c.failed > 0 ? kExitTasksFailed : kExitOk;
+    const int64_t left = c.total - c.done - c.failed;
+    std::fprintf(stderr, "[vizsweep] %s: %lld/%lld done, %lld failed%s; index %s/index.sqlite, shards %s/shards/\n",
+                 c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
+                 static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
+                 dir.c_str(), dir.c_str());
+    code = c.drained && left > 0 ? kExitDrained : c.failed > 0 ? kExitTasksFailed : kExitOk;
   } else {
     MpiChannel ch;
     worker_loop(*engine, tasks, ch, dir, shard_rel, rank);

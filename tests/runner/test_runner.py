@@ -159,6 +159,39 @@ class RunnerTest(unittest.TestCase):
                 for name in a[key]:
                     self.assertEqual(a[key][name], b[key][name], f"{victim}: {key}/{name} differs from the uninterrupted run")
 
+    def test_sigusr1_drains_then_a_rerun_completes(self):
+        n = plan_tasks(SLOW)
+        ref, d = self.out("drain_ref"), self.out("drained")
+        self.assertEqual(run(mpirun(1, "run", SLOW, "--out", ref)).returncode, 0)
+        p = subprocess.Popen(mpirun(2, "run", SLOW, "--out", d), env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                if index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0] >= 4:
+                    break
+            except sqlite3.Error:
+                continue
+        t0 = time.time()
+        p.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to every rank
+        _, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 4, err)  # work remains
+        self.assertLess(time.time() - t0, 60)
+        self.assertIn("drain requested", err)
+        states = dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state"))
+        self.assertNotIn("running", states, "in-flight tasks finished before the exit")
+        self.assertGreater(states.get("pending", 0), 0)
+        self.assertEqual(run([VIZSWEEP, "verify", d]).returncode, 0)
+        r = run(mpirun(2, "run", SLOW, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": n})
+        a, b = task_data(ref), task_data(d)
+        self.assertEqual(set(a), set(b))
+        for key in a:
+            for name in a[key]:
+                self.assertEqual(a[key][name], b[key][name], f"{key}/{name}")
+
     def test_corrupt_shard_is_found_and_recomputed(self):
         d = self.out("corrupt")
         self.assertEqual(run([VIZSWEEP, "run", SMALL, "--out", d]).returncode, 0)
