@@ -23,6 +23,8 @@ PACKAGES=(
   python3 python3-torch python3-torchvision python3-numpy python3-h5py python3-matplotlib
   # real data for the default model and tests
   dataset-fashion-mnist
+  # a real one-node Slurm cluster for the tests (started and stopped by the tests themselves)
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

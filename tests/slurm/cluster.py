@@ -108,6 +108,7 @@ PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
         log = open(os.path.join(self.dir, "log", name + ".out"), "w")
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=getattr(self, "env", os.environ),
                              start_new_session=True)
+        log.close()  # the child has its own copy
         self.procs.append(p)
 
     def logs(self):
