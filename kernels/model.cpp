@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include "kernels/error.h"
+#include "kernels/names.h"
 
 namespace vizsweep::kernels {
 
@@ -501,19 +502,9 @@ const LayerInfo& Model::layer(const std::string& name) const {
     if (L.alias == name) return L;
   for (const auto& L : layers_)
     if (L.path == name) return L;
-  // List the valid names compactly, grouped by alias prefix: conv1_1..conv5_3, fc6..fc8, ...
-  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-  for (const auto& L : layers_) {
-    std::string prefix = L.alias.substr(0, L.alias.find_first_of("0123456789"));
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == prefix; });
-    if (it == groups.end()) groups.push_back({prefix, {L.alias}});
-    else it->second.push_back(L.alias);
-  }
-  std::string has;
-  for (const auto& g : groups) {
-    if (!has.empty()) has += ", ";
-    has += g.second.size() == 1 ? g.second[0] : g.second.front() + ".." + g.second.back();
-  }
+  std::vector<std::string> aliases;
+  for (const auto& L : layers_) aliases.push_back(L.alias);
+  std::string has = summarize_layer_names(aliases);
   if (!layers_.empty()) has += "; or paths " + layers_.front().path + ".." + layers_.back().path;
   throw Error("layer", "no layer \"" + name + "\" in " + info_.arch + " (has " + has + ")");
 }

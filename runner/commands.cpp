@@ -88,7 +88,7 @@ int plan_command(const std::string& path, const std::string& out) {
   return kExitOk;
 }
 
-int status_command(const std::string& dir) {
+int status_command(const std::string& dir, bool check) {
   ResultIndex index((fs::path(dir) / "index.sqlite").string(), /*read_only=*/true);
   auto info = index.sweep_info();
   if (info.is_null()) {
@@ -115,7 +115,9 @@ int status_command(const std::string& dir) {
     std::printf("\nlast failures:\n");
     for (const auto& f : fails) std::printf("  %s %s %s: %s\n", f[0].substr(0, 12).c_str(), f[1].c_str(), f[2].c_str(), f[3].c_str());
   }
-  return kExitOk;
+  if (!check) return kExitOk;
+  if (all["pending"] + all["running"] > 0) return kExitDrained;
+  return all["failed"] > 0 ? kExitTasksFailed : kExitOk;
 }
 
 int verify_command(const std::string& dir) {

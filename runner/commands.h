@@ -25,8 +25,10 @@ struct RunOptions {
 int plan_command(const std::string& sweep, const std::string& out);
 // Runs (or resumes) a sweep; call under mpirun/srun or alone. Initializes MPI itself.
 int run_command(const RunOptions& o, int* argc, char*** argv);
-// Progress of a results directory from its index (read-only; works during a run).
-int status_command(const std::string& dir);
+// Progress of a results directory from its index (read-only; works during a run). With
+// check, the exit code says what is left: 0 nothing, kExitDrained (4) tasks to run,
+// kExitTasksFailed (3) only failed tasks.
+int status_command(const std::string& dir, bool check = false);
 // Checks every indexed result is readable in its shard and every shard group is indexed.
 int verify_command(const std::string& dir);
 

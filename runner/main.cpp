@@ -74,6 +74,10 @@ int dispatch(int argc, char** argv) {
         "chain-limit", po::value(&so.chain_limit)->default_value(20), "most automatic requeues of the job")(
         "submit", po::bool_switch(&so.submit), "run sbatch and print the job id");
   }
+  bool check = false;
+  if (cmd == "status")
+    opts.add_options()("check", po::bool_switch(&check),
+                       "exit code says what is left: 0 nothing, 4 tasks to run, 3 only failed tasks");
   po::options_description hidden;
   hidden.add_options()("target", po::value(&target));
   po::positional_options_description pos;
@@ -110,7 +114,7 @@ int dispatch(int argc, char** argv) {
     so.out = ro.out;
     return slurm_command(so);
   }
-  if (cmd == "status") return status_command(target);
+  if (cmd == "status") return status_command(target, check);
   return verify_command(target);
 }
 

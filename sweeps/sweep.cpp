@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "kernels/error.h"
+#include "kernels/names.h"
 #include "sweeps/hash.h"
 #include "sweeps/idx.h"
 
@@ -29,17 +30,9 @@ const LayerDesc* ModelDesc::find(const std::string& name) const {
 }
 
 std::string ModelDesc::names() const {
-  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-  for (const auto& L : layers) {
-    std::string prefix = L.alias.substr(0, L.alias.find_first_of("0123456789"));
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == prefix; });
-    if (it == groups.end()) groups.push_back({prefix, {L.alias}});
-    else it->second.push_back(L.alias);
-  }
-  std::string has;
-  for (const auto& g : groups)
-    has += (has.empty() ? "" : ", ") + (g.second.size() == 1 ? g.second[0] : g.second.front() + ".." + g.second.back());
-  return has;
+  std::vector<std::string> aliases;
+  for (const auto& L : layers) aliases.push_back(L.alias);
+  return summarize_layer_names(aliases);
 }
 
 std::string ModelSpec::identity() const {

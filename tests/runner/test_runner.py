@@ -66,6 +66,31 @@ def task_data(d):
     return out
 
 
+def assert_same_data(test, ref, d, label=""):
+    """Every dataset of every done task of d is byte-identical to ref's."""
+    a, b = task_data(ref), task_data(d)
+    test.assertEqual(set(a), set(b))
+    for key in a:
+        test.assertEqual(a[key].keys(), b[key].keys(), key)
+        for name in a[key]:
+            test.assertEqual(a[key][name], b[key][name], f"{label}{key}/{name} differs")
+
+
+def wait_for_done(d, at_least, timeout=120):
+    """Polls the index until at least `at_least` tasks are done; returns the count."""
+    deadline = time.time() + timeout
+    done = 0
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            done = index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0]
+        except sqlite3.Error:
+            continue
+        if done >= at_least:
+            break
+    return done
+
+
 class RunnerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -100,13 +125,8 @@ class RunnerTest(unittest.TestCase):
         # One rank, same threads per rank: byte-identical data for every task key.
         r1 = run(mpirun(1, "run", SMALL, "--out", d1))
         self.assertEqual(r1.returncode, 0, r1.stderr)
-        a, b = task_data(d3), task_data(d1)
-        self.assertEqual(set(a), set(b))
-        self.assertEqual(len(a), n)
-        for key in a:
-            self.assertEqual(a[key].keys(), b[key].keys(), key)
-            for name in a[key]:
-                self.assertEqual(a[key][name], b[key][name], f"{key}/{name} differs between 1 and 3 ranks")
+        self.assertEqual(len(task_data(d3)), n)
+        assert_same_data(self, d3, d1, "1 vs 3 ranks: ")
         # Running again finds everything done and changes nothing.
         again = run([VIZSWEEP, "run", SMALL, "--out", d1])
         self.assertEqual(again.returncode, 0, again.stderr)
@@ -124,17 +144,7 @@ class RunnerTest(unittest.TestCase):
             p = subprocess.Popen(mpirun(3, "run", SLOW, "--out", d, "--progress-seconds", "0.2"), env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             # Wait until some tasks are committed, then SIGKILL one rank.
-            deadline = time.time() + 120
-            done = 0
-            while time.time() < deadline:
-                time.sleep(0.3)
-                try:
-                    done = index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0]
-                except sqlite3.Error:
-                    continue
-                if done >= n // 4:
-                    break
-            self.assertGreater(done, 0)
+            self.assertGreater(wait_for_done(d, n // 4), 0)
             pids = subprocess.run(["pgrep", "-f", f"^{VIZSWEEP} run {SLOW}"], capture_output=True, text=True).stdout.split()
             ranks = {rank_of(int(x)): int(x) for x in pids}
             self.assertEqual(sorted(ranks), [0, 1, 2], pids)
@@ -153,11 +163,7 @@ class RunnerTest(unittest.TestCase):
             self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM fgsm_results")[0][0], 40)
             v = run([VIZSWEEP, "verify", d])
             self.assertEqual(v.returncode, 0, v.stdout)
-            a, b = task_data(ref), task_data(d)
-            self.assertEqual(set(a), set(b))
-            for key in a:
-                for name in a[key]:
-                    self.assertEqual(a[key][name], b[key][name], f"{victim}: {key}/{name} differs from the uninterrupted run")
+            assert_same_data(self, ref, d, f"{victim} killed: ")
 
     def test_sigusr1_drains_then_a_rerun_completes(self):
         n = plan_tasks(SLOW)
@@ -165,14 +171,7 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(run(mpirun(1, "run", SLOW, "--out", ref)).returncode, 0)
         p = subprocess.Popen(mpirun(2, "run", SLOW, "--out", d), env=ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.3)
-            try:
-                if index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0] >= 4:
-                    break
-            except sqlite3.Error:
-                continue
+        self.assertGreaterEqual(wait_for_done(d, 4), 4)
         t0 = time.time()
         p.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to every rank
         _, err = p.communicate(timeout=120)
@@ -186,11 +185,7 @@ class RunnerTest(unittest.TestCase):
         r = run(mpirun(2, "run", SLOW, "--out", d))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": n})
-        a, b = task_data(ref), task_data(d)
-        self.assertEqual(set(a), set(b))
-        for key in a:
-            for name in a[key]:
-                self.assertEqual(a[key][name], b[key][name], f"{key}/{name}")
+        assert_same_data(self, ref, d, "drained and resumed: ")
 
     def test_corrupt_shard_is_found_and_recomputed(self):
         d = self.out("corrupt")

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "runner"))
 from cluster import SlurmCluster  # noqa: E402
-from test_runner import ENV, VIZSWEEP, index_rows, mpirun, run, task_data  # noqa: E402
+from test_runner import ENV, VIZSWEEP, assert_same_data, index_rows, mpirun, run, wait_for_done  # noqa: E402
 
 SMALL = os.path.join(HERE, "..", "runner", "small.yaml")
 LONG = os.path.join(HERE, "long.yaml")
@@ -35,6 +35,15 @@ class SlurmTest(unittest.TestCase):
         cls.cluster.__exit__(None, None, None)
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
+    @classmethod
+    def long_reference(cls):
+        """The long sweep run once by plain mpirun, shared by the tests that compare to it."""
+        ref = os.path.join(cls.tmp, "long_ref")
+        if not os.path.exists(os.path.join(ref, "index.sqlite")):
+            r = run(mpirun(2, "run", LONG, "--out", ref))
+            assert r.returncode == 0, r.stderr
+        return ref
+
     def submit(self, sweep, out, *args):
         r = subprocess.run([VIZSWEEP, "slurm", sweep, "--out", out, "--ranks-per-node", "2", *args, "--submit"],
                            env=dict(ENV, SLURM_CONF=self.cluster.conf), capture_output=True, text=True, timeout=60)
@@ -42,6 +51,25 @@ class SlurmTest(unittest.TestCase):
         m = re.search(r"submitted job (\d+)", r.stdout)
         self.assertTrue(m, r.stdout)
         return m.group(1)
+
+    def wait_complete(self, job, out, timeout):
+        """Waits until the job has COMPLETED with every task of the sweep done (a requeued job
+        passes through other states, and may show COMPLETED between its allocations)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            info = self.cluster.job(job)
+            state = info.get("JobState", "")
+            if state in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+                return state, info
+            if state == "COMPLETED":
+                try:
+                    left = index_rows(out, "SELECT COUNT(*) FROM tasks WHERE state<>'done'")[0][0]
+                except sqlite3.Error:
+                    left = -1
+                if left == 0:
+                    return state, info
+            time.sleep(2)
+        return "TIMEOUT (test)", self.cluster.job(job)
 
     def job_log(self, out, name):
         logs = [f for f in os.listdir(os.path.join(out, "slurm")) if f.endswith(".out")]
@@ -56,11 +84,7 @@ class SlurmTest(unittest.TestCase):
         self.assertEqual(list(states), ["done"], states)
         v = run([VIZSWEEP, "verify", out])
         self.assertEqual(v.returncode, 0, v.stdout)
-        a, b = task_data(ref), task_data(out)
-        self.assertEqual(set(a), set(b))
-        for key in a:
-            for name in a[key]:
-                self.assertEqual(a[key][name], b[key][name], f"{key}/{name} differs from the mpirun run")
+        assert_same_data(self, ref, out, "slurm vs mpirun: ")
 
     def test_submitted_sweep_completes_like_mpirun(self):
         out, ref = os.path.join(self.tmp, "small"), os.path.join(self.tmp, "small_ref")
@@ -73,31 +97,23 @@ class SlurmTest(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(out, "slurm", "small.sbatch")))
 
     def test_time_limit_drains_requeues_and_completes(self):
-        out, ref = os.path.join(self.tmp, "long"), os.path.join(self.tmp, "long_ref")
-        self.assertEqual(run(mpirun(2, "run", LONG, "--out", ref)).returncode, 0)
-        job = self.submit(LONG, out, "--time", "2", "--drain-seconds", "60")
-        state = self.cluster.wait(job, timeout=900, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"))
+        out, ref = os.path.join(self.tmp, "long"), self.long_reference()
+        t0 = time.time()
+        job = self.submit(LONG, out, "--time", "3", "--drain-seconds", "60")
+        state, info = self.wait_complete(job, out, timeout=1200)
         log = self.job_log(out, "long")
         self.assertEqual(state, "COMPLETED", log + self.cluster.logs())
+        print(f"\ntime-limit test: completed in {time.time() - t0:.0f}s after {info.get('Restarts')} requeue(s)")
         self.assertIn("time limit near: draining", log)
         self.assertIn("work remains: requeueing", log)
-        restarts = int(self.cluster.job(job).get("Restarts", "0"))
+        restarts = int(info.get("Restarts", "0"))
         self.assertGreaterEqual(restarts, 1, log)
         self.assert_complete_and_equal(out, ref)
 
     def test_scancel_then_resubmit_completes(self):
-        out, ref = os.path.join(self.tmp, "cancel"), os.path.join(self.tmp, "cancel_ref")
-        self.assertEqual(run(mpirun(2, "run", LONG, "--out", ref)).returncode, 0)
+        out, ref = os.path.join(self.tmp, "cancel"), self.long_reference()
         job = self.submit(LONG, out, "--time", "00:30:00")
-        deadline = time.time() + 300
-        done = 0
-        while time.time() < deadline and done < 8:
-            time.sleep(1)
-            try:
-                done = index_rows(out, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0]
-            except sqlite3.Error:
-                pass
-        self.assertGreaterEqual(done, 8)
+        self.assertGreaterEqual(wait_for_done(out, 8, timeout=300), 8)
         self.cluster.run("scancel", job)
         self.assertEqual(self.cluster.wait(job, timeout=120), "CANCELLED")
         left = index_rows(out, "SELECT COUNT(*) FROM tasks WHERE state<>'done'")[0][0]
@@ -106,7 +122,8 @@ class SlurmTest(unittest.TestCase):
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         job2 = r.stdout.strip().split(";")[0]
-        self.assertEqual(self.cluster.wait(job2, timeout=600), "COMPLETED", self.cluster.logs())
+        state, _ = self.wait_complete(job2, out, timeout=600)
+        self.assertEqual(state, "COMPLETED", self.cluster.logs())
         self.assert_complete_and_equal(out, ref)
 
 
