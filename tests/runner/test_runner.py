@@ -237,6 +237,17 @@ class RunnerTest(unittest.TestCase):
         self.assertIn("not a readable PNG or JPEG image", st.stdout)
         self.assertEqual(run([VIZSWEEP, "verify", d]).returncode, 0)
 
+    def test_world_size_must_match_slurm_ntasks(self):
+        # What a launch without PMIx looks like to each process (Debian's Open MPI aborts in
+        # MPI_Init there, other builds start N worlds of one): the run refuses to start.
+        d = self.out("world")
+        r = subprocess.run([VIZSWEEP, "run", SMALL, "--out", d], env=dict(ENV, SLURM_JOB_ID="7", SLURM_NTASKS="2"),
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("MPI: world size 1 but SLURM_NTASKS=2", r.stderr)
+        self.assertIn("srun --mpi=pmix", r.stderr)
+        self.assertFalse(os.path.exists(d), "nothing written")
+
     def test_plan_counts_every_unit_of_vgg16(self):
         sweep = os.path.join(HERE, "..", "..", "sweeps", "examples", "vgg16_all_units.yaml")
         r = run([VIZSWEEP, "plan", sweep, "--out", self.out("never")])
