@@ -51,6 +51,9 @@ echo "Inversion: normalized reconstruction error by layer:"
 sqlite3 -header -column "file:$DB?mode=ro" "
   SELECT layer, ROUND(mean_rep_error, 4) AS rep_error FROM invert_error_by_layer;"
 echo
+/usr/bin/python3 -m analysis grid "$OUT" --layer fc8 -o "$OUT/grid_fc8.png"
+echo
 ABS="$(cd "$OUT" && pwd)"
 echo "quickstart: index  $ABS/index.sqlite"
 echo "            shards $ABS/shards/ (HDF5; layout in docs/results-layout.md)"
+echo "            class images under each setting: $ABS/grid_fc8.png"
