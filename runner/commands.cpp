@@ -68,7 +68,6 @@ int plan_command(const std::string& path, const std::string& out) {
   }
   if (spec.actmax) {
     int64_t units = 0;
-    std::set<std::string> seen;
     for (const auto& t : tasks)
       if (t.technique == sweeps::Technique::Actmax && t.setting == 0 && t.user_seed == spec.actmax->seeds[0]) units += t.items.size();
     std::printf("\nactmax: %s units x %zu settings x %zu seeds = %s optimized images\n", thousands(units).c_str(),

@@ -73,22 +73,23 @@ ImageBlob blob(const std::string& name, const torch::Tensor& image) {
   return b;
 }
 
-FloatArray floats(const std::string& name, const torch::Tensor& t) {
-  auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
-  FloatArray a;
+// A tensor as a named host array of element type T (FloatArray or IntArray).
+template <typename Array, typename T>
+Array host_array(const std::string& name, const torch::Tensor& t, torch::ScalarType type) {
+  auto c = t.detach().to(torch::kCPU, type).contiguous();
+  Array a;
   a.name = name;
   a.shape.assign(c.sizes().begin(), c.sizes().end());
-  a.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  a.data.assign(c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
   return a;
 }
 
+FloatArray floats(const std::string& name, const torch::Tensor& t) {
+  return host_array<FloatArray, float>(name, t, torch::kFloat);
+}
+
 IntArray ints(const std::string& name, const torch::Tensor& t) {
-  auto c = t.detach().to(torch::kCPU, torch::kLong).contiguous();
-  IntArray a;
-  a.name = name;
-  a.shape.assign(c.sizes().begin(), c.sizes().end());
-  a.data.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-  return a;
+  return host_array<IntArray, int64_t>(name, t, torch::kLong);
 }
 
 std::string file_hash(const std::string& path) {
