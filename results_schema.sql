@@ -1,6 +1,7 @@
 -- vizsweep results index (SQLite). The one source of the schema: the runner compiles this
 -- file in; analysis scripts read the same tables and views.
--- Schema version: major.minor. A run refuses to resume an index of another major version.
+-- Schema version: major.minor. A run refuses to resume an index of another major version and
+-- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
 
@@ -10,7 +11,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.0');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.1');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -155,6 +156,8 @@ CREATE TABLE IF NOT EXISTS fgsm_steps (
   pred_prob  REAL NOT NULL,
   label_prob REAL NOT NULL,                       -- true label (untargeted) or target
   loss       REAL NOT NULL,
+  final_prob REAL,                                -- probability of the attack's final predicted class
+                                                  -- (the adversarial class); added in 1.1
   PRIMARY KEY (task_key, image_id, step)
 );
 

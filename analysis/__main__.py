@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from analysis import best, grid
+from analysis import atlas, best, featuremaps, fgsm, grid, invert
 from analysis.index import AnalysisError
 
 
@@ -11,6 +11,10 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     best.add_parser(sub)
     grid.add_parser(sub)
+    fgsm.add_parser(sub)
+    invert.add_parser(sub)
+    featuremaps.add_parser(sub)
+    atlas.add_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.run(args)

@@ -1,69 +1,133 @@
-"""`grid`: a PNG of activation-maximization images, rows = settings, columns = units."""
-import os
+"""`grid`: PNG grids of activation-maximization images. Rows and columns are any two of
+setting, unit, layer and seed (default rows = settings, columns = units); the others are fixed
+by filters. Large layers paginate: out.png becomes out-p1.png, out-p2.png, ..."""
+import math
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from analysis.index import AnalysisError, check_layer, open_index  # noqa: E402
+from analysis.index import (AnalysisError, Shards, check_layer, class_names, open_index,  # noqa: E402
+                            paged_output, parse_units)
 
-
-def images(db, results_dir, layer, units):
-    """{setting: {unit: (uint8 image, activation)}} for the first `units` units of a layer."""
-    rows = db.execute(
-        "SELECT s.name, r.unit, r.shard, r.dataset, r.final_activation FROM actmax_results r "
-        "JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' JOIN actmax_settings s ON s.setting_id = t.setting_id "
-        "WHERE t.layer = ? ORDER BY s.setting_id, r.unit", (layer,)).fetchall()
-    keep = sorted({r[1] for r in rows})[:units]
-    out, files = {}, {}
-    for setting, unit, shard, dataset, act in rows:
-        if unit not in keep:
-            continue
-        if shard not in files:
-            files[shard] = h5py.File(os.path.join(results_dir, shard), "r")
-        out.setdefault(setting, {})[unit] = (files[shard][dataset][()], act)
-    for f in files.values():
-        f.close()
-    return out, keep
+DIMS = ("setting", "unit", "layer", "seed")
+COLUMNS = {"activation": "final_activation", "hf_energy": "hf_energy", "total_variation": "total_variation",
+           "saturation": "saturation", "robustness": "robustness", "argmax_rate": "is_argmax"}
 
 
-def class_names(db):
-    return dict(db.execute("SELECT class_id, name FROM classes").fetchall())
+def select(db, args):
+    """Rows (setting, unit, layer, seed, shard, dataset, metric value) after the filters."""
+    layers = check_layer(db, args.layer) if args.layer or "layer" in (args.rows, args.cols) else \
+        check_layer(db, None)[-1:]
+    sql = (f"SELECT s.name, r.unit, t.layer, t.seed, r.shard, r.dataset, r.{COLUMNS[args.metric]} "
+           "FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' "
+           "JOIN actmax_settings s ON s.setting_id = t.setting_id "
+           f"WHERE t.layer IN ({','.join('?' * len(layers))})")
+    params = list(layers)
+    if args.setting:
+        names = args.setting.split(",")
+        known = {r[0] for r in db.execute("SELECT name FROM actmax_settings")}
+        for n in names:
+            if n not in known:
+                raise AnalysisError(f"--setting: no setting named {n!r} (have {', '.join(sorted(known))})")
+        sql += f" AND s.name IN ({','.join('?' * len(names))})"
+        params += names
+    if args.seed is not None:
+        sql += " AND t.seed = ?"
+        params.append(args.seed)
+    sql += " ORDER BY t.rowid, s.setting_id, r.unit"
+    rows = db.execute(sql, params).fetchall()
+    if args.units:
+        keep = set(parse_units(args.units))
+        rows = [r for r in rows if r[1] in keep]
+    if args.first:
+        keep = set(sorted({r[1] for r in rows})[:args.first])
+        rows = [r for r in rows if r[1] in keep]
+    if not rows:
+        raise AnalysisError(f"no finished activation-maximization results for layer {', '.join(layers)} "
+                            "with these filters")
+    return rows
+
+
+def label(dim, value, names, layer_of_unit):
+    if dim == "unit" and names and layer_of_unit == "fc8":
+        return f"{value} {names.get(value, '')}".strip()
+    return f"{dim} {value}" if dim in ("unit", "seed") else str(value)
 
 
 def run(args):
+    if args.rows == args.cols or args.rows not in DIMS or args.cols not in DIMS:
+        raise AnalysisError(f"--rows and --cols: two different names out of {', '.join(DIMS)}")
+    if args.metric not in COLUMNS:
+        raise AnalysisError(f"unknown metric {args.metric!r} for grid (have {', '.join(COLUMNS)})")
     db = open_index(args.results_dir)
-    layer = check_layer(db, args.layer)[0] if args.layer else check_layer(db, None)[-1]
-    data, units = images(db, args.results_dir, layer, args.units)
-    if not data:
-        raise AnalysisError(f"layer {layer}: no finished activation-maximization results yet")
-    names = class_names(db) if layer == "fc8" else {}
-    settings = list(data)
+    rows = select(db, args)
+    names = class_names(db)
+    index = {d: i for i, d in enumerate(DIMS)}
+    ri, ci = index[args.rows], index[args.cols]
+    # keys in first-seen order (sweep order for layers and settings, ascending units)
+    row_keys = list(dict.fromkeys(r[ri] for r in rows))
+    col_keys = list(dict.fromkeys(r[ci] for r in rows))
+    if args.cols == "unit":
+        col_keys.sort()
+    if args.rows == "unit":
+        row_keys.sort()
+    cells = {}
+    for r in rows:
+        cells.setdefault((r[ri], r[ci]), r)  # first match when a free dimension has several values
+    rpages = math.ceil(len(row_keys) / args.max_rows)
+    cpages = math.ceil(len(col_keys) / args.max_cols)
     tile = args.tile
-    fig = plt.figure(figsize=(len(units) * tile / 100, len(settings) * tile / 100), dpi=100)
-    for i, setting in enumerate(settings):
-        for j, unit in enumerate(units):
-            ax = fig.add_axes([j / len(units), 1 - (i + 1) / len(settings), 1 / len(units), 1 / len(settings)])
-            ax.axis("off")
-            if unit in data[setting]:
-                img, act = data[setting][unit]
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-                label = f"{names.get(unit, unit)}" + (f"\n{setting}" if j == 0 else "") + f"\n{act:.2f}"
-                ax.text(2, 2, label, fontsize=6, color="yellow", va="top", ha="left")
-    fig.savefig(args.output, dpi=100)
-    plt.close(fig)
-    print(f"{args.output}: {layer}, {len(settings)} settings x {len(units)} units")
+    written = []
+    with Shards(args.results_dir) as shards:
+        for rp in range(rpages):
+            for cp in range(cpages):
+                rk = row_keys[rp * args.max_rows:(rp + 1) * args.max_rows]
+                ck = col_keys[cp * args.max_cols:(cp + 1) * args.max_cols]
+                fig = plt.figure(figsize=(len(ck) * tile / 100, len(rk) * tile / 100), dpi=100)
+                for i, rv in enumerate(rk):
+                    for j, cv in enumerate(ck):
+                        ax = fig.add_axes([j / len(ck), 1 - (i + 1) / len(rk), 1 / len(ck), 1 / len(rk)])
+                        ax.axis("off")
+                        cell = cells.get((rv, cv))
+                        if cell is None:
+                            continue
+                        img = shards.read(cell[4], cell[5])
+                        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
+                                  interpolation="nearest")
+                        text = [label(args.cols, cv, names, cell[2])] if i == 0 or args.cols == "unit" else []
+                        if j == 0:
+                            text.append(label(args.rows, rv, names, cell[2]))
+                        text.append(f"{cell[6]:.3g}")
+                        ax.text(2, 2, "\n".join(text), fontsize=6, color="yellow", va="top", ha="left")
+                page = rp * cpages + cp
+                out = paged_output(args.output, page, rpages * cpages)
+                fig.savefig(out, dpi=100)
+                plt.close(fig)
+                written.append(out)
+    layers = ", ".join(dict.fromkeys(r[2] for r in rows))
+    print(f"{layers}: {len(row_keys)} {args.rows}s x {len(col_keys)} {args.cols}s "
+          f"({args.metric} under each), {len(written)} page{'s' if len(written) > 1 else ''}")
+    for w in written:
+        print(f"  wrote {w}")
     return 0
 
 
 def add_parser(sub):
-    p = sub.add_parser("grid", help="PNG grid of optimized images: rows = settings, columns = units")
+    p = sub.add_parser("grid", help="PNG grid of optimized images: rows = settings, columns = units",
+                       description=__doc__)
     p.add_argument("results_dir")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--layer", help="layer (default: the last one with results)")
-    p.add_argument("--units", type=int, default=10, help="first N units (default 10)")
+    p.add_argument("--layer", help="layer (default: the last one with results; all when a dimension is layer)")
+    p.add_argument("--rows", default="setting", help=f"dimension of the rows: {', '.join(DIMS)} (default setting)")
+    p.add_argument("--cols", default="unit", help="dimension of the columns (default unit)")
+    p.add_argument("--units", help="units as ranges, like 0-9,12 (default all)")
+    p.add_argument("--first", type=int, help="only the first N units (after --units)")
+    p.add_argument("--setting", help="comma-separated setting names (default all)")
+    p.add_argument("--seed", type=int, help="one seed (default all)")
+    p.add_argument("--metric", default="activation", help=f"value printed under each image: {', '.join(COLUMNS)}")
     p.add_argument("--tile", type=int, default=96, help="pixels per tile (default 96)")
+    p.add_argument("--max-cols", type=int, default=32, help="columns per page (default 32)")
+    p.add_argument("--max-rows", type=int, default=32, help="rows per page (default 32)")
     p.set_defaults(run=run)

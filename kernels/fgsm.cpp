@@ -27,10 +27,12 @@ FgsmResult fgsm(const Model& model, const torch::Tensor& images, const torch::Te
   r.pred_prob = torch::empty({s.steps + 1, B}, opts);
   r.label_prob = torch::empty({s.steps + 1, B}, opts);
   r.loss = torch::empty({s.steps + 1, B}, opts);
+  r.probs = torch::empty({s.steps + 1, B, model.info().num_classes}, opts);
   auto record = [&](int row, const torch::Tensor& logits) {
     torch::NoGradGuard ng;
     auto logp = torch::log_softmax(logits.detach(), 1);
     auto best = logp.max(1);
+    r.probs[row].copy_(logp.exp());
     r.pred[row].copy_(std::get<1>(best));
     r.pred_prob[row].copy_(std::get<0>(best).exp());
     auto ly = logp.gather(1, y.view({-1, 1})).squeeze(1);

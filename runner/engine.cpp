@@ -240,7 +240,7 @@ nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
       auto r = k::fgsm(m, x, y, st);
       auto& out = rows["fgsm"] = nlohmann::json::array();
       auto& steps = rows["fgsm_steps"] = nlohmann::json::array();
-      auto pred = r.pred.cpu(), pp = r.pred_prob.cpu(), lp = r.label_prob.cpu(), loss = r.loss.cpu();
+      auto pred = r.pred.cpu(), pp = r.pred_prob.cpu(), lp = r.label_prob.cpu(), loss = r.loss.cpu(), probs = r.probs.cpu();
       for (size_t b = 0; b < task.items.size(); ++b) {
         const int64_t bi = static_cast<int64_t>(b);
         std::string name = "adversarial_" + std::to_string(task.items[b]);
@@ -261,6 +261,7 @@ nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
                            {"pred", pred[s][bi].item<int64_t>()},
                            {"pred_prob", pp[s][bi].item<double>()},
                            {"label_prob", lp[s][bi].item<double>()},
+                           {"final_prob", probs[s][bi][final_pred].item<double>()},
                            {"loss", loss[s][bi].item<double>()}});
       }
       data.attributes["step_size"] = k::format_number(r.step_size);

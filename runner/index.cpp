@@ -117,6 +117,10 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
     if (major != schema_major())
       throw Error(path, "index schema version " + v + " differs from this vizsweep's " + std::to_string(schema_major()) +
                             ".x: use a new results directory");
+    if (!read_only && v == "1.0") {  // 1.1 added fgsm_steps.final_prob; older rows keep NULL
+      exec("ALTER TABLE fgsm_steps ADD COLUMN final_prob REAL");
+      exec("UPDATE meta SET value='1.1' WHERE key='schema_version'");
+    }
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -305,10 +309,11 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
           .bind(6, x["final_pred"]).bind(7, x["success"]).bind(8, shard).bind(9, x["dataset"]).run();
   }
   if (!rows("fgsm_steps").empty()) {
-    Stmt s(db_, "INSERT INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Stmt s(db_, "INSERT INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss, final_prob) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& x : rows("fgsm_steps"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["step"]).bind(4, x["pred"]).bind(5, x["pred_prob"])
-          .bind(6, x["label_prob"]).bind(7, x["loss"]).run();
+          .bind(6, x["label_prob"]).bind(7, x["loss"]).bind(8, x["final_prob"]).run();
   }
   if (!rows("featuremaps").empty()) {
     Stmt s(db_, "INSERT INTO featuremap_results (task_key, image_id, layer, shard, dataset) VALUES (?, ?, ?, ?, ?)");

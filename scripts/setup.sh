@@ -21,6 +21,8 @@ PACKAGES=(
   libgtest-dev googletest
   # model export, analysis scripts (Debian's /usr/bin/python3)
   python3 python3-torch python3-torchvision python3-numpy python3-h5py python3-matplotlib
+  # headless browser check of the atlas pages
+  chromium
   # real data for the default model and tests
   dataset-fashion-mnist
   # a real one-node Slurm cluster for the tests (started and stopped by the tests themselves)

@@ -1,23 +1,35 @@
-"""analysis best / grid on the results of a small real sweep made here, checked against an
-independent computation from the raw index rows; bad input gives clear errors."""
+"""The analysis subcommands on the results of a small real sweep made here: answers checked
+against independent computations from the raw index rows, figures of the expected pixel size,
+the atlas loaded in headless Chromium, clear errors for bad input, and readers that never fail
+while a sweep writes the index."""
+import math
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import matplotlib.image as mpimg
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..", "..")
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
 VIZSWEEP = os.environ.get("VIZSWEEP", os.path.join(ROOT, "build", "runner", "vizsweep"))
 SMALL = os.path.join(ROOT, "tests", "runner", "small.yaml")
+SLOW = os.path.join(ROOT, "tests", "runner", "slow.yaml")
+
+from analysis.featuremaps import tile_maps  # noqa: E402
+from browser import Browser  # noqa: E402
 
 
 def analysis(*args):
-    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "analysis", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
 
 
 class AnalysisTest(unittest.TestCase):
@@ -27,64 +39,260 @@ class AnalysisTest(unittest.TestCase):
         cls.dir = os.path.join(cls.tmp, "small")
         r = subprocess.run([VIZSWEEP, "run", SMALL, "--out", cls.dir], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
+        cls.db = sqlite3.connect(os.path.join(cls.dir, "index.sqlite"))
 
     @classmethod
     def tearDownClass(cls):
+        cls.db.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def raw_best(self, layer, higher=True):
-        """The best setting by mean final activation, computed from actmax_results directly."""
-        db = sqlite3.connect(os.path.join(self.dir, "index.sqlite"))
-        rows = db.execute("SELECT t.setting_id, r.final_activation, r.hf_energy FROM actmax_results r "
-                          "JOIN tasks t ON t.task_key = r.task_key WHERE t.layer = ?", (layer,)).fetchall()
-        names = dict(db.execute("SELECT setting_id, name FROM actmax_settings").fetchall())
+    def out(self, name):
+        return os.path.join(self.tmp, name)
+
+    def ok(self, *args):
+        r = analysis(*args)
+        self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
+        return r.stdout
+
+    def fails(self, args, message):
+        r = analysis(*args)
+        self.assertEqual(r.returncode, 2, f"{args}: {r.stdout} {r.stderr}")
+        self.assertIn(message, r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+
+    # --- best -------------------------------------------------------------------------------
+
+    def raw_means(self, layer):
+        """{setting name: (mean activation, mean hf energy)} from actmax_results directly."""
+        rows = self.db.execute("SELECT s.name, r.final_activation, r.hf_energy FROM actmax_results r "
+                               "JOIN tasks t ON t.task_key = r.task_key JOIN actmax_settings s "
+                               "ON s.setting_id = t.setting_id WHERE t.layer = ?", (layer,)).fetchall()
         sums = {}
-        for sid, act, hf in rows:
-            s = sums.setdefault(sid, [0.0, 0.0, 0])
+        for name, act, hf in rows:
+            s = sums.setdefault(name, [0.0, 0.0, 0])
             s[0] += act
             s[1] += hf
             s[2] += 1
-        by_act = max(sums, key=lambda k: sums[k][0] / sums[k][2])
-        by_hf = min(sums, key=lambda k: sums[k][1] / sums[k][2])
-        return names[by_act], names[by_hf]
+        return {k: (v[0] / v[2], v[1] / v[2]) for k, v in sums.items()}
+
+    def table(self, stdout):
+        """Rows of a `best` table: [layer, rank, setting, count, value, pareto?]."""
+        return [line.split() for line in stdout.splitlines()[1:] if not line.startswith("pareto:")]
 
     def test_best_matches_the_raw_rows(self):
         for layer in ("conv2_1", "conv4_2", "fc8"):
-            want_act, want_hf = self.raw_best(layer)
-            r = analysis("best", self.dir, "--layer", layer)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            first = r.stdout.splitlines()[1].split()
-            self.assertEqual((first[0], first[1], first[2]), (layer, "1", want_act))
-            r = analysis("best", self.dir, "--layer", layer, "--metric", "hf_energy")
-            self.assertEqual(r.stdout.splitlines()[1].split()[2], want_hf)
-        csv_path = os.path.join(self.tmp, "best.csv")
-        r = analysis("best", self.dir, "--csv", csv_path)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        with open(csv_path) as f:
+            means = self.raw_means(layer)
+            rows = self.table(self.ok("best", self.dir, "--layer", layer))
+            self.assertEqual([r[2] for r in rows], sorted(means, key=lambda k: -means[k][0]))
+            self.assertAlmostEqual(float(rows[0][4]), max(m[0] for m in means.values()), places=3)
+            rows = self.table(self.ok("best", self.dir, "--layer", layer, "--metric", "hf_energy"))
+            self.assertEqual(rows[0][2], min(means, key=lambda k: means[k][1]))
+            # Pareto front computed independently: not beaten on both coordinates.
+            front = {a for a in means if not any(means[b][0] >= means[a][0] and means[b][1] <= means[a][1] and
+                                                 means[b] != means[a] for b in means)}
+            self.assertEqual({r[2] for r in rows if r[-1] == "yes"}, front)
+            only = self.table(self.ok("best", self.dir, "--layer", layer, "--pareto"))
+            self.assertEqual({r[2] for r in only}, front)
+        r = self.ok("best", self.dir, "--csv", self.out("best.csv"))
+        with open(self.out("best.csv")) as f:
             self.assertEqual(len(f.read().splitlines()), 1 + 3 * 3)  # header + 3 layers x 3 settings
 
+    def test_best_inversion_error_and_fgsm_success(self):
+        for layer in ("relu1_1", "relu3_1"):
+            want = self.db.execute("SELECT AVG(rep_error) FROM invert_results r JOIN tasks t "
+                                   "ON t.task_key = r.task_key WHERE t.layer = ?", (layer,)).fetchone()[0]
+            rows = self.table(self.ok("best", self.dir, "--metric", "inversion_error", "--layer", layer))
+            self.assertEqual(len(rows), 1)
+            self.assertAlmostEqual(float(rows[0][4]), want, places=4)
+        raw = {}
+        for name, true, clean, final in self.db.execute(
+                "SELECT s.name, r.true_label, r.clean_pred, r.final_pred FROM fgsm_results r JOIN tasks t "
+                "ON t.task_key = r.task_key JOIN fgsm_settings s ON s.setting_id = t.setting_id"):
+            if clean == true:
+                c = raw.setdefault(name, [0, 0])
+                c[0] += final != true
+                c[1] += 1
+        rows = self.table(self.ok("best", self.dir, "--metric", "fgsm_success"))
+        self.assertEqual(len(rows), 4)
+        got = {r[2]: float(r[4]) for r in rows}
+        for name, (fooled, n) in raw.items():
+            self.assertAlmostEqual(got[name], fooled / n, places=4)
+        self.assertEqual([float(r[4]) for r in rows], sorted(got.values(), reverse=True))
+
+    # --- figures ----------------------------------------------------------------------------
+
     def test_grid_has_one_tile_per_setting_and_unit(self):
-        out = os.path.join(self.tmp, "grid.png")
-        r = analysis("grid", self.dir, "-o", out, "--layer", "conv4_2", "--units", "5", "--tile", "64")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("3 settings x 5 units", r.stdout)
+        out = self.out("grid.png")
+        stdout = self.ok("grid", self.dir, "-o", out, "--layer", "conv4_2", "--first", "5", "--tile", "64")
+        self.assertIn("3 settings x 5 units", stdout)
         img = mpimg.imread(out)
         self.assertEqual(img.shape[:2], (3 * 64, 5 * 64))
         self.assertGreater(img[..., :3].std(), 0.05, "the tiles hold images, not a blank canvas")
 
+    def test_grid_paginates_and_takes_any_two_dimensions(self):
+        out = self.out("pages.png")
+        stdout = self.ok("grid", self.dir, "-o", out, "--layer", "conv2_1", "--max-cols", "4", "--tile", "32")
+        self.assertIn("3 settings x 6 units", stdout)
+        self.assertEqual(mpimg.imread(self.out("pages-p1.png")).shape[:2], (3 * 32, 4 * 32))
+        self.assertEqual(mpimg.imread(self.out("pages-p2.png")).shape[:2], (3 * 32, 2 * 32))
+        self.assertFalse(os.path.exists(out))
+        out = self.out("layers.png")
+        stdout = self.ok("grid", self.dir, "-o", out, "--rows", "layer", "--cols", "setting", "--units", "3",
+                         "--tile", "40")
+        self.assertIn("3 layers x 3 settings", stdout)
+        self.assertEqual(mpimg.imread(out).shape[:2], (3 * 40, 3 * 40))
+
+    def test_fgsm_figure(self):
+        out = self.out("fgsm.png")
+        stdout = self.ok("fgsm", self.dir, "-o", out, "--examples", "2")
+        # the default examples come from the strongest setting: eps 0.05, 5 steps
+        fooled = self.db.execute(
+            "SELECT COUNT(*) FROM fgsm_results r JOIN tasks t ON t.task_key = r.task_key JOIN fgsm_settings s "
+            "ON s.setting_id = t.setting_id WHERE s.eps = 0.05 AND s.steps = 5 AND r.success = 1 "
+            "AND r.clean_pred = r.true_label").fetchone()[0]
+        n = min(2, fooled)
+        self.assertIn(f"4 settings, {n} example triplets under eps0.05-steps5", stdout)
+        img = mpimg.imread(out)
+        self.assertEqual(img.shape[:2], (340 + 210, 1100))
+        # the per-step probabilities it plots: from the index, adversarial = the final prediction
+        steps = self.db.execute("SELECT COUNT(*), SUM(final_prob IS NULL) FROM fgsm_steps").fetchone()
+        self.assertEqual(steps[1], 0)
+        last = self.db.execute("SELECT COUNT(*) FROM fgsm_steps st JOIN fgsm_results r USING (task_key, image_id) "
+                               "JOIN tasks t USING (task_key) JOIN fgsm_settings s ON s.setting_id = t.setting_id "
+                               "WHERE st.step = s.steps AND abs(st.final_prob - st.pred_prob) > 1e-6").fetchone()[0]
+        self.assertEqual(last, 0, "at the last step the final prediction's probability is pred_prob")
+
+    def test_invert_figure(self):
+        out = self.out("invert.png")
+        stdout = self.ok("invert", self.dir, "-o", out, "--tile", "64")
+        self.assertIn("3 images x 2 layers", stdout)
+        self.assertEqual(mpimg.imread(out).shape[:2], (3 * (64 + 14), 3 * 64))
+
+    def test_featuremaps_figure_and_tiling(self):
+        out = self.out("fm.png")
+        stdout = self.ok("featuremaps", self.dir, "-o", out, "--layer", "conv3_1", "--image", "1")
+        self.assertIn("conv3_1 of image 1, 16 maps [16x8x8]", stdout)
+        self.assertGreater(os.path.getsize(out), 1000)
+        maps = np.arange(5 * 3 * 2, dtype=np.float64).reshape(5, 3, 2)
+        m = tile_maps(maps)  # 5 maps -> 3 columns, 2 rows, 1-px gaps
+        self.assertEqual(m.shape, (2 * 4 - 1, 3 * 3 - 1))
+        np.testing.assert_allclose(m[4:7, 3:5], (maps[4] - 0) / 29)  # map 4: row 1, column 1
+        self.assertTrue(np.all(m[3, :] == 1.0))
+        np.testing.assert_allclose(tile_maps(maps, per_map=True)[0:3, 0:2], (maps[0] - 0) / 5)
+
+    def test_atlas_loads_in_chromium(self):
+        site = self.out("atlas")
+        stdout = self.ok("atlas", self.dir, "-o", site)
+        self.assertIn("3 layers, 22 pages, 54 images", stdout)  # index + 3 layers + 18 units; 18 x 3 images
+        expected = {"index.html": 0}
+        for layer in ("conv2_1", "conv4_2", "fc8"):
+            expected[f"layer-{layer}.html"] = 6
+            for u in range(6):
+                expected[f"unit-{layer}-{u}.html"] = 3
+        self.assertEqual(sorted(f for f in os.listdir(site) if f.endswith(".html")), sorted(expected))
+        with Browser() as b:
+            for name, n in expected.items():
+                got = b.check(os.path.join(site, name))
+                self.assertEqual(got["errors"], [], name)
+                self.assertEqual((got["total"], got["loaded"]), (n, n), name)
+            # the check can fail: a page with a missing image and a script error
+            broken = os.path.join(site, "broken.html")
+            with open(os.path.join(site, "unit-fc8-0.html")) as f:
+                text = f.read().replace("0-s0.png", "0-s9.png")
+            with open(broken, "w") as f:
+                f.write(text.replace("</body>", "<script>console.error('boom')</script></body>"))
+            got = b.check(broken)
+            self.assertEqual((got["total"], got["loaded"]), (3, 2))
+            self.assertEqual(len(got["errors"]), 2, got["errors"])
+        with open(os.path.join(site, "layer-fc8.html")) as f:
+            text = f.read()
+        best = self.table(self.ok("best", self.dir, "--layer", "fc8"))[0][2]
+        self.assertIn(f"by activation (higher is better): <b>{best}</b>", text)
+
+    # --- bad input ---------------------------------------------------------------------------
+
     def test_bad_input_is_a_clear_error(self):
-        r = analysis("best", self.tmp)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("no index.sqlite here", r.stderr)
-        r = analysis("best", self.dir, "--layer", "conv9_9")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("no activation-maximization results for layer 'conv9_9' (have conv2_1, conv4_2, fc8)", r.stderr)
-        r = analysis("best", self.dir, "--metric", "beauty")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("unknown metric 'beauty'", r.stderr)
+        self.fails(("best", self.tmp), "no index.sqlite here")
+        self.fails(("best", self.out("nowhere")), "no such directory")
+        self.fails(("best", self.dir, "--layer", "conv9_9"),
+                   "no activation-maximization results for layer 'conv9_9' (have conv2_1, conv4_2, fc8)")
+        self.fails(("best", self.dir, "--metric", "beauty"), "unknown metric 'beauty'")
+        self.fails(("best", self.dir, "--metric", "inversion_error", "--layer", "conv2_1"),
+                   "no inversion results for layer 'conv2_1' (have relu1_1, relu3_1)")
+        self.fails(("grid", self.dir, "-o", self.out("x.png"), "--setting", "nope"), "no setting named 'nope'")
+        self.fails(("grid", self.dir, "-o", self.out("x.png"), "--units", "5-2"), "runs backwards")
+        self.fails(("grid", self.dir, "-o", self.out("x.png"), "--rows", "unit", "--cols", "unit"),
+                   "--rows and --cols")
+        self.fails(("grid", self.dir, "-o", self.out("x.png"), "--units", "90-99"), "with these filters")
+        self.fails(("invert", self.dir, "-o", self.out("x.png"), "--setting", "nope"), "no inversion setting")
+        self.fails(("featuremaps", self.dir, "-o", self.out("x.png"), "--layer", "fc8"),
+                   "no feature maps for layer 'fc8'")
+        self.fails(("atlas", self.dir, "-o", self.out("x"), "--metric", "fgsm_success"), "for the atlas")
         r = analysis("grid", self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertIn("-o/--output", r.stderr)
+        # not an index: a file of garbage under the right name
+        junk = self.out("junk")
+        os.makedirs(junk, exist_ok=True)
+        with open(os.path.join(junk, "index.sqlite"), "wb") as f:
+            f.write(b"this is not sqlite" * 100)
+        self.fails(("best", junk), "not a vizsweep index")
+
+    def test_an_empty_sweep_is_a_clear_error(self):
+        empty = self.out("empty")
+        os.makedirs(empty, exist_ok=True)
+        db = sqlite3.connect(os.path.join(empty, "index.sqlite"))
+        with open(os.path.join(ROOT, "results_schema.sql")) as f:
+            db.executescript(f.read())
+        db.close()
+        self.fails(("best", empty), "the index holds no activation-maximization results (none in the sweep)")
+        self.fails(("fgsm", empty, "-o", self.out("x.png")), "the index holds no FGSM results")
+        self.fails(("invert", empty, "-o", self.out("x.png")), "no inversion results")
+        self.fails(("featuremaps", empty, "-o", self.out("x.png")), "no feature-map results")
+        self.fails(("atlas", empty, "-o", self.out("x")), "no activation-maximization results")
+
+    def test_every_subcommand_has_help(self):
+        for cmd in ("best", "grid", "fgsm", "invert", "featuremaps", "atlas"):
+            self.assertIn("results_dir", self.ok(cmd, "--help"), cmd)
+
+
+class ReadersWhileWritingTest(unittest.TestCase):
+    """The analysis scripts query the index throughout a running sweep and never fail: each call
+    succeeds or says that no results are there yet; never "database is locked"."""
+
+    def test_readers_during_a_run(self):
+        tmp = tempfile.mkdtemp(prefix="vizsweep_readers_")
+        try:
+            out = os.path.join(tmp, "slow")
+            sweep = os.path.join(tmp, "slow.yaml")  # tests/runner/slow.yaml, 5x longer
+            with open(SLOW) as f, open(sweep, "w") as g:
+                g.write(f.read().replace("iterations: 40", "iterations: 200"))
+            log = open(os.path.join(tmp, "run.log"), "w+")
+            run = subprocess.Popen([VIZSWEEP, "run", sweep, "--out", out], stdout=log, stderr=subprocess.STDOUT)
+            calls, successes, during = 0, 0, 0
+            while not os.path.exists(os.path.join(out, "index.sqlite")) and run.poll() is None:
+                time.sleep(0.05)
+            while run.poll() is None or calls < 3:
+                running = run.poll() is None
+                for args in (("best", out), ("best", out, "--metric", "fgsm_success"),
+                             ("grid", out, "-o", os.path.join(tmp, "g.png"), "--layer", "conv3_1", "--first", "4")):
+                    r = analysis(*args)
+                    calls += 1
+                    self.assertNotIn("locked", r.stderr)
+                    self.assertNotIn("Traceback", r.stderr)
+                    if r.returncode == 0:
+                        successes += 1
+                        during += running and run.poll() is None
+                    else:
+                        self.assertEqual(r.returncode, 2, r.stderr)
+                        self.assertRegex(r.stderr, "no .* results")
+            log.seek(0)
+            self.assertEqual(run.wait(), 0, log.read())
+            log.close()
+            self.assertGreater(during, 0, "at least one query answered while the sweep was running")
+            print(f"{calls} queries while the sweep ran: {successes} answered, {during} of them mid-run")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
