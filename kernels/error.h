@@ -31,4 +31,11 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+// Raised when results cannot be written (disk full, file size limit, read-only directory):
+// not the task's fault, so the runner stops the run with the task left to do, not failed.
+class StorageError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace vizsweep

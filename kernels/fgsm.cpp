@@ -57,6 +57,8 @@ FgsmResult fgsm(const Model& model, const torch::Tensor& images, const torch::Te
     record(s.steps, model.logits(x));
   }
   r.adversarial = x.detach();
+  if (!torch::isfinite(r.pred_prob).all().item<bool>() || !torch::isfinite(r.label_prob).all().item<bool>())
+    throw NumericalError("fgsm", "NaN or Inf in the model's output (a model with NaN or huge weights?)");
   return r;
 }
 

@@ -1,5 +1,6 @@
 #include "kernels/image.h"
 
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 
@@ -54,6 +55,19 @@ torch::Tensor read_image(const std::string& path, int64_t channels, int64_t size
   if (!f) throw Error(path, "cannot open image file");
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return decode_image(bytes, channels, size, path);
+}
+
+void check_image_file(const std::string& path, const std::string& field) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw Error(field, path + ": cannot open image file");
+  int w = 0, h = 0, n = 0;
+  int ok = stbi_info_from_file(f, &w, &h, &n);
+  std::fclose(f);
+  if (!ok) throw Error(field, path + ": not a readable PNG or JPEG image (" + stbi_failure_reason() + ")");
+  if (w < 8 || h < 8)
+    throw Error(field, path + ": image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; need at least 8x8");
+  if (static_cast<int64_t>(w) * h > (int64_t{1} << 26))
+    throw Error(field, path + ": image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; at most 64 megapixels");
 }
 
 torch::Tensor to_uint8_hwc(const torch::Tensor& image) {

@@ -25,6 +25,11 @@ torch::Tensor conform_image(const torch::Tensor& image, int64_t channels, int64_
 // unreadable or not an image.
 torch::Tensor read_image(const std::string& path, int64_t channels, int64_t size);
 
+// Checks an image file without decoding its pixels: a PNG or JPEG stb can read, at least
+// 8 x 8 and at most 2^26 pixels (a 64-megapixel guard against decompression bombs).
+// Throws vizsweep::Error naming `field` and the path.
+void check_image_file(const std::string& path, const std::string& field);
+
 // Encodes [C, H, W] (C = 1 or 3) or [H, W] in [0, 1] as an 8-bit PNG (values clamped).
 std::vector<uint8_t> encode_png(const torch::Tensor& image);
 

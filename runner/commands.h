@@ -11,6 +11,7 @@ constexpr int kExitUsage = 2;         // bad command line, sweep file, model or 
 constexpr int kExitTasksFailed = 3;   // the sweep ran; some tasks failed past their attempts
 constexpr int kExitDrained = 4;       // stopped early on SIGUSR1/SIGTERM (a time limit): work remains
 constexpr int kExitInternal = 5;      // an unexpected error
+constexpr int kExitStorage = 6;       // results could not be written (disk full, file size limit): work remains
 
 struct RunOptions {
   std::string sweep;

@@ -140,6 +140,14 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
   d.classes = m.info().classes;
   for (const auto& L : m.layers())
     d.layers.push_back({L.alias, L.path, k::layer_kind_name(L.kind), L.units, L.spatial(), L.flops_to_here});
+  // Image files are checked before anything is written, so a bad one stops the run at once.
+  auto check = [](const std::vector<sweeps::ImageSource>& images, const std::string& section) {
+    for (size_t i = 0; i < images.size(); ++i)
+      if (!images[i].file.empty()) k::check_image_file(images[i].file, section + ".images[" + std::to_string(i) + "]");
+  };
+  if (spec.invert) check(spec.invert->images, "invert");
+  if (spec.fgsm) check(spec.fgsm->images, "fgsm");
+  if (spec.featuremaps) check(spec.featuremaps->images, "featuremaps");
 }
 
 Engine::~Engine() = default;

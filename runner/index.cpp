@@ -243,6 +243,12 @@ int ResultIndex::abandon_running() {
   return sqlite3_changes(db_);
 }
 
+void ResultIndex::release(const std::string& key) {
+  transition(TaskState::Running, TaskEvent::Abandon);
+  Stmt s(db_, "UPDATE tasks SET state='pending', rank=NULL, started_at=NULL WHERE task_key=? AND state='running'");
+  s.bind(1, key).run();
+}
+
 void ResultIndex::invalidate(const std::vector<std::string>& keys) {
   if (keys.empty()) return;
   transition(TaskState::Done, TaskEvent::Invalidate);

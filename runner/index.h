@@ -53,6 +53,8 @@ class ResultIndex {
   // Every task in `running` goes back to pending (a previous run ended with it in flight).
   int abandon_running();
   // Done tasks go back to pending and lose their result rows.
+  // A running task back to pending, as if never started (its results could not be written).
+  void release(const std::string& key);
   void invalidate(const std::vector<std::string>& keys);
   // Failed tasks with attempts left go back to pending.
   int retry_failed(int max_attempts);

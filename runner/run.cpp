@@ -153,6 +153,11 @@ void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel
       report.update(rows);
       report["ok"] = true;
       report["shard"] = shard_rel;
+    } catch (const StorageError& e) {
+      report["ok"] = false;
+      report["storage"] = true;
+      report["error"] = e.what();
+      writer.reset();  // a shard that failed a write is not written again by this run
     } catch (const std::exception& e) {
       report["ok"] = false;
       report["error"] = e.what();
@@ -173,7 +178,7 @@ class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
     std::string p = (fs::path(dir) / ".vizsweep.lock").string();
-    fd_ = ::open(p.c_str(), O_RDWR | O_CREAT, 0644);
+    fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ < 0) throw Error(dir, "cannot create a lock file (read-only directory?)");
     if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
@@ -189,6 +194,19 @@ class DirLock {
   int fd_ = -1;
 };
 
+// Everything a run writes lies inside its results directory: it refuses to write through
+// symbolic links planted there (the directory itself may be one, e.g. to scratch space).
+void refuse_symlinks(const std::string& dir) {
+  std::error_code ec;
+  const fs::path d(dir);
+  for (const char* name : {"shards", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "index.sqlite-journal", ".vizsweep.lock"})
+    if (fs::is_symlink(d / name, ec))
+      throw Error((d / name).string(), "is a symbolic link; vizsweep writes only inside the results directory (remove the link)");
+  if (fs::is_directory(d / "shards", ec))
+    for (const auto& e : fs::directory_iterator(d / "shards", ec))
+      if (e.is_symlink(ec)) throw Error(e.path().string(), "is a symbolic link; vizsweep writes only inside the results directory");
+}
+
 struct DrainDeadline {};
 
 struct Coordinator {
@@ -201,6 +219,7 @@ struct Coordinator {
   LocalChannel* local;
   bool drained = false;
   Clock::time_point drain_started;
+  std::string storage_error;  // first failed shard write: the run stops
 
   std::deque<int64_t> queue;
   std::map<int64_t, int> attempts;
@@ -216,6 +235,23 @@ struct Coordinator {
   void handle(const json& report) {
     int64_t idx = report.at("task").get<int64_t>();
     const auto& task = tasks.at(static_cast<size_t>(idx));
+    if (report.value("storage", false)) {
+      // Results cannot be written: the task goes back to pending (no attempt counted, no
+      // rows), and the run stops handing out work, like a drain, then exits kExitStorage.
+      index.release(task.key);
+      ++batched;
+      --in_flight;
+      if (storage_error.empty()) {
+        storage_error = report.value("error", std::string("?"));
+        std::fprintf(stderr, "\n[vizsweep] error: results cannot be written on rank %d: %s\n"
+                             "[vizsweep] stopping: no new tasks; tasks in flight finish, the rest stay pending\n",
+                     report.value("rank", -1), storage_error.c_str());
+        drained = true;
+        drain_started = Clock::now();
+        queue.clear();
+      }
+      return;
+    }
     index.record(task.key, report);
     ++batched;
     --in_flight;
@@ -349,7 +385,7 @@ int invalidate_unreadable(ResultIndex& index, const std::string& dir) {
   for (const auto& [shard, entries] : by_shard) {
     std::vector<std::string> datasets;
     for (const auto& e : entries) datasets.insert(datasets.end(), e.second.begin(), e.second.end());
-    auto rep = check_shard((fs::path(dir) / shard).string(), datasets, /*full_read=*/false);
+    auto rep = check_shard((fs::path(dir) / shard).string(), datasets, /*full_read=*/true);
     for (const auto& e : entries)
       for (const auto& d : e.second)
         if (rep.unreadable.count(d)) {
@@ -379,7 +415,31 @@ std::string results_dir(const std::string& sweep_name, const std::string& out) {
   return (fs::absolute("results") / sweep_name).lexically_normal().string();
 }
 
+// A rank started by mpirun or srun whose launcher has died (its parent process changed) stops
+// at once, as the launcher's own death would have stopped it: a rerun resumes. Without this,
+// orphaned ranks could go on holding the results directory. Not for a plain `vizsweep run`,
+// which may outlive its shell on purpose (nohup).
+void watch_launcher() {
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("SLURM_STEP_ID")) return;
+  const pid_t parent = getppid();
+  std::thread([parent] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (getppid() != parent) {
+        const char msg[] = "vizsweep: the launcher (mpirun or srun) is gone; stopping this rank\n";
+        (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+        _exit(kExitInternal);
+      }
+    }
+  }).detach();
+}
+
 int run_command(const RunOptions& o, int* argc, char*** argv) {
+  // Past a file size limit (ulimit -f) a write fails with EFBIG instead of killing the rank,
+  // so the run can say which file and stop cleanly.
+  signal(SIGXFSZ, SIG_IGN);
+  quiet_hdf5();  // before any other HDF5 call
+  watch_launcher();
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   install_drain_handlers();
@@ -437,6 +497,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   char attempt[64] = {0};
   if (rank == 0) {
     try {
+      refuse_symlinks(dir);
       fs::create_directories(fs::path(dir) / "shards");
       lock = std::make_unique<DirLock>(dir);
       index = std::make_unique<ResultIndex>((fs::path(dir) / "index.sqlite").string(), false, o.journal);
@@ -446,7 +507,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       index->add_plan(sweep_id, *spec, tasks, engine->model().classes);
       int abandoned = index->abandon_running();
       int retried = index->retry_failed(spec->max_attempts);
-      int invalid = invalidate_unreadable(*index, dir);
+      int invalid = invalidate_unreadable(*index, dir);  // reads every dataset: checksums find damage
       auto rows = index->tasks();
       int64_t already = 0;
       for (size_t i = 0; i < tasks.size(); ++i) {
@@ -492,7 +553,13 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     try {
       c.loop();
     } catch (const DrainDeadline&) {
-      // Tasks still running stay 'running' in the index; the next run resets them.
+      // The tasks still in flight go back to pending (their partial shard groups, if any,
+      // are never indexed); the index is consistent before the abort takes the other ranks.
+      try {
+        index->abandon_running();
+      } catch (const std::exception& e) {
+        std::cerr << "vizsweep: " << e.what() << " (the next run resets the tasks left running)\n";
+      }
       std::fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, kExitDrained);
     } catch (const std::exception& e) {
@@ -501,11 +568,16 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     }
     worker.join();
     const int64_t left = c.total - c.done - c.failed;
+    if (!c.storage_error.empty())
+      std::fprintf(stderr, "[vizsweep] stopped: results could not be written (%s)\n", c.storage_error.c_str());
     std::fprintf(stderr, "[vizsweep] %s: %lld/%lld done, %lld failed%s; index %s/index.sqlite, shards %s/shards/\n",
                  c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
                  static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
                  dir.c_str(), dir.c_str());
-    code = c.drained && left > 0 ? kExitDrained : c.failed > 0 ? kExitTasksFailed : kExitOk;
+    code = !c.storage_error.empty() ? kExitStorage
+           : c.drained && left > 0  ? kExitDrained
+           : c.failed > 0           ? kExitTasksFailed
+                                    : kExitOk;
   } else {
     MpiChannel ch;
     worker_loop(*engine, tasks, ch, dir, shard_rel, rank);

@@ -9,20 +9,54 @@
 
 namespace vizsweep::runner {
 
-void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void quiet_hdf5() {
+  // No cleanup at exit: the writers close their files themselves, and a file whose writes
+  // failed (disk full, file size limit) must not be flushed again while the process exits.
+  static const bool once = [] { return H5dont_atexit() >= 0; }();
+  (void)once;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+namespace {
+
+// One dataset, stored as a single chunk with HDF5's Fletcher-32 checksum, so that a damaged
+// file fails to read (verify and the resume check find it) instead of returning wrong numbers.
+// Empty datasets stay contiguous (a chunk cannot be empty). Returns the dataset or < 0.
+hid_t make_dataset(hid_t group, const std::string& name, const std::vector<hsize_t>& dims, hid_t type, const void* data) {
+  hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  if (space < 0) return -1;
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  bool empty = dims.empty();
+  for (hsize_t d : dims) empty = empty || d == 0;
+  if (!empty) {
+    H5Pset_chunk(dcpl, static_cast<int>(dims.size()), dims.data());
+    H5Pset_fletcher32(dcpl);
+  }
+  hid_t ds = H5Dcreate2(group, name.c_str(), type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  if (ds < 0) return -1;
+  if (!empty && H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    H5Dclose(ds);
+    return -1;
+  }
+  return ds;
+}
+
+}  // namespace
 
 ShardWriter::ShardWriter(const std::string& path) : path_(path) {
   quiet_hdf5();
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) file_ = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   else file_ = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-  if (file_ < 0) throw Error(path, "cannot create or open the shard file (permissions? disk full?)");
+  if (file_ < 0) throw StorageError(path, "cannot create or open the shard file (permissions? disk full?)");
   if (H5Lexists(file_, "/tasks", H5P_DEFAULT) <= 0) {
     hid_t g = H5Gcreate2(file_, "/tasks", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) throw Error(path, "cannot create /tasks");
+    if (g < 0) throw StorageError(path, "cannot create /tasks");
     H5Gclose(g);
   }
-  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw Error(path, "cannot write the shard file");
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw StorageError(path, "cannot write the shard file");
 }
 
 ShardWriter::~ShardWriter() {
@@ -31,7 +65,7 @@ ShardWriter::~ShardWriter() {
 
 void ShardWriter::write(const std::string& key, const TaskData& d) {
   const std::string group = "/tasks/" + key;
-  auto fail = [&](const std::string& what) { throw Error(path_, "writing " + group + ": " + what + " failed (disk full or file size limit?)"); };
+  auto fail = [&](const std::string& what) { throw StorageError(path_, "writing " + group + ": " + what + " failed (disk full or file size limit?)"); };
   if (H5Lexists(file_, group.c_str(), H5P_DEFAULT) > 0 && H5Ldelete(file_, group.c_str(), H5P_DEFAULT) < 0) fail("replace");
   hid_t g = H5Gcreate2(file_, group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0) fail("create group");
@@ -42,20 +76,28 @@ void ShardWriter::write(const std::string& key, const TaskData& d) {
   for (const auto& [k, v] : d.attributes)
     if (H5LTset_attribute_string(g, ".", k.c_str(), v.c_str()) < 0) fail("attribute " + k);
   for (const auto& im : d.images) {
-    herr_t rc = im.channels == 3
-                    ? H5IMmake_image_24bit(g, im.name.c_str(), im.width, im.height, "INTERLACE_PIXEL", im.pixels.data())
-                    : H5IMmake_image_8bit(g, im.name.c_str(), im.width, im.height, im.pixels.data());
-    if (rc < 0) fail("image " + im.name);
+    std::vector<hsize_t> dims{static_cast<hsize_t>(im.height), static_cast<hsize_t>(im.width)};
+    if (im.channels == 3) dims.push_back(3);
+    hid_t ds = make_dataset(g, im.name, dims, H5T_NATIVE_UINT8, im.pixels.data());
+    if (ds < 0) fail("image " + im.name);
+    // The HDF5 image attributes (what H5IMmake_image_* writes), so viewers show a picture.
+    bool ok = H5LTset_attribute_string(g, im.name.c_str(), "CLASS", "IMAGE") >= 0 &&
+              H5LTset_attribute_string(g, im.name.c_str(), "IMAGE_VERSION", "1.2") >= 0 &&
+              H5LTset_attribute_string(g, im.name.c_str(), "IMAGE_SUBCLASS",
+                                       im.channels == 3 ? "IMAGE_TRUECOLOR" : "IMAGE_GRAYSCALE") >= 0 &&
+              (im.channels != 3 || H5LTset_attribute_string(g, im.name.c_str(), "INTERLACE_MODE", "INTERLACE_PIXEL") >= 0);
+    H5Dclose(ds);
+    if (!ok) fail("attributes of image " + im.name);
   }
   for (const auto& a : d.floats) {
-    std::vector<hsize_t> dims(a.shape.begin(), a.shape.end());
-    if (H5LTmake_dataset_float(g, a.name.c_str(), static_cast<int>(dims.size()), dims.data(), a.data.data()) < 0)
-      fail("dataset " + a.name);
+    hid_t ds = make_dataset(g, a.name, {a.shape.begin(), a.shape.end()}, H5T_NATIVE_FLOAT, a.data.data());
+    if (ds < 0) fail("dataset " + a.name);
+    H5Dclose(ds);
   }
   for (const auto& a : d.ints) {
-    std::vector<hsize_t> dims(a.shape.begin(), a.shape.end());
-    if (H5LTmake_dataset(g, a.name.c_str(), static_cast<int>(dims.size()), dims.data(), H5T_NATIVE_INT64, a.data.data()) < 0)
-      fail("dataset " + a.name);
+    hid_t ds = make_dataset(g, a.name, {a.shape.begin(), a.shape.end()}, H5T_NATIVE_INT64, a.data.data());
+    if (ds < 0) fail("dataset " + a.name);
+    H5Dclose(ds);
   }
   if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) fail("flush");
 }

@@ -23,6 +23,8 @@ PACKAGES=(
   python3 python3-torch python3-torchvision python3-numpy python3-h5py python3-matplotlib
   # headless browser check of the atlas pages
   chromium
+  # the sweep-file fuzzer (libFuzzer, sanitizers)
+  clang libclang-rt-14-dev
   # real data for the default model and tests
   dataset-fashion-mnist
   # a real one-node Slurm cluster for the tests (started and stopped by the tests themselves)

@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# Every test on a fresh Debian 12 machine: install, build, run the whole suite under ctest.
+# Every test on a fresh Debian 12 machine: install, build, run the whole suite under ctest;
+# then the whole suite again in a build with AddressSanitizer + UndefinedBehaviorSanitizer
+# (build-asan/), and the sweep-file fuzzer for 60 s (tests/fuzz/run_fuzzer.sh).
+#   scripts/test.sh           everything (what CI runs)
+#   scripts/test.sh --quick   the plain build's suite only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
-cd "${BUILD_DIR:-build}"
-ctest --output-on-failure -j2 --timeout 900
+(cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j2 --timeout 900)
+if [ "${1:-}" = "--quick" ]; then exit 0; fi
+
+echo "test: the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+BUILD_DIR=build-asan ./scripts/build.sh -DVIZSWEEP_SANITIZE=ON
+# Leak checking is off for the suite: Open MPI and LibTorch keep one-time allocations to exit.
+# Every other ASan and UBSan finding fails the test that met it.
+(cd build-asan && ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1" \
+   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ctest --output-on-failure -j2 --timeout 1800)
+
+echo "test: fuzzing the sweep-file parser for 60 s (libFuzzer, ASan + UBSan, leak checks on)"
+tests/fuzz/run_fuzzer.sh 60 build-fuzz

@@ -85,10 +85,16 @@ class Reader {
     throw Error(where + ": " + field, reason);
   }
 
+  // A mapping's key: a plain name (YAML allows lists and mappings as keys; sweep files do not).
+  std::string key(const YAML::Node& k, const std::string& field) const {
+    if (!k.IsScalar()) fail(k, field, "keys must be plain names, not lists or mappings");
+    return k.Scalar();
+  }
+
   void check_keys(const YAML::Node& n, const std::string& field, const std::vector<std::string>& valid) const {
     if (!n.IsMap()) fail(n, field, "expected a mapping of keys");
     for (const auto& kv : n) {
-      auto key = kv.first.as<std::string>();
+      auto key = this->key(kv.first, field.empty() ? "sweep" : field);
       if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
         std::string list;
         for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
@@ -266,7 +272,7 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
     std::vector<std::pair<std::string, std::vector<YAML::Node>>> axes;
     size_t total = 1;
     for (const auto& kv : g) {
-      std::string name = kv.first.as<std::string>();
+      std::string name = r.key(kv.first, gf);
       auto vals = r.items(kv.second, gf + "." + name);
       total *= vals.size();
       if (total > kMaxSettings) r.fail(kv.second, gf, "grid has more than " + std::to_string(kMaxSettings) + " settings");
@@ -298,7 +304,7 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
       S s = defaults;
       s.name = "random-" + std::to_string(k);
       for (const auto& kv : rs) {
-        std::string name = kv.first.as<std::string>();
+        std::string name = r.key(kv.first, rf);
         if (name == "count" || name == "seed") continue;
         const std::string f = rf + "." + name;
         auto info = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.name == name; });
@@ -311,7 +317,7 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
         if (spec.IsScalar()) {
           v = r.param(spec, f);
         } else if (spec.IsMap() && spec.size() == 1) {
-          std::string how = spec.begin()->first.as<std::string>();
+          std::string how = r.key(spec.begin()->first, f);
           const auto& arg = spec.begin()->second;
           if (how == "choice") {
             auto opts = r.items(arg, f + ".choice");
@@ -415,7 +421,22 @@ std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, cons
 
 }  // namespace
 
+namespace {
+SweepSpec parse_checked(const std::string& text, const std::string& file, const std::string& dir);
+}
+
 SweepSpec parse_sweep(const std::string& text, const std::string& file, const std::string& dir) {
+  // The parser checks every node it reads; should a yaml-cpp conversion still throw, it
+  // becomes a vizsweep::Error with the line, like every other error in a sweep file.
+  try {
+    return parse_checked(text, file, dir);
+  } catch (const YAML::Exception& e) {
+    throw Error(file + (e.mark.is_null() ? "" : ":" + std::to_string(e.mark.line + 1)) + ": yaml", e.msg);
+  }
+}
+
+namespace {
+SweepSpec parse_checked(const std::string& text, const std::string& file, const std::string& dir) {
   Reader r(file, dir);
   YAML::Node root;
   try {
@@ -561,6 +582,7 @@ SweepSpec parse_sweep(const std::string& text, const std::string& file, const st
     r.fail_at(1, "sweep", "no technique: add an actmax, invert, fgsm or featuremaps section");
   return spec;
 }
+}  // namespace
 
 SweepSpec load_sweep(const std::string& path) {
   std::ifstream f(path);

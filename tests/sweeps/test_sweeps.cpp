@@ -168,6 +168,9 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, BadSweep,
     ::testing::Values(
         BadCase{"actmax: [unclosed\n", "t.yaml:3: yaml: end of sequence flow not found"},
+        // Found by tests/fuzz: a mapping used as a key once escaped as a yaml-cpp exception.
+        BadCase{"invert:\n  layers: all\n  images: [a.png]\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
+                "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
                 "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds)"},
         BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
