@@ -22,7 +22,13 @@ UnitObjective::UnitObjective(const Model& model, const LayerInfo& layer, std::ve
 torch::Tensor UnitObjective::per_unit(const torch::Tensor& act) const {
   if (act.dim() == 2) return act;
   if (kind_ == ObjectiveKind::ChannelMean) return act.mean({2, 3});
-  return act.select(3, act.size(3) / 2).select(2, act.size(2) / 2);
+  return act.select(3, at_x_ >= 0 ? at_x_ : act.size(3) / 2).select(2, at_y_ >= 0 ? at_y_ : act.size(2) / 2);
+}
+
+UnitObjective UnitObjective::at(int64_t y, int64_t x) const {
+  UnitObjective o = *this;
+  o.at_y_ = y, o.at_x_ = x;
+  return o;
 }
 
 torch::Tensor UnitObjective::evaluate(const torch::Tensor& act) const {
@@ -103,13 +109,29 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   c = torch::max(torch::min(c, frame.hi), frame.lo);
   torch::Tensor trace = torch::empty({s.iterations, B}, opts);
 
+  std::optional<Model::InputWindow> win;
+  if (req.crop_to_receptive_field && req.objective == ObjectiveKind::CentreUnit && layer.spatial())
+    win = model.input_window(layer.index, layer.shape[1] / 2, layer.shape[2] / 2);
+  const UnitObjective crop_objective = win ? objective.at(win->oy, win->ox) : objective;
+  torch::Tensor grad = win ? torch::zeros_like(c) : torch::Tensor();
+
   for (int it = 0; it < s.iterations; ++it) {
-    c.requires_grad_(true);
-    auto obj = objective.evaluate(model.forward(frame.to_image(c), layer.index));
-    auto grad = torch::autograd::grad({obj.sum()}, {c})[0];
+    if (win) {
+      auto cc = c.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1).detach().requires_grad_(true);
+      auto obj = crop_objective.evaluate(model.forward_crop(frame.to_image(cc), layer.index));
+      auto g = torch::autograd::grad({obj.sum()}, {cc})[0];
+      torch::NoGradGuard ng;
+      grad.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1).copy_(g);  // zero outside, as uncropped
+      trace[it].copy_(obj.detach());
+    } else {
+      c.requires_grad_(true);
+      auto obj = objective.evaluate(model.forward(frame.to_image(c), layer.index));
+      grad = torch::autograd::grad({obj.sum()}, {c})[0];
+      torch::NoGradGuard ng;
+      trace[it].copy_(obj.detach());
+    }
     torch::NoGradGuard ng;
     c = c.detach();
-    trace[it].copy_(obj.detach());
     if (s.lr_policy == LrPolicy::Constant) {
       c.add_(grad, s.lr);
     } else if (s.lr_policy == LrPolicy::Normalized) {

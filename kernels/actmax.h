@@ -32,6 +32,9 @@ class UnitObjective {
   std::string description() const;
   const LayerInfo& layer() const { return layer_; }
   const std::vector<int64_t>& units() const { return units_; }
+  // The same objective read at output position (y, x) instead of the centre: for the output
+  // of a receptive-field crop (Model::input_window).
+  UnitObjective at(int64_t y, int64_t x) const;
 
  private:
   torch::Tensor per_unit(const torch::Tensor& act) const;  // [B, units of layer]
@@ -39,6 +42,7 @@ class UnitObjective {
   std::vector<int64_t> units_;
   torch::Tensor index_;  // [B, 1] int64 on the model's device
   ObjectiveKind kind_;
+  int64_t at_y_ = -1, at_x_ = -1;  // -1: the centre of the output
 };
 
 // The regularizers the settings switch on, in application order.
@@ -51,6 +55,10 @@ struct ActMaxRequest {
   ActMaxSettings settings;
   uint64_t seed = 0;             // initial noise and robustness shifts
   int robustness_shift = 2;      // max pixels of the random shift in the robustness metric
+  // Centre objectives of conv layers run forward and backward only on the crop of the image
+  // that covers the unit's receptive field (the gradient is exactly zero outside it); the
+  // image and the regularizers stay whole. Same results, a fraction of the work.
+  bool crop_to_receptive_field = true;
 };
 
 struct ActMaxResult {

@@ -535,6 +535,47 @@ torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
   return h;
 }
 
+std::optional<Model::InputWindow> Model::input_window(int upto, int64_t out_y, int64_t out_x) const {
+  if (upto < 0 || upto > last_index() || !layers_[static_cast<size_t>(upto)].spatial()) return std::nullopt;
+  int64_t lo[2] = {out_y, out_x}, hi[2] = {out_y, out_x}, total = 1;
+  for (int i = upto; i >= 0; --i) {  // the interval of positions the output depends on, layer by layer
+    const Stage& st = impl_->stages[static_cast<size_t>(i)];
+    if (st.kind == LayerKind::AvgPool) return std::nullopt;
+    if (st.kind != LayerKind::Conv && st.kind != LayerKind::MaxPool) continue;
+    const Geometry& g = st.geo;
+    if (g.ceil_mode) return std::nullopt;
+    for (int d = 0; d < 2; ++d) {
+      lo[d] = lo[d] * g.stride - g.padding;
+      hi[d] = hi[d] * g.stride - g.padding + g.dilation * (g.kernel - 1);
+    }
+    total *= g.stride;
+  }
+  const int64_t S = input_size_;
+  int64_t a[2], b[2];
+  for (int d = 0; d < 2; ++d) {
+    a[d] = std::max<int64_t>(0, lo[d]) / total * total;
+    b[d] = std::min(S, (std::min(S - 1, hi[d]) + total) / total * total);
+  }
+  if (a[0] == 0 && a[1] == 0 && b[0] == S && b[1] == S) return std::nullopt;
+  InputWindow w;
+  w.y0 = a[0], w.y1 = b[0], w.x0 = a[1], w.x1 = b[1];
+  w.oy = out_y - a[0] / total, w.ox = out_x - a[1] / total;
+  return w;
+}
+
+torch::Tensor Model::forward_crop(const torch::Tensor& x, int upto) const {
+  if (!x.defined() || x.dim() != 4 || x.size(1) != info_.in_channels)
+    throw Error("input", "expected images of shape [B, " + std::to_string(info_.in_channels) + ", H, W]");
+  if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
+  torch::Tensor h = (x - mean_) / std_;
+  for (int i = 0; i <= upto; ++i) {
+    const Stage& st = impl_->stages[static_cast<size_t>(i)];
+    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
+    h = st.fn(h);
+  }
+  return h;
+}
+
 std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) const {
   check_input(x);
   if (upto < 0) upto = last_index();

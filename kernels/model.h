@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,18 @@ class Model {
   // distinct, not aliased).
   std::vector<torch::Tensor> forward_all(const torch::Tensor& x, int upto = -1) const;
   int last_index() const { return static_cast<int>(layers_.size()) - 1; }
+
+  // Receptive-field cropping. The input rows [y0, y1) and columns [x0, x1) that determine the
+  // output at (out_y, out_x) of spatial layer `upto`, widened to multiples of the layer's total
+  // stride so that the layers run on the crop compute that output exactly as on the whole
+  // image; (oy, ox) is its position in the crop's output. nullopt when the crop would be the
+  // whole image or the layer is not spatial (fc layers, after an adaptive pool).
+  struct InputWindow {
+    int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0, oy = 0, ox = 0;
+  };
+  std::optional<InputWindow> input_window(int upto, int64_t out_y, int64_t out_x) const;
+  // forward() on an input of any spatial size, e.g. a crop from input_window(); checks channels.
+  torch::Tensor forward_crop(const torch::Tensor& x, int upto) const;
 
   // Class name for a logit index ("#17" past the list).
   std::string class_name(int64_t index) const;

@@ -20,6 +20,7 @@ struct RunOptions {
   int threads = -1;              // per rank; -1 = the sweep's, 0 = cores / ranks on the node
   double progress_seconds = 10;  // period of progress lines when stderr is not a terminal
   double drain_seconds = 90;     // after SIGUSR1/SIGTERM: how long in-flight tasks may take
+  bool noop_tasks = false;       // benchmark of the runner: tasks compute and write nothing
 };
 
 // Validates the sweep and prints task counts and the cost estimate; writes nothing.

@@ -58,7 +58,9 @@ int dispatch(int argc, char** argv) {
         "SQLite journal mode: wal (local disks) or delete (NFS, Lustre, GPFS: WAL does not work there)")(
         "progress-seconds", po::value(&ro.progress_seconds)->default_value(10), "period of progress lines when not on a terminal")(
         "drain-seconds", po::value(&ro.drain_seconds)->default_value(90),
-        "after SIGUSR1/SIGTERM (a time limit), how long in-flight tasks may finish before they are abandoned");
+        "after SIGUSR1/SIGTERM (a time limit), how long in-flight tasks may finish before they are abandoned")(
+        "noop-tasks", po::bool_switch(&ro.noop_tasks),
+        "benchmark of the runner's overhead: tasks do no work and write no data (needs a new --out)");
   }
   if (cmd == "slurm") {
     opts.add_options()("nodes", po::value(&so.nodes)->default_value(1), "nodes")(

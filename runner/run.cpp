@@ -135,7 +135,7 @@ class LocalChannel : public Channel {
 };
 
 void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel& ch, const std::string& dir,
-                 const std::string& shard_rel, int rank) {
+                 const std::string& shard_rel, int rank, bool noop) {
   std::unique_ptr<ShardWriter> writer;
   const std::string host = hostname();
   json report;  // null: first exchange
@@ -145,6 +145,10 @@ void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel
     const auto& task = tasks.at(static_cast<size_t>(idx));
     auto t0 = Clock::now();
     report = json{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
+    if (noop) {  // dispatch, report and commit only: what the runner itself costs per task
+      report["ok"] = true;
+      continue;
+    }
     try {
       TaskData data;
       json rows = engine.run(task, data);
@@ -469,6 +473,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     }
     spec = sweeps::load_sweep(o.sweep);
     dir = results_dir(spec->name, o.out);
+    std::error_code ec;
+    if (o.noop_tasks && fs::exists(dir, ec))
+      throw Error("--noop-tasks", "needs a new results directory (" + dir + " exists): its tasks would be marked done without data");
     int threads = o.threads >= 0 ? o.threads : spec->threads;
     if (threads <= 0) {
       int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -539,7 +546,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
 
   if (rank == 0) {
     LocalChannel local;
-    std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0); });
+    std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
     Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
     c.queue.assign(todo.begin(), todo.end());
     c.attempts = attempts;
@@ -580,7 +587,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                                     : kExitOk;
   } else {
     MpiChannel ch;
-    worker_loop(*engine, tasks, ch, dir, shard_rel, rank);
+    worker_loop(*engine, tasks, ch, dir, shard_rel, rank, o.noop_tasks);
   }
   MPI_Finalize();
   return code;

@@ -169,7 +169,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{"actmax: [unclosed\n", "t.yaml:3: yaml: end of sequence flow not found"},
         // Found by tests/fuzz: a mapping used as a key once escaped as a yaml-cpp exception.
-        BadCase{"invert:\n  layers: all\n  images: [a.png]\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
+        BadCase{"invert:\n  layers: all\n  images: {dataset: fashion-mnist, count: 1}\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
                 "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
                 "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds)"},

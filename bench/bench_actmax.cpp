@@ -1,0 +1,162 @@
+// vizsweep-bench-actmax: activation maximization throughput of the kernels on torchvision's
+// VGG16 (built-in architecture, seeded random weights), the workload of
+// bench/peer_actmax.py: the centre unit (conv) or the unit (fc), L2 decay 1e-4 and a Gaussian
+// blur (sigma 0.5) every 4 steps, normalized gradient steps. Also the executed FLOP/s of the
+// loop against the peak a large oneDNN convolution reaches in the same process.
+//
+//   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
+//                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak]
+//
+// Prints one line per layer:
+//   vizsweep layer=L units=U iters=I size=S crop=HxW seconds=T unit_iters_per_s=R gflops=G
+// and with --peak:  peak conv gflops=P
+// bench/run_bench.sh runs it next to the plain-PyTorch peer and prints the ratios.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "kernels/actmax.h"
+#include "kernels/error.h"
+#include "kernels/model.h"
+
+using namespace vizsweep::kernels;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// Forward + input-gradient FLOPs of the truncated network for one image on an input of
+// side `side` (a crop or the whole image): convolutions and linear layers, counted at the
+// crop's own output sizes (2 FLOPs per multiply-add, backward to the input = forward).
+double loop_flops(const Model& m, int upto, int64_t h, int64_t w) {
+  const auto& layers = m.layers();
+  const double full = static_cast<double>(m.input_size());
+  double f = 0;
+  for (int i = 0; i <= upto; ++i) {
+    const auto& L = layers[static_cast<size_t>(i)];
+    double scale = L.spatial() ? (static_cast<double>(h) / full) * (static_cast<double>(w) / full) : 1.0;
+    if (L.kind == LayerKind::Conv || L.kind == LayerKind::Linear) f += L.flops * scale;
+  }
+  return 2.0 * f;  // forward + backward to the input
+}
+
+// FLOP/s of a large convolution (VGG16 conv3 shape: 256 -> 256 channels, 3x3, 56x56, batch 8),
+// forward and backward to the input, as the optimization loop runs it: the machine's peak
+// for this kind of work through oneDNN (CPU) or cuDNN (CUDA).
+double peak_conv_flops(const torch::Device& dev, int reps) {
+  torch::NoGradGuard no_weights_grad;
+  auto w = torch::randn({256, 256, 3, 3}, torch::TensorOptions().device(dev)) * 0.01;
+  const int64_t B = 8, S = 56;
+  double flops = 2.0 * 2.0 * 256 * 256 * 9 * S * S * B;
+  auto run = [&] {
+    torch::AutoGradMode on(true);
+    auto x = torch::randn({B, 256, S, S}, torch::TensorOptions().device(dev)).requires_grad_(true);
+    auto y = torch::conv2d(x, w, {}, 1, 1);
+    auto g = torch::autograd::grad({y.sum()}, {x})[0];
+    return g;
+  };
+  run();
+  sync(dev);
+  auto t0 = Clock::now();
+  for (int r = 0; r < reps; ++r) run();
+  sync(dev);
+  double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+  return flops * reps / dt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu";
+  int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
+  bool peak = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "vizsweep-bench-actmax: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--layers") layers = next();
+    else if (a == "--units") units = std::atoi(next().c_str());
+    else if (a == "--iters") iters = std::atoi(next().c_str());
+    else if (a == "--size") size = std::atoi(next().c_str());
+    else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--crop") crop = std::atoi(next().c_str());
+    else if (a == "--device") device = next();
+    else if (a == "--peak") peak = true;
+    else {
+      std::fprintf(stderr, "vizsweep-bench-actmax: unknown option %s (see the header of bench/bench_actmax.cpp)\n", a.c_str());
+      return 2;
+    }
+  }
+  if (units < 1 || iters < 1 || size < 32 || threads < 1) {
+    std::fprintf(stderr, "vizsweep-bench-actmax: --units, --iters >= 1, --size >= 32, --threads >= 1\n");
+    return 2;
+  }
+  try {
+    set_threads(threads);
+    torch::Device dev(device);
+    VggOptions o;  // torchvision's VGG16, seeded random weights
+    o.input_size = size;
+    Model m = Model::builtin(o);
+    m.to(dev);
+    for (const auto& name : split(layers)) {
+      const LayerInfo& L = m.layer(name);
+      ActMaxRequest req;
+      req.layer = name;
+      for (int u = 0; u < units; ++u) req.units.push_back(u);
+      req.settings.iterations = iters;
+      req.settings.lr_policy = LrPolicy::Normalized;
+      req.settings.lr = 1;
+      req.settings.decay = 1e-4;
+      req.settings.blur_radius = 0.5;
+      req.settings.blur_every = 4;
+      req.settings.init_std = 0.1 * 255;
+      req.crop_to_receptive_field = crop != 0;
+      req.robustness_shift = 0;
+      {  // warm-up: one unit, a few iterations
+        ActMaxRequest w = req;
+        w.units = {0};
+        w.settings.iterations = 2;
+        activation_maximization(m, w);
+      }
+      sync(dev);
+      auto t0 = Clock::now();
+      activation_maximization(m, req);
+      sync(dev);
+      double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+      int64_t h = size, w = size;
+      if (crop && L.spatial())
+        if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;
+      double gflops = loop_flops(m, L.index, h, w) * units * iters / dt / 1e9;
+      std::printf("vizsweep layer=%s units=%d iters=%d size=%d crop=%lldx%lld seconds=%.3f unit_iters_per_s=%.3f gflops=%.2f\n",
+                  name.c_str(), units, iters, size, static_cast<long long>(h), static_cast<long long>(w), dt,
+                  units * iters / dt, gflops);
+      std::fflush(stdout);
+    }
+    if (peak) std::printf("peak conv gflops=%.2f\n", peak_conv_flops(dev, 3) / 1e9);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vizsweep-bench-actmax: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
