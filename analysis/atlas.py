@@ -74,7 +74,7 @@ def run(args):
     os.makedirs(os.path.join(out, "img"), exist_ok=True)
     with open(os.path.join(out, "style.css"), "w") as f:
         f.write(STYLE)
-    col, higher = METRICS[args.metric][1], METRICS[args.metric][2]
+    higher = METRICS[args.metric][2]
     index_rows, n_images, n_pages = [], 0, 0
     with Shards(args.results_dir) as shards:
         for layer in layers:
@@ -129,7 +129,7 @@ def run(args):
             body = (f"<p>{len(units)} units, each under the layer's best setting by {esc(args.metric)} "
                     f"({'higher' if higher else 'lower'} is better): <b>{esc(best_setting)}</b>. "
                     "Click a unit for all its settings.</p>"
-                    f"<table><tr><th class=name>setting</th><th>units</th><th>{esc(col)}</th><th>pareto</th></tr>"
+                    f"<table><tr><th class=name>setting</th><th>units</th><th>mean {esc(args.metric)}</th><th>pareto</th></tr>"
                     f"{table}</table><h2>units</h2><div class=units>{''.join(cards)}</div>")
             with open(os.path.join(out, f"layer-{lname}.html"), "w") as f:
                 f.write(page(f"{layer}: {len(units)} units", body, up=""))

@@ -4,29 +4,34 @@ import csv
 
 from analysis.index import AnalysisError, check_layer, open_index
 
-# metric -> (technique, SQL expression over the per-setting query, higher is better, what it is)
+# metric -> (technique, SQL aggregate over the rows of one setting, higher is better, what it is)
 METRICS = {
-    "activation": ("actmax", "mean_activation", True, "mean final activation of the unit"),
-    "hf_energy": ("actmax", "mean_hf_energy", False, "high-frequency energy share (lower: more natural)"),
-    "total_variation": ("actmax", "mean_tv", False, "total variation per pixel"),
-    "saturation": ("actmax", "mean_saturation", False, "share of pixels at 0 or 255"),
-    "robustness": ("actmax", "mean_robustness", True, "activation kept under jitter, relative"),
-    "argmax_rate": ("actmax", "argmax_rate", True, "share of units that are the layer's argmax"),
-    "inversion_error": ("invert", "mean_rep_error", False, "normalized representation error"),
-    "fgsm_success": ("fgsm", "success_rate", True, "share of correctly classified images fooled"),
+    "activation": ("actmax", "AVG(r.final_activation)", True, "mean final activation of the unit"),
+    "hf_energy": ("actmax", "AVG(r.hf_energy)", False, "high-frequency energy share (lower: more natural)"),
+    "total_variation": ("actmax", "AVG(r.total_variation)", False, "total variation per pixel"),
+    "saturation": ("actmax", "AVG(r.saturation)", False, "share of pixels at 0 or 255"),
+    "robustness": ("actmax", "AVG(r.robustness)", True, "activation kept under jitter, relative"),
+    "argmax_rate": ("actmax", "AVG(r.is_argmax)", True, "share of units that are the layer's argmax"),
+    "inversion_error": ("invert", "AVG(r.rep_error)", False, "normalized representation error"),
+    "fgsm_success": ("fgsm", "CAST(SUM(r.success AND r.clean_pred = r.true_label) AS REAL) / "
+                             "NULLIF(SUM(r.clean_pred = r.true_label), 0)", True,
+                     "share of correctly classified images fooled"),
 }
 
-QUERIES = {
-    "actmax": "SELECT setting_id, setting, units, {col}, mean_activation, mean_hf_energy "
-              "FROM actmax_by_layer_setting WHERE layer = ?",
-    "invert": "SELECT setting_id, setting, images, {col}, NULL, NULL FROM invert_error_by_layer WHERE layer = ?",
-    # FGSM attacks the whole model: its one "layer" is '*'.
-    "fgsm": "SELECT s.setting_id, s.name, COUNT(*) AS images, "
-            "CAST(SUM(r.success AND r.clean_pred = r.true_label) AS REAL) / "
-            "NULLIF(SUM(r.clean_pred = r.true_label), 0) AS success_rate, NULL, NULL "
-            "FROM fgsm_results r JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' "
-            "JOIN fgsm_settings s ON s.setting_id = t.setting_id WHERE t.layer = ? GROUP BY s.setting_id",
-}
+# Per setting of one layer: (setting_id, name, count, metric, mean activation, mean hf energy).
+# The base tables, not the views: the layer filter then uses the tasks_by_layer index (SQLite
+# does not push it into a grouped view), which keeps one layer of a million rows fast.
+# FGSM attacks the whole model: its one "layer" is '*'.
+RESULTS = {"actmax": "actmax_results", "invert": "invert_results", "fgsm": "fgsm_results"}
+SETTINGS = {"actmax": "actmax_settings", "invert": "invert_settings", "fgsm": "fgsm_settings"}
+
+
+def query(technique, aggregate):
+    extra = "AVG(r.final_activation), AVG(r.hf_energy)" if technique == "actmax" else "NULL, NULL"
+    return (f"SELECT s.setting_id, s.name, COUNT(*), {aggregate}, {extra} FROM tasks t "
+            f"JOIN {RESULTS[technique]} r ON r.task_key = t.task_key "
+            f"JOIN {SETTINGS[technique]} s ON s.setting_id = t.setting_id "
+            "WHERE t.technique = ? AND t.layer = ? AND t.state = 'done' GROUP BY s.setting_id")
 
 
 def pareto_front(rows):
@@ -42,8 +47,8 @@ def pareto_front(rows):
 
 def ranking(db, layer, metric):
     """[(setting, count, value, on_pareto_front)] for one layer, best first."""
-    technique, col, higher, _ = METRICS[metric]
-    rows = db.execute(QUERIES[technique].format(col=col), (layer,)).fetchall()
+    technique, aggregate, higher, _ = METRICS[metric]
+    rows = db.execute(query(technique, aggregate), (technique, layer)).fetchall()
     front = pareto_front([(r[0], r[4], r[5]) for r in rows]) if technique == "actmax" else set()
     key = (lambda r: (r[3] is None, -(r[3] or 0) if higher else (r[3] or 0), r[0]))
     return [(r[1], r[2], r[3], r[0] in front) for r in sorted(rows, key=key)]

@@ -8,7 +8,11 @@ and the DeepVis toolbox do; batched: all units as one batch through the truncate
 a careful PyTorch user writes). Workload: torchvision's VGG16 (seeded random weights) at
 224 px, the centre unit, L2 decay 1e-4 and a Gaussian blur every 4 steps.
 
-    /usr/bin/python3 bench/run_bench.py [--threads N] [--units 4] [--iters 10] [--layers ...]
+    /usr/bin/python3 bench/run_bench.py [--only actmax,runner,index] [--threads N] [--units 4] [--iters 10]
+
+runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
+under mpirun: tasks dispatched, reported and committed to the index per second.
+index: the best-setting query (analysis best) over an index of 1,000,000 result rows.
 
 Needs the build (scripts/build.sh: build/bench/vizsweep-bench-actmax) and Debian's
 python3-torch and python3-torchvision. Prints a table; never a pass/fail test.
@@ -25,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rate(text, key="unit_iters_per_s"):
-    m = re.search(rf"{key}=([0-9.]+)", text)
+    m = re.search(rf"{key}=(-?[0-9.]+)", text)
     if not m:
         sys.exit(f"run_bench: no {key} in: {text}")
     return float(m.group(1))
@@ -45,7 +49,20 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
     p.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "vizsweep-bench-actmax"))
+    p.add_argument("--only", default="actmax,runner,index", help="which benchmarks (comma-separated)")
+    p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
+    p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     a = p.parse_args()
+    only = set(a.only.split(","))
+    if "actmax" in only:
+        bench_actmax(a)
+    if "runner" in only:
+        bench_runner(a)
+    if "index" in only:
+        bench_index(a)
+
+
+def bench_actmax(a):
     if not os.access(a.bench, os.X_OK):
         sys.exit(f"run_bench: {a.bench} is not built (scripts/build.sh)")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
@@ -66,12 +83,91 @@ def main():
         bv = rate(run([sys.executable, peer, "--mode", "batched", "--layer", layer] + common))
         logs.append(math.log(v / nv))
         worst = min(worst, v / bv)
-        print(f"{layer:<8} {crop:>8} {v:9.2f} {nv:8.2f} {bv:8.2f} {v / nv:8.2f} {v / bv:9.2f} {gf:8.1f} "
-              f"{100 * gf / peak:7.0f}%", flush=True)
+        loop = f"{gf:8.1f} {100 * gf / peak:7.0f}%" if gf > 0 else f"{'noise':>8} {'':>8}"
+        print(f"{layer:<8} {crop:>8} {v:9.2f} {nv:8.2f} {bv:8.2f} {v / nv:8.2f} {v / bv:9.2f} {loop}", flush=True)
     print(f"unit-iterations per second. Geometric mean against naive: {math.exp(sum(logs) / len(logs)):.2f}x "
           f"(target >= 5); lowest against batched: {worst:.2f}x (target >= 1)")
     print(f"convolution peak here (256->256 channels, 3x3, 56x56, batch 8, forward + input gradient): {peak:.1f} GFLOP/s; "
-          "GFLOP/s counts the work executed (the crop's, where cropped)")
+          "GFLOP/s: the optimization loop's own rate (a run with twice the iterations minus the run), counting the "
+          "work executed (the crop's, where cropped)")
+
+
+def bench_runner(a):
+    import tempfile
+    vizsweep = os.path.join(ROOT, "build", "runner", "vizsweep")
+    images = a.tasks // 5
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    print(f"runner: {a.tasks:,} no-op tasks (FGSM, one image per task, 5 eps) through the coordinator")
+    with tempfile.TemporaryDirectory(prefix="vizsweep_bench_") as tmp:
+        sweep = os.path.join(tmp, "noop.yaml")
+        with open(sweep, "w") as f:
+            f.write("name: noop\nthreads: 1\nmodel: {builtin: vgg11, width: 0.0625, in_channels: 1, num_classes: 10, "
+                    "fc_width: 32, pool: 1, input_size: 32}\n"
+                    f"fgsm:\n  images: {{dataset: fashion-mnist, split: train, count: {images}}}\n"
+                    "  images_per_batch: 1\n  eps: [0.01, 0.02, 0.03, 0.04, 0.05]\n")
+        for ranks in (1, 2, 4):
+            out = os.path.join(tmp, f"r{ranks}")
+            r = subprocess.run(["mpirun", "-np", str(ranks), "--oversubscribe", vizsweep, "run", sweep, "--out", out,
+                                "--noop-tasks", "--progress-seconds", "100000"], capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                sys.exit(f"run_bench: the no-op run failed:\n{r.stderr}")
+            m = re.findall(r"(\d[\d,]*)/(\d[\d,]*) tasks done \(100%\), ([0-9.]+) tasks/s", r.stderr)
+            print(f"  {ranks} rank{'s' if ranks > 1 else ' '}: {float(m[-1][2]):10,.0f} tasks/s dispatched and committed "
+                  "(target >= 20,000)", flush=True)
+
+
+def bench_index(a):
+    import random
+    import sqlite3
+    import tempfile
+    import time
+    sys.path.insert(0, ROOT)
+    from analysis.best import ranking
+    layers = [f"conv{b}_{k}" for b, k in ((1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (3, 3), (4, 1), (4, 2), (4, 3),
+                                          (5, 1), (5, 2), (5, 3))] + ["fc6", "fc7", "fc8"]
+    settings, per_task = 4, 64
+    with tempfile.TemporaryDirectory(prefix="vizsweep_bench_") as tmp:
+        path = os.path.join(tmp, "index.sqlite")
+        db = sqlite3.connect(path)
+        with open(os.path.join(ROOT, "results_schema.sql")) as f:
+            db.executescript(f.read())
+        db.execute("INSERT INTO sweeps (sweep_id, name, spec_text, spec_hash, model_path, model_hash, vizsweep_version, "
+                   "torch_version) VALUES (1, 'bench', '', 'h', 'builtin', 'b', '0', '0')")
+        for sid in range(settings):
+            db.execute("INSERT INTO actmax_settings VALUES (?, ?, 'centre', 256, 'normalized', 1, 2, 0, 0, 0, 0, 0, 10)",
+                       (sid, f"setting-{sid}"))
+        rng = random.Random(0)
+        units_per = a.rows // (len(layers) * settings)
+        rows, tasks = [], []
+        for li, layer in enumerate(layers):
+            for sid in range(settings):
+                for t0 in range(0, units_per, per_task):
+                    key = f"{li:02d}{sid}{t0:08d}".ljust(32, "0")
+                    tasks.append((key, layer, f"{t0}-{t0 + per_task - 1}", sid))
+                    for u in range(t0, min(t0 + per_task, units_per)):
+                        rows.append((key, u, rng.random() * 10, rng.random(), rng.random(), rng.random(), rng.random(),
+                                     rng.random() < 0.1, "shards/r0.h5", f"/tasks/{key}/unit_{u}"))
+        db.executemany("INSERT INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, state, attempts) "
+                       "VALUES (?, 1, 'actmax', ?, ?, ?, 0, 'done', 1)", tasks)
+        db.executemany("INSERT INTO actmax_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+        db.close()
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        n = db.execute("SELECT COUNT(*) FROM actmax_results").fetchone()[0]
+
+        def timed(fn, reps=5):
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            return sorted(times)[len(times) // 2] * 1000
+
+        one = timed(lambda: ranking(db, "conv3_3", "activation"))
+        every = timed(lambda: [ranking(db, layer, "activation") for layer in layers])
+        print(f"index: {n:,} result rows ({len(tasks):,} tasks, {len(layers)} layers x {settings} settings)")
+        print(f"  best setting of one layer: {one:8.1f} ms (median of 5; target < 200)")
+        print(f"  best settings of all {len(layers)} layers: {every:8.1f} ms")
 
 
 if __name__ == "__main__":

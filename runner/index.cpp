@@ -20,8 +20,6 @@ const std::string& schema_sql() {
 
 int schema_major() { return 1; }
 
-namespace {
-
 // One prepared statement; binds by position (1-based) and steps.
 class Stmt {
  public:
@@ -46,7 +44,9 @@ class Stmt {
     int rc = sqlite3_step(st_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    throw Error("index", std::string("SQL error: ") + sqlite3_errmsg(db_));
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_reset(st_);  // usable again (statements are cached)
+    throw Error("index", "SQL error: " + msg);
   }
   void run() {
     while (step()) {
@@ -70,6 +70,8 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* st_ = nullptr;
 };
+
+namespace {
 
 std::string now_iso() {
   using namespace std::chrono;
@@ -129,7 +131,14 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
 }
 
 ResultIndex::~ResultIndex() {
+  stmts_.clear();  // finalized before the connection closes
   if (db_) sqlite3_close(db_);
+}
+
+Stmt& ResultIndex::cached(const std::string& sql) {
+  auto& s = stmts_[sql];
+  if (!s) s = std::make_unique<Stmt>(db_, sql);
+  return *s;
 }
 
 void ResultIndex::exec(const std::string& sql) const {
@@ -274,7 +283,7 @@ void ResultIndex::commit() { exec("COMMIT"); }
 
 void ResultIndex::mark_running(const std::string& key, int rank, const std::string& host) {
   transition(TaskState::Pending, TaskEvent::Dispatch);
-  Stmt s(db_, "UPDATE tasks SET state='running', rank=?, host=?, started_at=? WHERE task_key=?");
+  Stmt& s = cached("UPDATE tasks SET state='running', rank=?, host=?, started_at=? WHERE task_key=?");
   s.bind(1, int64_t{rank}).bind(2, host).bind(3, now_iso()).bind(4, key).run();
 }
 
@@ -282,7 +291,7 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
   const bool ok = r.value("ok", false);
   transition(TaskState::Running, ok ? TaskEvent::Succeed : TaskEvent::Fail);
   if (!ok) {
-    Stmt s(db_, "UPDATE tasks SET state='failed', attempts=attempts+1, error=?, finished_at=?, seconds=? WHERE task_key=?");
+    Stmt& s = cached("UPDATE tasks SET state='failed', attempts=attempts+1, error=?, finished_at=?, seconds=? WHERE task_key=?");
     s.bind(1, r.value("error", std::string("unknown error"))).bind(2, now_iso()).bind(3, r.value("seconds", 0.0)).bind(4, key).run();
     return;
   }
@@ -291,42 +300,40 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
     static const nlohmann::json empty = nlohmann::json::array();
     return r.contains(field) ? r.at(field) : empty;
   };
-  for (const char* table : {"actmax_results", "invert_results", "fgsm_results", "fgsm_steps", "featuremap_results"}) {
-    Stmt d(db_, std::string("DELETE FROM ") + table + " WHERE task_key=?");
-    d.bind(1, key).run();
-  }
+  // A task gets here from pending, which never has result rows (invalidate deletes them);
+  // OR REPLACE keeps one row per key even so.
   if (!rows("actmax").empty()) {
-    Stmt s(db_, "INSERT INTO actmax_results (task_key, unit, final_activation, hf_energy, total_variation, saturation, "
+    Stmt& s = cached("INSERT OR REPLACE INTO actmax_results (task_key, unit, final_activation, hf_energy, total_variation, saturation, "
                 "robustness, is_argmax, shard, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& x : rows("actmax"))
       s.bind(1, key).bind(2, x["unit"]).bind(3, x["final_activation"]).bind(4, x["hf_energy"]).bind(5, x["total_variation"])
           .bind(6, x["saturation"]).bind(7, x["robustness"]).bind(8, x["is_argmax"]).bind(9, shard).bind(10, x["dataset"]).run();
   }
   if (!rows("invert").empty()) {
-    Stmt s(db_, "INSERT INTO invert_results (task_key, image_id, rep_error, hf_energy, shard, dataset) VALUES (?, ?, ?, ?, ?, ?)");
+    Stmt& s = cached("INSERT OR REPLACE INTO invert_results (task_key, image_id, rep_error, hf_energy, shard, dataset) VALUES (?, ?, ?, ?, ?, ?)");
     for (const auto& x : rows("invert"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["rep_error"]).bind(4, x["hf_energy"]).bind(5, shard).bind(6, x["dataset"]).run();
   }
   if (!rows("fgsm").empty()) {
-    Stmt s(db_, "INSERT INTO fgsm_results (task_key, image_id, true_label, target, clean_pred, final_pred, success, shard, "
+    Stmt& s = cached("INSERT OR REPLACE INTO fgsm_results (task_key, image_id, true_label, target, clean_pred, final_pred, success, shard, "
                 "dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& x : rows("fgsm"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["true_label"]).bind(4, x["target"]).bind(5, x["clean_pred"])
           .bind(6, x["final_pred"]).bind(7, x["success"]).bind(8, shard).bind(9, x["dataset"]).run();
   }
   if (!rows("fgsm_steps").empty()) {
-    Stmt s(db_, "INSERT INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss, final_prob) "
+    Stmt& s = cached("INSERT OR REPLACE INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss, final_prob) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& x : rows("fgsm_steps"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["step"]).bind(4, x["pred"]).bind(5, x["pred_prob"])
           .bind(6, x["label_prob"]).bind(7, x["loss"]).bind(8, x["final_prob"]).run();
   }
   if (!rows("featuremaps").empty()) {
-    Stmt s(db_, "INSERT INTO featuremap_results (task_key, image_id, layer, shard, dataset) VALUES (?, ?, ?, ?, ?)");
+    Stmt& s = cached("INSERT OR REPLACE INTO featuremap_results (task_key, image_id, layer, shard, dataset) VALUES (?, ?, ?, ?, ?)");
     for (const auto& x : rows("featuremaps"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["layer"]).bind(4, shard).bind(5, x["dataset"]).run();
   }
-  Stmt u(db_, "UPDATE tasks SET state='done', attempts=attempts+1, error=NULL, finished_at=?, seconds=?, rank=?, host=? "
+  Stmt& u = cached("UPDATE tasks SET state='done', attempts=attempts+1, error=NULL, finished_at=?, seconds=?, rank=?, host=? "
               "WHERE task_key=?");
   u.bind(1, now_iso()).bind(2, r.value("seconds", 0.0)).bind(3, r.value("rank", int64_t{0}))
       .bind(4, r.value("host", std::string())).bind(5, key).run();

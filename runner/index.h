@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -79,8 +80,12 @@ class ResultIndex {
 
  private:
   void exec(const std::string& sql) const;
+  // Prepared statements of the per-task path (dispatch and record), kept for the life of
+  // the index: preparing costs more than running them.
+  class Stmt& cached(const std::string& sql);
   std::string path_;
   sqlite3* db_ = nullptr;
+  std::map<std::string, std::unique_ptr<class Stmt>> stmts_;
 };
 
 }  // namespace vizsweep::runner

@@ -102,6 +102,7 @@ class LocalChannel : public Channel {
     report_ = report;
     has_report_ = true;
     waiting_ = true;
+    reported_.notify_one();
     cv_.wait(lk, [&] { return answered_; });
     answered_ = false;
     return answer_;
@@ -118,6 +119,12 @@ class LocalChannel : public Channel {
     std::lock_guard<std::mutex> lk(mu_);
     return waiting_ && !has_report_;
   }
+  // Blocks until the worker reports or `timeout` passes: the coordinator's idle wait, so the
+  // local worker's next task goes out the moment it asks.
+  void wait_report(std::chrono::microseconds timeout) {
+    std::unique_lock<std::mutex> lk(mu_);
+    reported_.wait_for(lk, timeout, [&] { return has_report_; });
+  }
   void answer(int64_t idx) {
     std::lock_guard<std::mutex> lk(mu_);
     answer_ = idx;
@@ -128,7 +135,7 @@ class LocalChannel : public Channel {
 
  private:
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, reported_;
   json report_;
   bool has_report_ = false, waiting_ = false, answered_ = false;
   int64_t answer_ = -1;
@@ -231,6 +238,7 @@ struct Coordinator {
   int in_flight = 0;
   int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
   bool local_stopped = false;
+  int idle_polls = 0;
   std::set<int> stopped;
   int batched = 0;
   Clock::time_point last_commit = Clock::now(), last_progress = Clock::now(), started = Clock::now();
@@ -373,7 +381,16 @@ struct Coordinator {
       }
       maybe_commit(false);
       progress(false);
-      if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      // Idle: poll MPI again at once for a while after activity (reports tend to come in
+      // bursts), then wait up to 200 us at a time, waking early when the local worker reports.
+      if (busy) {
+        idle_polls = 0;
+      } else if (++idle_polls < 64 && size > 1) {
+        std::this_thread::yield();
+      } else {
+        local->wait_report(std::chrono::microseconds(local_stopped ? 0 : 200));
+        if (local_stopped) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
     }
     maybe_commit(true);
     index.commit();
