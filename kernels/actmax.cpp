@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "kernels/error.h"
@@ -71,8 +72,11 @@ struct PixelFrame {
 
 }  // namespace
 
-torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
-                              int max_shift, uint64_t seed) {
+namespace {
+
+// unit_robustness with the forward pass given: the whole network, or a receptive-field crop.
+torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& images, int max_shift, uint64_t seed,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
   torch::NoGradGuard ng;
   auto gen = at::detail::createCPUGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
   const int64_t B = images.size(0);
@@ -89,9 +93,17 @@ torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective
     }
     shifted[b].copy_(torch::roll(images[b], {dy, dx}, {1, 2}));
   }
-  auto before = objective.evaluate(model.forward(images, objective.layer().index));
-  auto after = objective.evaluate(model.forward(shifted, objective.layer().index));
+  auto before = objective.evaluate(forward(images));
+  auto after = objective.evaluate(forward(shifted));
   return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
+}
+
+}  // namespace
+
+torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
+                              int max_shift, uint64_t seed) {
+  const int index = objective.layer().index;
+  return robustness(objective, images, max_shift, seed, [&](const torch::Tensor& x) { return model.forward(x, index); });
 }
 
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
@@ -148,9 +160,15 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   ActMaxResult res;
   torch::NoGradGuard ng;
   res.images = frame.to_image(c).clamp(0.0, 1.0);
-  auto act = model.forward(res.images, layer.index);
-  res.final_activation = objective.evaluate(act);
-  res.is_argmax = objective.is_argmax(act);
+  // The final activation, the argmax flag and robustness read the unit's position only: on
+  // the crop too (every unit at that position shares the receptive field).
+  auto final_forward = [&](const torch::Tensor& x) {
+    return win ? model.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index)
+               : model.forward(x, layer.index);
+  };
+  auto act = final_forward(res.images);
+  res.final_activation = crop_objective.evaluate(act);
+  res.is_argmax = crop_objective.is_argmax(act);
   res.objective_trace = trace;
   // One check at the end keeps host-device synchronization out of the loop; NaN anywhere
   // in the loop propagates to the final image or the trace.
@@ -161,7 +179,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   res.hf_energy = high_frequency_energy(res.images);
   res.total_variation = total_variation(res.images);
   res.saturation = saturated_fraction(res.images);
-  res.robustness = unit_robustness(model, objective, res.images, req.robustness_shift, req.seed);
+  res.robustness = robustness(crop_objective, res.images, req.robustness_shift, req.seed, final_forward);
   res.objective = objective.description();
   for (const auto& r : regs) res.regularizers += (res.regularizers.empty() ? "" : "+") + r->description();
   if (res.regularizers.empty()) res.regularizers = "none";

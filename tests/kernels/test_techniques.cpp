@@ -361,6 +361,9 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
         EXPECT_LT(act, tol) << layer << " " << c.name << " " << iterations << " iterations";
         EXPECT_TRUE(torch::allclose(full.objective_trace, crop.objective_trace, tol, 1e-5))
             << layer << " " << c.name << " " << iterations << " iterations";
+        // The final reads (argmax flag, robustness under a shift) run on the crop as well.
+        EXPECT_TRUE(torch::allclose(full.robustness, crop.robustness, tol, 1e-5)) << layer << " " << c.name;
+        EXPECT_TRUE(torch::equal(full.is_argmax, crop.is_argmax)) << layer << " " << c.name;
       }
     }
   }

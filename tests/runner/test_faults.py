@@ -27,8 +27,24 @@ SEEDS = (11, 23)
 
 
 def rank_pids(sweep):
-    pids = subprocess.run(["pgrep", "-f", f"^{VIZSWEEP} run {sweep}"], capture_output=True, text=True).stdout.split()
-    return {rank_of(int(x)): int(x) for x in pids}
+    """MPI rank -> pid of the processes running `sweep` (processes gone meanwhile are skipped)."""
+    out = {}
+    for x in subprocess.run(["pgrep", "-f", f"^{VIZSWEEP} run {sweep}"], capture_output=True, text=True).stdout.split():
+        try:
+            out[rank_of(int(x))] = int(x)
+        except OSError:
+            pass
+    return out
+
+
+def wait_ranks(sweep, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ranks = rank_pids(sweep)
+        if len(ranks) >= n:
+            return ranks
+        time.sleep(0.1)
+    return rank_pids(sweep)
 
 
 def wait_gone(sweep, timeout=60):
@@ -84,7 +100,7 @@ class FaultTest(unittest.TestCase):
                                      stderr=subprocess.DEVNULL, start_new_session=True)
                 self.assertGreaterEqual(wait_for_done(d, at), at, label)
                 time.sleep(rng.uniform(0, 0.3))  # not always right after a commit
-                ranks = rank_pids(SLOW)
+                ranks = wait_ranks(SLOW, 3)
                 self.assertEqual(sorted(ranks), [0, 1, 2], label)
                 os.kill({"worker": ranks.get(rng.choice([1, 2])), "coordinator": ranks[0], "mpirun": p.pid}[victim],
                         signal.SIGKILL)
