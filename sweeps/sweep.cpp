@@ -317,8 +317,11 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
         if (spec.IsScalar()) {
           v = r.param(spec, f);
         } else if (spec.IsMap() && spec.size() == 1) {
-          std::string how = r.key(spec.begin()->first, f);
-          const auto& arg = spec.begin()->second;
+          // Copies: a YAML iterator's pair lives only as long as the iterator (a reference to
+          // begin()->second dangles; AddressSanitizer caught it).
+          const auto entry = *spec.begin();
+          std::string how = r.key(entry.first, f);
+          const YAML::Node arg = entry.second;
           if (how == "choice") {
             auto opts = r.items(arg, f + ".choice");
             v = r.param(opts[static_cast<size_t>(draw.next() * opts.size())], f);

@@ -161,6 +161,7 @@ class BadInputTest(unittest.TestCase):
             (["slurm", good, "--nodes", "0", "--time", "10"], "--nodes"),
             (["slurm", good, "--nodes", "1", "--time", "soon"], "--time"),
             (["run", other, "--out", d], "holds sweep 'good' (spec hash"),
+            (["run", good, "--out", d, "--noop-tasks"], "--noop-tasks: needs a new results directory"),
         ]
         before = digest()
         for args, message in cases:
