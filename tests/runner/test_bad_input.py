@@ -193,6 +193,25 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("index.sqlite", r.stderr)
         self.assertEqual(digest(), before)
 
+    def test_an_index_of_an_older_minor_version_is_migrated(self):
+        good = os.path.join(self.tmp, "migrate.yaml")
+        with open(good, "w") as f:
+            f.write("name: migrate\n" + TINY + ACT)
+        d = os.path.join(self.tmp, "migrate")
+        self.assertEqual(self.vizsweep("run", good, "--out", d).returncode, 0)
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("ALTER TABLE fgsm_steps DROP COLUMN final_prob")  # what a 1.0 index looks like
+        db.execute("UPDATE meta SET value='1.0' WHERE key='schema_version'")
+        db.commit()
+        db.close()
+        r = self.vizsweep("run", good, "--out", d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.1",))
+        self.assertIn("final_prob", [c[1] for c in db.execute("PRAGMA table_info(fgsm_steps)")])
+        self.assertEqual(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall(), [("done", 1)])
+        db.close()
+
     def test_symbolic_links_in_the_results_directory_are_refused(self):
         good = os.path.join(self.tmp, "links.yaml")
         with open(good, "w") as f:
