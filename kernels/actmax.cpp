@@ -74,9 +74,10 @@ struct PixelFrame {
 
 namespace {
 
-// unit_robustness with the forward pass given: the whole network, or a receptive-field crop.
+// unit_robustness with the forward pass given (the whole network, or a receptive-field crop)
+// and the unshifted images' objective already computed.
 torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& images, int max_shift, uint64_t seed,
-                         const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
+                         const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& before) {
   torch::NoGradGuard ng;
   auto gen = at::detail::createCPUGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
   const int64_t B = images.size(0);
@@ -93,7 +94,6 @@ torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& im
     }
     shifted[b].copy_(torch::roll(images[b], {dy, dx}, {1, 2}));
   }
-  auto before = objective.evaluate(forward(images));
   auto after = objective.evaluate(forward(shifted));
   return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
 }
@@ -103,7 +103,9 @@ torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& im
 torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
                               int max_shift, uint64_t seed) {
   const int index = objective.layer().index;
-  return robustness(objective, images, max_shift, seed, [&](const torch::Tensor& x) { return model.forward(x, index); });
+  torch::NoGradGuard ng;
+  auto forward = [&](const torch::Tensor& x) { return model.forward(x, index); };
+  return robustness(objective, images, max_shift, seed, forward, objective.evaluate(forward(images)));
 }
 
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
@@ -179,7 +181,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   res.hf_energy = high_frequency_energy(res.images);
   res.total_variation = total_variation(res.images);
   res.saturation = saturated_fraction(res.images);
-  res.robustness = robustness(crop_objective, res.images, req.robustness_shift, req.seed, final_forward);
+  res.robustness = robustness(crop_objective, res.images, req.robustness_shift, req.seed, final_forward, res.final_activation);
   res.objective = objective.description();
   for (const auto& r : regs) res.regularizers += (res.regularizers.empty() ? "" : "+") + r->description();
   if (res.regularizers.empty()) res.regularizers = "none";
