@@ -69,111 +69,215 @@ std::string duration(double s) {
   return buf;
 }
 
+// What the coordinator hands a worker: task indices, or none (stop).
+using Assignment = std::vector<int64_t>;
+
 // Where a worker's tasks come from and its reports go.
 class Channel {
  public:
   virtual ~Channel() = default;
-  // Sends the report of the last task (null before the first) and returns the next task
-  // index, or -1 when there is no more work.
-  virtual int64_t exchange(const json& report) = 0;
+  // Sends `reports` (a JSON array, may be empty) and asks for work: returns the next task
+  // indices, or none when there is no more work. Called by the worker's compute thread.
+  virtual Assignment exchange(json reports) = 0;
+  // Sends the reports of tasks whose data is written (the writer thread).
+  virtual void report(json reports) = 0;
 };
 
+// Ranks > 0. Both the compute thread and the writer thread talk to the coordinator; MPI is
+// initialized with MPI_THREAD_SERIALIZED and every call goes through one mutex. Where the MPI
+// library offers less, the writer's reports wait for the compute thread's next request.
 class MpiChannel : public Channel {
  public:
-  int64_t exchange(const json& report) override {
-    if (report.is_null()) {
-      MPI_Send(nullptr, 0, MPI_BYTE, 0, protocol::kReady, MPI_COMM_WORLD);
-    } else {
-      std::string s = report.dump();
-      MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, 0, protocol::kResult, MPI_COMM_WORLD);
-    }
+  explicit MpiChannel(bool serialized) : serialized_(serialized) {}
+  Assignment exchange(json reports) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (auto& r : held_) reports.push_back(std::move(r));
+    held_.clear();
+    std::string s = reports.dump();
+    MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, 0, protocol::kRequest, MPI_COMM_WORLD);
+    // Wait for the answer without holding the lock, so the writer can report meanwhile.
     MPI_Status st;
-    int64_t idx = -1;
-    MPI_Recv(&idx, 1, MPI_INT64_T, 0, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
-    return st.MPI_TAG == protocol::kTask ? idx : -1;
+    for (int polls = 0;; ++polls) {
+      int flag = 0;
+      MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+      if (flag) break;
+      lk.unlock();
+      if (polls < 20) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(50));
+      lk.lock();
+    }
+    int n = 0;
+    MPI_Get_count(&st, MPI_INT64_T, &n);
+    Assignment a(static_cast<size_t>(n));
+    MPI_Recv(a.data(), n, MPI_INT64_T, 0, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (st.MPI_TAG != protocol::kTask) a.clear();
+    return a;
   }
+  void report(json reports) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!serialized_) {
+      for (auto& r : reports) held_.push_back(std::move(r));
+      return;
+    }
+    std::string s = reports.dump();
+    MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, 0, protocol::kResult, MPI_COMM_WORLD);
+  }
+
+ private:
+  bool serialized_;
+  std::mutex mu_;
+  json held_ = json::array();
 };
 
 // Rank 0's own worker talks to the coordinator through memory, not MPI.
 class LocalChannel : public Channel {
  public:
-  int64_t exchange(const json& report) override {
+  Assignment exchange(json reports) override {
     std::unique_lock<std::mutex> lk(mu_);
-    report_ = report;
-    has_report_ = true;
-    waiting_ = true;
-    reported_.notify_one();
-    cv_.wait(lk, [&] { return answered_; });
+    for (auto& r : reports) reports_.push_back(std::move(r));
+    requested_ = true;
+    wake_.notify_one();
+    answered_cv_.wait(lk, [&] { return answered_; });
     answered_ = false;
-    return answer_;
+    return std::move(answer_);
   }
-  // Coordinator side.
-  bool take_report(json& out) {
+  void report(json reports) override {
     std::lock_guard<std::mutex> lk(mu_);
-    if (!has_report_) return false;
-    out = std::move(report_);
-    has_report_ = false;
+    for (auto& r : reports) reports_.push_back(std::move(r));
+    wake_.notify_one();
+  }
+  // Coordinator side: the reports that came in, and whether the worker asks for work
+  // (it then waits for answer()).
+  bool take(json& reports, bool& request) {
+    std::lock_guard<std::mutex> lk(mu_);
+    request = requested_;
+    requested_ = false;
+    if (reports_.empty() && !request) return false;
+    reports = std::move(reports_);
+    reports_ = json::array();
     return true;
   }
-  bool waiting() {
-    std::lock_guard<std::mutex> lk(mu_);
-    return waiting_ && !has_report_;
-  }
-  // Blocks until the worker reports or `timeout` passes: the coordinator's idle wait, so the
-  // local worker's next task goes out the moment it asks.
-  void wait_report(std::chrono::microseconds timeout) {
+  // Blocks until the worker reports or asks, or `timeout` passes: the coordinator's idle
+  // wait, so the local worker's next task goes out the moment it asks.
+  void wait(std::chrono::microseconds timeout) {
     std::unique_lock<std::mutex> lk(mu_);
-    reported_.wait_for(lk, timeout, [&] { return has_report_; });
+    wake_.wait_for(lk, timeout, [&] { return requested_ || !reports_.empty(); });
   }
-  void answer(int64_t idx) {
+  void answer(Assignment a) {
     std::lock_guard<std::mutex> lk(mu_);
-    answer_ = idx;
+    answer_ = std::move(a);
     answered_ = true;
-    waiting_ = false;
-    cv_.notify_all();
+    answered_cv_.notify_all();
   }
 
  private:
   std::mutex mu_;
-  std::condition_variable cv_, reported_;
-  json report_;
-  bool has_report_ = false, waiting_ = false, answered_ = false;
-  int64_t answer_ = -1;
+  std::condition_variable answered_cv_, wake_;
+  json reports_ = json::array();
+  bool requested_ = false, answered_ = false;
+  Assignment answer_;
+};
+
+// A worker's writer thread: writes each finished task's data to the rank's shard and then
+// reports the task, while the compute thread goes on with the next one. At most `depth`
+// results wait (the compute thread blocks beyond that), which bounds the memory held.
+class ResultWriter {
+ public:
+  ResultWriter(Channel& ch, std::string dir, std::string shard_rel, size_t depth = 4)
+      : ch_(ch), dir_(std::move(dir)), shard_rel_(std::move(shard_rel)), depth_(depth), thread_([this] { run(); }) {}
+  ~ResultWriter() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // A task's report, with its data to write first (none: a failed task, reported as is).
+  void submit(json report, std::optional<TaskData> data) {
+    std::unique_lock<std::mutex> lk(mu_);
+    space_.wait(lk, [&] { return queue_.size() < depth_; });
+    queue_.push_back({std::move(report), std::move(data)});
+    cv_.notify_all();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::pair<json, std::optional<TaskData>> item;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stop, with everything written and reported
+        item = std::move(queue_.front());
+        queue_.pop_front();
+        space_.notify_all();
+      }
+      json& report = item.first;
+      if (item.second) write(report, *item.second);
+      ch_.report(json::array({std::move(report)}));
+    }
+  }
+  void write(json& report, const TaskData& data) {
+    try {
+      if (!failed_.empty()) throw StorageError(shard_rel_, "an earlier write to this shard failed: " + failed_);
+      if (!writer_) writer_ = std::make_unique<ShardWriter>((fs::path(dir_) / shard_rel_).string());
+      writer_->write(report.at("key").get<std::string>(), data);
+      report["shard"] = shard_rel_;
+    } catch (const std::exception& e) {
+      // The task goes back to pending (no rows); a shard that failed a write is not written
+      // again by this run.
+      if (failed_.empty()) failed_ = e.what();
+      writer_.reset();
+      report = json{{"task", report.at("task")}, {"key", report.at("key")}, {"rank", report.at("rank")},
+                    {"host", report.at("host")}, {"ok", false}, {"storage", true}, {"error", e.what()}};
+    }
+  }
+
+  Channel& ch_;
+  const std::string dir_, shard_rel_;
+  const size_t depth_;
+  std::unique_ptr<ShardWriter> writer_;
+  std::string failed_;
+  std::mutex mu_;
+  std::condition_variable cv_, space_;
+  std::deque<std::pair<json, std::optional<TaskData>>> queue_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the members above exist
 };
 
 void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel& ch, const std::string& dir,
                  const std::string& shard_rel, int rank, bool noop) {
-  std::unique_ptr<ShardWriter> writer;
   const std::string host = hostname();
-  json report;  // null: first exchange
+  json noop_reports = json::array();
+  ResultWriter out(ch, dir, shard_rel);
   for (;;) {
-    int64_t idx = ch.exchange(report);
-    if (idx < 0) break;
-    const auto& task = tasks.at(static_cast<size_t>(idx));
-    auto t0 = Clock::now();
-    report = json{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
-    if (noop) {  // dispatch, report and commit only: what the runner itself costs per task
-      report["ok"] = true;
-      continue;
+    Assignment a = ch.exchange(std::move(noop_reports));
+    noop_reports = json::array();
+    if (a.empty()) break;
+    for (int64_t idx : a) {
+      const auto& task = tasks.at(static_cast<size_t>(idx));
+      auto t0 = Clock::now();
+      json report{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
+      if (noop) {  // dispatch, report and commit only: what the runner itself costs per task
+        report["ok"] = true;
+        noop_reports.push_back(std::move(report));
+        continue;
+      }
+      std::optional<TaskData> data;
+      try {
+        data.emplace();
+        json rows = engine.run(task, *data);
+        report.update(rows);
+        report["ok"] = true;
+      } catch (const std::exception& e) {
+        data.reset();
+        report["ok"] = false;
+        report["error"] = e.what();
+      }
+      report["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+      out.submit(std::move(report), std::move(data));
     }
-    try {
-      TaskData data;
-      json rows = engine.run(task, data);
-      if (!writer) writer = std::make_unique<ShardWriter>((fs::path(dir) / shard_rel).string());
-      writer->write(task.key, data);
-      report.update(rows);
-      report["ok"] = true;
-      report["shard"] = shard_rel;
-    } catch (const StorageError& e) {
-      report["ok"] = false;
-      report["storage"] = true;
-      report["error"] = e.what();
-      writer.reset();  // a shard that failed a write is not written again by this run
-    } catch (const std::exception& e) {
-      report["ok"] = false;
-      report["error"] = e.what();
-    }
-    report["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
   }
 }
 
@@ -235,6 +339,8 @@ struct Coordinator {
   std::deque<int64_t> queue;
   std::map<int64_t, int> attempts;
   std::set<int> waiting_remote;
+  bool local_waiting = false;
+  bool noop = false;  // no-op tasks: the estimated cost of a task is none
   int in_flight = 0;
   int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
   bool local_stopped = false;
@@ -283,13 +389,30 @@ struct Coordinator {
     }
   }
 
-  int64_t next(int rank) {
-    int64_t idx = queue.front();
-    queue.pop_front();
-    index.mark_running(tasks[static_cast<size_t>(idx)].key, rank, "");
-    ++batched;
-    ++in_flight;
-    return idx;
+  // The next assignment for `rank`, most expensive tasks first (the queue is sorted): one
+  // task, or several cheap ones together (up to kBatchFlops of estimated work, 64 tasks, and
+  // a fair share of what is left so the last tasks still spread over the ranks).
+  static constexpr double kBatchFlops = 2e8;  // about a millisecond of compute
+  Assignment next(int rank) {
+    Assignment a;
+    const size_t share = std::max<size_t>(1, queue.size() / (2 * static_cast<size_t>(size)));
+    double flops = 0;
+    while (!queue.empty() && a.size() < std::min<size_t>(64, share)) {
+      int64_t idx = queue.front();
+      double c = noop ? 0.0 : tasks[static_cast<size_t>(idx)].cost;
+      if (!a.empty() && flops + c > kBatchFlops) break;
+      flops += c;
+      queue.pop_front();
+      index.mark_running(tasks[static_cast<size_t>(idx)].key, rank, "");
+      a.push_back(idx);
+    }
+    batched += static_cast<int>(a.size());
+    in_flight += static_cast<int>(a.size());
+    return a;
+  }
+
+  void handle_all(const json& reports) {
+    for (const auto& r : reports) handle(r);
   }
 
   void maybe_commit(bool force) {
@@ -347,35 +470,38 @@ struct Coordinator {
         MPI_Get_count(&st, MPI_BYTE, &n);
         std::string buf(static_cast<size_t>(n), '\0');
         MPI_Recv(buf.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        if (st.MPI_TAG == protocol::kResult) handle(json::parse(buf));
-        waiting_remote.insert(st.MPI_SOURCE);
+        handle_all(json::parse(buf));
+        if (st.MPI_TAG == protocol::kRequest) waiting_remote.insert(st.MPI_SOURCE);
       }
-      json rep;
-      if (!local_stopped && local->take_report(rep)) {
+      json reps;
+      bool asked = false;
+      if (!local_stopped && local->take(reps, asked)) {
         busy = true;
-        if (!rep.is_null()) handle(rep);
+        handle_all(reps);
+        local_waiting = local_waiting || asked;
       }
-      // Hand out work, most expensive first (the queue is sorted).
+      // Hand out work to every rank that asked.
       for (auto it = waiting_remote.begin(); it != waiting_remote.end() && !queue.empty();) {
-        int64_t idx = next(*it);
-        MPI_Send(&idx, 1, MPI_INT64_T, *it, protocol::kTask, MPI_COMM_WORLD);
+        Assignment a = next(*it);
+        MPI_Send(a.data(), static_cast<int>(a.size()), MPI_INT64_T, *it, protocol::kTask, MPI_COMM_WORLD);
         it = waiting_remote.erase(it);
         busy = true;
       }
-      if (!local_stopped && local->waiting() && !queue.empty()) {
+      if (local_waiting && !queue.empty()) {
         local->answer(next(0));
+        local_waiting = false;
         busy = true;
       }
       if (queue.empty() && in_flight == 0) {
         maybe_commit(true);  // everything on disk before anyone is told to stop
         for (int r : waiting_remote) {
-          int64_t none = -1;
-          MPI_Send(&none, 1, MPI_INT64_T, r, protocol::kStop, MPI_COMM_WORLD);
+          MPI_Send(nullptr, 0, MPI_INT64_T, r, protocol::kStop, MPI_COMM_WORLD);
           stopped.insert(r);
         }
         waiting_remote.clear();
-        if (!local_stopped && local->waiting()) {
-          local->answer(-1);
+        if (local_waiting) {
+          local->answer({});
+          local_waiting = false;
           local_stopped = true;
         }
       }
@@ -388,7 +514,7 @@ struct Coordinator {
       } else if (++idle_polls < 64 && size > 1) {
         std::this_thread::yield();
       } else {
-        local->wait_report(std::chrono::microseconds(local_stopped ? 0 : 200));
+        local->wait(std::chrono::microseconds(local_stopped ? 0 : 200));
         if (local_stopped) std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
     }
@@ -462,7 +588,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   quiet_hdf5();  // before any other HDF5 call
   watch_launcher();
   int provided = 0;
-  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
   install_drain_handlers();
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -566,6 +692,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
     Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
     c.queue.assign(todo.begin(), todo.end());
+    c.noop = o.noop_tasks;
     c.attempts = attempts;
     auto rows = index->tasks();
     c.total = static_cast<int64_t>(tasks.size());
@@ -603,7 +730,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
            : c.failed > 0           ? kExitTasksFailed
                                     : kExitOk;
   } else {
-    MpiChannel ch;
+    MpiChannel ch(provided >= MPI_THREAD_SERIALIZED);
     worker_loop(*engine, tasks, ch, dir, shard_rel, rank, o.noop_tasks);
   }
   MPI_Finalize();
