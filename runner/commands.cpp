@@ -33,9 +33,9 @@ int plan_command(const std::string& path, const std::string& out) {
               spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
               static_cast<long long>(engine.model().input_size), static_cast<long long>(engine.model().input_size), tasks.size(), results_dir(spec.name, out).c_str());
   struct Row {
-    int64_t tasks = 0, items = 0;
+    int64_t tasks = 0, items = 0, per_task = 0;
     std::set<int> settings;
-    double flops = 0;
+    double flops = 0, memory = 0;
   };
   std::map<std::string, std::vector<std::pair<std::string, Row>>> by_tech;
   double total_flops = 0;
@@ -50,17 +50,21 @@ int plan_command(const std::string& path, const std::string& out) {
     it->second.items += static_cast<int64_t>(t.items.size());
     it->second.settings.insert(t.setting);
     it->second.flops += t.cost;
+    it->second.per_task = std::max<int64_t>(it->second.per_task, static_cast<int64_t>(t.items.size()));
+    it->second.memory = std::max(it->second.memory, t.memory);
     total_flops += t.cost;
   }
   for (const char* tech : {"actmax", "invert", "fgsm", "featuremaps"}) {
     auto it = by_tech.find(tech);
     if (it == by_tech.end()) continue;
     const char* what = std::string(tech) == "actmax" ? "units" : "images";
-    std::printf("\n%-12s %-10s %10s %10s %9s %12s\n", tech, "layer", "tasks", what, "settings", "TFLOP");
+    std::printf("\n%-12s %-10s %10s %10s %9s %12s %9s %9s\n", tech, "layer", "tasks", what, "settings", "TFLOP", "per task",
+                "GiB/task");
     Row sum;
     for (const auto& [layer, r] : it->second) {
-      std::printf("%-12s %-10s %10s %10s %9zu %12.3f\n", "", layer.c_str(), thousands(r.tasks).c_str(), thousands(r.items).c_str(),
-                  r.settings.size(), r.flops / 1e12);
+      std::printf("%-12s %-10s %10s %10s %9zu %12.3f %9lld %9.3f\n", "", layer.c_str(), thousands(r.tasks).c_str(),
+                  thousands(r.items).c_str(), r.settings.size(), r.flops / 1e12, static_cast<long long>(r.per_task),
+                  r.memory / (1024.0 * 1024.0 * 1024.0));
       sum.tasks += r.tasks, sum.items += r.items, sum.flops += r.flops;
     }
     std::printf("%-12s %-10s %10s %10s %9s %12.3f\n", "", "total", thousands(sum.tasks).c_str(), thousands(sum.items).c_str(), "",
@@ -84,6 +88,8 @@ int plan_command(const std::string& path, const std::string& out) {
   std::printf("cost estimate: %.3f TFLOP (forward + backward): about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s "
               "(a large GPU)\n",
               total_flops / 1e12, human(total_flops / 1e11).c_str(), human(total_flops / 1e14).c_str());
+  std::printf("per task: items in the largest task of the layer; GiB/task: its estimated working memory (batch_memory_gb: %g)\n",
+              spec.batch_memory_gb);
   return kExitOk;
 }
 

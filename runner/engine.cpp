@@ -138,8 +138,27 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
   d.num_classes = m.info().num_classes;
   d.input_size = m.input_size();
   d.classes = m.info().classes;
-  for (const auto& L : m.layers())
-    d.layers.push_back({L.alias, L.path, k::layer_kind_name(L.kind), L.units, L.spatial(), L.flops_to_here});
+  // The cost model: FLOPs and working memory per item up to each layer, on the whole input
+  // and on the crop that covers the receptive field of the layer's centre unit.
+  const auto& layers = m.layers();
+  const double full = static_cast<double>(m.input_size()) * static_cast<double>(m.input_size());
+  for (const auto& L : layers) {
+    double area = 1.0;  // the crop's share of the input
+    if (L.spatial())
+      if (auto w = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2))
+        area = static_cast<double>((w->y1 - w->y0) * (w->x1 - w->x0)) / full;
+    sweeps::LayerDesc D{L.alias, L.path, k::layer_kind_name(L.kind), L.units, L.spatial(), L.flops_to_here};
+    for (int i = 0; i <= L.index; ++i) {
+      const auto& P = layers[static_cast<size_t>(i)];
+      double elems = 1;
+      for (int64_t x : P.shape) elems *= static_cast<double>(x);
+      const double share = P.spatial() ? area : 1.0;
+      D.crop_flops_to_here += P.flops * share;
+      D.bytes_per_item += 4.0 * elems;
+      D.crop_bytes_per_item += 4.0 * elems * share;
+    }
+    d.layers.push_back(D);
+  }
   // Image files are checked before anything is written, so a bad one stops the run at once.
   auto check = [](const std::vector<sweeps::ImageSource>& images, const std::string& section) {
     for (size_t i = 0; i < images.size(); ++i)

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -555,6 +556,31 @@ std::string pick_device(const std::string& policy, int local_rank) {
   return "cuda:" + std::to_string(n > 0 ? id % n : 0);
 }
 
+// The plan sizes tasks to batch_memory_gb of working memory; on CPU ranks, warn when the
+// node's available memory cannot hold that for each of its ranks.
+void warn_memory(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, int local_ranks) {
+  const sweeps::Task* big = nullptr;
+  for (const auto& t : tasks)
+    if (!big || t.memory > big->memory) big = &t;
+  if (!big) return;
+  std::ifstream in("/proc/meminfo");
+  double avail_kb = 0;
+  for (std::string key; in >> key;) {
+    if (key == "MemAvailable:") {
+      in >> avail_kb;
+      break;
+    }
+    in.ignore(1 << 20, '\n');
+  }
+  const double gib = 1024.0 * 1024.0 * 1024.0, need = big->memory * local_ranks, avail = avail_kb * 1024.0;
+  if (avail > 0 && need > avail)
+    std::fprintf(stderr, "[vizsweep] warning: the largest task (%s %s, %zu items) may need up to %.1f GiB of working memory, "
+                         "x %d rank(s) on this node = %.1f GiB, but %.1f GiB is available: lower batch_memory_gb (now %g) "
+                         "or run fewer ranks per node\n",
+                 sweeps::technique_name(big->technique), big->layer.c_str(), big->items.size(), big->memory / gib, local_ranks,
+                 need / gib, avail / gib, spec.batch_memory_gb);
+}
+
 }  // namespace
 
 std::string results_dir(const std::string& sweep_name, const std::string& out) {
@@ -629,6 +655,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     }
     engine = std::make_unique<Engine>(*spec, pick_device(spec->device, local_rank), threads);
     tasks = sweeps::expand(*spec, engine->model());
+    if (rank == 0 && engine->device() == "cpu") warn_memory(*spec, tasks, local_size);
   } catch (const std::exception& e) {
     err = e.what();
   }

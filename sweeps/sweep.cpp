@@ -452,7 +452,7 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   spec.dir = dir;
   spec.text = text;
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
-  r.check_keys(root, "", {"name", "model", "device", "threads", "max_attempts", "actmax", "invert", "fgsm", "featuremaps"});
+  r.check_keys(root, "", {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "actmax", "invert", "fgsm", "featuremaps"});
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos ||
       spec.name[0] == '.')
@@ -464,6 +464,11 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   }
   if (root["threads"]) spec.threads = static_cast<int>(r.integer(root["threads"], "threads", 0, 4096));
   if (root["max_attempts"]) spec.max_attempts = static_cast<int>(r.integer(root["max_attempts"], "max_attempts", 1, 100));
+  if (root["batch_memory_gb"]) {
+    spec.batch_memory_gb = r.number(root["batch_memory_gb"], "batch_memory_gb");
+    if (!(spec.batch_memory_gb >= 0.01 && spec.batch_memory_gb <= 1e5))
+      r.fail(root["batch_memory_gb"], "batch_memory_gb", "must be between 0.01 and 100000 (GiB of working memory per task)");
+  }
 
   const auto& m = root["model"];
   if (!m) r.fail_at(1, "model", "missing: give model.file (TorchScript) or model.builtin (vgg11/13/16/19)");
@@ -639,6 +644,14 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
   std::vector<Task> tasks;
   const std::string head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size);
   const double total_flops = model.layers.empty() ? 0 : model.layers.back().flops_to_here;
+  const double total_bytes = model.layers.empty() ? 0 : model.layers.back().bytes_per_item;
+  // Items per task: what the sweep asks, lowered so that the working memory fits the budget.
+  const double budget = spec.batch_memory_gb * 1024.0 * 1024.0 * 1024.0;
+  auto fit = [&](int64_t asked, double bytes_per_item) -> size_t {
+    if (bytes_per_item <= 0) return static_cast<size_t>(asked);
+    double most = std::floor(budget / bytes_per_item);
+    return static_cast<size_t>(std::max<double>(1.0, std::min<double>(static_cast<double>(asked), most)));
+  };
   auto add = [&](Task t) {
     finish(t);
     tasks.push_back(std::move(t));
@@ -653,19 +666,25 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
       if (units.back() >= L->units)
         r.fail_at(a.units_line, "actmax.units", "unit " + std::to_string(units.back()) + " out of range for " + L->alias + " (" +
                                                     std::to_string(L->units) + " units: 0.." + std::to_string(L->units - 1) + ")");
+      // The centre unit's optimization runs on its receptive-field crop (kernels/actmax).
+      const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit;
+      const double flops = crop ? L->crop_flops_to_here : L->flops_to_here;
+      const double bytes = crop ? L->crop_bytes_per_item : L->bytes_per_item;
+      const size_t per_task = fit(a.units_per_batch, bytes);
       for (size_t s = 0; s < a.settings.size(); ++s) {
         const auto& st = a.settings[s];
         std::string sc = kernels::canonical(kernels::params_of(st));
         for (uint64_t seed : a.seeds)
-          for (size_t b = 0; b < units.size(); b += static_cast<size_t>(a.units_per_batch)) {
+          for (size_t b = 0; b < units.size(); b += per_task) {
             Task t;
             t.technique = Technique::Actmax;
             t.layer = L->alias;
             t.items.assign(units.begin() + static_cast<long>(b),
-                           units.begin() + static_cast<long>(std::min(units.size(), b + a.units_per_batch)));
+                           units.begin() + static_cast<long>(std::min(units.size(), b + per_task)));
             t.setting = static_cast<int>(s);
             t.user_seed = seed;
-            t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * L->flops_to_here;
+            t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * flops;
+            t.memory = static_cast<double>(t.items.size()) * bytes;
             t.canonical = "actmax|" + head + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
                           "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed);
             add(std::move(t));
@@ -675,35 +694,40 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
   }
   if (spec.invert) {
     const auto& a = *spec.invert;
-    for (const LayerDesc* L : resolve_layers(r, model, a.layers, a.all_layers, true))
+    for (const LayerDesc* L : resolve_layers(r, model, a.layers, a.all_layers, true)) {
+      const size_t per_task = fit(a.images_per_batch, L->bytes_per_item);
       for (size_t s = 0; s < a.settings.size(); ++s) {
         std::string sc = kernels::canonical(kernels::params_of(a.settings[s]));
         for (uint64_t seed : a.seeds)
-          for (size_t b = 0; b < a.images.size(); b += static_cast<size_t>(a.images_per_batch)) {
+          for (size_t b = 0; b < a.images.size(); b += per_task) {
             Task t;
             t.technique = Technique::Invert;
             t.layer = L->alias;
-            for (size_t i = b; i < std::min(a.images.size(), b + a.images_per_batch); ++i) t.items.push_back(static_cast<int64_t>(i));
+            for (size_t i = b; i < std::min(a.images.size(), b + per_task); ++i) t.items.push_back(static_cast<int64_t>(i));
             t.setting = static_cast<int>(s);
             t.user_seed = seed;
             t.cost = 3.0 * a.settings[s].iterations * static_cast<double>(t.items.size()) * L->flops_to_here;
+            t.memory = static_cast<double>(t.items.size()) * L->bytes_per_item;
             t.canonical = "invert|" + head + "|layer=" + L->alias + "|images=" + image_ids(a.images, t.items) + "|" + sc +
                           "|seed=" + std::to_string(seed);
             add(std::move(t));
           }
       }
+    }
   }
   if (spec.fgsm) {
     const auto& a = *spec.fgsm;
+    const size_t per_task = fit(a.images_per_batch, total_bytes);
     for (size_t s = 0; s < a.settings.size(); ++s) {
       std::string sc = kernels::canonical(kernels::params_of(a.settings[s]));
-      for (size_t b = 0; b < a.images.size(); b += static_cast<size_t>(a.images_per_batch)) {
+      for (size_t b = 0; b < a.images.size(); b += per_task) {
         Task t;
         t.technique = Technique::Fgsm;
         t.layer = "*";
-        for (size_t i = b; i < std::min(a.images.size(), b + a.images_per_batch); ++i) t.items.push_back(static_cast<int64_t>(i));
+        for (size_t i = b; i < std::min(a.images.size(), b + per_task); ++i) t.items.push_back(static_cast<int64_t>(i));
         t.setting = static_cast<int>(s);
         t.cost = 3.0 * (a.settings[s].steps + 1) * static_cast<double>(t.items.size()) * total_flops;
+        t.memory = static_cast<double>(t.items.size()) * total_bytes;
         t.canonical = "fgsm|" + head + "|images=" + image_ids(a.images, t.items) + "|" + sc +
                       "|target_offset=" + std::to_string(a.target_offset);
         add(std::move(t));
@@ -721,6 +745,7 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
       t.layer = "*";
       t.items = {static_cast<int64_t>(i)};
       t.cost = total_flops;
+      t.memory = total_bytes;
       t.canonical = "featuremaps|" + head + "|layers=" + names + "|images=" + a.images[i].id;
       add(std::move(t));
     }

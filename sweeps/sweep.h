@@ -22,6 +22,13 @@ struct LayerDesc {
   int64_t units = 0;
   bool spatial = false;
   double flops_to_here = 0;       // forward FLOPs through this layer, one image
+  // The same on the crop that covers the receptive field of the layer's centre unit (where
+  // activation maximization of the centre unit runs); = flops_to_here for fc layers.
+  double crop_flops_to_here = 0;
+  // Working memory of one image's forward and backward pass through this layer: 4 bytes per
+  // output element of every layer up to here (measured peaks are about 0.6 of it), on the
+  // whole input and on the centre unit's crop.
+  double bytes_per_item = 0, crop_bytes_per_item = 0;
 };
 struct ModelDesc {
   std::string arch;
@@ -101,6 +108,9 @@ struct SweepSpec {
   std::string device = "auto";  // auto, cpu, cuda
   int threads = 0;               // per rank; 0 = cores / ranks on the node
   int max_attempts = 3;
+  // Working memory one task may take: units_per_batch / images_per_batch are lowered per
+  // layer so that items x bytes_per_item fits (the plan stays the same on every machine).
+  double batch_memory_gb = 4;
   std::optional<ActmaxSection> actmax;
   std::optional<InvertSection> invert;
   std::optional<FgsmSection> fgsm;
@@ -125,6 +135,7 @@ struct Task {
   int setting = -1;             // index into the section's settings; -1 for featuremaps
   uint64_t user_seed = 0;       // the sweep's seed this task was expanded from
   double cost = 0;              // estimated FLOPs
+  double memory = 0;            // estimated working memory, bytes (without the weights)
   std::string canonical;        // what the key hashes
 };
 

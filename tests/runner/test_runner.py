@@ -4,6 +4,7 @@ writes, NaN) are in test_faults.py, bad input in test_bad_input.py.
 
 Run by ctest with Debian's /usr/bin/python3 (h5py); VIZSWEEP is the binary's path."""
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -163,6 +164,32 @@ class RunnerTest(unittest.TestCase):
         for layer, units in (("conv1_1", 64), ("conv5_3", 512), ("fc6", 4096), ("fc8", 1000)):
             self.assertRegex(r.stdout, rf"\n\s+{layer}\s+[\d,]+\s+{units * 4:,}\s+4\s")
         self.assertFalse(os.path.exists(self.out("never")), "plan writes nothing")
+
+    def test_plan_sizes_tasks_to_batch_memory(self):
+        """fc8 tasks hold as many units as fit batch_memory_gb: 4 bytes per output element of
+        every layer of torchvision's VGG16 (counted here from torchvision itself) per unit."""
+        import torch
+        import torchvision
+        vgg = torchvision.models.vgg16()
+        x, elems = torch.zeros(1, 3, 224, 224), 0
+        with torch.no_grad():
+            for m in list(vgg.features) + [vgg.avgpool, torch.nn.Flatten()] + list(vgg.classifier):
+                x = m(x)
+                elems += 0 if isinstance(m, torch.nn.Flatten) else x.numel()
+        per_unit = 4 * elems
+        sweep = os.path.join(self.tmp, "mem.yaml")
+        with open(sweep, "w") as f:
+            f.write("name: mem\nbatch_memory_gb: 1\nmodel: {builtin: vgg16}\n"
+                    "actmax:\n  layers: [conv3_3, fc8]\n  units: 0-99\n  units_per_batch: 64\n")
+        r = run([VIZSWEEP, "plan", sweep, "--out", self.out("never")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fit = 2**30 // per_unit  # 9 units
+        m = re.search(r"\n\s+fc8\s+(\d+)\s+100\s+1\s+[0-9.]+\s+(\d+)\s+([0-9.]+)\n", r.stdout)
+        self.assertIsNotNone(m, r.stdout)
+        self.assertEqual((int(m.group(1)), int(m.group(2))), (-(-100 // fit), fit))
+        self.assertAlmostEqual(float(m.group(3)), fit * per_unit / 2**30, places=2)
+        # conv3_3 runs on its 44 px crop: 64 units fit, as the sweep asks.
+        self.assertRegex(r.stdout, r"\n\s+conv3_3\s+2\s+100\s+1\s+[0-9.]+\s+64\s")
 
     def test_bad_inputs_write_nothing(self):
         d = self.out("nothing")

@@ -142,6 +142,39 @@ TEST(SweepParse, FormatRanges) {
   EXPECT_EQ(format_ranges({5}), "5");
 }
 
+// Tasks are sized to batch_memory_gb from the per-layer memory model, and their cost counts
+// the receptive-field crop where the centre unit's optimization runs on it.
+TEST(SweepParse, BatchMemoryAndCropSizeTheTasks) {
+  ModelDesc m = tiny_model();
+  const double mib = 1024.0 * 1024.0;
+  for (auto& L : m.layers) {
+    L.crop_flops_to_here = L.spatial ? L.flops_to_here / 16 : L.flops_to_here;
+    L.bytes_per_item = 100 * mib;
+    L.crop_bytes_per_item = L.spatial ? 10 * mib : 100 * mib;
+  }
+  auto tasks = expand(parse("batch_memory_gb: 0.5\nactmax:\n  layers: [conv1_1, fc8]\n  units: all\n  units_per_batch: 64\n"), m);
+  // conv1_1: 8 units x 10 MiB fit in one task; fc8: 512 MiB / 100 MiB = 5 units per task.
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(tasks[0].items.size(), 8u);
+  EXPECT_EQ(tasks[1].items, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(tasks[2].items, (std::vector<int64_t>{5, 6, 7, 8, 9}));
+  EXPECT_DOUBLE_EQ(tasks[1].memory, 5 * 100 * mib);
+  const double iters = parse("actmax:\n  layers: [conv1_1]\n").actmax->settings[0].iterations;
+  EXPECT_DOUBLE_EQ(tasks[0].cost, 3.0 * iters * 8 * (1e5 / 16));  // on the crop
+  EXPECT_DOUBLE_EQ(tasks[1].cost, 3.0 * iters * 5 * 6.1e5);
+  // The channel mean needs the whole image: full memory and cost.
+  auto mean = expand(parse("batch_memory_gb: 0.5\nactmax:\n  layers: [conv1_1]\n  objective: channel_mean\n"), m);
+  ASSERT_EQ(mean.size(), 2u);
+  EXPECT_EQ(mean[0].items.size(), 5u);
+  EXPECT_DOUBLE_EQ(mean[0].cost, 3.0 * iters * 5 * 1e5);
+  // Without the key, 4 GiB: the sweep's own units_per_batch.
+  EXPECT_EQ(expand(parse("actmax:\n  layers: [fc8]\n  units_per_batch: 64\n"), m).size(), 1u);
+  // FGSM runs the whole network: 100 MiB per image.
+  auto fg = expand(parse("batch_memory_gb: 0.25\nfgsm:\n  images: {dataset: fashion-mnist, count: 5}\n  eps: 0.1\n"), m);
+  ASSERT_EQ(fg.size(), 3u);
+  EXPECT_EQ(fg[0].items.size(), 2u);
+}
+
 TEST(SweepParse, HashIsStable) {
   EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
   EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
@@ -215,6 +248,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"name: ../../etc\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: name: use letters, digits, '_', '.', '-'"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [unregularized, unregularized]\n", "the same task appears twice"},
         BadCase{"device: tpu\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: device: expected auto, cpu or cuda"},
+        BadCase{"batch_memory_gb: 0\nactmax:\n  layers: [conv1_1]\n",
+                "t.yaml:2: batch_memory_gb: must be between 0.01 and 100000 (GiB of working memory per task)"},
+        BadCase{"batch_memory_gb: lots\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: batch_memory_gb: expected a number, got 'lots'"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
                 "momentum: setting grid: must be in [0, 1)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}),
