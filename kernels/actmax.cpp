@@ -74,11 +74,8 @@ struct PixelFrame {
 
 namespace {
 
-// unit_robustness with the forward pass given (the whole network, or a receptive-field crop)
-// and the unshifted images' objective already computed.
-torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& images, int max_shift, uint64_t seed,
-                         const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& before) {
-  torch::NoGradGuard ng;
+// Each image rolled by a random non-zero shift of up to max_shift pixels in y and x.
+torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
   const int64_t B = images.size(0);
   auto shifted = torch::empty_like(images);
@@ -94,7 +91,11 @@ torch::Tensor robustness(const UnitObjective& objective, const torch::Tensor& im
     }
     shifted[b].copy_(torch::roll(images[b], {dy, dx}, {1, 2}));
   }
-  auto after = objective.evaluate(forward(shifted));
+  return shifted;
+}
+
+// after / before where before > 0, else 0.
+torch::Tensor robustness_ratio(const torch::Tensor& before, const torch::Tensor& after) {
   return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
 }
 
@@ -104,8 +105,8 @@ torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective
                               int max_shift, uint64_t seed) {
   const int index = objective.layer().index;
   torch::NoGradGuard ng;
-  auto forward = [&](const torch::Tensor& x) { return model.forward(x, index); };
-  return robustness(objective, images, max_shift, seed, forward, objective.evaluate(forward(images)));
+  auto before = objective.evaluate(model.forward(images, index));
+  return robustness_ratio(before, objective.evaluate(model.forward(shifted_copies(images, max_shift, seed), index)));
 }
 
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
@@ -168,7 +169,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     return win ? model.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index)
                : model.forward(x, layer.index);
   };
-  auto act = final_forward(res.images);
+  // One batched forward pass for the final images and, for robustness, their shifted copies
+  // (none with a shift of 0: an image is its own unshifted copy, robustness 1).
+  const bool shift = req.robustness_shift > 0;
+  auto all = final_forward(shift ? torch::cat({res.images, shifted_copies(res.images, req.robustness_shift, req.seed)})
+                                 : res.images);
+  auto act = all.slice(0, 0, B);
   res.final_activation = crop_objective.evaluate(act);
   res.is_argmax = crop_objective.is_argmax(act);
   res.objective_trace = trace;
@@ -181,7 +187,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   res.hf_energy = high_frequency_energy(res.images);
   res.total_variation = total_variation(res.images);
   res.saturation = saturated_fraction(res.images);
-  res.robustness = robustness(crop_objective, res.images, req.robustness_shift, req.seed, final_forward, res.final_activation);
+  res.robustness = robustness_ratio(res.final_activation,
+                                    shift ? crop_objective.evaluate(all.slice(0, B, 2 * B)) : res.final_activation);
   res.objective = objective.description();
   for (const auto& r : regs) res.regularizers += (res.regularizers.empty() ? "" : "+") + r->description();
   if (res.regularizers.empty()) res.regularizers = "none";

@@ -523,16 +523,26 @@ void Model::check_input(const torch::Tensor& x) const {
                              (x.defined() ? shape_string(x.sizes()) : std::string("nothing")));
 }
 
+namespace {
+
+// The layers 0..upto on h (normalized input). ReLUs run in place, as in torchvision's VGG:
+// the layer before a ReLU (conv, linear, batch norm) needs its own output neither later nor
+// for its gradient, so this saves a tensor per layer; forward_all keeps every output distinct.
+torch::Tensor run_stages(const Model::Impl& impl, torch::Tensor h, int upto) {
+  for (int i = 0; i <= upto; ++i) {
+    const Stage& st = impl.stages[static_cast<size_t>(i)];
+    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
+    h = st.kind == LayerKind::ReLU && i > 0 ? torch::relu_(h) : st.fn(h);
+  }
+  return h;
+}
+
+}  // namespace
+
 torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
   check_input(x);
   if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
-  torch::Tensor h = (x - mean_) / std_;
-  for (int i = 0; i <= upto; ++i) {
-    const Stage& st = impl_->stages[i];
-    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
-    h = st.fn(h);
-  }
-  return h;
+  return run_stages(*impl_, (x - mean_) / std_, upto);
 }
 
 std::optional<Model::InputWindow> Model::input_window(int upto, int64_t out_y, int64_t out_x) const {
@@ -567,13 +577,7 @@ torch::Tensor Model::forward_crop(const torch::Tensor& x, int upto) const {
   if (!x.defined() || x.dim() != 4 || x.size(1) != info_.in_channels)
     throw Error("input", "expected images of shape [B, " + std::to_string(info_.in_channels) + ", H, W]");
   if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
-  torch::Tensor h = (x - mean_) / std_;
-  for (int i = 0; i <= upto; ++i) {
-    const Stage& st = impl_->stages[static_cast<size_t>(i)];
-    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
-    h = st.fn(h);
-  }
-  return h;
+  return run_stages(*impl_, (x - mean_) / std_, upto);
 }
 
 std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) const {
