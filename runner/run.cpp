@@ -215,7 +215,11 @@ class ResultWriter {
         space_.notify_all();
       }
       json& report = item.first;
-      if (item.second) write(report, *item.second);
+      if (item.second) {
+        auto t0 = Clock::now();
+        write(report, *item.second);
+        report["write_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+      }
       ch_.report(json::array({std::move(report)}));
     }
   }
@@ -341,6 +345,7 @@ struct Coordinator {
   std::map<int64_t, int> attempts;
   std::set<int> waiting_remote;
   bool local_waiting = false;
+  double compute_seconds = 0, write_seconds = 0;  // summed over the reports of this run
   bool noop = false;  // no-op tasks: the estimated cost of a task is none
   int in_flight = 0;
   int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
@@ -352,6 +357,8 @@ struct Coordinator {
   bool tty = isatty(STDERR_FILENO);
 
   void handle(const json& report) {
+    compute_seconds += report.value("seconds", 0.0);
+    write_seconds += report.value("write_seconds", 0.0);
     int64_t idx = report.at("task").get<int64_t>();
     const auto& task = tasks.at(static_cast<size_t>(idx));
     if (report.value("storage", false)) {
@@ -748,6 +755,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     const int64_t left = c.total - c.done - c.failed;
     if (!c.storage_error.empty())
       std::fprintf(stderr, "[vizsweep] stopped: results could not be written (%s)\n", c.storage_error.c_str());
+    if (c.compute_seconds > 0)
+      std::fprintf(stderr, "[vizsweep] task time on the ranks: %.1f s computing; %.1f s writing shards on the writer threads, "
+                           "alongside the compute\n", c.compute_seconds, c.write_seconds);
     std::fprintf(stderr, "[vizsweep] %s: %lld/%lld done, %lld failed%s; index %s/index.sqlite, shards %s/shards/\n",
                  c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
                  static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
