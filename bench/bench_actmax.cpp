@@ -1,11 +1,19 @@
 // vizsweep-bench-actmax: activation maximization throughput of the kernels on torchvision's
 // VGG16 (built-in architecture, seeded random weights), the workload of
 // bench/peer_actmax.py: the centre unit (conv) or the unit (fc), L2 decay 1e-4 and a Gaussian
-// blur (sigma 0.5) every 4 steps, normalized gradient steps. Also the executed FLOP/s of the
-// loop against the peak a large oneDNN convolution reaches in the same process.
+// blur (sigma 0.5) every 4 steps, normalized gradient steps. Robustness is off (shift 0), as
+// the peer has none; each call still computes the final activation, the argmax flag and the
+// image metrics, which the peer does not. Also the executed FLOP/s of the loop against the
+// peak a large oneDNN convolution reaches in the same process.
 //
 //   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
-//                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak]
+//                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak] [--project N]
+//
+// --project N: the projected wall time to map every unit of VGG16 (all 13 conv and 3 fc
+// layers, 13,416 units, one setting, N iterations) on this device, from measured per-layer
+// throughput: per layer, tasks of --units units timed at 2 and 4 iterations give the fixed
+// and the per-iteration cost; the layer's time is its task count x (fixed + N x per
+// iteration). Robustness is on here (the sweep default), as in a real task.
 //
 // Prints one line per layer:
 //   vizsweep layer=L units=U iters=I size=S crop=HxW seconds=T unit_iters_per_s=R gflops=G
@@ -89,6 +97,7 @@ int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu";
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
   bool peak = false;
+  int project = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -106,6 +115,7 @@ int main(int argc, char** argv) {
     else if (a == "--crop") crop = std::atoi(next().c_str());
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
+    else if (a == "--project") project = std::atoi(next().c_str());
     else {
       std::fprintf(stderr, "vizsweep-bench-actmax: unknown option %s (see the header of bench/bench_actmax.cpp)\n", a.c_str());
       return 2;
@@ -122,6 +132,46 @@ int main(int argc, char** argv) {
     o.input_size = size;
     Model m = Model::builtin(o);
     m.to(dev);
+    if (project > 0) {
+      double total = 0;
+      int64_t all_units = 0;
+      for (const auto& L : m.layers()) {
+        if (L.kind != LayerKind::Conv && L.kind != LayerKind::Linear) continue;
+        ActMaxRequest req;
+        req.layer = L.alias;
+        const int64_t B = std::min<int64_t>(units, L.units);
+        for (int64_t u = 0; u < B; ++u) req.units.push_back(u);
+        req.settings.lr_policy = LrPolicy::Normalized;
+        req.settings.lr = 1;
+        req.settings.decay = 1e-4;
+        req.settings.blur_radius = 0.5;
+        req.settings.blur_every = 4;
+        req.settings.init_std = 0.1 * 255;
+        auto timed = [&](int n) {
+          ActMaxRequest r = req;
+          r.settings.iterations = n;
+          sync(dev);
+          auto t0 = Clock::now();
+          activation_maximization(m, r);
+          sync(dev);
+          return std::chrono::duration<double>(Clock::now() - t0).count();
+        };
+        timed(1);  // warm-up at this batch size
+        const double t2 = timed(2), t4 = timed(4);
+        const double per_iter = std::max(0.0, (t4 - t2) / 2), fixed = std::max(0.0, t2 - 2 * per_iter);
+        const int64_t tasks = (L.units + B - 1) / B;
+        const double layer_s = static_cast<double>(tasks) * (fixed + project * per_iter);
+        total += layer_s;
+        all_units += L.units;
+        std::printf("project layer=%s units=%lld per_task=%lld tasks=%lld fixed_s=%.4f per_iter_s=%.5f layer_s=%.1f\n",
+                    L.alias.c_str(), static_cast<long long>(L.units), static_cast<long long>(B), static_cast<long long>(tasks), fixed,
+                    per_iter, layer_s);
+        std::fflush(stdout);
+      }
+      std::printf("project total units=%lld iterations=%d device=%s seconds=%.1f minutes=%.2f\n", static_cast<long long>(all_units),
+                  project, device.c_str(), total, total / 60);
+      return 0;
+    }
     for (const auto& name : split(layers)) {
       const LayerInfo& L = m.layer(name);
       ActMaxRequest req;
