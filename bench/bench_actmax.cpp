@@ -91,6 +91,32 @@ double peak_conv_flops(const torch::Device& dev, int reps) {
   return flops * reps / dt;
 }
 
+// The peer's workload on `units` units of `layer`: normalized steps, L2 decay 1e-4, a
+// Gaussian blur (sigma 0.5) every 4 steps, noise of std 0.1 in pixel space.
+ActMaxRequest peer_request(const std::string& layer, int64_t units) {
+  ActMaxRequest req;
+  req.layer = layer;
+  for (int64_t u = 0; u < units; ++u) req.units.push_back(u);
+  req.settings.lr_policy = LrPolicy::Normalized;
+  req.settings.lr = 1;
+  req.settings.decay = 1e-4;
+  req.settings.blur_radius = 0.5;
+  req.settings.blur_every = 4;
+  req.settings.init_std = 0.1 * 255;
+  return req;
+}
+
+// Seconds of one activation_maximization call of `req` at n iterations.
+double timed(const Model& m, const ActMaxRequest& req, int n, const torch::Device& dev) {
+  ActMaxRequest r = req;
+  r.settings.iterations = n;
+  sync(dev);
+  auto t0 = Clock::now();
+  activation_maximization(m, r);
+  sync(dev);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -107,22 +133,32 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    auto integer = [&]() {
+      std::string v = next();
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0') {
+        std::fprintf(stderr, "vizsweep-bench-actmax: %s expects an integer, got '%s'\n", a.c_str(), v.c_str());
+        std::exit(2);
+      }
+      return static_cast<int>(n);
+    };
     if (a == "--layers") layers = next();
-    else if (a == "--units") units = std::atoi(next().c_str());
-    else if (a == "--iters") iters = std::atoi(next().c_str());
-    else if (a == "--size") size = std::atoi(next().c_str());
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--crop") crop = std::atoi(next().c_str());
+    else if (a == "--units") units = integer();
+    else if (a == "--iters") iters = integer();
+    else if (a == "--size") size = integer();
+    else if (a == "--threads") threads = integer();
+    else if (a == "--crop") crop = integer();
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
-    else if (a == "--project") project = std::atoi(next().c_str());
+    else if (a == "--project") project = integer();
     else {
       std::fprintf(stderr, "vizsweep-bench-actmax: unknown option %s (see the header of bench/bench_actmax.cpp)\n", a.c_str());
       return 2;
     }
   }
-  if (units < 1 || iters < 1 || size < 32 || threads < 1) {
-    std::fprintf(stderr, "vizsweep-bench-actmax: --units, --iters >= 1, --size >= 32, --threads >= 1\n");
+  if (units < 1 || iters < 1 || size < 32 || threads < 1 || project < 0) {
+    std::fprintf(stderr, "vizsweep-bench-actmax: --units, --iters >= 1, --size >= 32, --threads >= 1, --project >= 0\n");
     return 2;
   }
   try {
@@ -137,27 +173,10 @@ int main(int argc, char** argv) {
       int64_t all_units = 0;
       for (const auto& L : m.layers()) {
         if (L.kind != LayerKind::Conv && L.kind != LayerKind::Linear) continue;
-        ActMaxRequest req;
-        req.layer = L.alias;
         const int64_t B = std::min<int64_t>(units, L.units);
-        for (int64_t u = 0; u < B; ++u) req.units.push_back(u);
-        req.settings.lr_policy = LrPolicy::Normalized;
-        req.settings.lr = 1;
-        req.settings.decay = 1e-4;
-        req.settings.blur_radius = 0.5;
-        req.settings.blur_every = 4;
-        req.settings.init_std = 0.1 * 255;
-        auto timed = [&](int n) {
-          ActMaxRequest r = req;
-          r.settings.iterations = n;
-          sync(dev);
-          auto t0 = Clock::now();
-          activation_maximization(m, r);
-          sync(dev);
-          return std::chrono::duration<double>(Clock::now() - t0).count();
-        };
-        timed(1);  // warm-up at this batch size
-        const double t2 = timed(2), t4 = timed(4);
+        const ActMaxRequest req = peer_request(L.alias, B);
+        timed(m, req, 1, dev);  // warm-up at this batch size
+        const double t2 = timed(m, req, 2, dev), t4 = timed(m, req, 4, dev);
         const double per_iter = std::max(0.0, (t4 - t2) / 2), fixed = std::max(0.0, t2 - 2 * per_iter);
         const int64_t tasks = (L.units + B - 1) / B;
         const double layer_s = static_cast<double>(tasks) * (fixed + project * per_iter);
@@ -174,16 +193,8 @@ int main(int argc, char** argv) {
     }
     for (const auto& name : split(layers)) {
       const LayerInfo& L = m.layer(name);
-      ActMaxRequest req;
-      req.layer = name;
-      for (int u = 0; u < units; ++u) req.units.push_back(u);
+      ActMaxRequest req = peer_request(name, units);
       req.settings.iterations = iters;
-      req.settings.lr_policy = LrPolicy::Normalized;
-      req.settings.lr = 1;
-      req.settings.decay = 1e-4;
-      req.settings.blur_radius = 0.5;
-      req.settings.blur_every = 4;
-      req.settings.init_std = 0.1 * 255;
       req.crop_to_receptive_field = crop != 0;
       req.robustness_shift = 0;
       {  // warm-up: one unit, a few iterations
@@ -192,20 +203,11 @@ int main(int argc, char** argv) {
         w.settings.iterations = 2;
         activation_maximization(m, w);
       }
-      auto timed = [&](int n) {
-        ActMaxRequest r = req;
-        r.settings.iterations = n;
-        sync(dev);
-        auto t0 = Clock::now();
-        activation_maximization(m, r);
-        sync(dev);
-        return std::chrono::duration<double>(Clock::now() - t0).count();
-      };
       // The whole call (initial noise, the loop, final activation, robustness and metrics):
       // what a task costs, as the peer's loop is what its user's script costs.
-      double dt = timed(iters);
+      double dt = timed(m, req, iters, dev);
       // The loop alone: the difference of a run twice as long.
-      double per_iter = (timed(2 * iters) - dt) / iters;  // <= 0 only when noise swamps the loop
+      double per_iter = (timed(m, req, 2 * iters, dev) - dt) / iters;  // <= 0 only when noise swamps the loop
       int64_t h = size, w = size;
       if (crop && L.spatial())
         if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;

@@ -56,6 +56,8 @@ def main():
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     a = p.parse_args()
+    if a.repeat < 1:
+        p.error("--repeat must be at least 1")
     only = set(a.only.split(","))
     if "actmax" in only:
         bench_actmax(a)
