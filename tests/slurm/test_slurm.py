@@ -123,6 +123,16 @@ class SlurmTest(unittest.TestCase):
         self.assertGreaterEqual(wait_for_done(out, 8, timeout=300), 8)
         self.cluster.run("scancel", job)
         self.assertEqual(self.cluster.wait(job, timeout=120), "CANCELLED")
+        # The batch shell logs the cancel and must not requeue; Slurm kills it KillWait (5 s) later.
+        deadline = time.time() + 30
+        while "cancelled: finishing" not in self.job_log(out, "long") and time.time() < deadline:
+            time.sleep(1)
+        time.sleep(10)
+        log = self.job_log(out, "long")
+        self.assertIn("cancelled: finishing the tasks in flight", log)
+        self.assertNotIn("requeueing", log)
+        info = self.cluster.job(job)
+        self.assertEqual((info.get("JobState"), info.get("Restarts", "0")), ("CANCELLED", "0"), log)
         left = index_rows(out, "SELECT COUNT(*) FROM tasks WHERE state<>'done'")[0][0]
         self.assertGreater(left, 0, "cancelled before the end")
         r = subprocess.run(["sbatch", "--parsable", os.path.join(out, "slurm", "long.sbatch")], env=self.cluster.env,
