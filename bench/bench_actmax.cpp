@@ -8,6 +8,15 @@
 //
 //   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
 //                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak] [--project N]
+//                         [--precision fp32|bf16|fp16] [--channels-last 0|1]
+//
+// --precision / --channels-last: the layers compute in that format (Model::set_compute);
+// --peak then times the convolution in it too. Each layer also runs once on an fp32 NCHW
+// copy of the model from the same seed, and a line says how far the results moved:
+//   check layer=L precision=P channels_last=C image_max_diff=D reached=R
+// image_max_diff: the largest pixel difference of the final images (pixels in [0, 1]);
+// reached: the objective of this run's final images, evaluated by the fp32 model, over the
+// fp32 run's final objective (1 = the same optimum reached).
 //
 // --project N: the projected wall time to map every unit of VGG16 (all 13 conv and 3 fc
 // layers, 13,416 units, one setting, N iterations) on this device, from measured per-layer
@@ -25,6 +34,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -70,14 +80,16 @@ double loop_flops(const Model& m, int upto, int64_t h, int64_t w) {
 // FLOP/s of a large convolution (VGG16 conv3 shape: 256 -> 256 channels, 3x3, 56x56, batch 8),
 // forward and backward to the input, as the optimization loop runs it: the machine's peak
 // for this kind of work through oneDNN (CPU) or cuDNN (CUDA).
-double peak_conv_flops(const torch::Device& dev, int reps) {
+double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision precision, bool channels_last) {
   torch::NoGradGuard no_weights_grad;
-  auto w = torch::randn({256, 256, 3, 3}, torch::TensorOptions().device(dev)) * 0.01;
+  const auto dtype = precision == Model::Precision::Bf16 ? torch::kBFloat16 : precision == Model::Precision::Fp16 ? torch::kHalf : torch::kFloat;
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  auto w = (torch::randn({256, 256, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
   const int64_t B = 8, S = 56;
   double flops = 2.0 * 2.0 * 256 * 256 * 9 * S * S * B;
   auto run = [&] {
     torch::AutoGradMode on(true);
-    auto x = torch::randn({B, 256, S, S}, torch::TensorOptions().device(dev)).requires_grad_(true);
+    auto x = torch::randn({B, 256, S, S}, torch::TensorOptions().device(dev)).to(dtype).contiguous(format).requires_grad_(true);
     auto y = torch::conv2d(x, w, {}, 1, 1);
     auto g = torch::autograd::grad({y.sum()}, {x})[0];
     return g;
@@ -123,7 +135,8 @@ int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu";
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
   bool peak = false;
-  int project = 0;
+  int project = 0, channels_last = 0;
+  std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -152,6 +165,8 @@ int main(int argc, char** argv) {
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
     else if (a == "--project") project = integer();
+    else if (a == "--precision") precision = next();
+    else if (a == "--channels-last") channels_last = integer();
     else {
       std::fprintf(stderr, "vizsweep-bench-actmax: unknown option %s (see the header of bench/bench_actmax.cpp)\n", a.c_str());
       return 2;
@@ -168,6 +183,11 @@ int main(int argc, char** argv) {
     o.input_size = size;
     Model m = Model::builtin(o);
     m.to(dev);
+    const Model::Precision prec = parse_precision(precision, "--precision");
+    m.set_compute(prec, channels_last != 0);
+    const bool check = prec != Model::Precision::Fp32 || channels_last != 0;
+    std::optional<Model> ref;  // fp32 NCHW, the same weights before conversion
+    if (check) ref = Model::builtin(o), ref->to(dev);
     if (project > 0) {
       double total = 0;
       int64_t all_units = 0;
@@ -216,8 +236,23 @@ int main(int argc, char** argv) {
                   name.c_str(), units, iters, size, static_cast<long long>(h), static_cast<long long>(w), dt,
                   units * iters / dt, gflops);
       std::fflush(stdout);
+      if (check) {
+        ActMaxRequest c = req;
+        c.robustness_shift = 0;
+        ActMaxResult low = activation_maximization(m, c), full = activation_maximization(*ref, c);
+        torch::NoGradGuard ng;
+        UnitObjective obj(*ref, ref->layer(name), c.units, c.objective);
+        double reached = (obj.evaluate(ref->forward(low.images, L.index)).sum() / full.final_activation.sum()).item<double>();
+        double diff = (low.images - full.images).abs().max().item<double>();
+        std::printf("check layer=%s precision=%s channels_last=%d image_max_diff=%.3g reached=%.4f\n", name.c_str(),
+                    precision.c_str(), channels_last, diff, reached);
+        std::fflush(stdout);
+      }
     }
-    if (peak) std::printf("peak conv gflops=%.2f\n", peak_conv_flops(dev, 3) / 1e9);
+    if (peak) {
+      std::printf("peak conv gflops=%.2f\n", peak_conv_flops(dev, 3, prec, channels_last != 0) / 1e9);
+      if (check) std::printf("peak conv fp32 nchw gflops=%.2f\n", peak_conv_flops(dev, 3, Model::Precision::Fp32, false) / 1e9);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vizsweep-bench-actmax: error: %s\n", e.what());
     return 1;

@@ -66,11 +66,28 @@ std::string shape_string(at::IntArrayRef s) {
 struct Model::Impl {
   std::vector<Stage> stages;
   std::function<void(torch::Device)> to;
+  std::function<void(torch::ScalarType)> to_dtype;
+  std::function<std::vector<torch::Tensor>()> tensors;  // parameters and buffers
+  Model::Precision precision = Model::Precision::Fp32;
+  bool channels_last = false;
+  torch::ScalarType dtype() const {
+    return precision == Model::Precision::Bf16 ? torch::kBFloat16 : precision == Model::Precision::Fp16 ? torch::kHalf : torch::kFloat;
+  }
   std::shared_ptr<torch::nn::Module> net;   // built-in models own their modules here
   std::optional<torch::jit::Module> script; // loaded models
 };
 
 namespace {
+
+void set_module_functions(Model::Impl& impl, const std::shared_ptr<torch::nn::Module>& net) {
+  impl.to = [net](torch::Device d) { net->to(d); };
+  impl.to_dtype = [net](torch::ScalarType t) { net->to(t); };
+  impl.tensors = [net]() {
+    std::vector<torch::Tensor> v = net->parameters();
+    for (const auto& b : net->buffers()) v.push_back(b);
+    return v;
+  };
+}
 
 const std::map<std::string, std::vector<int>>& vgg_configs() {
   static const std::map<std::string, std::vector<int>> cfgs = {
@@ -250,7 +267,7 @@ Model Model::builtin(const VggOptions& o) {
   net->eval();
   for (auto& p : net->parameters()) p.set_requires_grad(false);
   impl->net = net;
-  impl->to = [net](torch::Device d) { net->to(d); };
+  set_module_functions(*impl, net);
 
   Model m;
   m.impl_ = impl;
@@ -298,7 +315,7 @@ Model Model::linear(const torch::Tensor& weight, const torch::Tensor& bias, Mode
   st.fn = [l](const torch::Tensor& x) mutable { return l->forward(x); };
   impl->stages.push_back(st);
   impl->net = net;
-  impl->to = [net](torch::Device d) { net->to(d); };
+  set_module_functions(*impl, net);
   Model m;
   m.impl_ = impl;
   info.num_classes = weight.size(0);
@@ -354,6 +371,13 @@ Model Model::load(const std::string& path, torch::Device device) {
   if (impl->stages.empty() || first) throw Error(path, "not a VGG-style model: empty classifier");
   impl->script = mod;
   impl->to = [mod](torch::Device d) mutable { mod.to(d); };
+  impl->to_dtype = [mod](torch::ScalarType t) mutable { mod.to(t); };
+  impl->tensors = [mod]() {
+    std::vector<torch::Tensor> v;
+    for (const auto& p : mod.parameters()) v.push_back(p);
+    for (const auto& b : mod.buffers()) v.push_back(b);
+    return v;
+  };
 
   Model m;
   m.impl_ = impl;
@@ -401,11 +425,53 @@ Model Model::load(const std::string& path, torch::Device device) {
 }
 
 void Model::to(torch::Device device) {
+  if (impl_->precision == Precision::Fp16 && !device.is_cuda())
+    throw Error("precision", "fp16 weights need a CUDA device, not " + device.str());
   impl_->to(device);
+  if (impl_->channels_last) {  // a device copy may come back in the default layout
+    torch::NoGradGuard ng;
+    for (auto& t : impl_->tensors())
+      if (t.dim() == 4) t.set_data(t.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   mean_ = mean_.to(device);
   std_ = std_.to(device);
   device_ = device;
 }
+
+const char* precision_name(Model::Precision p) {
+  switch (p) {
+    case Model::Precision::Bf16: return "bf16";
+    case Model::Precision::Fp16: return "fp16";
+    default: return "fp32";
+  }
+}
+
+Model::Precision parse_precision(const std::string& name, const std::string& field) {
+  for (auto p : {Model::Precision::Fp32, Model::Precision::Bf16, Model::Precision::Fp16})
+    if (name == precision_name(p)) return p;
+  throw Error(field, "expected fp32, bf16 or fp16, got '" + name + "'");
+}
+
+void Model::set_compute(Precision precision, bool channels_last) {
+  if (precision != impl_->precision) {
+    if (impl_->precision != Precision::Fp32)
+      throw Error("precision", std::string("the weights are already ") + precision_name(impl_->precision) +
+                                   ": load the model again for " + precision_name(precision));
+    if (precision == Precision::Fp16 && !device_.is_cuda())
+      throw Error("precision", "fp16 needs a CUDA device (this model is on " + device_.str() + "); use bf16 or fp32");
+    impl_->to_dtype(precision == Precision::Bf16 ? torch::kBFloat16 : torch::kHalf);
+    impl_->precision = precision;
+  }
+  if (channels_last != impl_->channels_last) {
+    torch::NoGradGuard ng;
+    for (auto& t : impl_->tensors())
+      if (t.dim() == 4) t.set_data(t.contiguous(channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous));
+    impl_->channels_last = channels_last;
+  }
+}
+
+Model::Precision Model::precision() const { return impl_->precision; }
+bool Model::channels_last() const { return impl_->channels_last; }
 
 void Model::set_input_size(int64_t side) {
   if (side < 1) throw Error("input_size", "must be >= 1, got " + std::to_string(side));
@@ -528,13 +594,23 @@ namespace {
 // The layers 0..upto on h (normalized input). ReLUs run in place, as in torchvision's VGG:
 // the layer before a ReLU (conv, linear, batch norm) needs its own output neither later nor
 // for its gradient, so this saves a tensor per layer; forward_all keeps every output distinct.
+// The normalized fp32 input in the layers' compute format (dtype, memory format).
+torch::Tensor to_compute(const Model::Impl& impl, torch::Tensor h) {
+  if (impl.precision != Model::Precision::Fp32) h = h.to(impl.dtype());
+  if (impl.channels_last && h.dim() == 4) h = h.contiguous(torch::MemoryFormat::ChannelsLast);
+  return h;
+}
+
+torch::Tensor to_fp32(torch::Tensor h) { return h.scalar_type() == torch::kFloat ? h : h.to(torch::kFloat); }
+
 torch::Tensor run_stages(const Model::Impl& impl, torch::Tensor h, int upto) {
+  h = to_compute(impl, h);
   for (int i = 0; i <= upto; ++i) {
     const Stage& st = impl.stages[static_cast<size_t>(i)];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
     h = st.kind == LayerKind::ReLU && i > 0 ? torch::relu_(h) : st.fn(h);
   }
-  return h;
+  return to_fp32(h);
 }
 
 }  // namespace
@@ -585,7 +661,7 @@ std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) 
   if (upto < 0) upto = last_index();
   if (upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
   std::vector<torch::Tensor> outs;
-  torch::Tensor h = (x - mean_) / std_;
+  torch::Tensor h = to_compute(*impl_, (x - mean_) / std_);
   for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
@@ -593,7 +669,7 @@ std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) 
     // TorchScript ReLUs run in place: keep a copy of what the next layer may overwrite.
     bool next_in_place = i < static_cast<size_t>(upto) &&
                          (impl_->stages[i + 1].kind == LayerKind::ReLU || impl_->stages[i + 1].kind == LayerKind::Dropout);
-    outs.push_back(next_in_place ? h.clone() : h);
+    outs.push_back(h.scalar_type() != torch::kFloat ? to_fp32(h) : next_in_place ? h.clone() : h);
   }
   return outs;
 }

@@ -78,6 +78,17 @@ class Model {
   torch::Device device() const { return device_; }
   void to(torch::Device device);
 
+  // How the layers compute. The inputs and outputs of forward(), forward_crop() and
+  // forward_all() stay fp32 in either case; gradients flow through the casts.
+  // - precision: the weights are converted once (Bf16 on CPU and CUDA, Fp16 on CUDA only);
+  //   going back to Fp32 or to another reduced precision needs a freshly loaded model.
+  // - channels_last: weights and activations in NHWC, the layout GPU tensor cores prefer.
+  // Shared by copies of this Model. Throws vizsweep::Error naming "precision".
+  enum class Precision { Fp32, Bf16, Fp16 };
+  void set_compute(Precision precision, bool channels_last);
+  Precision precision() const;
+  bool channels_last() const;
+
   // The layer table for the current input size (set_input_size; default info().input_size).
   const std::vector<LayerInfo>& layers() const { return layers_; }
   int64_t input_size() const { return input_size_; }
@@ -126,6 +137,10 @@ class Model {
   torch::Device device_ = torch::kCPU;
   torch::Tensor mean_, std_;
 };
+
+// "fp32", "bf16", "fp16"; parse_precision throws vizsweep::Error naming `field` otherwise.
+const char* precision_name(Model::Precision p);
+Model::Precision parse_precision(const std::string& name, const std::string& field = "precision");
 
 // Sets ATen's intra-op thread count; n <= 0 means the cores available to this process.
 // Returns the count now in force.

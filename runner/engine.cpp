@@ -132,6 +132,11 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
     }
   }
   m.to(impl_->device);
+  try {
+    m.set_compute(k::parse_precision(spec.precision), spec.channels_last);
+  } catch (const Error& e) {
+    throw Error(spec.file + ": precision", e.reason_only());
+  }
   auto& d = impl_->desc;
   d.arch = m.info().arch;
   d.in_channels = m.info().in_channels;

@@ -452,7 +452,7 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   spec.dir = dir;
   spec.text = text;
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
-  r.check_keys(root, "", {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "actmax", "invert", "fgsm", "featuremaps"});
+  r.check_keys(root, "", {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "actmax", "invert", "fgsm", "featuremaps"});
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos ||
       spec.name[0] == '.')
@@ -469,6 +469,14 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
     if (!(spec.batch_memory_gb >= 0.01 && spec.batch_memory_gb <= 1e5))
       r.fail(root["batch_memory_gb"], "batch_memory_gb", "must be between 0.01 and 100000 (GiB of working memory per task)");
   }
+  if (root["precision"]) {
+    spec.precision = r.str(root["precision"], "precision");
+    if (spec.precision != "fp32" && spec.precision != "bf16" && spec.precision != "fp16")
+      r.fail(root["precision"], "precision", "expected fp32, bf16 or fp16");
+    if (spec.precision == "fp16" && spec.device == "cpu")
+      r.fail(root["precision"], "precision", "fp16 needs device: cuda (or auto on GPU nodes); CPUs compute bf16");
+  }
+  if (root["channels_last"]) spec.channels_last = r.boolean(root["channels_last"], "channels_last");
 
   const auto& m = root["model"];
   if (!m) r.fail_at(1, "model", "missing: give model.file (TorchScript) or model.builtin (vgg11/13/16/19)");
@@ -642,7 +650,8 @@ std::string image_ids(const std::vector<ImageSource>& images, const std::vector<
 std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
   Reader r(spec.file, spec.dir);
   std::vector<Task> tasks;
-  const std::string head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size);
+  const std::string head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size) +
+                           (spec.precision != "fp32" ? "|precision=" + spec.precision : "");
   const double total_flops = model.layers.empty() ? 0 : model.layers.back().flops_to_here;
   const double total_bytes = model.layers.empty() ? 0 : model.layers.back().bytes_per_item;
   // Items per task: what the sweep asks, lowered so that the working memory fits the budget.

@@ -111,6 +111,11 @@ struct SweepSpec {
   // Working memory one task may take: units_per_batch / images_per_batch are lowered per
   // layer so that items x bytes_per_item fits (the plan stays the same on every machine).
   double batch_memory_gb = 4;
+  // How the layers compute (kernels::Model::set_compute): fp32, bf16 (CPU and CUDA) or fp16
+  // (CUDA). Reduced precision changes results, so it is part of every task's key; the
+  // layout (channels_last) does not change them beyond float rounding and is not.
+  std::string precision = "fp32";
+  bool channels_last = false;
   std::optional<ActmaxSection> actmax;
   std::optional<InvertSection> invert;
   std::optional<FgsmSection> fgsm;
