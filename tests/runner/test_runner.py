@@ -136,6 +136,46 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(st.returncode, 0)
         self.assertRegex(st.stdout, rf"all\s+{n}\s+0\s+0\s+0\s+{n}")
 
+    def test_channels_last_matches_and_bf16_is_its_own_sweep(self):
+        with open(SMALL) as f:
+            text = f.read()
+        sweeps = {}
+        for label, extra in (("nchw", ""), ("nhwc", "channels_last: true\n"), ("bf16", "precision: bf16\n")):
+            path = os.path.join(self.tmp, f"small_{label}.yaml")
+            with open(path, "w") as f:
+                f.write(text.replace("threads: 1\n", "threads: 1\n" + extra))
+            sweeps[label] = path
+            r = run(mpirun(1, "run", path, "--out", self.out(label)))
+            self.assertEqual(r.returncode, 0, label + ": " + r.stderr)
+        ref, nhwc, bf16 = task_data(self.out("nchw")), task_data(self.out("nhwc")), task_data(self.out("bf16"))
+        # The layout is not part of the keys and changes results by float rounding at most.
+        self.assertEqual(set(ref), set(nhwc))
+        rows = lambda d: dict(((k, u, s), (a, f)) for k, u, s, a, f in index_rows(
+            d, "SELECT t.layer, r.unit, t.setting_id, r.final_activation, r.is_argmax FROM actmax_results r "
+               "JOIN tasks t ON t.task_key = r.task_key"))
+        r0, r1, r2 = rows(self.out("nchw")), rows(self.out("nhwc")), rows(self.out("bf16"))
+        self.assertEqual(len(r0), 54)
+        self.assertEqual(set(r0), set(r1))
+        for k in r0:
+            self.assertAlmostEqual(r0[k][0], r1[k][0], delta=1e-3 * max(1.0, abs(r0[k][0])), msg=str(k))
+        # bf16 is another sweep: every task key differs, and the keys say why.
+        self.assertFalse(set(ref) & set(bf16))
+        self.assertEqual(len(bf16), len(ref))
+        canon = []
+        for key, shard in index_rows(self.out("bf16"), "SELECT task_key, shard FROM actmax_results GROUP BY task_key"):
+            with h5py.File(os.path.join(self.out("bf16"), shard), "r") as f:
+                c = f["tasks"][key].attrs["canonical"]
+                canon.append(c.decode() if isinstance(c, bytes) else str(c))
+        self.assertTrue(canon and all("|precision=bf16" in c for c in canon), canon[:2])
+        # Its optimized images, scored in the index, climb as far as fp32's within 15% per layer.
+        for layer in ("conv2_1", "conv4_2", "fc8"):
+            s0 = sum(v[0] for k, v in r0.items() if k[0] == layer)
+            s2 = sum(v[0] for k, v in r2.items() if k[0] == layer)
+            self.assertGreater(s2, 0.85 * s0, layer)
+        # Resuming the fp32 directory with the bf16 sweep is refused: the spec differs.
+        r = run(mpirun(1, "run", sweeps["bf16"], "--out", self.out("nchw")))
+        self.assertNotEqual(r.returncode, 0)
+
     def test_another_sweeps_directory_is_refused(self):
         d = self.out("mixed")
         self.assertEqual(run([VIZSWEEP, "run", SMALL, "--out", d]).returncode, 0)

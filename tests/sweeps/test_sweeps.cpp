@@ -175,6 +175,25 @@ TEST(SweepParse, BatchMemoryAndCropSizeTheTasks) {
   EXPECT_EQ(fg[0].items.size(), 2u);
 }
 
+// Reduced precision changes the results: it is part of every task's key (and so of the spec
+// hash a resume checks); the layout does not, and fp32 keeps the keys sweeps had before.
+TEST(SweepParse, PrecisionIsPartOfTheTaskKeyAndLayoutIsNot) {
+  ModelDesc m = tiny_model();
+  const std::string body = "actmax:\n  layers: [conv1_1]\n";
+  auto fp32 = expand(parse(body), m), explicit32 = expand(parse("precision: fp32\n" + body), m);
+  auto bf16 = expand(parse("precision: bf16\n" + body), m), nhwc = expand(parse("channels_last: true\n" + body), m);
+  EXPECT_EQ(parse(body).precision, "fp32");
+  EXPECT_FALSE(parse(body).channels_last);
+  EXPECT_TRUE(parse("channels_last: true\n" + body).channels_last);
+  ASSERT_EQ(fp32.size(), bf16.size());
+  ASSERT_FALSE(fp32.empty());
+  EXPECT_EQ(fp32[0].key, explicit32[0].key);
+  EXPECT_EQ(fp32[0].key, nhwc[0].key);
+  EXPECT_NE(fp32[0].key, bf16[0].key);
+  EXPECT_NE(bf16[0].canonical.find("|precision=bf16"), std::string::npos) << bf16[0].canonical;
+  EXPECT_EQ(fp32[0].canonical.find("precision"), std::string::npos) << fp32[0].canonical;
+}
+
 TEST(SweepParse, HashIsStable) {
   EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
   EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
@@ -251,6 +270,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"batch_memory_gb: 0\nactmax:\n  layers: [conv1_1]\n",
                 "t.yaml:2: batch_memory_gb: must be between 0.01 and 100000 (GiB of working memory per task)"},
         BadCase{"batch_memory_gb: lots\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: batch_memory_gb: expected a number, got 'lots'"},
+        BadCase{"precision: fp8\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: precision: expected fp32, bf16 or fp16"},
+        BadCase{"device: cpu\nprecision: fp16\nactmax:\n  layers: [conv1_1]\n", "t.yaml:3: precision: fp16 needs device: cuda"},
+        BadCase{"channels_last: sometimes\nactmax:\n  layers: [conv1_1]\n",
+                "t.yaml:2: channels_last: expected true or false, got 'sometimes'"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
                 "momentum: setting grid: must be in [0, 1)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}),
