@@ -27,7 +27,7 @@ std::string thousands(int64_t v) {
 
 int plan_command(const std::string& path, const std::string& out) {
   auto spec = sweeps::load_sweep(path);
-  Engine engine(spec, "cpu", 1);
+  Engine engine(spec, "cpu", 1, /*compute_format=*/false);
   auto tasks = sweeps::expand(spec, engine.model());
   std::printf("sweep %s: model %s (%s), input %lldx%lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
               spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
@@ -90,6 +90,8 @@ int plan_command(const std::string& path, const std::string& out) {
               total_flops / 1e12, human(total_flops / 1e11).c_str(), human(total_flops / 1e14).c_str());
   std::printf("per task: items in the largest task of the layer; GiB/task: its estimated working memory (batch_memory_gb: %g)\n",
               spec.batch_memory_gb);
+  std::printf("compute: %s%s (the image, steps and metrics stay fp32)\n", spec.precision.c_str(),
+              spec.channels_last ? ", channels_last" : "");
   return kExitOk;
 }
 

@@ -105,7 +105,8 @@ std::string file_hash(const std::string& path) {
 
 }  // namespace
 
-Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads) : impl_(std::make_unique<Impl>(spec)) {
+Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads, bool compute_format)
+    : impl_(std::make_unique<Impl>(spec)) {
   try {
     impl_->device = torch::Device(device);
   } catch (const std::exception&) {
@@ -132,10 +133,12 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
     }
   }
   m.to(impl_->device);
-  try {
-    m.set_compute(k::parse_precision(spec.precision), spec.channels_last);
-  } catch (const Error& e) {
-    throw Error(spec.file + ": precision", e.reason_only());
+  if (compute_format) {
+    try {
+      m.set_compute(k::parse_precision(spec.precision), spec.channels_last);
+    } catch (const Error& e) {
+      throw Error(spec.file + ": precision", e.reason_only());
+    }
   }
   auto& d = impl_->desc;
   d.arch = m.info().arch;

@@ -15,8 +15,10 @@ namespace vizsweep::runner {
 class Engine {
  public:
   // Loads or builds the sweep's model on `device` ("cpu", "cuda", "cuda:K") with `threads`
-  // ATen threads (<= 0: all cores). Throws vizsweep::Error (missing or corrupt model, bad device).
-  Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads);
+  // ATen threads (<= 0: all cores), in the sweep's compute format (precision,
+  // channels_last) unless `compute_format` is false (planning only reads the layer table).
+  // Throws vizsweep::Error (missing or corrupt model, bad device, fp16 on a CPU).
+  Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads, bool compute_format = true);
   ~Engine();
 
   const sweeps::ModelDesc& model() const;

@@ -702,9 +702,11 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       }
       std::stable_sort(todo.begin(), todo.end(), [&](int64_t a, int64_t b) { return tasks[a].cost > tasks[b].cost; });
       std::snprintf(attempt, sizeof attempt, "%lld-%d", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()));
-      std::fprintf(stderr, "[vizsweep] %s: %zu tasks, %lld already done, %zu to run on %d rank(s) (%s, %d threads each) -> %s\n",
+      const std::string format = (spec->precision != "fp32" ? ", " + spec->precision : std::string()) +
+                                 (spec->channels_last ? ", channels_last" : "");
+      std::fprintf(stderr, "[vizsweep] %s: %zu tasks, %lld already done, %zu to run on %d rank(s) (%s, %d threads each%s) -> %s\n",
                    spec->name.c_str(), tasks.size(), static_cast<long long>(already), todo.size(), size, engine->device().c_str(),
-                   engine->threads(), dir.c_str());
+                   engine->threads(), format.c_str(), dir.c_str());
       if (abandoned || retried || invalid)
         std::fprintf(stderr, "[vizsweep] resuming: %d interrupted, %d failed retried, %d with unreadable data recomputed\n",
                      abandoned, retried, invalid);

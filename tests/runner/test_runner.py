@@ -247,6 +247,22 @@ class RunnerTest(unittest.TestCase):
             self.assertIn(msg, r.stderr, args)
         self.assertFalse(os.path.exists(d), "nothing written for bad input")
 
+    def test_fp16_sweep_plans_anywhere_and_runs_only_on_a_gpu(self):
+        fp16 = os.path.join(self.tmp, "fp16.yaml")
+        with open(fp16, "w") as f:
+            f.write("precision: fp16\nchannels_last: true\n"
+                    "model: {builtin: vgg11, width: 0.0625, input_size: 32}\nactmax:\n  layers: [conv2_1]\n")
+        p = run([VIZSWEEP, "plan", fp16])  # a login node without a GPU can plan it
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("compute: fp16, channels_last", p.stdout)
+        d = self.out("fp16")
+        if shutil.which("nvidia-smi"):
+            self.skipTest("a GPU machine runs fp16")
+        r = run([VIZSWEEP, "run", fp16, "--out", d])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("fp16.yaml: precision: fp16 needs a CUDA device", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(d, "index.sqlite")), "nothing written")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
