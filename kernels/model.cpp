@@ -640,7 +640,10 @@ std::optional<Model::InputWindow> Model::input_window(int upto, int64_t out_y, i
   int64_t a[2], b[2];
   for (int d = 0; d < 2; ++d) {
     a[d] = std::max<int64_t>(0, lo[d]) / total * total;
-    b[d] = std::min(S, (std::min(S - 1, hi[d]) + total) / total * total);
+    // The start is aligned so that every pooling window of the crop is one of the image's;
+    // the end need not be: windows past the last needed one are dropped (floor mode) or not
+    // needed, and every needed output reads only real pixels.
+    b[d] = std::min(S, hi[d] + 1);
   }
   if (a[0] == 0 && a[1] == 0 && b[0] == S && b[1] == S) return std::nullopt;
   InputWindow w;

@@ -111,9 +111,9 @@ class Model {
   int last_index() const { return static_cast<int>(layers_.size()) - 1; }
 
   // Receptive-field cropping. The input rows [y0, y1) and columns [x0, x1) that determine the
-  // output at (out_y, out_x) of spatial layer `upto`, widened to multiples of the layer's total
-  // stride so that the layers run on the crop compute that output exactly as on the whole
-  // image; (oy, ox) is its position in the crop's output. nullopt when the crop would be the
+  // output at (out_y, out_x) of spatial layer `upto`, the start moved back to a multiple of
+  // the layer's total stride so that the layers run on the crop compute that output exactly
+  // as on the whole image; (oy, ox) is its position in the crop's output. nullopt when the crop would be the
   // whole image or the layer is not spatial (fc layers, after an adaptive pool).
   struct InputWindow {
     int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0, oy = 0, ox = 0;

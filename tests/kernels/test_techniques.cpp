@@ -327,13 +327,15 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
   };
   const Case cases[] = {{"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
                         {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30}};
-  int windows = 0;
+  int windows = 0, unaligned = 0;
   for (const char* layer : {"conv1_2", "conv2_2", "conv3_3", "relu4_1"}) {
     const LayerInfo& L = m.layer(layer);
     auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2);
     ASSERT_TRUE(win.has_value()) << layer;
     EXPECT_LT(win->y1 - win->y0, 96) << layer;
     EXPECT_GE(win->y1 - win->y0, L.rf_size) << layer;
+    EXPECT_LT(win->y1 - win->y0, L.rf_size + L.rf_stride) << layer;  // tight: only the start moves back
+    if ((win->y1 - win->y0) % L.rf_stride != 0) ++unaligned;
     ++windows;
     for (const auto& c : cases) {
       for (int iterations : {1, 12}) {
@@ -368,6 +370,7 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     }
   }
   EXPECT_EQ(windows, 4);
+  EXPECT_GT(unaligned, 0);  // crops that end between pooling windows are covered
   // No crop where the field covers the image, or for fc layers and channel means.
   EXPECT_FALSE(m.input_window(m.layer("conv5_3").index, 3, 3).has_value());
   EXPECT_FALSE(m.input_window(m.layer("fc8").index, 0, 0).has_value());
