@@ -41,10 +41,11 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 flags=()
 [ -n "${HEADERS:-}" ] && flags=(-DCMAKE_CXX_FLAGS="-I$(cd "$HEADERS" && pwd)")
+mkdir -p "$BUILD_DIR"
 t0=$(date +%s)
 cmake -S . -B "$BUILD_DIR" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-  -DVIZSWEEP_KERNELS_ONLY=ON "${flags[@]}" > "$BUILD_DIR.configure.log" 2>&1 || { tail -30 "$BUILD_DIR.configure.log"; exit 1; }
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target vizsweep-bench-actmax > "$BUILD_DIR.build.log" 2>&1 || { tail -40 "$BUILD_DIR.build.log"; exit 1; }
+  -DVIZSWEEP_KERNELS_ONLY=ON "${flags[@]}" > "$BUILD_DIR/configure.log" 2>&1 || { tail -30 "$BUILD_DIR/configure.log"; exit 1; }
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target vizsweep-bench-actmax > "$BUILD_DIR/build.log" 2>&1 || { tail -40 "$BUILD_DIR/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s" | log
 BENCH="$BUILD_DIR/bench/vizsweep-bench-actmax"
 
