@@ -82,7 +82,7 @@ double loop_flops(const Model& m, int upto, int64_t h, int64_t w) {
 // for this kind of work through oneDNN (CPU) or cuDNN (CUDA).
 double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision precision, bool channels_last) {
   torch::NoGradGuard no_weights_grad;
-  const auto dtype = precision == Model::Precision::Bf16 ? torch::kBFloat16 : precision == Model::Precision::Fp16 ? torch::kHalf : torch::kFloat;
+  const auto dtype = precision_dtype(precision);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   auto w = (torch::randn({256, 256, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
   const int64_t B = 8, S = 56;

@@ -70,14 +70,19 @@ struct Model::Impl {
   std::function<std::vector<torch::Tensor>()> tensors;  // parameters and buffers
   Model::Precision precision = Model::Precision::Fp32;
   bool channels_last = false;
-  torch::ScalarType dtype() const {
-    return precision == Model::Precision::Bf16 ? torch::kBFloat16 : precision == Model::Precision::Fp16 ? torch::kHalf : torch::kFloat;
-  }
   std::shared_ptr<torch::nn::Module> net;   // built-in models own their modules here
   std::optional<torch::jit::Module> script; // loaded models
 };
 
 namespace {
+
+// Every 4-D parameter and buffer (conv weights) in NHWC or back in NCHW.
+void apply_layout(Model::Impl& impl, bool channels_last) {
+  torch::NoGradGuard ng;
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (auto& t : impl.tensors())
+    if (t.dim() == 4) t.set_data(t.contiguous(format));
+}
 
 void set_module_functions(Model::Impl& impl, const std::shared_ptr<torch::nn::Module>& net) {
   impl.to = [net](torch::Device d) { net->to(d); };
@@ -428,14 +433,14 @@ void Model::to(torch::Device device) {
   if (impl_->precision == Precision::Fp16 && !device.is_cuda())
     throw Error("precision", "fp16 weights need a CUDA device, not " + device.str());
   impl_->to(device);
-  if (impl_->channels_last) {  // a device copy may come back in the default layout
-    torch::NoGradGuard ng;
-    for (auto& t : impl_->tensors())
-      if (t.dim() == 4) t.set_data(t.contiguous(torch::MemoryFormat::ChannelsLast));
-  }
+  if (impl_->channels_last) apply_layout(*impl_, true);  // a device copy may come back in NCHW
   mean_ = mean_.to(device);
   std_ = std_.to(device);
   device_ = device;
+}
+
+torch::ScalarType precision_dtype(Model::Precision p) {
+  return p == Model::Precision::Bf16 ? torch::kBFloat16 : p == Model::Precision::Fp16 ? torch::kHalf : torch::kFloat;
 }
 
 const char* precision_name(Model::Precision p) {
@@ -459,13 +464,11 @@ void Model::set_compute(Precision precision, bool channels_last) {
                                    ": load the model again for " + precision_name(precision));
     if (precision == Precision::Fp16 && !device_.is_cuda())
       throw Error("precision", "fp16 needs a CUDA device (this model is on " + device_.str() + "); use bf16 or fp32");
-    impl_->to_dtype(precision == Precision::Bf16 ? torch::kBFloat16 : torch::kHalf);
+    impl_->to_dtype(precision_dtype(precision));
     impl_->precision = precision;
   }
   if (channels_last != impl_->channels_last) {
-    torch::NoGradGuard ng;
-    for (auto& t : impl_->tensors())
-      if (t.dim() == 4) t.set_data(t.contiguous(channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous));
+    apply_layout(*impl_, channels_last);
     impl_->channels_last = channels_last;
   }
 }
@@ -591,18 +594,18 @@ void Model::check_input(const torch::Tensor& x) const {
 
 namespace {
 
-// The layers 0..upto on h (normalized input). ReLUs run in place, as in torchvision's VGG:
-// the layer before a ReLU (conv, linear, batch norm) needs its own output neither later nor
-// for its gradient, so this saves a tensor per layer; forward_all keeps every output distinct.
 // The normalized fp32 input in the layers' compute format (dtype, memory format).
 torch::Tensor to_compute(const Model::Impl& impl, torch::Tensor h) {
-  if (impl.precision != Model::Precision::Fp32) h = h.to(impl.dtype());
+  if (impl.precision != Model::Precision::Fp32) h = h.to(precision_dtype(impl.precision));
   if (impl.channels_last && h.dim() == 4) h = h.contiguous(torch::MemoryFormat::ChannelsLast);
   return h;
 }
 
 torch::Tensor to_fp32(torch::Tensor h) { return h.scalar_type() == torch::kFloat ? h : h.to(torch::kFloat); }
 
+// The layers 0..upto on h (normalized input). ReLUs run in place, as in torchvision's VGG:
+// the layer before a ReLU (conv, linear, batch norm) needs its own output neither later nor
+// for its gradient, so this saves a tensor per layer; forward_all keeps every output distinct.
 torch::Tensor run_stages(const Model::Impl& impl, torch::Tensor h, int upto) {
   h = to_compute(impl, h);
   for (int i = 0; i <= upto; ++i) {

@@ -138,6 +138,8 @@ class Model {
   torch::Tensor mean_, std_;
 };
 
+// The element type the layers compute in: kFloat, kBFloat16 or kHalf.
+torch::ScalarType precision_dtype(Model::Precision p);
 // "fp32", "bf16", "fp16"; parse_precision throws vizsweep::Error naming `field` otherwise.
 const char* precision_name(Model::Precision p);
 Model::Precision parse_precision(const std::string& name, const std::string& field = "precision");
