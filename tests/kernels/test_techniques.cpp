@@ -1,4 +1,5 @@
 // Behaviour of the four techniques on small VGGs and closed forms on linear models.
+#include <cstdio>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -413,6 +414,13 @@ TEST(ComputeFormat, ChannelsLastGivesTheSameResults) {
   EXPECT_FALSE(m.forward(x, conv.index).is_contiguous(torch::MemoryFormat::ChannelsLast));
 }
 
+// bf16 keeps 8 significant bits: each operation rounds by up to 2^-9, whatever the CPU. How the
+// rounding errors add up depends on the kernels oneDNN picks (AVX-512 BF16 on AMD EPYC Genoa,
+// AMX tiles on Intel Xeon, an fp32 emulation elsewhere), so the test asserts what rounding of
+// that size guarantees, not digits: logits within a few percent, an input gradient that points
+// the same way, and optimizations that climb as far in aggregate. One unit's 30-step ascent is
+// chaotic (a ReLU or max-pool switch sends it to another basin, in fp32 too), so no unit is held
+// to its own fp32 result: on an Intel Xeon with AMX one unit of four ended below its start.
 TEST(ComputeFormat, Bf16StaysWithinItsRoundingAndReachesTheSameOptimum) {
   Model ref = small_vgg(), m = small_vgg();
   m.set_compute(Model::Precision::Bf16, false);
@@ -423,33 +431,54 @@ TEST(ComputeFormat, Bf16StaysWithinItsRoundingAndReachesTheSameOptimum) {
     torch::NoGradGuard ng;
     auto a = m.logits(x), b = ref.logits(x);
     EXPECT_EQ(a.scalar_type(), torch::kFloat);  // fp32 out, whatever the layers compute in
-    // bf16 keeps 8 significant bits (rounding 2^-9 per operation); through the 11 layers the
-    // logits move by a few percent (measured 2.5%) and never by more than 5.
+    // Through the 11 layers the logits move by a few percent (measured 2.5%), never by 5.
     double rel = ((a - b).norm() / b.norm()).item<double>();
     EXPECT_GT(rel, 0.0);  // the weights really are bf16
     EXPECT_LT(rel, 0.05);
     auto fa = m.forward_all(x);
     for (const auto& t : fa) EXPECT_EQ(t.scalar_type(), torch::kFloat);
   }
-  ActMaxRequest req;
-  req.layer = "conv4_2";
-  req.units = {0, 1, 2, 3};
-  req.seed = 7;
-  req.settings.iterations = 30;
-  req.settings.lr_policy = LrPolicy::Normalized;
-  req.settings.decay = 1e-4;
-  auto low = activation_maximization(m, req), full = activation_maximization(ref, req);
-  EXPECT_EQ(low.images.scalar_type(), torch::kFloat);
-  // The bf16 run's images, judged by the fp32 model, score about as high as the fp32 run's.
-  torch::NoGradGuard ng;
-  UnitObjective obj(ref, ref.layer("conv4_2"), req.units, req.objective);
-  auto reached = obj.evaluate(ref.forward(low.images, ref.layer("conv4_2").index));
-  // Together within 10% of the fp32 run (measured +0.8%); each unit climbs at least half as
-  // far as in fp32 (the weakest unit: 1.02 against 1.31, from -0.23).
-  EXPECT_GT(reached.sum().item<double>(), 0.9 * full.final_activation.sum().item<double>());
-  auto start = low.objective_trace[0];
-  for (int64_t b = 0; b < 4; ++b)
-    EXPECT_GT((reached[b] - start[b]).item<double>(), 0.5 * (full.final_activation[b] - start[b]).item<double>()) << b;
+  const std::vector<int64_t> units = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (const char* layer : {"conv2_1", "conv4_2", "fc8"}) {
+    // The ascent direction: the input gradient of each unit's objective, bf16 against fp32.
+    // Rounding of 2^-9 per operation leaves cosines of 0.90..1.00 (measured on AVX-512 BF16);
+    // a wrong gradient (a layout or dtype mix-up) gives cosines near 0.
+    auto gradient = [&](const Model& model) {
+      auto xi = x.clone().requires_grad_(true);
+      UnitObjective obj(model, model.layer(layer), units, ObjectiveKind::CentreUnit);
+      obj.evaluate(model.forward(xi, model.layer(layer).index)).sum().backward();
+      return xi.grad().flatten(1);
+    };
+    auto g32 = gradient(ref), g16 = gradient(m);
+    auto cos = (g32 * g16).sum(1) / (g32.norm(2, 1) * g16.norm(2, 1));
+    EXPECT_GT(cos.mean().item<double>(), 0.9) << layer << " " << cos;
+    EXPECT_GT(cos.min().item<double>(), 0.7) << layer << " " << cos;
+  }
+  // 30 steps at two conv layers, 8 units, 2 seeds: the bf16 run's images, judged by the fp32
+  // model, reach in sum what the fp32 run reaches (measured 0.97 and 1.02 per layer, 0.89..1.04
+  // for 8 units of one seed), and climb from their start at least 80% as far.
+  double reached = 0, full = 0, start = 0;
+  for (const char* layer : {"conv2_1", "conv4_2"})
+    for (uint64_t seed : {7, 8}) {
+      ActMaxRequest req;
+      req.layer = layer;
+      req.units = units;
+      req.seed = seed;
+      req.settings.iterations = 30;
+      req.settings.lr_policy = LrPolicy::Normalized;
+      req.settings.decay = 1e-4;
+      auto low = activation_maximization(m, req), high = activation_maximization(ref, req);
+      EXPECT_EQ(low.images.scalar_type(), torch::kFloat);
+      torch::NoGradGuard ng;
+      UnitObjective obj(ref, ref.layer(layer), req.units, req.objective);
+      reached += obj.evaluate(ref.forward(low.images, ref.layer(layer).index)).sum().item<double>();
+      full += high.final_activation.sum().item<double>();
+      start += high.objective_trace[0].sum().item<double>();  // the same start: same seed, same init
+    }
+  std::printf("bf16 images reach %.1f under the fp32 model, fp32 images %.1f, both from %.1f\n", reached, full, start);
+  EXPECT_GT(full - start, 100.0);  // the fp32 runs climb (measured 274)
+  EXPECT_GT(reached, 0.9 * full) << reached << " vs " << full;
+  EXPECT_GT(reached - start, 0.8 * (full - start)) << reached << " vs " << full << " from " << start;
 }
 
 TEST(ComputeFormat, BadSettingsAreClearErrors) {
@@ -472,3 +501,4 @@ TEST(ComputeFormat, BadSettingsAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("sweep.yaml: precision"), std::string::npos) << e.what();
   }
 }
+

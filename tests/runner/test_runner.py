@@ -67,6 +67,15 @@ def task_data(d):
     return out
 
 
+def actmax_traces(d):
+    """key -> objective per iteration [iterations, units] of every done actmax task."""
+    out = {}
+    for key, shard in index_rows(d, "SELECT DISTINCT task_key, shard FROM actmax_results"):
+        with h5py.File(os.path.join(d, shard), "r") as f:
+            out[key] = np.asarray(f["tasks"][key]["objective_trace"], dtype=np.float64)
+    return out
+
+
 def assert_same_data(test, ref, d, label=""):
     """Every dataset of every done task of d is byte-identical to ref's."""
     a, b = task_data(ref), task_data(d)
@@ -90,6 +99,31 @@ def wait_for_done(d, at_least, timeout=120):
         if done >= at_least:
             break
     return done
+
+
+def seconds_per_iteration(sweep_text, tmp, iterations, ranks=1):
+    """Measured cost of one optimization iteration of one task of `sweep_text` on this machine:
+    the sweep runs with `iterations: N` replaced by `iterations` and the index's per-task compute
+    seconds are divided by it. Tests that must outlast a time limit or be stopped mid-way size
+    their sweeps from this rate, not from a fixed count tuned on one CPU kind."""
+    name = re.search(r"^name: (\S+)", sweep_text, re.M).group(1)
+    path = os.path.join(tmp, f"calibrate_{name}.yaml")
+    with open(path, "w") as f:
+        f.write(re.sub(r"iterations: \d+", f"iterations: {iterations}", sweep_text))
+    out = os.path.join(tmp, f"calibrate_{name}")
+    r = run(mpirun(ranks, "run", path, "--out", out))
+    assert r.returncode == 0, r.stderr
+    tasks, seconds = index_rows(out, "SELECT COUNT(*), SUM(seconds) FROM tasks WHERE technique='actmax'")[0]
+    shutil.rmtree(out, ignore_errors=True)
+    os.remove(path)
+    return seconds / tasks / iterations
+
+
+def sized_sweep(sweep_text, per_iteration, tasks, ranks, target_seconds, least):
+    """sweep_text with its iteration count chosen so that `tasks` actmax tasks on `ranks` ranks
+    take about target_seconds at the measured `per_iteration` rate (at least `least`)."""
+    iterations = max(least, int(target_seconds * ranks / (tasks * per_iteration)))
+    return re.sub(r"iterations: \d+", f"iterations: {iterations}", sweep_text), iterations
 
 
 class RunnerTest(unittest.TestCase):
@@ -148,7 +182,9 @@ class RunnerTest(unittest.TestCase):
             r = run(mpirun(1, "run", path, "--out", self.out(label)))
             self.assertEqual(r.returncode, 0, label + ": " + r.stderr)
         ref, nhwc, bf16 = task_data(self.out("nchw")), task_data(self.out("nhwc")), task_data(self.out("bf16"))
-        # The layout is not part of the keys and changes results by float rounding at most.
+        # The layout is not part of the keys (README, "Compute format"): NHWC runs the same math
+        # in another order of float operations, as another CPU kind's kernels do, and a results
+        # directory may hold tasks of both, as it may hold tasks from both kinds of CPU.
         self.assertEqual(set(ref), set(nhwc))
         rows = lambda d: dict(((k, u, s), (a, f)) for k, u, s, a, f in index_rows(
             d, "SELECT t.layer, r.unit, t.setting_id, r.final_activation, r.is_argmax FROM actmax_results r "
@@ -156,8 +192,20 @@ class RunnerTest(unittest.TestCase):
         r0, r1, r2 = rows(self.out("nchw")), rows(self.out("nhwc")), rows(self.out("bf16"))
         self.assertEqual(len(r0), 54)
         self.assertEqual(set(r0), set(r1))
+        # The same seed gives the same starting image: its objective (iteration 0 of the trace)
+        # differs by the forward pass's rounding alone (measured 2e-7 of its scale). A layout
+        # that computed something else would differ by O(1) here.
+        t0, t1 = actmax_traces(self.out("nchw")), actmax_traces(self.out("nhwc"))
+        self.assertEqual(len(t0), 18)
+        for key in t0:
+            a, b = t0[key], t1[key]  # [iterations, units]
+            scale = np.maximum(1.0, np.abs(a).max(axis=0))
+            self.assertLess(float((np.abs(a[0] - b[0]) / scale).max()), 1e-5, key)
+        # Over the iterations the rounding differences grow, in jumps (a ReLU or max-pool that
+        # switches): the final activations moved by up to 0.7% per unit after 30 steps on both
+        # an AMD EPYC (Genoa) and an Intel Xeon (AMX). 5% per unit is seven times that.
         for k in r0:
-            self.assertAlmostEqual(r0[k][0], r1[k][0], delta=1e-3 * max(1.0, abs(r0[k][0])), msg=str(k))
+            self.assertAlmostEqual(r0[k][0], r1[k][0], delta=0.05 * max(1.0, abs(r0[k][0])), msg=str(k))
         # bf16 is another sweep: every task key differs, and the keys say why.
         self.assertFalse(set(ref) & set(bf16))
         self.assertEqual(len(bf16), len(ref))
@@ -167,7 +215,9 @@ class RunnerTest(unittest.TestCase):
                 c = f["tasks"][key].attrs["canonical"]
                 canon.append(c.decode() if isinstance(c, bytes) else str(c))
         self.assertTrue(canon and all("|precision=bf16" in c for c in canon), canon[:2])
-        # Its optimized images, scored in the index, climb as far as fp32's within 15% per layer.
+        # Its keys, and so its seeds and starting images, differ from fp32's; its optimized
+        # images, scored in the index, climb as far as fp32's within 15% per layer (measured
+        # 0.97..1.10 of fp32's sum per layer and setting, with bf16 units).
         for layer in ("conv2_1", "conv4_2", "fc8"):
             s0 = sum(v[0] for k, v in r0.items() if k[0] == layer)
             s2 = sum(v[0] for k, v in r2.items() if k[0] == layer)
