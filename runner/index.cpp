@@ -1,5 +1,7 @@
 #include "runner/index.h"
 
+#include <stdexcept>
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -247,54 +249,77 @@ std::map<std::string, TaskRow> ResultIndex::tasks() const {
 }
 
 int ResultIndex::abandon_running() {
-  transition(TaskState::Running, TaskEvent::Abandon);
-  exec("UPDATE tasks SET state='pending', rank=NULL, started_at=NULL WHERE state='running'");
+  exec(transition_sql(TaskState::Running, TaskEvent::Abandon, ", rank=NULL, started_at=NULL", ""));
   return sqlite3_changes(db_);
 }
 
 void ResultIndex::release(const std::string& key) {
-  transition(TaskState::Running, TaskEvent::Abandon);
-  Stmt s(db_, "UPDATE tasks SET state='pending', rank=NULL, started_at=NULL WHERE task_key=? AND state='running'");
+  Stmt s(db_, transition_sql(TaskState::Running, TaskEvent::Abandon, ", rank=NULL, started_at=NULL", " AND task_key=?"));
   s.bind(1, key).run();
+  moved(key, TaskState::Running, TaskEvent::Abandon);
 }
 
 void ResultIndex::invalidate(const std::vector<std::string>& keys) {
   if (keys.empty()) return;
-  transition(TaskState::Done, TaskEvent::Invalidate);
   begin();
   for (const char* table : {"actmax_results", "invert_results", "fgsm_results", "fgsm_steps", "featuremap_results"}) {
     Stmt d(db_, std::string("DELETE FROM ") + table + " WHERE task_key=?");
     for (const auto& k : keys) d.bind(1, k).run();
   }
-  Stmt u(db_, "UPDATE tasks SET state='pending', finished_at=NULL WHERE task_key=? AND state='done'");
-  for (const auto& k : keys) u.bind(1, k).run();
+  Stmt u(db_, transition_sql(TaskState::Done, TaskEvent::Invalidate, ", finished_at=NULL", " AND task_key=?"));
+  for (const auto& k : keys) {
+    u.bind(1, k).run();
+    moved(k, TaskState::Done, TaskEvent::Invalidate);
+  }
   commit();
 }
 
 int ResultIndex::retry_failed(int max_attempts) {
-  transition(TaskState::Failed, TaskEvent::Retry);
-  Stmt s(db_, "UPDATE tasks SET state='pending' WHERE state='failed' AND attempts < ?");
+  Stmt s(db_, transition_sql(TaskState::Failed, TaskEvent::Retry, "", " AND attempts < ?"));
   s.bind(1, int64_t{max_attempts}).run();
   return sqlite3_changes(db_);
+}
+
+void ResultIndex::retry(const std::string& key) {
+  Stmt& s = cached(transition_sql(TaskState::Failed, TaskEvent::Retry, "", " AND task_key=?"));
+  s.bind(1, key).run();
+  moved(key, TaskState::Failed, TaskEvent::Retry);
+}
+
+void ResultIndex::moved(const std::string& key, TaskState from, TaskEvent e) const {
+  if (sqlite3_changes(db_) == 1) return;
+  std::string now = "no such task";
+  Stmt s(db_, "SELECT state FROM tasks WHERE task_key=?");
+  s.bind(1, key);
+  if (s.step()) now = "it is " + s.text(0);
+  throw std::logic_error("task " + key + ": illegal transition '" + event_name(e) + "': it applies to " + state_name(from) +
+                         " tasks and " + now);
 }
 
 void ResultIndex::begin() { exec("BEGIN IMMEDIATE"); }
 void ResultIndex::commit() { exec("COMMIT"); }
 
 void ResultIndex::mark_running(const std::string& key, int rank, const std::string& host) {
-  transition(TaskState::Pending, TaskEvent::Dispatch);
-  Stmt& s = cached("UPDATE tasks SET state='running', rank=?, host=?, started_at=? WHERE task_key=?");
+  Stmt& s = cached(transition_sql(TaskState::Pending, TaskEvent::Dispatch, ", rank=?, host=?, started_at=?", " AND task_key=?"));
   s.bind(1, int64_t{rank}).bind(2, host).bind(3, now_iso()).bind(4, key).run();
+  moved(key, TaskState::Pending, TaskEvent::Dispatch);
 }
 
 void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
   const bool ok = r.value("ok", false);
-  transition(TaskState::Running, ok ? TaskEvent::Succeed : TaskEvent::Fail);
   if (!ok) {
-    Stmt& s = cached("UPDATE tasks SET state='failed', attempts=attempts+1, error=?, finished_at=?, seconds=? WHERE task_key=?");
+    Stmt& s = cached(transition_sql(TaskState::Running, TaskEvent::Fail, ", attempts=attempts+1, error=?, finished_at=?, seconds=?",
+                                    " AND task_key=?"));
     s.bind(1, r.value("error", std::string("unknown error"))).bind(2, now_iso()).bind(3, r.value("seconds", 0.0)).bind(4, key).run();
+    moved(key, TaskState::Running, TaskEvent::Fail);
     return;
   }
+  // The state first: a report for a task that is not running changes nothing.
+  Stmt& u = cached(transition_sql(TaskState::Running, TaskEvent::Succeed,
+                                  ", attempts=attempts+1, error=NULL, finished_at=?, seconds=?, rank=?, host=?", " AND task_key=?"));
+  u.bind(1, now_iso()).bind(2, r.value("seconds", 0.0)).bind(3, r.value("rank", int64_t{0}))
+      .bind(4, r.value("host", std::string())).bind(5, key).run();
+  moved(key, TaskState::Running, TaskEvent::Succeed);
   const std::string shard = r.value("shard", std::string());
   auto rows = [&](const char* field) -> const nlohmann::json& {
     static const nlohmann::json empty = nlohmann::json::array();
@@ -333,10 +358,6 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
     for (const auto& x : rows("featuremaps"))
       s.bind(1, key).bind(2, x["image_id"]).bind(3, x["layer"]).bind(4, shard).bind(5, x["dataset"]).run();
   }
-  Stmt& u = cached("UPDATE tasks SET state='done', attempts=attempts+1, error=NULL, finished_at=?, seconds=?, rank=?, host=? "
-              "WHERE task_key=?");
-  u.bind(1, now_iso()).bind(2, r.value("seconds", 0.0)).bind(3, r.value("rank", int64_t{0}))
-      .bind(4, r.value("host", std::string())).bind(5, key).run();
 }
 
 std::map<std::string, std::pair<std::string, std::vector<std::string>>> ResultIndex::locations() const {

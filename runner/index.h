@@ -59,6 +59,8 @@ class ResultIndex {
   void invalidate(const std::vector<std::string>& keys);
   // Failed tasks with attempts left go back to pending.
   int retry_failed(int max_attempts);
+  // A task that failed in this run and has attempts left: failed -> pending, for the queue.
+  void retry(const std::string& key);
 
   // Within a transaction (begin/commit): the writer's batched updates.
   void begin();
@@ -83,6 +85,10 @@ class ResultIndex {
   // Prepared statements of the per-task path (dispatch and record), kept for the life of
   // the index: preparing costs more than running them.
   class Stmt& cached(const std::string& sql);
+  // After a guarded transition statement on `key`: exactly one row changed, or the task was
+  // not in state `from` and the transition is illegal (std::logic_error naming the task:
+  // an internal error, exit 5).
+  void moved(const std::string& key, TaskState from, TaskEvent e) const;
   std::string path_;
   sqlite3* db_ = nullptr;
   std::map<std::string, std::unique_ptr<class Stmt>> stmts_;

@@ -389,7 +389,7 @@ struct Coordinator {
                    sweeps::technique_name(task.technique), task.layer.c_str(), report.value("rank", -1), a, max_attempts,
                    report.value("error", std::string("?")).c_str());
       if (a < max_attempts) {
-        transition(TaskState::Failed, TaskEvent::Retry);
+        index.retry(task.key);
         if (!drained) queue.push_back(idx);  // retried after the rest (after a drain: by the next run)
       } else {
         ++failed;

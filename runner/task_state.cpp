@@ -14,6 +14,18 @@ const char* state_name(TaskState s) {
   return "?";
 }
 
+const char* event_name(TaskEvent e) {
+  switch (e) {
+    case TaskEvent::Dispatch: return "dispatch";
+    case TaskEvent::Succeed: return "succeed";
+    case TaskEvent::Fail: return "fail";
+    case TaskEvent::Retry: return "retry";
+    case TaskEvent::Abandon: return "abandon";
+    case TaskEvent::Invalidate: return "invalidate";
+  }
+  return "?";
+}
+
 TaskState parse_state(const std::string& s) {
   if (s == "pending") return TaskState::Pending;
   if (s == "running") return TaskState::Running;
@@ -43,7 +55,12 @@ TaskState transition(TaskState from, TaskEvent e) {
       if (from == TaskState::Done) return TaskState::Pending;
       break;
   }
-  throw Error("task state", std::string("no transition from ") + state_name(from));
+  throw Error("task state", std::string("no transition '") + event_name(e) + "' from " + state_name(from));
+}
+
+std::string transition_sql(TaskState from, TaskEvent e, const std::string& set, const std::string& where) {
+  return std::string("UPDATE tasks SET state='") + state_name(transition(from, e)) + "'" + set + " WHERE state='" +
+         state_name(from) + "'" + where;
 }
 
 }  // namespace vizsweep::runner

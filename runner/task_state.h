@@ -17,10 +17,17 @@ enum class TaskEvent {
 };
 
 const char* state_name(TaskState s);
+const char* event_name(TaskEvent e);
 TaskState parse_state(const std::string& s);  // throws vizsweep::Error
 
 // The state after `e`; throws vizsweep::Error for a transition that must not happen
 // (e.g. Succeed on a pending task).
 TaskState transition(TaskState from, TaskEvent e);
+
+// The one SQL statement that applies `e` to tasks in state `from`:
+//   UPDATE tasks SET state='<to>'<set> WHERE state='<from>'<where>
+// `set` adds assignments (", rank=?"), `where` conditions (" AND task_key=?"). The states
+// come from transition(), so no statement can move a task along an edge the table lacks.
+std::string transition_sql(TaskState from, TaskEvent e, const std::string& set, const std::string& where);
 
 }  // namespace vizsweep::runner

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -68,6 +69,7 @@ std::string format_ranges(const std::vector<int64_t>& v) {
 namespace {
 
 constexpr size_t kMaxSettings = 100000;
+constexpr size_t kMaxNameLength = 100;
 constexpr size_t kMaxTasks = 10000000;
 
 // Reads a YAML document and raises errors that name file, line and field.
@@ -83,6 +85,27 @@ class Reader {
     std::string where = file_;
     if (line > 0) where += ":" + std::to_string(line);
     throw Error(where + ": " + field, reason);
+  }
+
+  // YAML leaves duplicate keys in a mapping to the reader, and yaml-cpp keeps the first: a
+  // sweep file with `decay:` twice would silently lose one. Every mapping of the document is
+  // checked once, up front; `budget` bounds the walk (anchors can repeat a subtree many times).
+  void unique_keys(const YAML::Node& n, const std::string& field, int depth, size_t& budget) const {
+    if (depth > 64 || budget == 0) return;
+    --budget;
+    if (n.IsSequence()) {
+      for (const auto& item : n) unique_keys(item, field, depth + 1, budget);
+    } else if (n.IsMap()) {
+      std::map<std::string, int> seen;
+      for (const auto& kv : n) {
+        if (!kv.first.IsScalar()) continue;  // reported where the mapping is read
+        const std::string name = kv.first.Scalar(), f = field.empty() ? name : field + "." + name;
+        const int line = kv.first.Mark().line + 1;
+        auto [at, fresh] = seen.emplace(name, line);
+        if (!fresh) fail_at(line, f, "duplicate key (first given at line " + std::to_string(at->second) + ")");
+        unique_keys(kv.second, f, depth + 1, budget);
+      }
+    }
   }
 
   // A mapping's key: a plain name (YAML allows lists and mappings as keys; sweep files do not).
@@ -452,11 +475,16 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   spec.dir = dir;
   spec.text = text;
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
+  size_t budget = 1000000;
+  r.unique_keys(root, "", 0, budget);
   r.check_keys(root, "", {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "actmax", "invert", "fgsm", "featuremaps"});
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos ||
       spec.name[0] == '.')
     r.fail(root["name"], "name", "use letters, digits, '_', '.', '-' (it names the results directory)");
+  if (spec.name.size() > kMaxNameLength)
+    r.fail(root["name"], "name", "at most " + std::to_string(kMaxNameLength) + " characters (it names the results directory), got " +
+                                     std::to_string(spec.name.size()));
   if (root["device"]) {
     spec.device = r.str(root["device"], "device");
     if (spec.device != "auto" && spec.device != "cpu" && spec.device != "cuda")

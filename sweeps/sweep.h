@@ -112,8 +112,11 @@ struct SweepSpec {
   // layer so that items x bytes_per_item fits (the plan stays the same on every machine).
   double batch_memory_gb = 4;
   // How the layers compute (kernels::Model::set_compute): fp32, bf16 (CPU and CUDA) or fp16
-  // (CUDA). Reduced precision changes results, so it is part of every task's key; the
-  // layout (channels_last) does not change them beyond float rounding and is not.
+  // (CUDA). Reduced precision changes the math, so it is part of every task's key when not
+  // fp32. The layout (channels_last) computes the same sums in another order, as another
+  // CPU kind's kernels do: its rounding differences grow over an optimization (to 0.7% of a
+  // unit's activation after 30 steps), and it is not in the key, so a results directory may
+  // mix layouts as it may mix CPU kinds (README, "Compute format").
   std::string precision = "fp32";
   bool channels_last = false;
   std::optional<ActmaxSection> actmax;

@@ -276,7 +276,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:2: channels_last: expected true or false, got 'sometimes'"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",
                 "momentum: setting grid: must be in [0, 1)"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"}),
+        BadCase{"actmax:\n  layers: [conv1_1]\n  random:\n    seed: 3\n", "t.yaml:5: actmax.random.count: missing"},
+        // yaml-cpp keeps the first of two equal keys: each would silently lose a value.
+        BadCase{"name: a\nname: b\nactmax:\n  layers: [conv1_1]\n", "t.yaml:3: name: duplicate key (first given at line 2)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: 0\n    blur_every: 2\n    decay: [1, 2]\n",
+                "t.yaml:7: actmax.grid.decay: duplicate key (first given at line 5)"},
+        BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2, count: 3}\n",
+                "t.yaml:4: invert.images.count: duplicate key (first given at line 4)"},
+        BadCase{"name: nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\n"
+                "actmax:\n  layers: [conv1_1]\n",
+                "t.yaml:2: name: at most 100 characters (it names the results directory), got 101"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return "case" + std::to_string(info.index); });
 
 TEST(SweepFile, MissingFileIsAClearError) {
