@@ -21,7 +21,7 @@ import h5py
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from test_runner import (ENV, SLOW, VIZSWEEP, assert_same_data, index_rows, mpirun, plan_tasks,  # noqa: E402
-                         rank_of, run, wait_for_done)
+                         rank_of, run, seconds_per_iteration, sized_sweep, wait_for_done)
 
 SEEDS = (11, 23)
 
@@ -62,8 +62,15 @@ class FaultTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="vizsweep_faults_")
         # A private copy: the processes of this test are found by their command line.
         global SLOW
-        with open(SLOW) as f, open(os.path.join(cls.tmp, "slow.yaml"), "w") as g:
-            g.write(f.read().replace("iterations: 40", "iterations: 120"))  # time to kill it mid-way
+        # Time to kill it mid-way on any CPU kind and build: the iteration count comes from a
+        # rate measured here, for about 15 s of work on 3 ranks (at least 120 iterations).
+        with open(SLOW) as f:
+            text = f.read()
+        per_iteration = seconds_per_iteration(text, cls.tmp, 40)
+        text, iterations = sized_sweep(text, per_iteration, tasks=32, ranks=3, target_seconds=15, least=120)
+        print(f"\nslow sweep: {per_iteration * 1e3:.2f} ms per task-iteration, {iterations} iterations", flush=True)
+        with open(os.path.join(cls.tmp, "slow.yaml"), "w") as g:
+            g.write(text)
         SLOW = os.path.join(cls.tmp, "slow.yaml")
         cls.n = plan_tasks(SLOW)
         cls.ref = os.path.join(cls.tmp, "ref")  # the uninterrupted run everything is compared with
