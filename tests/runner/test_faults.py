@@ -63,11 +63,11 @@ class FaultTest(unittest.TestCase):
         # A private copy: the processes of this test are found by their command line.
         global SLOW
         # Time to kill it mid-way on any CPU kind and build: the iteration count comes from a
-        # rate measured here, for about 15 s of work on 3 ranks (at least 120 iterations).
+        # rate measured here, for about 4 s of work on 3 ranks (at least 120 iterations).
         with open(SLOW) as f:
             text = f.read()
         per_iteration = seconds_per_iteration(text, cls.tmp, 40)
-        text, iterations = sized_sweep(text, per_iteration, tasks=32, ranks=3, target_seconds=15, least=120)
+        text, iterations = sized_sweep(text, per_iteration, tasks=32, ranks=3, target_seconds=4, least=120)
         print(f"\nslow sweep: {per_iteration * 1e3:.2f} ms per task-iteration, {iterations} iterations", flush=True)
         with open(os.path.join(cls.tmp, "slow.yaml"), "w") as g:
             g.write(text)
