@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS sweeps (
   created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 
--- Hyperparameter settings, one table per technique, one column per hyperparameter.
+-- Hyperparameter settings, one table per technique, one column per hyperparameter. The
+-- columns, their order and their CHECK ranges follow the declarations in kernels/settings.cpp
+-- (one per hyperparameter); tests/runner/test_index.cpp fails when the two disagree.
 CREATE TABLE IF NOT EXISTS actmax_settings (
   setting_id      INTEGER PRIMARY KEY,
   name            TEXT NOT NULL,                -- preset name, "grid-N" or "random-N"
@@ -50,12 +52,12 @@ CREATE TABLE IF NOT EXISTS invert_settings (
   lr          REAL NOT NULL CHECK (lr > 0),
   momentum    REAL NOT NULL CHECK (momentum >= 0 AND momentum < 1),
   lr_steps    TEXT NOT NULL,                    -- comma-separated fractions
-  lr_decay    REAL NOT NULL,
-  alpha       REAL NOT NULL,
-  beta        REAL NOT NULL,
-  l_alpha     REAL NOT NULL,
+  lr_decay    REAL NOT NULL CHECK (lr_decay > 0 AND lr_decay <= 1),
+  alpha       REAL NOT NULL CHECK (alpha >= 1),
+  beta        REAL NOT NULL CHECK (beta >= 1),
+  l_alpha     REAL NOT NULL CHECK (l_alpha >= 0),
   l_tv        REAL NOT NULL,                    -- negative: by depth
-  init_std    REAL NOT NULL,
+  init_std    REAL NOT NULL CHECK (init_std >= 0),
   normalize_grad INTEGER NOT NULL CHECK (normalize_grad IN (0, 1))
 );
 
@@ -64,7 +66,7 @@ CREATE TABLE IF NOT EXISTS fgsm_settings (
   name        TEXT NOT NULL,
   eps         REAL NOT NULL CHECK (eps >= 0 AND eps <= 1),
   steps       INTEGER NOT NULL CHECK (steps >= 1),
-  step_size   REAL NOT NULL CHECK (step_size >= 0),  -- as run (automatic resolved)
+  step_size   REAL NOT NULL CHECK (step_size >= 0 AND step_size <= 1),  -- as run (automatic resolved)
   targeted    INTEGER NOT NULL CHECK (targeted IN (0, 1))
 );
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "kernels/error.h"
+#include "kernels/settings.h"
 
 namespace vizsweep::kernels {
 
@@ -15,14 +16,11 @@ std::string fmt(double v) {
   o << v;
   return o.str();
 }
-void check_pct(const char* field, double pct) {
-  if (!(pct >= 0 && pct <= 100)) throw Error(field, "percentile must be in [0, 100], got " + fmt(pct));
-}
+// The declared range of an activation-maximization hyperparameter (kernels/settings.cpp).
+void check_declared(const char* field, double v) { param_info(actmax_params(), field).check(v); }
 }  // namespace
 
-L2Decay::L2Decay(double decay) : decay_(decay) {
-  if (!(decay >= 0 && decay < 1)) throw Error("decay", "must be in [0, 1), got " + fmt(decay));
-}
+L2Decay::L2Decay(double decay) : decay_(decay) { check_declared("decay", decay); }
 std::string L2Decay::description() const { return "decay(" + fmt(decay_) + ")"; }
 void L2Decay::apply(torch::Tensor& c, const torch::Tensor&, int) const { c.mul_(1.0 - decay_); }
 
@@ -37,13 +35,13 @@ void GaussianBlur::apply(torch::Tensor& c, const torch::Tensor&, int iteration) 
   if (iteration % every_ == 0) c.copy_(gaussian_blur(c, radius_));
 }
 
-ClipSmallNorm::ClipSmallNorm(double pct) : pct_(pct) { check_pct("norm_pct", pct); }
+ClipSmallNorm::ClipSmallNorm(double pct) : pct_(pct) { check_declared("norm_pct", pct); }
 std::string ClipSmallNorm::description() const { return "clip_norm(pct=" + fmt(pct_) + ")"; }
 void ClipSmallNorm::apply(torch::Tensor& c, const torch::Tensor&, int) const {
   c.mul_(keep_mask_above_percentile(c.norm(2, {1}), pct_));
 }
 
-ClipSmallContribution::ClipSmallContribution(double pct) : pct_(pct) { check_pct("contrib_pct", pct); }
+ClipSmallContribution::ClipSmallContribution(double pct) : pct_(pct) { check_declared("contrib_pct", pct); }
 std::string ClipSmallContribution::description() const { return "clip_contrib(pct=" + fmt(pct_) + ")"; }
 void ClipSmallContribution::apply(torch::Tensor& c, const torch::Tensor& grad, int) const {
   c.mul_(keep_mask_above_percentile((c * grad).abs().sum(1), pct_));

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <limits>
 #include <sstream>
 
 #include "kernels/error.h"
@@ -44,23 +46,6 @@ std::string fmt(double v) {
 }
 }  // namespace
 
-void validate(const ActMaxSettings& s) {
-  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
-  if (s.iterations < 1) throw Error("iterations", p + "must be >= 1, got " + std::to_string(s.iterations));
-  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw Error("lr", p + "must be a finite number > 0, got " + fmt(s.lr));
-  if (s.lr_policy == LrPolicy::Progress && !(s.progress_target > 0 && std::isfinite(s.progress_target)))
-    throw Error("progress_target", p + "must be > 0, got " + fmt(s.progress_target));
-  if (!(s.decay >= 0 && s.decay < 1)) throw Error("decay", p + "must be in [0, 1), got " + fmt(s.decay));
-  if (!(s.blur_radius >= 0 && std::isfinite(s.blur_radius))) throw Error("blur_radius", p + "must be >= 0");
-  if (s.blur_radius > 0 && s.blur_every < 1)
-    throw Error("blur_every", p + "must be >= 1 when blur_radius > 0, got " + std::to_string(s.blur_every));
-  if (s.blur_every < 0) throw Error("blur_every", p + "must be >= 0");
-  if (!(s.norm_pct >= 0 && s.norm_pct < 100)) throw Error("norm_pct", p + "must be in [0, 100), got " + fmt(s.norm_pct));
-  if (!(s.contrib_pct >= 0 && s.contrib_pct < 100))
-    throw Error("contrib_pct", p + "must be in [0, 100), got " + fmt(s.contrib_pct));
-  if (!(s.init_std >= 0 && std::isfinite(s.init_std))) throw Error("init_std", p + "must be >= 0");
-}
-
 std::vector<std::string> actmax_preset_names() {
   return {"unregularized", "yosinski1", "yosinski2", "yosinski3", "yosinski4"};
 }
@@ -90,29 +75,6 @@ ActMaxSettings actmax_preset(const std::string& name) {
     throw Error("preset", "unknown preset '" + name + "' (have " + have + ")");
   }
   return s;
-}
-
-void validate(const InversionSettings& s) {
-  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
-  if (s.iterations < 1) throw Error("iterations", p + "must be >= 1");
-  if (!(s.lr > 0) || !std::isfinite(s.lr)) throw Error("lr", p + "must be a finite number > 0");
-  if (!(s.momentum >= 0 && s.momentum < 1)) throw Error("momentum", p + "must be in [0, 1)");
-  for (double f : s.lr_steps)
-    if (!(f > 0 && f < 1)) throw Error("lr_steps", p + "fractions must be in (0, 1)");
-  if (!(s.lr_decay > 0 && s.lr_decay <= 1)) throw Error("lr_decay", p + "must be in (0, 1]");
-  if (!(s.alpha >= 1)) throw Error("alpha", p + "must be >= 1");
-  if (!(s.beta >= 1)) throw Error("beta", p + "must be >= 1");
-  if (!(s.l_alpha >= 0) || !std::isfinite(s.l_alpha)) throw Error("l_alpha", p + "must be >= 0");
-  if (!std::isfinite(s.l_tv)) throw Error("l_tv", p + "must be finite (negative = by depth)");
-  if (!(s.init_std >= 0)) throw Error("init_std", p + "must be >= 0");
-}
-
-void validate(const FgsmSettings& s) {
-  std::ostringstream v;
-  v << s.eps;
-  if (!(s.eps >= 0 && s.eps <= 1)) throw Error("eps", "must be in [0, 1] (pixel space), got " + v.str());
-  if (s.steps < 1) throw Error("steps", "must be >= 1, got " + std::to_string(s.steps));
-  if (!(s.step_size >= 0 && s.step_size <= 1)) throw Error("step_size", "must be in [0, 1] (0 = automatic)");
 }
 
 double effective_step_size(const FgsmSettings& s) {
@@ -190,116 +152,286 @@ std::string join_numbers(const std::vector<double>& v) {
   return s;
 }
 
-[[noreturn]] void unknown(const std::string& name, const std::vector<ParamInfo>& params) {
-  std::string have;
-  for (const auto& p : params) have += (have.empty() ? "" : ", ") + p.name;
-  throw Error(name, "unknown hyperparameter (valid: " + have + ")");
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// One hyperparameter of settings struct S: its declaration and how to read and write it.
+template <typename S>
+struct Field {
+  ParamInfo info;
+  std::function<ParamValue(const S&)> get;
+  std::function<void(S&, const ParamValue&)> set;
+
+  // Builders for the tables below.
+  Field& range(double lo, double hi, bool lo_open = false, bool hi_open = false) {
+    info.lo = lo, info.hi = hi, info.lo_open = lo_open, info.hi_open = hi_open;
+    return *this;
+  }
+  Field& at_least(double lo) { return range(lo, kInf); }
+  Field& above(double lo) { return range(lo, kInf, true); }
+  Field& off(const char* v) { return info.off = v, *this; }
+  Field& note(const char* v) { return info.note = v, *this; }
+  Field& help(const char* v) { return info.help = v, *this; }
+  // Added after schema 1.1: in a task key only when not at its default.
+  Field& new_in_key_only_when_set() { return info.always_in_key = false, *this; }
+};
+
+template <typename S>
+Field<S> make_field(const char* name, ParamInfo::Kind kind) {
+  Field<S> f;
+  f.info.name = name;
+  f.info.kind = kind;
+  return f;
+}
+
+template <typename S>
+Field<S> int_field(const char* name, int S::*m) {
+  auto f = make_field<S>(name, ParamInfo::Int);
+  f.get = [m](const S& s) { return ParamValue(double(s.*m)); };
+  f.set = [m, name](S& s, const ParamValue& v) { s.*m = integer(name, v); };
+  return f;
+}
+
+template <typename S>
+Field<S> real_field(const char* name, double S::*m) {
+  auto f = make_field<S>(name, ParamInfo::Real);
+  f.get = [m](const S& s) { return ParamValue(s.*m); };
+  f.set = [m, name](S& s, const ParamValue& v) { s.*m = number(name, v); };
+  return f;
+}
+
+template <typename S>
+Field<S> bool_field(const char* name, bool S::*m) {
+  auto f = make_field<S>(name, ParamInfo::Bool);
+  f.get = [m](const S& s) { return ParamValue(double(s.*m)); };
+  f.set = [m, name](S& s, const ParamValue& v) { s.*m = boolean(name, v); };
+  return f;
+}
+
+template <typename S>
+Field<S> real_list_field(const char* name, std::vector<double> S::*m) {
+  auto f = make_field<S>(name, ParamInfo::RealList);
+  f.get = [m](const S& s) { return ParamValue(join_numbers(s.*m)); };
+  f.set = [m, name](S& s, const ParamValue& v) { s.*m = real_list(name, v); };
+  return f;
+}
+
+// An enum whose values are 0..choices-1 in the order of `choices`; `noun` names a value in
+// errors ("unknown policy 'adam'").
+template <typename S, typename E>
+Field<S> choice_field(const char* name, E S::*m, std::vector<std::string> choices, const char* noun) {
+  auto f = make_field<S>(name, ParamInfo::Choice);
+  f.info.choices = choices;
+  f.get = [m, choices](const S& s) { return ParamValue(choices.at(static_cast<size_t>(s.*m))); };
+  f.set = [m, name, choices, noun](S& s, const ParamValue& v) {
+    const std::string t = text(name, v);
+    auto it = std::find(choices.begin(), choices.end(), t);
+    if (it == choices.end()) {
+      std::string have;
+      for (const auto& c : choices) have += (have.empty() ? "" : ", ") + c;
+      throw Error(name, std::string("unknown ") + noun + " '" + t + "' (have " + have + ")");
+    }
+    s.*m = static_cast<E>(it - choices.begin());
+  };
+  return f;
+}
+
+// The declarations. Order = the settings table's column order and the canonical key's.
+using A = ActMaxSettings;
+const std::vector<Field<A>>& actmax_table() {
+  static const std::vector<Field<A>> t = [] {
+    std::vector<Field<A>> v;
+    v.push_back(int_field<A>("iterations", &A::iterations).at_least(1).help("gradient steps per image"));
+    v.push_back(choice_field<A>("lr_policy", &A::lr_policy, {"constant", "progress", "normalized"}, "policy")
+                    .help("step size: constant lr * grad; progress min(lr, target / |grad|^2) * grad; "
+                          "normalized lr * grad / mean|grad| (pixels move about lr grey levels)"));
+    v.push_back(real_field<A>("lr", &A::lr).above(0).help("learning rate (the cap under the progress policy)"));
+    v.push_back(real_field<A>("progress_target", &A::progress_target)
+                    .help("first-order gain per step under the progress policy (> 0 there)"));
+    v.push_back(real_field<A>("decay", &A::decay).range(0, 1, false, true).off("0").help("L2 decay per step"));
+    v.push_back(real_field<A>("blur_radius", &A::blur_radius).at_least(0).off("0").help("Gaussian blur sigma, pixels"));
+    v.push_back(int_field<A>("blur_every", &A::blur_every).at_least(0).off("0")
+                    .help("blur every k steps (>= 1 when blur_radius > 0)"));
+    v.push_back(real_field<A>("norm_pct", &A::norm_pct).range(0, 100, false, true).off("0")
+                    .help("zero the pixels whose norm is below this percentile"));
+    v.push_back(real_field<A>("contrib_pct", &A::contrib_pct).range(0, 100, false, true).off("0")
+                    .help("zero the pixels whose contribution |x * grad| is below this percentile"));
+    v.push_back(real_field<A>("init_std", &A::init_std).at_least(0).help("initial noise, pixel scale 0..255"));
+    return v;
+  }();
+  return t;
+}
+
+using I = InversionSettings;
+const std::vector<Field<I>>& inversion_table() {
+  static const std::vector<Field<I>> t = [] {
+    std::vector<Field<I>> v;
+    v.push_back(int_field<I>("iterations", &I::iterations).at_least(1).help("gradient steps"));
+    v.push_back(real_field<I>("lr", &I::lr).above(0).help("initial learning rate, pixel space [0, 1]"));
+    v.push_back(real_field<I>("momentum", &I::momentum).range(0, 1, false, true).help("SGD momentum"));
+    v.push_back(real_list_field<I>("lr_steps", &I::lr_steps).range(0, 1, true, true)
+                    .help("fractions of the run where the learning rate is cut"));
+    v.push_back(real_field<I>("lr_decay", &I::lr_decay).range(0, 1, true, false).help("factor applied at each cut"));
+    v.push_back(real_field<I>("alpha", &I::alpha).at_least(1).help("exponent of the alpha-norm prior"));
+    v.push_back(real_field<I>("beta", &I::beta).at_least(1).help("exponent of the total-variation prior"));
+    v.push_back(real_field<I>("l_alpha", &I::l_alpha).at_least(0).off("0").help("weight of the alpha-norm prior"));
+    v.push_back(real_field<I>("l_tv", &I::l_tv).note("(negative = by depth)")
+                    .help("weight of the total-variation prior; negative: by depth, as in the paper"));
+    v.push_back(real_field<I>("init_std", &I::init_std).at_least(0).help("initial noise around the mean image"));
+    v.push_back(bool_field<I>("normalize_grad", &I::normalize_grad).help("scale each image's gradient to unit mean |g|"));
+    return v;
+  }();
+  return t;
+}
+
+using F = FgsmSettings;
+const std::vector<Field<F>>& fgsm_table() {
+  static const std::vector<Field<F>> t = [] {
+    std::vector<Field<F>> v;
+    v.push_back(real_field<F>("eps", &F::eps).range(0, 1).note("(pixel space)").help("L-inf budget, pixel space [0, 1]"));
+    v.push_back(int_field<F>("steps", &F::steps).at_least(1).help("1 = FGSM; more = iterative FGSM"));
+    v.push_back(real_field<F>("step_size", &F::step_size).range(0, 1).note("(0 = automatic)")
+                    .help("per step; 0 = eps for one step, else min(eps, 2.5 eps / steps)"));
+    v.push_back(bool_field<F>("targeted", &F::targeted).help("labels are targets: move towards them"));
+    return v;
+  }();
+  return t;
+}
+
+template <typename S>
+std::vector<ParamInfo> infos(const std::vector<Field<S>>& table) {
+  std::vector<ParamInfo> out;
+  const S defaults{};
+  for (const auto& f : table) {
+    out.push_back(f.info);
+    out.back().default_value = f.get(defaults);
+  }
+  return out;
+}
+
+template <typename S>
+const Field<S>& field_of(const std::vector<Field<S>>& table, const std::vector<ParamInfo>& infos, const std::string& name) {
+  for (const auto& f : table)
+    if (f.info.name == name) return f;
+  param_info(infos, name);  // throws the unknown-name error
+  throw Error(name, "unknown hyperparameter");
+}
+
+template <typename S>
+std::vector<std::pair<std::string, ParamValue>> values(const std::vector<Field<S>>& table, const S& s, bool key_only) {
+  std::vector<std::pair<std::string, ParamValue>> out;
+  const S defaults{};
+  for (const auto& f : table) {
+    ParamValue v = f.get(s);
+    if (key_only && !f.info.always_in_key && v == f.get(defaults)) continue;
+    out.push_back({f.info.name, v});
+  }
+  return out;
+}
+
+// The range checks of every field, in table order; `prefix` names the setting.
+template <typename S>
+void check_ranges(const std::vector<Field<S>>& table, const S& s, const std::string& prefix) {
+  for (const auto& f : table) {
+    ParamValue v = f.get(s);
+    if (f.info.kind == ParamInfo::Int || f.info.kind == ParamInfo::Real) {
+      f.info.check(std::get<double>(v), prefix);
+    } else if (f.info.kind == ParamInfo::RealList) {
+      for (double d : real_list(f.info.name, v)) f.info.check(d, prefix);
+    }
+  }
 }
 
 }  // namespace
 
+bool ParamInfo::in_range(double v) const {
+  if (!std::isfinite(v)) return false;
+  if (lo_open ? !(v > lo) : !(v >= lo)) return false;
+  if (hi_open ? !(v < hi) : !(v <= hi)) return false;
+  return true;
+}
+
+std::string ParamInfo::range_text() const {
+  const bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
+  if (has_lo && has_hi)
+    return std::string(lo_open ? "(" : "[") + format_number(lo) + ", " + format_number(hi) + (hi_open ? ")" : "]");
+  if (has_lo) return std::string(lo_open ? "> " : ">= ") + format_number(lo);
+  if (has_hi) return std::string(hi_open ? "< " : "<= ") + format_number(hi);
+  return "";
+}
+
+void ParamInfo::check(double v, const std::string& prefix) const {
+  if (in_range(v)) return;
+  const std::string r = range_text();
+  std::string what = r.empty() ? "" : (r[0] == '[' || r[0] == '(' ? "in " : "") + r;
+  if (!note.empty()) what += (what.empty() ? "" : " ") + note;
+  std::string reason = std::isfinite(v) ? "must be " + what : "must be a finite number" + (what.empty() ? "" : " " + what);
+  throw Error(name, prefix + reason + ", got " + fmt(v));
+}
+
+const ParamInfo& param_info(const std::vector<ParamInfo>& table, const std::string& name) {
+  for (const auto& p : table)
+    if (p.name == name) return p;
+  std::string have;
+  for (const auto& p : table) have += (have.empty() ? "" : ", ") + p.name;
+  throw Error(name, "unknown hyperparameter (valid: " + have + ")");
+}
+
 const std::vector<ParamInfo>& actmax_params() {
-  static const std::vector<ParamInfo> p = {
-      {"iterations", ParamInfo::Int, {}},
-      {"lr_policy", ParamInfo::Choice, {"constant", "progress", "normalized"}},
-      {"lr", ParamInfo::Real, {}},
-      {"progress_target", ParamInfo::Real, {}},
-      {"decay", ParamInfo::Real, {}},
-      {"blur_radius", ParamInfo::Real, {}},
-      {"blur_every", ParamInfo::Int, {}},
-      {"norm_pct", ParamInfo::Real, {}},
-      {"contrib_pct", ParamInfo::Real, {}},
-      {"init_std", ParamInfo::Real, {}},
-  };
+  static const std::vector<ParamInfo> p = infos(actmax_table());
   return p;
 }
-
 const std::vector<ParamInfo>& inversion_params() {
-  static const std::vector<ParamInfo> p = {
-      {"iterations", ParamInfo::Int, {}},   {"lr", ParamInfo::Real, {}},
-      {"momentum", ParamInfo::Real, {}},    {"lr_steps", ParamInfo::RealList, {}},
-      {"lr_decay", ParamInfo::Real, {}},    {"alpha", ParamInfo::Real, {}},
-      {"beta", ParamInfo::Real, {}},        {"l_alpha", ParamInfo::Real, {}},
-      {"l_tv", ParamInfo::Real, {}},        {"init_std", ParamInfo::Real, {}},
-      {"normalize_grad", ParamInfo::Bool, {}},
-  };
+  static const std::vector<ParamInfo> p = infos(inversion_table());
   return p;
 }
-
 const std::vector<ParamInfo>& fgsm_params() {
-  static const std::vector<ParamInfo> p = {
-      {"eps", ParamInfo::Real, {}},
-      {"steps", ParamInfo::Int, {}},
-      {"step_size", ParamInfo::Real, {}},
-      {"targeted", ParamInfo::Bool, {}},
-  };
+  static const std::vector<ParamInfo> p = infos(fgsm_table());
   return p;
 }
 
 void set_param(ActMaxSettings& s, const std::string& n, const ParamValue& v) {
-  if (n == "iterations") s.iterations = integer(n, v);
-  else if (n == "lr_policy") s.lr_policy = parse_lr_policy(text(n, v));
-  else if (n == "lr") s.lr = number(n, v);
-  else if (n == "progress_target") s.progress_target = number(n, v);
-  else if (n == "decay") s.decay = number(n, v);
-  else if (n == "blur_radius") s.blur_radius = number(n, v);
-  else if (n == "blur_every") s.blur_every = integer(n, v);
-  else if (n == "norm_pct") s.norm_pct = number(n, v);
-  else if (n == "contrib_pct") s.contrib_pct = number(n, v);
-  else if (n == "init_std") s.init_std = number(n, v);
-  else unknown(n, actmax_params());
+  field_of(actmax_table(), actmax_params(), n).set(s, v);
 }
-
 void set_param(InversionSettings& s, const std::string& n, const ParamValue& v) {
-  if (n == "iterations") s.iterations = integer(n, v);
-  else if (n == "lr") s.lr = number(n, v);
-  else if (n == "momentum") s.momentum = number(n, v);
-  else if (n == "lr_steps") s.lr_steps = real_list(n, v);
-  else if (n == "lr_decay") s.lr_decay = number(n, v);
-  else if (n == "alpha") s.alpha = number(n, v);
-  else if (n == "beta") s.beta = number(n, v);
-  else if (n == "l_alpha") s.l_alpha = number(n, v);
-  else if (n == "l_tv") s.l_tv = number(n, v);
-  else if (n == "init_std") s.init_std = number(n, v);
-  else if (n == "normalize_grad") s.normalize_grad = boolean(n, v);
-  else unknown(n, inversion_params());
+  field_of(inversion_table(), inversion_params(), n).set(s, v);
 }
-
 void set_param(FgsmSettings& s, const std::string& n, const ParamValue& v) {
-  if (n == "eps") s.eps = number(n, v);
-  else if (n == "steps") s.steps = integer(n, v);
-  else if (n == "step_size") s.step_size = number(n, v);
-  else if (n == "targeted") s.targeted = boolean(n, v);
-  else unknown(n, fgsm_params());
+  field_of(fgsm_table(), fgsm_params(), n).set(s, v);
 }
 
-std::vector<std::pair<std::string, ParamValue>> params_of(const ActMaxSettings& s) {
-  return {{"iterations", double(s.iterations)}, {"lr_policy", std::string(lr_policy_name(s.lr_policy))},
-          {"lr", s.lr},                         {"progress_target", s.progress_target},
-          {"decay", s.decay},                   {"blur_radius", s.blur_radius},
-          {"blur_every", double(s.blur_every)}, {"norm_pct", s.norm_pct},
-          {"contrib_pct", s.contrib_pct},       {"init_std", s.init_std}};
-}
-
+std::vector<std::pair<std::string, ParamValue>> params_of(const ActMaxSettings& s) { return values(actmax_table(), s, false); }
 std::vector<std::pair<std::string, ParamValue>> params_of(const InversionSettings& s) {
-  return {{"iterations", double(s.iterations)}, {"lr", s.lr},
-          {"momentum", s.momentum},             {"lr_steps", join_numbers(s.lr_steps)},
-          {"lr_decay", s.lr_decay},             {"alpha", s.alpha},
-          {"beta", s.beta},                     {"l_alpha", s.l_alpha},
-          {"l_tv", s.l_tv},                     {"init_std", s.init_std},
-          {"normalize_grad", double(s.normalize_grad)}};
+  return values(inversion_table(), s, false);
+}
+std::vector<std::pair<std::string, ParamValue>> params_of(const FgsmSettings& s) { return values(fgsm_table(), s, false); }
+std::vector<std::pair<std::string, ParamValue>> key_params(const ActMaxSettings& s) { return values(actmax_table(), s, true); }
+std::vector<std::pair<std::string, ParamValue>> key_params(const InversionSettings& s) {
+  return values(inversion_table(), s, true);
+}
+std::vector<std::pair<std::string, ParamValue>> key_params(const FgsmSettings& s) { return values(fgsm_table(), s, true); }
+
+std::string param_text(const ParamValue& v) {
+  return std::holds_alternative<double>(v) ? format_number(std::get<double>(v)) : std::get<std::string>(v);
 }
 
-std::vector<std::pair<std::string, ParamValue>> params_of(const FgsmSettings& s) {
-  return {{"eps", s.eps}, {"steps", double(s.steps)}, {"step_size", s.step_size}, {"targeted", double(s.targeted)}};
+void validate(const ActMaxSettings& s) {
+  const std::string p = s.name.empty() ? "" : "setting " + s.name + ": ";
+  check_ranges(actmax_table(), s, p);
+  // The checks that depend on another field.
+  if (s.lr_policy == LrPolicy::Progress && !(s.progress_target > 0 && std::isfinite(s.progress_target)))
+    throw Error("progress_target", p + "must be > 0 under the progress policy, got " + fmt(s.progress_target));
+  if (!std::isfinite(s.progress_target)) throw Error("progress_target", p + "must be a finite number");
+  if (s.blur_radius > 0 && s.blur_every < 1)
+    throw Error("blur_every", p + "must be >= 1 when blur_radius > 0, got " + std::to_string(s.blur_every));
 }
+
+void validate(const InversionSettings& s) { check_ranges(inversion_table(), s, s.name.empty() ? "" : "setting " + s.name + ": "); }
+
+void validate(const FgsmSettings& s) { check_ranges(fgsm_table(), s, ""); }
 
 std::string canonical(const std::vector<std::pair<std::string, ParamValue>>& params) {
   std::string out;
-  for (const auto& [k, v] : params) {
-    out += (out.empty() ? "" : ";") + k + "=";
-    out += std::holds_alternative<double>(v) ? format_number(std::get<double>(v)) : std::get<std::string>(v);
-  }
+  for (const auto& [k, v] : params) out += (out.empty() ? "" : ";") + k + "=" + param_text(v);
   return out;
 }
 

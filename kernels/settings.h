@@ -2,6 +2,7 @@
 // parsed and validated (sweeps/) without LibTorch. The kernels take these structs as is.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <utility>
 #include <variant>
@@ -79,15 +80,44 @@ double effective_step_size(const FgsmSettings& s);
 
 // Hyperparameters by name, for sweep files and the index. A value is a number or, for
 // choices (lr_policy), a string. Names are the struct fields' names.
+//
+// Each hyperparameter is declared once, in one table per technique (settings.cpp): name,
+// type, range, default, "off" value, help, and whether it is in every task key. That table
+// drives parsing (set_param), validation (the range checks of validate and of the
+// regularizers' constructors), the canonical task key (key_params), the index's settings
+// columns (params_of), `vizsweep params` and the test that compares the ranges with the
+// schema's CHECK constraints.
 using ParamValue = std::variant<double, std::string>;
 struct ParamInfo {
   std::string name;
   enum Kind { Int, Real, Choice, RealList, Bool } kind;
   std::vector<std::string> choices;  // Choice only
+  // Range of a number (Int, Real; each item of a RealList). Infinite bounds are no bound;
+  // every number must be finite. The checks that depend on another field (blur_every when
+  // blur_radius > 0, progress_target under the progress policy) stay in validate().
+  double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false, hi_open = false;
+  std::string note;          // appended to a range error, e.g. "(pixel space)"
+  ParamValue default_value;  // the value of a default-constructed settings struct
+  std::string off;           // the value that switches the step off; empty when always on
+  std::string help;
+  // In every task key: the hyperparameters of schema 1.1, whose keys hashed every value. A
+  // hyperparameter added later enters the key only when it is not at its default, so adding
+  // one leaves the keys of existing results (and their spec hash) unchanged.
+  bool always_in_key = true;
+
+  bool in_range(double v) const;
+  std::string range_text() const;    // "[0, 1)", ">= 1", "> 0"; "" when unbounded
+  // Throws vizsweep::Error naming the hyperparameter when v is outside the range; `prefix`
+  // goes before the reason ("setting grid: ").
+  void check(double v, const std::string& prefix = "") const;
 };
 const std::vector<ParamInfo>& actmax_params();     // iterations, lr_policy, lr, ...
 const std::vector<ParamInfo>& inversion_params();  // iterations, lr, momentum, ...
 const std::vector<ParamInfo>& fgsm_params();       // eps, steps, step_size, targeted
+// The declaration of one hyperparameter of a table; throws vizsweep::Error naming `name`
+// (and listing the valid names) when there is none.
+const ParamInfo& param_info(const std::vector<ParamInfo>& table, const std::string& name);
 
 // Sets one field; throws vizsweep::Error naming `name` for an unknown name, a wrong type
 // or an integer field given a fraction. RealList values are comma-separated strings.
@@ -95,10 +125,18 @@ void set_param(ActMaxSettings& s, const std::string& name, const ParamValue& v);
 void set_param(InversionSettings& s, const std::string& name, const ParamValue& v);
 void set_param(FgsmSettings& s, const std::string& name, const ParamValue& v);
 
-// Every field as (name, value), in the order of *_params().
+// Every field as (name, value), in the order of *_params(): the settings tables' columns.
 std::vector<std::pair<std::string, ParamValue>> params_of(const ActMaxSettings& s);
 std::vector<std::pair<std::string, ParamValue>> params_of(const InversionSettings& s);
 std::vector<std::pair<std::string, ParamValue>> params_of(const FgsmSettings& s);
+// What a task key hashes: params_of without the hyperparameters that are not always in the
+// key and are at their default.
+std::vector<std::pair<std::string, ParamValue>> key_params(const ActMaxSettings& s);
+std::vector<std::pair<std::string, ParamValue>> key_params(const InversionSettings& s);
+std::vector<std::pair<std::string, ParamValue>> key_params(const FgsmSettings& s);
+
+// A value as the canonical string and the index store it: numbers in round-trip precision.
+std::string param_text(const ParamValue& v);
 
 // "name=value;..." over params_of with numbers in round-trip precision: equal strings
 // mean equal settings. The setting's own name is not part of it.

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "kernels/error.h"
+#include "kernels/settings.h"
 #include "runner/commands.h"
 #include "runner/engine.h"
 #include "runner/index.h"
@@ -200,6 +201,36 @@ int verify_command(const std::string& dir) {
   if (uncommitted) std::printf("; %lld uncommitted groups (tasks still to run)", static_cast<long long>(uncommitted));
   std::printf("\n");
   return problems ? 1 : kExitOk;
+}
+
+int params_command() {
+  struct Section {
+    const char* name;
+    const char* where;
+    const std::vector<kernels::ParamInfo>* params;
+  };
+  const Section sections[] = {
+      {"actmax", "actmax.grid, actmax.random (presets: actmax.presets)", &kernels::actmax_params()},
+      {"invert", "invert.grid, invert.random", &kernels::inversion_params()},
+      {"fgsm", "fgsm.eps, fgsm.steps, fgsm.step_size, fgsm.targeted (lists: every combination runs)", &kernels::fgsm_params()}};
+  const char* kinds[] = {"int", "real", "choice", "reals", "bool"};
+  for (const auto& sec : sections) {
+    std::printf("%s (in a sweep file: %s)\n", sec.name, sec.where);
+    std::printf("  %-16s %-7s %-28s %-9s %-4s %s\n", "name", "type", "range", "default", "off", "what it does");
+    for (const auto& p : *sec.params) {
+      std::string range = p.kind == kernels::ParamInfo::Choice ? "" : p.range_text();
+      if (p.kind == kernels::ParamInfo::Choice)
+        for (const auto& c : p.choices) range += (range.empty() ? "" : "|") + c;
+      if (p.kind == kernels::ParamInfo::Bool) range = "true|false";
+      std::string help = p.help + (p.always_in_key ? "" : " [in the task key only when set]");
+      std::string def = kernels::param_text(p.default_value);
+      if (p.kind == kernels::ParamInfo::Bool) def = def == "1" ? "true" : "false";
+      std::printf("  %-16s %-7s %-28s %-9s %-4s %s\n", p.name.c_str(), kinds[p.kind], range.empty() ? "any" : range.c_str(),
+                  def.c_str(), p.off.empty() ? "-" : p.off.c_str(), help.c_str());
+    }
+    std::printf("\n");
+  }
+  return kExitOk;
 }
 
 }  // namespace vizsweep::runner

@@ -33,6 +33,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv);
 int status_command(const std::string& dir, bool check = false);
 // Checks every indexed result is readable in its shard and every shard group is indexed.
 int verify_command(const std::string& dir);
+// Every hyperparameter of every technique, from its one declaration: type, range, default,
+// the value that switches it off, whether it is always in the task key, and what it does.
+int params_command();
 
 // The results directory for a sweep file and --out; throws vizsweep::Error.
 std::string results_dir(const std::string& sweep_name, const std::string& out);

@@ -5,6 +5,7 @@
 //   vizsweep slurm SWEEP --nodes N --gpus-per-node G --time HH:MM:SS [...] [--submit]
 //   vizsweep status DIR
 //   vizsweep verify DIR
+//   vizsweep params
 #include <boost/program_options.hpp>
 
 #include <iostream>
@@ -28,6 +29,7 @@ const char* kUsage =
     "  slurm SWEEP     write a reviewable sbatch script for a cluster (and submit it with --submit)\n"
     "  status DIR      progress of a results directory (also while a run is going)\n"
     "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
+    "  params          list every technique's hyperparameters: type, range, default, what each does\n"
     "\n"
     "'vizsweep COMMAND --help' lists a command's options.\n";
 
@@ -41,6 +43,7 @@ int dispatch(int argc, char** argv) {
     std::cout << kUsage;
     return kExitOk;
   }
+  if (cmd == "params") return params_command();
   if (cmd != "plan" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
     std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;
     return kExitUsage;

@@ -710,7 +710,7 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
       const size_t per_task = fit(a.units_per_batch, bytes);
       for (size_t s = 0; s < a.settings.size(); ++s) {
         const auto& st = a.settings[s];
-        std::string sc = kernels::canonical(kernels::params_of(st));
+        std::string sc = kernels::canonical(kernels::key_params(st));
         for (uint64_t seed : a.seeds)
           for (size_t b = 0; b < units.size(); b += per_task) {
             Task t;
@@ -734,7 +734,7 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
     for (const LayerDesc* L : resolve_layers(r, model, a.layers, a.all_layers, true)) {
       const size_t per_task = fit(a.images_per_batch, L->bytes_per_item);
       for (size_t s = 0; s < a.settings.size(); ++s) {
-        std::string sc = kernels::canonical(kernels::params_of(a.settings[s]));
+        std::string sc = kernels::canonical(kernels::key_params(a.settings[s]));
         for (uint64_t seed : a.seeds)
           for (size_t b = 0; b < a.images.size(); b += per_task) {
             Task t;
@@ -756,7 +756,7 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
     const auto& a = *spec.fgsm;
     const size_t per_task = fit(a.images_per_batch, total_bytes);
     for (size_t s = 0; s < a.settings.size(); ++s) {
-      std::string sc = kernels::canonical(kernels::params_of(a.settings[s]));
+      std::string sc = kernels::canonical(kernels::key_params(a.settings[s]));
       for (size_t b = 0; b < a.images.size(); b += per_task) {
         Task t;
         t.technique = Technique::Fgsm;

@@ -150,3 +150,20 @@ TEST(Metrics, LowFrequencyStripesAndHalfSaturation) {
   EXPECT_NEAR(saturated_fraction(half).item<double>(), 0.5, 1e-9);
   EXPECT_NEAR(total_variation(half).item<double>(), 0.5 / 3.0, 1e-7);  // horizontal: 4 of 12 pairs differ by 0.5
 }
+
+TEST(Regularizers, ConstructorsCheckTheDeclaredRanges) {
+  // One declaration per hyperparameter (kernels/settings.cpp): the percentile clips accept
+  // [0, 100) as the sweep files and the schema do, the decay [0, 1).
+  auto reason = [](auto make) -> std::string {
+    try {
+      make();
+    } catch (const vizsweep::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(reason([] { ClipSmallNorm(100); }), "norm_pct: must be in [0, 100), got 100");
+  EXPECT_EQ(reason([] { ClipSmallContribution(-1); }), "contrib_pct: must be in [0, 100), got -1");
+  EXPECT_EQ(reason([] { L2Decay(1); }), "decay: must be in [0, 1), got 1");
+  EXPECT_EQ(reason([] { ClipSmallNorm(99.9); }), "");
+}

@@ -1,12 +1,16 @@
 // The results index without MPI: every task-state change goes through a guarded statement
 // made from the one transition table, and an illegal one is an internal error naming the task.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "kernels/error.h"
+#include "kernels/settings.h"
 #include "runner/index.h"
 
 namespace fs = std::filesystem;
@@ -123,4 +127,120 @@ TEST_F(IndexTest, ResumeResetsRunningAndRetriesFailedWithAttemptsLeft) {
   EXPECT_EQ(state(tasks[1].key), TaskState::Failed);
   EXPECT_EQ(index->retry_failed(2), 1);
   EXPECT_EQ(state(tasks[1].key), TaskState::Pending);
+}
+
+// The settings tables' CHECK constraints (results_schema.sql) and the C++ declarations of the
+// hyperparameters (kernels/settings.cpp) cannot drift apart: for every declared number, SQLite
+// accepts a value exactly when the declaration does, at and just past every bound; for every
+// choice, exactly the declared choices; and every declared hyperparameter is a column.
+namespace {
+
+struct Db {
+  sqlite3* db = nullptr;
+  Db() {
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK) throw std::runtime_error("sqlite3_open");
+    exec(schema_sql());
+  }
+  ~Db() { sqlite3_close(db); }
+  bool exec(const std::string& sql) { return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK; }
+  std::vector<std::string> columns(const std::string& table) {
+    std::vector<std::string> out;
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, ("PRAGMA table_info(" + table + ")").c_str(), -1, &s, nullptr);
+    while (sqlite3_step(s) == SQLITE_ROW) out.push_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+    sqlite3_finalize(s);
+    return out;
+  }
+};
+
+std::string sql_literal(const kernels::ParamValue& v) {
+  if (std::holds_alternative<double>(v)) return kernels::format_number(std::get<double>(v));
+  return "'" + std::get<std::string>(v) + "'";
+}
+
+// Values at and around the declared bounds of p (and inside them).
+std::vector<kernels::ParamValue> probes(const kernels::ParamInfo& p) {
+  std::vector<kernels::ParamValue> out;
+  if (p.kind == kernels::ParamInfo::Choice) {
+    for (const auto& c : p.choices) out.push_back(c);
+    out.push_back(std::string("no_such_choice"));
+    return out;
+  }
+  if (p.kind == kernels::ParamInfo::Bool) return {0.0, 1.0, 2.0, -1.0};
+  const bool integer = p.kind == kernels::ParamInfo::Int;
+  auto below = [&](double v) { return integer ? v - 1 : std::nextafter(v, -1e300); };
+  auto above = [&](double v) { return integer ? v + 1 : std::nextafter(v, 1e300); };
+  for (double b : {p.lo, p.hi})
+    if (std::isfinite(b)) out.insert(out.end(), {b, below(b), above(b)});
+  out.insert(out.end(), {std::get<double>(p.default_value), -1e9, 1e9, 0.0});
+  return out;
+}
+
+void expect_schema_matches(const std::string& table, const std::vector<kernels::ParamInfo>& params,
+                           const std::vector<std::pair<std::string, std::string>>& extra) {
+  Db db;
+  auto cols = db.columns(table);
+  for (const auto& p : params)
+    EXPECT_NE(std::find(cols.begin(), cols.end(), p.name), cols.end()) << table << " has no column " << p.name;
+  int probed = 0;
+  for (const auto& p : params) {
+    if (p.kind == kernels::ParamInfo::RealList) continue;  // stored as text, checked item by item in C++
+    for (const auto& v : probes(p)) {
+      std::string names = "setting_id, name", vals = std::to_string(probed) + ", 'probe'";
+      for (const auto& [n, x] : extra) names += ", " + n, vals += ", " + x;
+      for (const auto& q : params) {
+        names += ", " + q.name;
+        vals += ", " + sql_literal(q.name == p.name ? v : q.default_value);
+      }
+      bool sql_ok = db.exec("INSERT INTO " + table + " (" + names + ") VALUES (" + vals + ")");
+      bool cpp_ok = true;
+      if (p.kind == kernels::ParamInfo::Choice) {
+        cpp_ok = std::find(p.choices.begin(), p.choices.end(), std::get<std::string>(v)) != p.choices.end();
+      } else if (p.kind == kernels::ParamInfo::Bool) {
+        double d = std::get<double>(v);
+        cpp_ok = d == 0 || d == 1;
+      } else {
+        cpp_ok = p.in_range(std::get<double>(v));
+      }
+      EXPECT_EQ(sql_ok, cpp_ok) << table << "." << p.name << " = " << sql_literal(v) << ": the schema "
+                                << (sql_ok ? "accepts" : "refuses") << " it, the declaration (range " << p.range_text()
+                                << ") " << (cpp_ok ? "accepts" : "refuses") << " it";
+      ++probed;
+    }
+  }
+  EXPECT_GT(probed, static_cast<int>(params.size()));
+}
+
+}  // namespace
+
+TEST(SchemaAndDeclarations, SettingsChecksMatchTheDeclaredRanges) {
+  expect_schema_matches("actmax_settings", kernels::actmax_params(), {{"objective", "'centre'"}});
+  expect_schema_matches("invert_settings", kernels::inversion_params(), {{"lr_steps", "'0.5'"}});
+  expect_schema_matches("fgsm_settings", kernels::fgsm_params(), {});
+}
+
+TEST(SchemaAndDeclarations, ADeclaredRangeIsWhatValidationEnforces) {
+  // The percentile clips were checked as [0, 100] in one place and [0, 100) in two: now one
+  // declaration (the regularizers' constructors check it too: tests/kernels/test_regularizers.cpp).
+  const auto& pct = kernels::param_info(kernels::actmax_params(), "norm_pct");
+  EXPECT_TRUE(pct.in_range(0));
+  EXPECT_TRUE(pct.in_range(99.5));
+  EXPECT_FALSE(pct.in_range(100));
+  kernels::ActMaxSettings s;
+  s.name = "grid";
+  s.norm_pct = 100;
+  try {
+    kernels::validate(s);
+    ADD_FAILURE() << "norm_pct 100 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "norm_pct: setting grid: must be in [0, 100), got 100");
+  }
+  s.norm_pct = 0;
+  s.lr = std::nan("");
+  try {
+    kernels::validate(s);
+    ADD_FAILURE() << "lr NaN accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "lr: setting grid: must be a finite number > 0, got nan");
+  }
 }

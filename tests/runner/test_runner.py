@@ -21,6 +21,8 @@ VIZSWEEP = os.environ.get("VIZSWEEP", os.path.join(HERE, "..", "..", "build", "r
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
 SMALL = os.path.join(HERE, "small.yaml")
 SLOW = os.path.join(HERE, "slow.yaml")
+# small.yaml's results as written by vizsweep at schema 1.1 (tests/fixtures/README.md).
+FIXTURE_1_1 = os.path.join(HERE, "..", "fixtures", "small-1.1")
 
 
 def mpirun(n, *args):
@@ -169,6 +171,31 @@ class RunnerTest(unittest.TestCase):
         st = run([VIZSWEEP, "status", d1])
         self.assertEqual(st.returncode, 0)
         self.assertRegex(st.stdout, rf"all\s+{n}\s+0\s+0\s+0\s+{n}")
+
+    def test_results_of_the_previous_version_resume_with_nothing_recomputed(self):
+        """Results survive upgrades: a results directory written by an earlier version (the
+        fixture) resumes under this one with every task done, no result row or shard byte
+        changed and a clean verify."""
+        d = self.out("upgrade")
+        shutil.copytree(FIXTURE_1_1, d)
+        sweep = os.path.join(d, "sweep.yaml")  # the sweep file as that version ran it
+        n = plan_tasks(sweep)
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0], n)
+        before_data = task_data(d)
+        before_rows = index_rows(d, "SELECT task_key, finished_at, seconds FROM tasks ORDER BY task_key")
+        before_results = index_rows(d, "SELECT * FROM actmax_results ORDER BY task_key, unit")
+        r = run(mpirun(2, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The spec hash covers every task key: had a key changed, the directory would be
+        # refused as another sweep's.
+        self.assertIn(f"{n} tasks, {n} already done, 0 to run", r.stderr)
+        self.assertEqual(index_rows(d, "SELECT task_key, finished_at, seconds FROM tasks ORDER BY task_key"), before_rows)
+        self.assertEqual(index_rows(d, "SELECT * FROM actmax_results ORDER BY task_key, unit"), before_results)
+        assert_same_data(self, FIXTURE_1_1, d, "after the upgrade: ")
+        self.assertEqual(len(before_data), n)
+        v = run([VIZSWEEP, "verify", d])
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("0 problem(s)", v.stdout)
 
     def test_channels_last_matches_and_bf16_is_its_own_sweep(self):
         with open(SMALL) as f:
