@@ -1,7 +1,8 @@
 -- vizsweep results index (SQLite). The one source of the schema: the runner compiles this
 -- file in; analysis scripts read the same tables and views.
 -- Schema version: major.minor. A run refuses to resume an index of another major version and
--- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob).
+-- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob; 1.1 -> 1.2: the
+-- hyperparameter columns declared since, at their defaults, added to the settings tables).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
 
@@ -11,7 +12,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.2');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   name            TEXT NOT NULL,                -- preset name, "grid-N" or "random-N"
   objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean')),
   iterations      INTEGER NOT NULL CHECK (iterations >= 1),
-  lr_policy       TEXT NOT NULL CHECK (lr_policy IN ('constant', 'progress', 'normalized')),
+  lr_policy       TEXT NOT NULL CHECK (lr_policy IN ('constant', 'progress', 'normalized', 'adam')),
   lr              REAL NOT NULL CHECK (lr > 0),
   progress_target REAL NOT NULL,
   decay           REAL NOT NULL CHECK (decay >= 0 AND decay < 1),
@@ -42,7 +43,11 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   blur_every      INTEGER NOT NULL CHECK (blur_every >= 0),
   norm_pct        REAL NOT NULL CHECK (norm_pct >= 0 AND norm_pct < 100),
   contrib_pct     REAL NOT NULL CHECK (contrib_pct >= 0 AND contrib_pct < 100),
-  init_std        REAL NOT NULL CHECK (init_std >= 0)
+  init_std        REAL NOT NULL CHECK (init_std >= 0),
+  -- 1.2
+  adam_beta1      REAL NOT NULL DEFAULT 0.9 CHECK (adam_beta1 >= 0 AND adam_beta1 < 1),
+  adam_beta2      REAL NOT NULL DEFAULT 0.999 CHECK (adam_beta2 >= 0 AND adam_beta2 < 1),
+  jitter          INTEGER NOT NULL DEFAULT 0 CHECK (jitter >= 0)
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (

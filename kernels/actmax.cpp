@@ -130,8 +130,34 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   const UnitObjective crop_objective = win ? objective.at(win->oy, win->ox) : objective;
   torch::Tensor grad = win ? torch::zeros_like(c) : torch::Tensor();
 
+  // Transformation robustness: every step each image is seen translated by its own random
+  // (dy, dx) in [-jitter, jitter], drawn from the task's seed, with wrap-around (the
+  // translation robustness measures too). The objective of the translated image's crop is
+  // that of the whole translated image, so the crop stays exact; the gradient flows back
+  // through the translation to the untranslated image.
+  auto jitter_gen = at::detail::createCPUGenerator(req.seed ^ 0x6a09e667f3bcc909ULL);
+  torch::Tensor shifts;
+  auto jittered = [&](const torch::Tensor& x) {
+    std::vector<torch::Tensor> parts;
+    auto sh = shifts.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b) parts.push_back(torch::roll(x[b], {sh[b][0], sh[b][1]}, {1, 2}));
+    return torch::stack(parts);
+  };
+  torch::Tensor adam_m, adam_v;  // Adam's running means of the gradient and its square
+  if (s.lr_policy == LrPolicy::Adam) adam_m = torch::zeros_like(c), adam_v = torch::zeros_like(c);
+
   for (int it = 0; it < s.iterations; ++it) {
-    if (win) {
+    if (s.jitter > 0) {
+      shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
+      c.requires_grad_(true);
+      auto x = jittered(c);
+      auto obj = win ? crop_objective.evaluate(
+                           model.forward_crop(frame.to_image(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1)), layer.index))
+                     : objective.evaluate(model.forward(frame.to_image(x), layer.index));
+      grad = torch::autograd::grad({obj.sum()}, {c})[0];
+      torch::NoGradGuard ng;
+      trace[it].copy_(obj.detach());
+    } else if (win) {
       auto cc = c.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1).detach().requires_grad_(true);
       auto obj = crop_objective.evaluate(model.forward_crop(frame.to_image(cc), layer.index));
       auto g = torch::autograd::grad({obj.sum()}, {cc})[0];
@@ -151,6 +177,13 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       c.add_(grad, s.lr);
     } else if (s.lr_policy == LrPolicy::Normalized) {
       c.add_(grad / (grad.abs().mean({1, 2, 3}, /*keepdim=*/true) + 1e-12), s.lr);
+    } else if (s.lr_policy == LrPolicy::Adam) {
+      const double t = it + 1;
+      adam_m.mul_(s.adam_beta1).add_(grad, 1.0 - s.adam_beta1);
+      adam_v.mul_(s.adam_beta2).addcmul_(grad, grad, 1.0 - s.adam_beta2);
+      auto m_hat = adam_m / (1.0 - std::pow(s.adam_beta1, t));
+      auto v_hat = adam_v / (1.0 - std::pow(s.adam_beta2, t));
+      c.add_(m_hat / (v_hat.sqrt() + 1e-8), s.lr);
     } else {
       auto g2 = grad.pow(2).sum({1, 2, 3}, /*keepdim=*/true);
       auto lr = (s.progress_target / g2).clamp_max(s.lr);  // g2 == 0 gives inf, capped at lr

@@ -22,22 +22,6 @@ ObjectiveKind parse_objective_kind(const std::string& name) {
   throw Error("objective", "unknown objective '" + name + "' (have centre, channel_mean)");
 }
 
-const char* lr_policy_name(LrPolicy p) {
-  switch (p) {
-    case LrPolicy::Constant: return "constant";
-    case LrPolicy::Progress: return "progress";
-    case LrPolicy::Normalized: return "normalized";
-  }
-  return "?";
-}
-
-LrPolicy parse_lr_policy(const std::string& name) {
-  if (name == "constant") return LrPolicy::Constant;
-  if (name == "progress") return LrPolicy::Progress;
-  if (name == "normalized") return LrPolicy::Normalized;
-  throw Error("lr_policy", "unknown policy '" + name + "' (have constant, progress, normalized)");
-}
-
 namespace {
 std::string fmt(double v) {
   std::ostringstream o;
@@ -241,9 +225,10 @@ const std::vector<Field<A>>& actmax_table() {
   static const std::vector<Field<A>> t = [] {
     std::vector<Field<A>> v;
     v.push_back(int_field<A>("iterations", &A::iterations).at_least(1).help("gradient steps per image"));
-    v.push_back(choice_field<A>("lr_policy", &A::lr_policy, {"constant", "progress", "normalized"}, "policy")
+    v.push_back(choice_field<A>("lr_policy", &A::lr_policy, {"constant", "progress", "normalized", "adam"}, "policy")
                     .help("step size: constant lr * grad; progress min(lr, target / |grad|^2) * grad; "
-                          "normalized lr * grad / mean|grad| (pixels move about lr grey levels)"));
+                          "normalized lr * grad / mean|grad| (pixels move about lr grey levels); adam: Adam "
+                          "with adam_beta1/adam_beta2 (pixels move about lr grey levels)"));
     v.push_back(real_field<A>("lr", &A::lr).above(0).help("learning rate (the cap under the progress policy)"));
     v.push_back(real_field<A>("progress_target", &A::progress_target)
                     .help("first-order gain per step under the progress policy (> 0 there)"));
@@ -256,6 +241,14 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(real_field<A>("contrib_pct", &A::contrib_pct).range(0, 100, false, true).off("0")
                     .help("zero the pixels whose contribution |x * grad| is below this percentile"));
     v.push_back(real_field<A>("init_std", &A::init_std).at_least(0).help("initial noise, pixel scale 0..255"));
+    // Schema 1.2.
+    v.push_back(real_field<A>("adam_beta1", &A::adam_beta1).range(0, 1, false, true).new_in_key_only_when_set()
+                    .help("adam policy: decay of the gradient's running mean"));
+    v.push_back(real_field<A>("adam_beta2", &A::adam_beta2).range(0, 1, false, true).new_in_key_only_when_set()
+                    .help("adam policy: decay of the squared gradient's running mean"));
+    v.push_back(int_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
+                    .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
+                          "(wrap-around) before the forward pass; less than the input size"));
     return v;
   }();
   return t;
@@ -409,6 +402,18 @@ std::vector<std::pair<std::string, ParamValue>> key_params(const InversionSettin
   return values(inversion_table(), s, true);
 }
 std::vector<std::pair<std::string, ParamValue>> key_params(const FgsmSettings& s) { return values(fgsm_table(), s, true); }
+
+// The policy names are the lr_policy declaration's choices, in the enum's order.
+const char* lr_policy_name(LrPolicy p) {
+  const auto& choices = param_info(actmax_params(), "lr_policy").choices;
+  return static_cast<size_t>(p) < choices.size() ? choices[static_cast<size_t>(p)].c_str() : "?";
+}
+
+LrPolicy parse_lr_policy(const std::string& name) {
+  ActMaxSettings s;
+  set_param(s, "lr_policy", name);
+  return s.lr_policy;
+}
 
 std::string param_text(const ParamValue& v) {
   return std::holds_alternative<double>(v) ? format_number(std::get<double>(v)) : std::get<std::string>(v);

@@ -23,9 +23,11 @@ enum class LrPolicy {
   Progress,  // step = min(lr, target / ||grad||^2) * grad: first-order gain = target
   Normalized,  // step = lr * grad / mean|grad|: pixels move about lr per step, whatever the
                // model's gradient scale (as a careful PyTorch user writes it)
+  Adam,        // Adam (Kingma & Ba 2015) ascending: step = lr * m_hat / (sqrt(v_hat) + 1e-8), with
+               // adam_beta1/adam_beta2; pixels move about lr grey levels per step (Lucid's optimizer)
 };
 const char* lr_policy_name(LrPolicy p);
-// "constant", "progress" or "normalized"; throws vizsweep::Error naming field "lr_policy".
+// "constant", "progress", "normalized" or "adam"; throws vizsweep::Error naming field "lr_policy".
 LrPolicy parse_lr_policy(const std::string& name);
 
 struct ActMaxSettings {
@@ -40,6 +42,12 @@ struct ActMaxSettings {
   double norm_pct = 0.0;          // clip small norm percentile; 0 = off
   double contrib_pct = 0.0;       // clip small contribution percentile; 0 = off
   double init_std = 10.0;         // initial noise, pixel scale 0..255
+  // Added in schema 1.2 (in a task key only when not at these defaults):
+  double adam_beta1 = 0.9;        // adam policy: decay of the gradient's running mean
+  double adam_beta2 = 0.999;      // adam policy: decay of the squared gradient's running mean
+  int jitter = 0;                 // transformation robustness: every step, each image is
+                                  // translated by a random (dy, dx) in [-jitter, jitter] pixels
+                                  // (with wrap-around) before the forward pass; 0 = off
 };
 
 // Checks every field; throws vizsweep::Error naming the first bad one.

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "kernels/error.h"
 #include "kernels/settings.h"
@@ -124,11 +126,70 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
     if (!read_only && v == "1.0") {  // 1.1 added fgsm_steps.final_prob; older rows keep NULL
       exec("ALTER TABLE fgsm_steps ADD COLUMN final_prob REAL");
       exec("UPDATE meta SET value='1.1' WHERE key='schema_version'");
+      v = "1.1";
+    }
+    if (!read_only && v == "1.1") {  // 1.2: hyperparameters declared since, as columns at their defaults
+      exec("BEGIN IMMEDIATE");
+      try {
+        add_declared_columns();
+        exec("UPDATE meta SET value='1.2' WHERE key='schema_version'");
+        exec("COMMIT");
+      } catch (...) {
+        exec("ROLLBACK");
+        throw;
+      }
     }
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
     throw;
+  }
+}
+
+namespace {
+
+std::string sql_literal(const kernels::ParamValue& v) {
+  if (std::holds_alternative<double>(v)) return kernels::format_number(std::get<double>(v));
+  std::string out = "'";
+  for (char ch : std::get<std::string>(v)) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+  return out + "'";
+}
+
+// A settings column as its declaration says: type, default and range (the schema file writes
+// the same by hand for a new index; tests/runner/test_index.cpp checks both against it).
+std::string column_sql(const kernels::ParamInfo& p) {
+  using K = kernels::ParamInfo;
+  std::string type = p.kind == K::Int || p.kind == K::Bool ? "INTEGER" : p.kind == K::Real ? "REAL" : "TEXT";
+  std::string check;
+  if (p.kind == K::Choice) {
+    for (const auto& c : p.choices) check += (check.empty() ? "" : ", ") + sql_literal(c);
+    check = p.name + " IN (" + check + ")";
+  } else if (p.kind == K::Bool) {
+    check = p.name + " IN (0, 1)";
+  } else if (p.kind == K::Int || p.kind == K::Real) {
+    if (std::isfinite(p.lo)) check = p.name + (p.lo_open ? " > " : " >= ") + kernels::format_number(p.lo);
+    if (std::isfinite(p.hi))
+      check += (check.empty() ? "" : " AND ") + p.name + (p.hi_open ? " < " : " <= ") + kernels::format_number(p.hi);
+  }
+  return p.name + " " + type + " NOT NULL DEFAULT " + sql_literal(p.default_value) +
+         (check.empty() ? "" : " CHECK (" + check + ")");
+}
+
+}  // namespace
+
+void ResultIndex::add_declared_columns() {
+  const std::pair<const char*, const std::vector<kernels::ParamInfo>*> tables[] = {
+      {"actmax_settings", &kernels::actmax_params()},
+      {"invert_settings", &kernels::inversion_params()},
+      {"fgsm_settings", &kernels::fgsm_params()}};
+  for (const auto& [table, params] : tables) {
+    std::set<std::string> have;
+    {
+      Stmt s(db_, std::string("PRAGMA table_info(") + table + ")");
+      while (s.step()) have.insert(s.text(1));
+    }
+    for (const auto& p : *params)
+      if (!have.count(p.name)) exec(std::string("ALTER TABLE ") + table + " ADD COLUMN " + column_sql(p));
   }
 }
 

@@ -81,6 +81,8 @@ class ResultIndex {
   sqlite3* handle() const { return db_; }
 
  private:
+  // Adds every declared hyperparameter the settings tables lack, at its default (migration).
+  void add_declared_columns();
   void exec(const std::string& sql) const;
   // Prepared statements of the per-task path (dispatch and record), kept for the life of
   // the index: preparing costs more than running them.

@@ -259,8 +259,12 @@ class Draw {
 template <typename S>
 std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std::string& field,
                               const std::vector<kernels::ParamInfo>& params, const std::function<S(const std::string&)>& preset,
-                              const S& defaults) {
+                              const S& defaults, std::vector<Located>* where = nullptr) {
   std::vector<S> out;
+  // Where each setting was given, for the errors found later against the model.
+  auto from = [&](const YAML::Node& at, const std::string& f) {
+    if (where) where->push_back({"", at.Mark().line + 1, f});
+  };
   auto validated = [&](S s, const YAML::Node& at, const std::string& f) {
     try {
       kernels::validate(s);
@@ -283,6 +287,7 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
       std::string f = field + ".presets[" + std::to_string(i) + "]";
       try {
         out.push_back(preset(r.str(list[i], f)));
+        from(list[i], f);
       } catch (const Error& e) {
         r.fail(list[i], f, e.reason_only());
       }
@@ -313,6 +318,7 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
       }
       s.name = varying.empty() ? "grid" : varying;
       out.push_back(validated(s, g, gf));
+      from(sec["grid"], gf);
     }
   }
   if (sec["random"]) {
@@ -369,12 +375,14 @@ std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, const std:
         set(s, name, v, spec, f);
       }
       out.push_back(validated(s, rs, rf));
+      from(rs, rf);
     }
   }
   if (out.empty()) {
     S s = defaults;
     s.name = "default";
     out.push_back(validated(s, sec, field));
+    from(sec, field);
   }
   if (out.size() > kMaxSettings) r.fail(sec, field, "more than " + std::to_string(kMaxSettings) + " settings");
   return out;
@@ -558,7 +566,8 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
       }
     }
     kernels::ActMaxSettings defaults = kernels::actmax_preset("unregularized");
-    s.settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults);
+    s.settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults,
+                                                         &s.setting_at);
     if (a["seeds"]) s.seeds = parse_seeds(r, a["seeds"], "actmax.seeds");
     spec.actmax = s;
   }
@@ -696,6 +705,12 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
   };
   if (spec.actmax) {
     const auto& a = *spec.actmax;
+    for (size_t i = 0; i < a.settings.size(); ++i)
+      if (a.settings[i].jitter >= model.input_size)
+        r.fail_at(i < a.setting_at.size() ? a.setting_at[i].line : 1,
+                  (i < a.setting_at.size() ? a.setting_at[i].field : std::string("actmax")) + ".jitter",
+                  "setting " + a.settings[i].name + ": must be less than the input size (" + std::to_string(model.input_size) +
+                      " px), got " + std::to_string(a.settings[i].jitter));
     for (const LayerDesc* L : resolve_layers(r, model, a.layers, a.all_layers, true)) {
       std::vector<int64_t> units = a.units;
       if (units.empty())

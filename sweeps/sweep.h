@@ -76,6 +76,7 @@ struct ActmaxSection {
   int64_t units_per_batch = 64;
   kernels::ObjectiveKind objective = kernels::ObjectiveKind::CentreUnit;
   std::vector<kernels::ActMaxSettings> settings;
+  std::vector<Located> setting_at;    // where each setting was given (line, "actmax.grid")
   std::vector<uint64_t> seeds = {0};
 };
 

@@ -176,8 +176,9 @@ class RunnerTest(unittest.TestCase):
         """Results survive upgrades: a results directory written by an earlier version (the
         fixture) resumes under this one with every task done, no result row or shard byte
         changed and a clean verify."""
-        d = self.out("upgrade")
+        d, ref = self.out("upgrade"), self.out("upgrade_ref")
         shutil.copytree(FIXTURE_1_1, d)
+        shutil.copytree(FIXTURE_1_1, ref)  # read from a copy too: the checkout stays untouched
         sweep = os.path.join(d, "sweep.yaml")  # the sweep file as that version ran it
         n = plan_tasks(sweep)
         self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0], n)
@@ -191,11 +192,16 @@ class RunnerTest(unittest.TestCase):
         self.assertIn(f"{n} tasks, {n} already done, 0 to run", r.stderr)
         self.assertEqual(index_rows(d, "SELECT task_key, finished_at, seconds FROM tasks ORDER BY task_key"), before_rows)
         self.assertEqual(index_rows(d, "SELECT * FROM actmax_results ORDER BY task_key, unit"), before_results)
-        assert_same_data(self, FIXTURE_1_1, d, "after the upgrade: ")
+        assert_same_data(self, ref, d, "after the upgrade: ")
         self.assertEqual(len(before_data), n)
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("0 problem(s)", v.stdout)
+        # The schema migrated in place: 1.1 -> 1.2 adds the hyperparameters declared since, at
+        # the defaults the old rows ran with.
+        self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.2",)])
+        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2 FROM actmax_settings"), [(0, 0.9, 0.999)])
 
     def test_channels_last_matches_and_bf16_is_its_own_sweep(self):
         with open(SMALL) as f:

@@ -27,7 +27,7 @@ class SchemaTest(unittest.TestCase):
         db = fresh()
         with open(SCHEMA) as f:
             db.executescript(f.read())  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.1",)])
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.2",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):
@@ -45,8 +45,11 @@ class SchemaTest(unittest.TestCase):
     def test_actmax_view_matches_raw_rows(self):
         db = fresh()
         for sid, name in ((1, "unregularized"), (2, "yosinski3")):
-            db.execute("INSERT INTO actmax_settings VALUES (?, ?, 'centre', 200, 'normalized', 2, 2, 0, 0, 0, 0, 0, 10)",
-                       (sid, name))
+            # Columns by name, as the runner writes them: the columns added since 1.1 take
+            # their defaults.
+            db.execute("INSERT INTO actmax_settings (setting_id, name, objective, iterations, lr_policy, lr, "
+                       "progress_target, decay, blur_radius, blur_every, norm_pct, contrib_pct, init_std) "
+                       "VALUES (?, ?, 'centre', 200, 'normalized', 2, 2, 0, 0, 0, 0, 0, 10)", (sid, name))
         add_task(db, "t1", "actmax", "conv1_1", 1)
         add_task(db, "t2", "actmax", "conv1_1", 2)
         add_task(db, "t3", "actmax", "conv1_1", 2, state="running")  # not counted until done

@@ -194,6 +194,31 @@ TEST(SweepParse, PrecisionIsPartOfTheTaskKeyAndLayoutIsNot) {
   EXPECT_EQ(fp32[0].canonical.find("precision"), std::string::npos) << fp32[0].canonical;
 }
 
+TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
+  // Results survive upgrades: a hyperparameter declared after schema 1.1 (adam_beta1,
+  // adam_beta2, jitter) is in the key only when set to something else than its default, so
+  // the keys of a sweep that does not use it are the keys an earlier version gave it.
+  ModelDesc m = tiny_model();
+  const std::string body = "actmax:\n  layers: [conv1_1]\n  grid:\n    lr: 2\n";
+  auto plain = expand(parse(body), m);
+  auto at_default = expand(parse(body + "    jitter: 0\n    adam_beta1: 0.9\n    adam_beta2: 0.999\n"), m);
+  auto jitter = expand(parse(body + "    jitter: 2\n"), m);
+  auto beta = expand(parse(body + "    adam_beta2: 0.99\n"), m);
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_EQ(plain[0].key, at_default[0].key);
+  EXPECT_EQ(plain[0].canonical, at_default[0].canonical);
+  EXPECT_EQ(plain[0].canonical.find("jitter"), std::string::npos) << plain[0].canonical;
+  EXPECT_NE(plain[0].key, jitter[0].key);
+  EXPECT_NE(jitter[0].canonical.find(";jitter=2"), std::string::npos) << jitter[0].canonical;
+  EXPECT_NE(plain[0].key, beta[0].key);
+  // The hyperparameters of schema 1.1 are in every key, at their defaults too.
+  for (const char* name : {"iterations=", "lr_policy=", "decay=0", "init_std="})
+    EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
+  // The settings tables still get every column.
+  EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 3);
+}
+
 TEST(SweepParse, HashIsStable) {
   EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
   EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
@@ -237,8 +262,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 2.5\n", "actmax.grid.iterations: expected an integer, got 2.5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    momentum: 0.9\n",
                 "actmax.grid.momentum: unknown hyperparameter (valid: iterations, lr_policy, lr,"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    lr_policy: adam\n",
-                "actmax.grid.lr_policy: unknown policy 'adam' (have constant, progress, normalized)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    lr_policy: rmsprop\n",
+                "actmax.grid.lr_policy: unknown policy 'rmsprop' (have constant, progress, normalized, adam)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    lr_policy: adam\n    adam_beta1: 1\n",
+                "t.yaml:5: actmax.grid: adam_beta1: setting grid: must be in [0, 1), got 1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    adam_beta2: -0.1\n",
+                "actmax.grid: adam_beta2: setting grid: must be in [0, 1), got -0.1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: -2\n", "actmax.grid: jitter: setting grid: must be >= 0, got -2"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: 1.5\n", "actmax.grid.jitter: expected an integer, got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: [2, 32]\n",
+                "t.yaml:5: actmax.grid.jitter: setting jitter=32: must be less than the input size (32 px), got 32"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [yosinski9]\n",
                 "t.yaml:4: actmax.presets[0]: unknown preset 'yosinski9' (have unregularized, yosinski1, yosinski2, yosinski3, yosinski4)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
