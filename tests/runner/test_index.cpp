@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -269,6 +271,21 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   EXPECT_EQ(sqlite3_column_int(s, 1), sqlite3_column_int(s, 0));
   sqlite3_finalize(s);
   fs::remove_all(dir);
+}
+
+TEST(SchemaAndDeclarations, TheFuzzerDictionaryNamesEveryHyperparameter) {
+  // tests/fuzz/sweep.dict seeds the sweep-file fuzzer with every key a sweep file may hold:
+  // a hyperparameter missing there is one the fuzzer reaches only by chance.
+  std::ifstream f(std::string(VIZSWEEP_FIXTURES) + "/../fuzz/sweep.dict");
+  ASSERT_TRUE(f) << "tests/fuzz/sweep.dict";
+  std::stringstream text;
+  text << f.rdbuf();
+  for (const auto* table : {&kernels::actmax_params(), &kernels::inversion_params(), &kernels::fgsm_params()})
+    for (const auto& p : *table) {
+      EXPECT_NE(text.str().find("\"" + p.name + ":\""), std::string::npos) << p.name << " is not in tests/fuzz/sweep.dict";
+      for (const auto& c : p.choices)
+        EXPECT_NE(text.str().find("\"" + c + "\""), std::string::npos) << p.name << " choice " << c << " is not in the dictionary";
+    }
 }
 
 TEST(SchemaAndDeclarations, ADeclaredRangeIsWhatValidationEnforces) {
