@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   -- 1.2
   adam_beta1      REAL NOT NULL DEFAULT 0.9 CHECK (adam_beta1 >= 0 AND adam_beta1 < 1),
   adam_beta2      REAL NOT NULL DEFAULT 0.999 CHECK (adam_beta2 >= 0 AND adam_beta2 < 1),
-  jitter          INTEGER NOT NULL DEFAULT 0 CHECK (jitter >= 0)
+  jitter          INTEGER NOT NULL DEFAULT 0 CHECK (jitter >= 0),
+  param           TEXT NOT NULL DEFAULT 'pixel' CHECK (param IN ('pixel', 'fft')),
+  decay_power     REAL NOT NULL DEFAULT 1 CHECK (decay_power >= 0)
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
+#include <torch/fft.h>
 
 #include <cmath>
 #include <functional>
@@ -143,10 +144,78 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     for (int64_t b = 0; b < B; ++b) parts.push_back(torch::roll(x[b], {sh[b][0], sh[b][1]}, {1, 2}));
     return torch::stack(parts);
   };
+  // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
+  // its gradient g; `dims` are v's dimensions but the batch.
   torch::Tensor adam_m, adam_v;  // Adam's running means of the gradient and its square
-  if (s.lr_policy == LrPolicy::Adam) adam_m = torch::zeros_like(c), adam_v = torch::zeros_like(c);
+  auto step = [&](torch::Tensor& v, const torch::Tensor& g, int it, std::vector<int64_t> dims) {
+    if (s.lr_policy == LrPolicy::Constant) {
+      v.add_(g, s.lr);
+    } else if (s.lr_policy == LrPolicy::Normalized) {
+      v.add_(g / (g.abs().mean(dims, /*keepdim=*/true) + 1e-12), s.lr);
+    } else if (s.lr_policy == LrPolicy::Adam) {
+      if (!adam_m.defined()) adam_m = torch::zeros_like(v), adam_v = torch::zeros_like(v);
+      const double t = it + 1;
+      adam_m.mul_(s.adam_beta1).add_(g, 1.0 - s.adam_beta1);
+      adam_v.mul_(s.adam_beta2).addcmul_(g, g, 1.0 - s.adam_beta2);
+      auto m_hat = adam_m / (1.0 - std::pow(s.adam_beta1, t));
+      auto v_hat = adam_v / (1.0 - std::pow(s.adam_beta2, t));
+      v.add_(m_hat / (v_hat.sqrt() + 1e-8), s.lr);
+    } else {
+      auto g2 = g.pow(2).sum(dims, /*keepdim=*/true);
+      auto lr = (s.progress_target / g2).clamp_max(s.lr);  // g2 == 0 gives inf, capped at lr
+      v.add_(g * lr);
+    }
+  };
 
-  for (int it = 0; it < s.iterations; ++it) {
+  if (s.param == ImageParam::Fft) {
+    // Spectral parameterization (Olah et al. 2017, Lucid's fft_image): the optimized variable
+    // is each image's 2-D real FFT, scaled by 1 / max(f, 1/S)^decay_power (f: the frequency
+    // in cycles per pixel), so a step moves low frequencies more than high ones; the image is
+    // sigmoid(irfft2(scaled spectrum, orthonormal) / 4), always a valid image in (0, 1).
+    // The render is cheap against the network (an FFT per image per step) and exact under
+    // the receptive-field crop: the crop is cut from the rendered image. Yosinski's
+    // regularizers act on the rendered pixels, which are then mapped back to the spectrum
+    // (sigmoid and FFT are invertible), so every combination works.
+    auto fy = torch::fft::fftfreq(S, torch::TensorOptions().dtype(torch::kFloat)).unsqueeze(1);
+    auto fx = torch::fft::rfftfreq(S, torch::TensorOptions().dtype(torch::kFloat)).unsqueeze(0);
+    auto freqs = (fy * fy + fx * fx).sqrt();
+    auto scale = (1.0 / freqs.clamp_min(1.0 / static_cast<double>(S)).pow(s.decay_power)).to(model.device());
+    auto render = [&](const torch::Tensor& spec) {
+      auto img = torch::fft::irfft2(torch::view_as_complex(spec) * scale, c10::IntArrayRef{S, S}, {-2, -1}, "ortho");
+      return torch::sigmoid(img / 4.0);
+    };
+    auto unrender = [&](const torch::Tensor& x) {
+      auto y = x.clamp(1e-6, 1.0 - 1e-6);
+      auto logit = (y.log() - (-y).log1p()) * 4.0;
+      return torch::view_as_real(torch::fft::rfft2(logit, c10::nullopt, {-2, -1}, "ortho") / scale).contiguous();
+    };
+    // Lucid's start: the spectrum drawn from N(0, 0.01^2).
+    torch::Tensor spec = (torch::randn({B, C, S, S / 2 + 1, 2}, gen, torch::kFloat) * 0.01).to(model.device());
+    for (int it = 0; it < s.iterations; ++it) {
+      if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
+      spec.requires_grad_(true);
+      auto x = render(spec);
+      auto xin = s.jitter > 0 ? jittered(x) : x;
+      auto obj = win ? crop_objective.evaluate(model.forward_crop(xin.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index))
+                     : objective.evaluate(model.forward(xin, layer.index));
+      auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
+      torch::NoGradGuard ng;
+      trace[it].copy_(obj.detach());
+      spec = spec.detach();
+      step(spec, g[0], it, {1, 2, 3, 4});
+      if (!regs.empty()) {  // on the rendered pixels, in the paper's pixel scale, then back
+        auto px = render(spec) * 255.0 - frame.mean255;
+        auto px_grad = g[1] / 255.0;
+        for (const auto& r : regs) r->apply(px, px_grad, it);
+        px = torch::max(torch::min(px, frame.hi), frame.lo);
+        spec = unrender(frame.to_image(px));
+      }
+    }
+    torch::NoGradGuard ng;
+    c = render(spec) * 255.0 - frame.mean255;
+  }
+
+  for (int it = 0; s.param == ImageParam::Pixel && it < s.iterations; ++it) {
     if (s.jitter > 0) {
       shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
       c.requires_grad_(true);
@@ -173,22 +242,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     }
     torch::NoGradGuard ng;
     c = c.detach();
-    if (s.lr_policy == LrPolicy::Constant) {
-      c.add_(grad, s.lr);
-    } else if (s.lr_policy == LrPolicy::Normalized) {
-      c.add_(grad / (grad.abs().mean({1, 2, 3}, /*keepdim=*/true) + 1e-12), s.lr);
-    } else if (s.lr_policy == LrPolicy::Adam) {
-      const double t = it + 1;
-      adam_m.mul_(s.adam_beta1).add_(grad, 1.0 - s.adam_beta1);
-      adam_v.mul_(s.adam_beta2).addcmul_(grad, grad, 1.0 - s.adam_beta2);
-      auto m_hat = adam_m / (1.0 - std::pow(s.adam_beta1, t));
-      auto v_hat = adam_v / (1.0 - std::pow(s.adam_beta2, t));
-      c.add_(m_hat / (v_hat.sqrt() + 1e-8), s.lr);
-    } else {
-      auto g2 = grad.pow(2).sum({1, 2, 3}, /*keepdim=*/true);
-      auto lr = (s.progress_target / g2).clamp_max(s.lr);  // g2 == 0 gives inf, capped at lr
-      c.add_(grad * lr);
-    }
+    step(c, grad, it, {1, 2, 3});
     for (const auto& r : regs) r->apply(c, grad, it);
     c = torch::max(torch::min(c, frame.hi), frame.lo);
   }

@@ -249,6 +249,11 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(int_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
                     .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
                           "(wrap-around) before the forward pass; less than the input size"));
+    v.push_back(choice_field<A>("param", &A::param, {"pixel", "fft"}, "parameterization").new_in_key_only_when_set()
+                    .help("what is optimized: the pixels, or a 1/f-scaled spectrum rendered through a sigmoid "
+                          "(Lucid's fft; the regularizers act on the rendered pixels)"));
+    v.push_back(real_field<A>("decay_power", &A::decay_power).at_least(0).new_in_key_only_when_set()
+                    .help("fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power (0: white)"));
     return v;
   }();
   return t;

@@ -30,6 +30,12 @@ const char* lr_policy_name(LrPolicy p);
 // "constant", "progress", "normalized" or "adam"; throws vizsweep::Error naming field "lr_policy".
 LrPolicy parse_lr_policy(const std::string& name);
 
+// How activation maximization represents the image it optimizes.
+enum class ImageParam {
+  Pixel,  // the pixels themselves (Yosinski et al. 2015)
+  Fft,    // a scaled 2-D spectrum rendered through a sigmoid (Olah et al. 2017, Lucid)
+};
+
 struct ActMaxSettings {
   std::string name = "custom";
   int iterations = 200;
@@ -48,6 +54,8 @@ struct ActMaxSettings {
   int jitter = 0;                 // transformation robustness: every step, each image is
                                   // translated by a random (dy, dx) in [-jitter, jitter] pixels
                                   // (with wrap-around) before the forward pass; 0 = off
+  ImageParam param = ImageParam::Pixel;
+  double decay_power = 1.0;       // fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power
 };
 
 // Checks every field; throws vizsweep::Error naming the first bad one.

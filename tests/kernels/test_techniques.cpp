@@ -119,6 +119,41 @@ TEST(ActMax, AdamWithJitterClimbsAndItsImagesHoldUnderShifts) {
   EXPECT_GT(jitter, plain + 0.3);
 }
 
+TEST(ActMax, FftParameterizationClimbsWithLessHighFrequencyEnergy) {
+  // Lucid's spectral parameterization: each unit's image climbs above every random image, and
+  // its 1/f scaling leaves less energy above half Nyquist than optimizing the pixels under the
+  // same optimizer (Adam), the same steps and seed. Compared by the mean over 24 units; the
+  // gap measured here is about 0.3 (0.47 against 0.78), far beyond the CPU kinds' rounding.
+  Model m = small_vgg();
+  auto gen_uniform = torch::Generator(at::detail::createCPUGenerator(100));
+  auto uniform = torch::rand({32, 3, 32, 32}, gen_uniform);
+  double hf_pixel = 0, hf_fft = 0;
+  for (std::string layer : {"conv3_2", "conv4_2", "fc8"}) {
+    ActMaxRequest req;
+    req.layer = layer;
+    req.units = {0, 1, 2, 3, 4, 5, 6, 7};
+    req.settings.iterations = 100;
+    req.settings.lr_policy = LrPolicy::Adam;
+    req.settings.lr = 2;
+    req.seed = 3;
+    auto pixel = activation_maximization(m, req);
+    req.settings.param = ImageParam::Fft;
+    req.settings.lr = 0.05;  // Lucid's: Adam's step on the spectrum
+    auto fft = activation_maximization(m, req);
+    UnitObjective obj(m, m.layer(layer), req.units, ObjectiveKind::CentreUnit);
+    auto best_noise = std::get<0>(unit_activations(m, obj, uniform).max(0));
+    for (size_t i = 0; i < req.units.size(); ++i)
+      EXPECT_GT(fft.final_activation[i].item<double>(), best_noise[i].item<double>()) << layer << " unit " << i;
+    EXPECT_GT(fft.objective_trace[-1].mean().item<double>(), fft.objective_trace[0].mean().item<double>()) << layer;
+    EXPECT_GE(fft.images.min().item<double>(), 0.0);
+    EXPECT_LE(fft.images.max().item<double>(), 1.0);
+    hf_pixel += pixel.hf_energy.mean().item<double>() / 3;
+    hf_fft += fft.hf_energy.mean().item<double>() / 3;
+  }
+  std::printf("mean high-frequency energy: %.3f optimizing pixels, %.3f optimizing the spectrum\n", hf_pixel, hf_fft);
+  EXPECT_LT(hf_fft, hf_pixel - 0.1);
+}
+
 TEST(ActMax, RegularizedPresetsRunAndReportTheirRegularizers) {
   Model m = small_vgg();
   for (const auto& name : actmax_preset_names()) {
@@ -370,12 +405,15 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     double decay, blur, norm_pct, contrib_pct;
     int jitter = 0;
     LrPolicy policy = LrPolicy::Normalized;
+    ImageParam param = ImageParam::Pixel;
   };
   // Jitter translates the whole image before the crop is cut, so the crop stays exact under it.
   const Case cases[] = {{"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
                         {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30},
                         {"jitter", 0, 0, 0, 0, 3},   {"adam", 0, 0, 0, 0, 0, LrPolicy::Adam},
-                        {"all four + jitter + adam", 1e-4, 0.8, 30, 30, 4, LrPolicy::Adam}};
+                        {"all four + jitter + adam", 1e-4, 0.8, 30, 30, 4, LrPolicy::Adam},
+                        {"fft", 0, 0, 0, 0, 0, LrPolicy::Adam, ImageParam::Fft},
+                        {"fft + all four + jitter", 1e-4, 0.8, 30, 30, 2, LrPolicy::Adam, ImageParam::Fft}};
   int windows = 0, unaligned = 0;
   for (const char* layer : {"conv1_2", "conv2_2", "conv3_3", "relu4_1"}) {
     const LayerInfo& L = m.layer(layer);
@@ -396,6 +434,7 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
         req.settings.lr_policy = c.policy;
         req.settings.lr = 2;
         req.settings.jitter = c.jitter;
+        req.settings.param = c.param;
         req.settings.decay = c.decay;
         req.settings.blur_radius = c.blur;
         req.settings.blur_every = c.blur > 0 ? 2 : 0;

@@ -216,7 +216,7 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
     EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
   // The settings tables still get every column.
   EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
-  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 3);
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 5);  // adam_beta1, adam_beta2, jitter, param, decay_power
 }
 
 TEST(SweepParse, HashIsStable) {
