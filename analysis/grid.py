@@ -1,7 +1,13 @@
 """`grid`: PNG grids of activation-maximization images. Rows and columns are any two of
 setting, unit, layer and seed (default rows = settings, columns = units); the others are fixed
-by filters. Large layers paginate: out.png becomes out-p1.png, out-p2.png, ..."""
+by filters. Large layers paginate: out.png becomes out-p1.png, out-p2.png, ...
+
+Labels sit outside the images (columns above, rows at the left, each image's value under
+it); images are enlarged by a whole factor with nearest neighbour and share one grey scale,
+0-255, as the caption says."""
 import math
+
+import numpy as np
 
 import matplotlib
 
@@ -56,11 +62,48 @@ def label(dim, value, names, layer_of_unit):
     return f"{dim} {value}" if dim in ("unit", "seed") else str(value)
 
 
+# Layout in pixels. Every label sits outside the images: column labels in a band above the
+# tiles, row labels in a band at their left, each tile's value in a strip under it, and the
+# caption (what the value is, the one grey scale of the figure) at the bottom.
+TOP, VALUE, GAP, CAPTION, CHAR = 18, 13, 4, 30, 6
+
+
+def row_lines(text):
+    """A row label in lines that fit the left band: setting names split after commas."""
+    return [p + ("," if i < len(text.split(",")) - 1 else "") for i, p in enumerate(text.split(","))]
+
+
+def left_band(row_labels):
+    """Width of the band of row labels: the longest line, within 40..240 pixels."""
+    return min(240, max(40, CHAR * max(len(line) for lines in row_labels for line in lines) + 10))
+
+
+def layout(nrows, ncols, tile, left):
+    """(width, height) of a page and tile_box(i, j) -> (x0, y0) of the tile's top-left pixel."""
+    width = left + ncols * (tile + GAP)
+    height = TOP + nrows * (tile + VALUE + GAP) + CAPTION
+    return width, height, lambda i, j: (left + j * (tile + GAP), TOP + i * (tile + VALUE + GAP))
+
+
+def enlarged(img, tile):
+    """img (uint8, H x W or H x W x 3) as RGB, enlarged by the largest whole factor that fits
+    the tile (nearest neighbour: every pixel a sharp square), centred on a tile of grey."""
+    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+    k = max(1, min(tile // rgb.shape[0], tile // rgb.shape[1]))
+    big = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)[:tile, :tile]
+    out = np.full((tile, tile, 3), 128, dtype=np.uint8)
+    y, x = (tile - big.shape[0]) // 2, (tile - big.shape[1]) // 2
+    out[y:y + big.shape[0], x:x + big.shape[1]] = big
+    return out, k
+
+
 def run(args):
     if args.rows == args.cols or args.rows not in DIMS or args.cols not in DIMS:
         raise AnalysisError(f"--rows and --cols: two different names out of {', '.join(DIMS)}")
     if args.metric not in COLUMNS:
         raise AnalysisError(f"unknown metric {args.metric!r} for grid (have {', '.join(COLUMNS)})")
+    if args.tile < 8:
+        raise AnalysisError(f"--tile: at least 8 pixels, got {args.tile}")
     db = open_index(args.results_dir)
     rows = select(db, args)
     names = class_names(db)
@@ -79,34 +122,47 @@ def run(args):
     rpages = math.ceil(len(row_keys) / args.max_rows)
     cpages = math.ceil(len(col_keys) / args.max_cols)
     tile = args.tile
+    layers = ", ".join(dict.fromkeys(r[2] for r in rows))
+    some_layer = rows[0][2]
+    row_text = {rv: row_lines(label(args.rows, rv, names, some_layer)) for rv in row_keys}
+    left = left_band(row_text.values())
     written = []
     with Shards(args.results_dir) as shards:
         for rp in range(rpages):
             for cp in range(cpages):
                 rk = row_keys[rp * args.max_rows:(rp + 1) * args.max_rows]
                 ck = col_keys[cp * args.max_cols:(cp + 1) * args.max_cols]
-                fig = plt.figure(figsize=(len(ck) * tile / 100, len(rk) * tile / 100), dpi=100)
+                width, height, box = layout(len(rk), len(ck), tile, left)
+                canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+                texts = []  # (x, y, text, fontsize, va, ha)
+                factor = 1
+                for j, cv in enumerate(ck):
+                    x0, _ = box(0, j)
+                    texts.append((x0 + tile / 2, TOP - 3, label(args.cols, cv, names, some_layer), 7, "bottom", "center"))
                 for i, rv in enumerate(rk):
+                    _, y0 = box(i, 0)
+                    texts.append((4, y0 + tile / 2, "\n".join(row_text[rv]), 7, "center", "left"))
                     for j, cv in enumerate(ck):
-                        ax = fig.add_axes([j / len(ck), 1 - (i + 1) / len(rk), 1 / len(ck), 1 / len(rk)])
-                        ax.axis("off")
                         cell = cells.get((rv, cv))
                         if cell is None:
                             continue
-                        img = shards.read(cell[4], cell[5])
-                        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
-                                  interpolation="nearest")
-                        text = [label(args.cols, cv, names, cell[2])] if i == 0 or args.cols == "unit" else []
-                        if j == 0:
-                            text.append(label(args.rows, rv, names, cell[2]))
-                        text.append(f"{cell[6]:.3g}")
-                        ax.text(2, 2, "\n".join(text), fontsize=6, color="yellow", va="top", ha="left")
+                        x0, y0 = box(i, j)
+                        img, factor = enlarged(np.asarray(shards.read(cell[4], cell[5])), tile)
+                        canvas[y0:y0 + tile, x0:x0 + tile] = img
+                        texts.append((x0 + tile / 2, y0 + tile + 1, f"{cell[6]:.3g}", 7, "top", "center"))
+                texts.append((4, height - CAPTION + 4,
+                              f"{layers}: {args.metric} under each image. Grey levels 0-255 on one scale for every "
+                              f"image (none stretched);\nimages enlarged {factor}x, nearest neighbour.", 7, "top", "left"))
+                fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+                fig.figimage(canvas, 0, 0, origin="upper")
+                for x, y, text, size, va, ha in texts:
+                    fig.text(x / width, 1 - y / height, text, fontsize=size, va=va, ha=ha, color="black",
+                             linespacing=1.1)
                 page = rp * cpages + cp
                 out = paged_output(args.output, page, rpages * cpages)
                 fig.savefig(out, dpi=100)
                 plt.close(fig)
                 written.append(out)
-    layers = ", ".join(dict.fromkeys(r[2] for r in rows))
     print(f"{layers}: {len(row_keys)} {args.rows}s x {len(col_keys)} {args.cols}s "
           f"({args.metric} under each), {len(written)} page{'s' if len(written) > 1 else ''}")
     for w in written:
@@ -127,7 +183,8 @@ def add_parser(sub):
     p.add_argument("--setting", help="comma-separated setting names (default all)")
     p.add_argument("--seed", type=int, help="one seed (default all)")
     p.add_argument("--metric", default="activation", help=f"value printed under each image: {', '.join(COLUMNS)}")
-    p.add_argument("--tile", type=int, default=96, help="pixels per tile (default 96)")
+    p.add_argument("--tile", type=int, default=96,
+                   help="pixels per tile (default 96: a 32 px image enlarged 3x, nearest neighbour)")
     p.add_argument("--max-cols", type=int, default=32, help="columns per page (default 32)")
     p.add_argument("--max-rows", type=int, default=32, help="rows per page (default 32)")
     p.set_defaults(run=run)

@@ -12,6 +12,7 @@ import tempfile
 import time
 import unittest
 
+import h5py
 import matplotlib.image as mpimg
 import numpy as np
 
@@ -23,6 +24,7 @@ VIZSWEEP = os.environ.get("VIZSWEEP", os.path.join(ROOT, "build", "runner", "viz
 SMALL = os.path.join(ROOT, "tests", "runner", "small.yaml")
 SLOW = os.path.join(ROOT, "tests", "runner", "slow.yaml")
 
+from analysis import grid  # noqa: E402
 from analysis.featuremaps import tile_maps  # noqa: E402
 from browser import Browser  # noqa: E402
 
@@ -121,26 +123,54 @@ class AnalysisTest(unittest.TestCase):
 
     # --- figures ----------------------------------------------------------------------------
 
-    def test_grid_has_one_tile_per_setting_and_unit(self):
+    def grid_layout(self, rows, cols, tile, row_labels):
+        return grid.layout(rows, cols, tile, grid.left_band([grid.row_lines(r) for r in row_labels]))
+
+    def test_grid_tiles_are_the_images_enlarged_with_labels_outside(self):
         out = self.out("grid.png")
         stdout = self.ok("grid", self.dir, "-o", out, "--layer", "conv4_2", "--first", "5", "--tile", "64")
         self.assertIn("3 settings x 5 units", stdout)
-        img = mpimg.imread(out)
-        self.assertEqual(img.shape[:2], (3 * 64, 5 * 64))
-        self.assertGreater(img[..., :3].std(), 0.05, "the tiles hold images, not a blank canvas")
+        settings = [n for (n,) in self.db.execute("SELECT name FROM actmax_settings ORDER BY setting_id")]
+        width, height, box = self.grid_layout(3, 5, 64, settings)
+        png = np.round(mpimg.imread(out)[..., :3] * 255).astype(np.uint8)
+        self.assertEqual(png.shape[:2], (height, width))
+        # Every tile is its shard image (32 px, gray) enlarged 2x by nearest neighbour, on the
+        # one 0-255 scale: equal pixel for pixel, so no label is drawn over an image and no
+        # tile is stretched on its own.
+        rows = self.db.execute(
+            "SELECT s.setting_id, r.unit, r.shard, r.dataset FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key "
+            "JOIN actmax_settings s ON s.setting_id = t.setting_id WHERE t.layer = 'conv4_2' AND r.unit < 5").fetchall()
+        self.assertEqual(len(rows), 15)
+        for sid, unit, shard, ds in rows:
+            with h5py.File(os.path.join(self.dir, shard), "r") as f:
+                img = f[ds][()]
+            want = np.kron(img, np.ones((2, 2), dtype=np.uint8))
+            x0, y0 = box(sid, unit)
+            tile = png[y0:y0 + 64, x0:x0 + 64]
+            for ch in range(3):
+                np.testing.assert_array_equal(tile[..., ch], want, f"setting {sid} unit {unit}")
+        # The labels are there, outside: dark text in the band above the first row and in the
+        # strip under each tile.
+        _, y0 = box(0, 0)
+        self.assertLess(png[:y0].min(), 100, "column labels above the tiles")
+        self.assertLess(png[y0 + 64:y0 + 64 + grid.VALUE].min(), 100, "values under the tiles")
 
     def test_grid_paginates_and_takes_any_two_dimensions(self):
         out = self.out("pages.png")
         stdout = self.ok("grid", self.dir, "-o", out, "--layer", "conv2_1", "--max-cols", "4", "--tile", "32")
         self.assertIn("3 settings x 6 units", stdout)
-        self.assertEqual(mpimg.imread(self.out("pages-p1.png")).shape[:2], (3 * 32, 4 * 32))
-        self.assertEqual(mpimg.imread(self.out("pages-p2.png")).shape[:2], (3 * 32, 2 * 32))
+        settings = [n for (n,) in self.db.execute("SELECT name FROM actmax_settings ORDER BY setting_id")]
+        w4, h4, _ = self.grid_layout(3, 4, 32, settings)
+        w2, h2, _ = self.grid_layout(3, 2, 32, settings)
+        self.assertEqual(mpimg.imread(self.out("pages-p1.png")).shape[:2], (h4, w4))
+        self.assertEqual(mpimg.imread(self.out("pages-p2.png")).shape[:2], (h2, w2))
         self.assertFalse(os.path.exists(out))
         out = self.out("layers.png")
         stdout = self.ok("grid", self.dir, "-o", out, "--rows", "layer", "--cols", "setting", "--units", "3",
                          "--tile", "40")
         self.assertIn("3 layers x 3 settings", stdout)
-        self.assertEqual(mpimg.imread(out).shape[:2], (3 * 40, 3 * 40))
+        w, h, _ = self.grid_layout(3, 3, 40, ["conv2_1", "conv4_2", "fc8"])
+        self.assertEqual(mpimg.imread(out).shape[:2], (h, w))
 
     def test_fgsm_figure(self):
         out = self.out("fgsm.png")
