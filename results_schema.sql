@@ -2,7 +2,8 @@
 -- file in; analysis scripts read the same tables and views.
 -- Schema version: major.minor. A run refuses to resume an index of another major version and
 -- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob; 1.1 -> 1.2: the
--- hyperparameter columns declared since, at their defaults, added to the settings tables).
+-- metrics table, and the hyperparameter columns declared since, at their defaults, added to
+-- the settings tables).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
 
@@ -178,6 +179,38 @@ CREATE TABLE IF NOT EXISTS featuremap_results (
   dataset  TEXT NOT NULL,
   PRIMARY KEY (task_key, image_id, layer)
 );
+
+-- The metrics the results carry, declared once (schema 1.2): `python3 -m analysis` lists and
+-- ranks whatever this table holds. column_name: the column of result_table a metric reads;
+-- aggregate: how the rows of one setting combine: 'mean' of the column, or 'fooled' (FGSM:
+-- the share of the correctly classified images whose label changed; column_name 'success').
+CREATE TABLE IF NOT EXISTS metrics (
+  name             TEXT PRIMARY KEY,
+  technique        TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm')),
+  result_table     TEXT NOT NULL,
+  column_name      TEXT NOT NULL,
+  aggregate        TEXT NOT NULL CHECK (aggregate IN ('mean', 'fooled')),
+  higher_is_better INTEGER NOT NULL CHECK (higher_is_better IN (0, 1)),
+  unit             TEXT NOT NULL,
+  description      TEXT NOT NULL
+);
+INSERT OR IGNORE INTO metrics VALUES
+  ('activation', 'actmax', 'actmax_results', 'final_activation', 'mean', 1, 'layer output',
+   'mean final activation of the unit'),
+  ('hf_energy', 'actmax', 'actmax_results', 'hf_energy', 'mean', 0, 'share of spectral energy',
+   'high-frequency energy share (lower: more natural)'),
+  ('total_variation', 'actmax', 'actmax_results', 'total_variation', 'mean', 0, 'per pixel, [0, 1] scale',
+   'total variation per pixel'),
+  ('saturation', 'actmax', 'actmax_results', 'saturation', 'mean', 0, 'share of pixels',
+   'share of pixels at 0 or 255'),
+  ('robustness', 'actmax', 'actmax_results', 'robustness', 'mean', 1, 'ratio',
+   'activation kept under jitter, relative'),
+  ('argmax_rate', 'actmax', 'actmax_results', 'is_argmax', 'mean', 1, 'share of units',
+   'share of units that are the layer''s argmax'),
+  ('inversion_error', 'invert', 'invert_results', 'rep_error', 'mean', 0, 'relative squared error',
+   'normalized representation error'),
+  ('fgsm_success', 'fgsm', 'fgsm_results', 'success', 'fooled', 1, 'share of images',
+   'share of correctly classified images fooled');
 
 -- Views for the common questions.
 

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 
-from analysis.best import METRICS, ranking
-from analysis.index import AnalysisError, Shards, check_layer, class_names, open_index, safe_name, sweep_info, write_png
+from analysis.best import metric_of, ranking
+from analysis.index import (AnalysisError, Shards, check_layer, class_names, metrics, open_index, safe_name,  # noqa: F401
+                            sweep_info, write_png)
 
-ACTMAX_METRICS = [m for m, v in METRICS.items() if v[0] == "actmax"]
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; background: #fafafa; color: #222; }
@@ -59,9 +59,10 @@ def unit_name(layer, unit, names):
 
 
 def run(args):
-    if args.metric not in ACTMAX_METRICS:
-        raise AnalysisError(f"unknown metric {args.metric!r} for the atlas (have {', '.join(ACTMAX_METRICS)})")
     db = open_index(args.results_dir)
+    chosen = metric_of(db, args.metric, "actmax")
+    # Every activation-maximization metric the index declares, one column each on unit pages.
+    shown = [m for m in metrics(db).values() if m.technique == "actmax"]
     layers = check_layer(db, None)
     if args.layer:
         want = args.layer.split(",")
@@ -74,7 +75,7 @@ def run(args):
     os.makedirs(os.path.join(out, "img"), exist_ok=True)
     with open(os.path.join(out, "style.css"), "w") as f:
         f.write(STYLE)
-    higher = METRICS[args.metric][2]
+    higher = chosen.higher
     index_rows, n_images, n_pages = [], 0, 0
     with Shards(args.results_dir) as shards:
         for layer in layers:
@@ -83,8 +84,8 @@ def run(args):
             lname = safe_name(layer)
             os.makedirs(os.path.join(out, "img", lname), exist_ok=True)
             rows = db.execute(
-                "SELECT r.unit, s.setting_id, s.name, r.final_activation, r.hf_energy, r.total_variation, "
-                "r.saturation, r.robustness, r.is_argmax, r.shard, r.dataset FROM actmax_results r "
+                "SELECT r.unit, s.setting_id, s.name, r.shard, r.dataset, r.final_activation, " +
+                ", ".join(f"r.{m.column}" for m in shown) + " FROM actmax_results r "
                 "JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' "
                 "JOIN actmax_settings s ON s.setting_id = t.setting_id WHERE t.layer = ? "
                 "ORDER BY r.unit, s.setting_id, t.seed", (layer,)).fetchall()
@@ -94,20 +95,20 @@ def run(args):
             units = sorted(by_unit)
             cards = []
             for k, unit in enumerate(units):
-                table = ["<table><tr><th class=name>setting</th><th>image</th><th>activation</th><th>hf energy</th>"
-                         "<th>total variation</th><th>saturation</th><th>robustness</th><th>argmax</th>"
+                table = ["<table><tr><th class=name>setting</th><th>image</th>" +
+                         "".join(f"<th>{esc(m.name.replace('_', ' '))}</th>" for m in shown) +
                          "<th>objective by iteration</th></tr>"]
                 best_img = None
-                for (u, sid, sname, act, hf, tv, sat, rob, arg, shard, dataset) in by_unit[unit]:
+                for (u, sid, sname, shard, dataset, act, *values) in by_unit[unit]:
                     file = f"img/{lname}/{unit}-s{sid}.png"
                     write_png(os.path.join(out, file), shards.read(shard, dataset))
                     n_images += 1
                     g = shards.group(shard, dataset)
                     pos = list(g["units"][()]).index(unit)
                     trace = trace_svg(g["objective_trace"][:, pos])
+                    cells = "".join(f"<td>{v:.4g}</td>" for v in values)
                     table.append(f"<tr><td class=name>{esc(sname)}</td><td><img src=\"{file}\" alt=\"{esc(sname)}\">"
-                                 f"</td><td>{act:.4g}</td><td>{hf:.3f}</td><td>{tv:.3g}</td><td>{sat:.3f}</td>"
-                                 f"<td>{rob:.3f}</td><td>{'yes' if arg else 'no'}</td><td>{trace}</td></tr>")
+                                 f"</td>{cells}<td>{trace}</td></tr>")
                     if sname == best_setting and best_img is None:
                         best_img = (file, act)
                 table.append("</table>")
@@ -151,6 +152,8 @@ def add_parser(sub):
     p = sub.add_parser("atlas", help="static HTML atlas: one page per layer and per unit", description=__doc__)
     p.add_argument("results_dir")
     p.add_argument("-o", "--output", required=True, help="directory to write the site into")
-    p.add_argument("--metric", default="activation", help=f"picks each layer's best setting: {', '.join(ACTMAX_METRICS)}")
+    p.add_argument("--metric", default="activation",
+                   help="picks each layer's best setting: " +
+                        ", ".join(k for k, m in metrics().items() if m.technique == "actmax"))
     p.add_argument("--layer", help="comma-separated layers (default all)")
     p.set_defaults(run=run)

@@ -2,21 +2,7 @@
 activation against naturalness (high-frequency energy) for activation maximization."""
 import csv
 
-from analysis.index import AnalysisError, check_layer, open_index
-
-# metric -> (technique, SQL aggregate over the rows of one setting, higher is better, what it is)
-METRICS = {
-    "activation": ("actmax", "AVG(r.final_activation)", True, "mean final activation of the unit"),
-    "hf_energy": ("actmax", "AVG(r.hf_energy)", False, "high-frequency energy share (lower: more natural)"),
-    "total_variation": ("actmax", "AVG(r.total_variation)", False, "total variation per pixel"),
-    "saturation": ("actmax", "AVG(r.saturation)", False, "share of pixels at 0 or 255"),
-    "robustness": ("actmax", "AVG(r.robustness)", True, "activation kept under jitter, relative"),
-    "argmax_rate": ("actmax", "AVG(r.is_argmax)", True, "share of units that are the layer's argmax"),
-    "inversion_error": ("invert", "AVG(r.rep_error)", False, "normalized representation error"),
-    "fgsm_success": ("fgsm", "CAST(SUM(r.success AND r.clean_pred = r.true_label) AS REAL) / "
-                             "NULLIF(SUM(r.clean_pred = r.true_label), 0)", True,
-                     "share of correctly classified images fooled"),
-}
+from analysis.index import AnalysisError, check_layer, metrics, open_index
 
 # Per setting of one layer: (setting_id, name, count, metric, mean activation, mean hf energy).
 # The base tables, not the views: the layer filter then uses the tasks_by_layer index (SQLite
@@ -45,20 +31,29 @@ def pareto_front(rows):
     return front
 
 
+def metric_of(db, name, technique=None):
+    """The index's declaration of metric `name` (of `technique` when given); a clear error
+    listing the metrics it has otherwise."""
+    have = {k: m for k, m in metrics(db).items() if technique in (None, m.technique)}
+    if name not in have:
+        raise AnalysisError(f"unknown metric {name!r}" + (f" for {technique}" if technique else "") +
+                            f" (have {', '.join(have)})")
+    return have[name]
+
+
 def ranking(db, layer, metric):
     """[(setting, count, value, on_pareto_front)] for one layer, best first."""
-    technique, aggregate, higher, _ = METRICS[metric]
-    rows = db.execute(query(technique, aggregate), (technique, layer)).fetchall()
+    m = metric_of(db, metric)
+    technique, higher = m.technique, m.higher
+    rows = db.execute(query(technique, m.sql()), (technique, layer)).fetchall()
     front = pareto_front([(r[0], r[4], r[5]) for r in rows]) if technique == "actmax" else set()
     key = (lambda r: (r[3] is None, -(r[3] or 0) if higher else (r[3] or 0), r[0]))
     return [(r[1], r[2], r[3], r[0] in front) for r in sorted(rows, key=key)]
 
 
 def run(args):
-    if args.metric not in METRICS:
-        raise AnalysisError(f"unknown metric {args.metric!r} (have {', '.join(METRICS)})")
-    technique = METRICS[args.metric][0]
     db = open_index(args.results_dir)
+    technique = metric_of(db, args.metric).technique
     rows = []
     for layer in check_layer(db, args.layer, technique):
         for rank, (setting, count, value, front) in enumerate(ranking(db, layer, args.metric), 1):
@@ -81,9 +76,11 @@ def run(args):
 
 
 def add_parser(sub):
-    lines = "\n".join(f"  {k:<16} {v[3]} ({'higher' if v[2] else 'lower'} is better)" for k, v in METRICS.items())
+    lines = "\n".join(f"  {k:<16} {m.description} ({'higher' if m.higher else 'lower'} is better)"
+                      for k, m in metrics().items())
     p = sub.add_parser("best", help="settings ranked by a metric, per layer",
-                       description="Ranks the settings of each layer by a metric.\nmetrics:\n" + lines,
+                       description="Ranks the settings of each layer by a metric.\nmetrics (those an index "
+                                   "declares; these are results_schema.sql's):\n" + lines,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("results_dir")
     p.add_argument("--metric", default="activation", help="a metric listed above (default activation)")

@@ -14,19 +14,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.index import (AnalysisError, Shards, check_layer, class_names, open_index,  # noqa: E402
+from analysis.best import metric_of  # noqa: E402
+from analysis.index import (AnalysisError, Shards, check_layer, class_names, metrics, open_index,  # noqa: E402
                             paged_output, parse_units)
 
 DIMS = ("setting", "unit", "layer", "seed")
-COLUMNS = {"activation": "final_activation", "hf_energy": "hf_energy", "total_variation": "total_variation",
-           "saturation": "saturation", "robustness": "robustness", "argmax_rate": "is_argmax"}
 
 
 def select(db, args):
     """Rows (setting, unit, layer, seed, shard, dataset, metric value) after the filters."""
     layers = check_layer(db, args.layer) if args.layer or "layer" in (args.rows, args.cols) else \
         check_layer(db, None)[-1:]
-    sql = (f"SELECT s.name, r.unit, t.layer, t.seed, r.shard, r.dataset, r.{COLUMNS[args.metric]} "
+    sql = (f"SELECT s.name, r.unit, t.layer, t.seed, r.shard, r.dataset, r.{args.metric_column} "
            "FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' "
            "JOIN actmax_settings s ON s.setting_id = t.setting_id "
            f"WHERE t.layer IN ({','.join('?' * len(layers))})")
@@ -100,11 +99,10 @@ def enlarged(img, tile):
 def run(args):
     if args.rows == args.cols or args.rows not in DIMS or args.cols not in DIMS:
         raise AnalysisError(f"--rows and --cols: two different names out of {', '.join(DIMS)}")
-    if args.metric not in COLUMNS:
-        raise AnalysisError(f"unknown metric {args.metric!r} for grid (have {', '.join(COLUMNS)})")
     if args.tile < 8:
         raise AnalysisError(f"--tile: at least 8 pixels, got {args.tile}")
     db = open_index(args.results_dir)
+    args.metric_column = metric_of(db, args.metric, "actmax").column
     rows = select(db, args)
     names = class_names(db)
     index = {d: i for i, d in enumerate(DIMS)}
@@ -182,7 +180,8 @@ def add_parser(sub):
     p.add_argument("--first", type=int, help="only the first N units (after --units)")
     p.add_argument("--setting", help="comma-separated setting names (default all)")
     p.add_argument("--seed", type=int, help="one seed (default all)")
-    p.add_argument("--metric", default="activation", help=f"value printed under each image: {', '.join(COLUMNS)}")
+    p.add_argument("--metric", default="activation", help="value printed under each image: " +
+                   ", ".join(k for k, m in metrics().items() if m.technique == "actmax"))
     p.add_argument("--tile", type=int, default=96,
                    help="pixels per tile (default 96: a 32 px image enlarged 3x, nearest neighbour)")
     p.add_argument("--max-cols", type=int, default=32, help="columns per page (default 32)")

@@ -35,6 +35,55 @@ def open_index(results_dir):
     return db
 
 
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results_schema.sql")
+NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class Metric:
+    """One metric as the index declares it (the `metrics` table, results_schema.sql)."""
+
+    def __init__(self, name, technique, result_table, column, aggregate, higher, unit, description):
+        self.name, self.technique, self.result_table, self.column = name, technique, result_table, column
+        self.aggregate, self.higher, self.unit, self.description = aggregate, bool(higher), unit, description
+
+    def sql(self, alias="r"):
+        """The SQL aggregate over the result rows of one setting."""
+        if self.aggregate == "fooled":  # over the correctly classified images
+            return (f"CAST(SUM({alias}.{self.column} AND {alias}.clean_pred = {alias}.true_label) AS REAL) / "
+                    f"NULLIF(SUM({alias}.clean_pred = {alias}.true_label), 0)")
+        return f"AVG({alias}.{self.column})"
+
+
+def metrics(db=None):
+    """{name: Metric} in declaration order: the index's own `metrics` table, or, for an index
+    written before schema 1.2 (or db None), the declarations of results_schema.sql. Names that
+    reach SQL are checked to be plain identifiers and real columns of a result table."""
+    source = db
+    try:
+        if db is None:
+            raise sqlite3.OperationalError("no index")
+        rows = db.execute("SELECT name, technique, result_table, column_name, aggregate, higher_is_better, unit, "
+                          "description FROM metrics ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError:
+        source = sqlite3.connect(":memory:")
+        with open(SCHEMA) as f:
+            source.executescript(f.read())
+        rows = source.execute("SELECT name, technique, result_table, column_name, aggregate, higher_is_better, unit, "
+                              "description FROM metrics ORDER BY rowid").fetchall()
+    out = {}
+    for row in rows:
+        m = Metric(*row)
+        if m.technique not in ("actmax", "invert", "fgsm") or m.result_table != f"{m.technique}_results" or \
+                not NAME.match(m.column) or m.aggregate not in ("mean", "fooled"):
+            raise AnalysisError(f"metrics: the index declares metric {m.name!r} oddly "
+                                f"({m.technique}, {m.result_table}.{m.column}, {m.aggregate})")
+        cols = {c[1] for c in source.execute(f"PRAGMA table_info({m.result_table})")}
+        if m.column not in cols:
+            raise AnalysisError(f"metrics: {m.name!r} reads {m.result_table}.{m.column}, which the index lacks")
+        out[m.name] = m
+    return out
+
+
 def layers_of(db, technique):
     """Layers with finished results of a technique, in sweep order."""
     return [r[0] for r in db.execute(

@@ -131,6 +131,7 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
     if (!read_only && v == "1.1") {  // 1.2: hyperparameters declared since, as columns at their defaults
       exec("BEGIN IMMEDIATE");
       try {
+        exec(schema_sql());  // idempotent: adds what 1.2 added as whole tables (metrics) and nothing else
         add_declared_columns();
         exec("UPDATE meta SET value='1.2' WHERE key='schema_version'");
         exec("COMMIT");

@@ -121,6 +121,32 @@ class AnalysisTest(unittest.TestCase):
             self.assertAlmostEqual(got[name], fooled / n, places=4)
         self.assertEqual([float(r[4]) for r in rows], sorted(got.values(), reverse=True))
 
+    def test_metrics_are_what_the_index_declares(self):
+        """The index carries its metrics (the `metrics` table, declared once in
+        results_schema.sql): best ranks by any metric the index declares, a new one included,
+        and a declaration that would splice something else into SQL is refused."""
+        declared = [r[0] for r in self.db.execute("SELECT name FROM metrics ORDER BY rowid")]
+        self.assertEqual(declared, ["activation", "hf_energy", "total_variation", "saturation", "robustness",
+                                    "argmax_rate", "inversion_error", "fgsm_success"])
+        d = self.out("metrics_copy")
+        shutil.copytree(self.dir, d)
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("INSERT INTO metrics VALUES ('tv_again', 'actmax', 'actmax_results', 'total_variation', 'mean', 0, "
+                   "'per pixel', 'total variation, declared by this index only')")
+        db.commit()
+        db.close()
+        for layer in ("conv2_1", "fc8"):
+            new = self.table(self.ok("best", d, "--layer", layer, "--metric", "tv_again"))
+            old = self.table(self.ok("best", d, "--layer", layer, "--metric", "total_variation"))
+            self.assertEqual([r[2:5] for r in new], [r[2:5] for r in old])
+            self.assertEqual(len(new), 3)
+        self.assertIn("tv_again", self.ok("grid", d, "-o", self.out("tv.png"), "--metric", "tv_again"))
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("UPDATE metrics SET column_name = 'unit) FROM tasks; --' WHERE name = 'tv_again'")
+        db.commit()
+        db.close()
+        self.fails(("best", d, "--metric", "activation"), "declares metric 'tv_again' oddly")
+
     # --- figures ----------------------------------------------------------------------------
 
     def grid_layout(self, rows, cols, tile, row_labels):
@@ -257,7 +283,8 @@ class AnalysisTest(unittest.TestCase):
         self.fails(("invert", self.dir, "-o", self.out("x.png"), "--setting", "nope"), "no inversion setting")
         self.fails(("featuremaps", self.dir, "-o", self.out("x.png"), "--layer", "fc8"),
                    "no feature maps for layer 'fc8'")
-        self.fails(("atlas", self.dir, "-o", self.out("x"), "--metric", "fgsm_success"), "for the atlas")
+        self.fails(("atlas", self.dir, "-o", self.out("x"), "--metric", "fgsm_success"),
+                   "unknown metric 'fgsm_success' for actmax (have activation, hf_energy")
         r = analysis("grid", self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertIn("-o/--output", r.stderr)

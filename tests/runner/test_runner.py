@@ -201,7 +201,9 @@ class RunnerTest(unittest.TestCase):
         # the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
         self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.2",)])
-        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2 FROM actmax_settings"), [(0, 0.9, 0.999)])
+        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power FROM actmax_settings"),
+                         [(0, 0.9, 0.999, "pixel", 1.0)])
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 8)
 
     def test_channels_last_matches_and_bf16_is_its_own_sweep(self):
         with open(SMALL) as f:
