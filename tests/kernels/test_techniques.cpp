@@ -425,6 +425,10 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     if ((win->y1 - win->y0) % L.rf_stride != 0) ++unaligned;
     ++windows;
     for (const auto& c : cases) {
+      // The newer axes (jitter, Adam, fft) at two of the four layers: they change what is
+      // optimized, not how the crop is cut, and the suite runs under sanitizers too.
+      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel;
+      if (newer && std::string(layer) != "conv2_2" && std::string(layer) != "relu4_1") continue;
       for (int iterations : {1, 12}) {
         ActMaxRequest req;
         req.layer = layer;
