@@ -6,6 +6,7 @@ Labels sit outside the images (columns above, rows at the left, each image's val
 it); images are enlarged by a whole factor with nearest neighbour and share one grey scale,
 0-255, as the caption says."""
 import math
+import textwrap
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def label(dim, value, names, layer_of_unit):
 # Layout in pixels. Every label sits outside the images: column labels in a band above the
 # tiles, row labels in a band at their left, each tile's value in a strip under it, and the
 # caption (what the value is, the one grey scale of the figure) at the bottom.
-TOP, VALUE, GAP, CAPTION, CHAR = 18, 13, 4, 30, 6
+TOP, VALUE, GAP, CAPTION, CHAR, MIN_WIDTH = 18, 13, 4, 42, 6, 360
 
 
 def row_lines(text):
@@ -79,7 +80,7 @@ def left_band(row_labels):
 
 def layout(nrows, ncols, tile, left):
     """(width, height) of a page and tile_box(i, j) -> (x0, y0) of the tile's top-left pixel."""
-    width = left + ncols * (tile + GAP)
+    width = max(MIN_WIDTH, left + ncols * (tile + GAP))  # room for the caption's three lines
     height = TOP + nrows * (tile + VALUE + GAP) + CAPTION
     return width, height, lambda i, j: (left + j * (tile + GAP), TOP + i * (tile + VALUE + GAP))
 
@@ -148,10 +149,13 @@ def run(args):
                         img, factor = enlarged(np.asarray(shards.read(cell[4], cell[5])), tile)
                         canvas[y0:y0 + tile, x0:x0 + tile] = img
                         texts.append((x0 + tile / 2, y0 + tile + 1, f"{cell[6]:.3g}", 7, "top", "center"))
-                texts.append((4, height - CAPTION + 4,
-                              f"{layers}: {args.metric} under each image. Grey levels 0-255 on one scale for every "
-                              f"image (none stretched);\nimages enlarged {factor}x, nearest neighbour.", 7, "top", "left"))
-                fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+                caption = (f"{args.metric} under each image. One grey scale, 0-255, for every image (none "
+                           f"stretched); images enlarged {factor}x, nearest neighbour.")
+                lines = textwrap.wrap(caption, max(20, (width - 8) // CHAR))[:3]
+                texts.append((4, height - CAPTION + 4, "\n".join(lines), 7, "top", "left"))
+                # + 0.01 px: the canvas is the whole pixels of the size in inches, and 2.07 * 100
+                # is 206.99999...
+                fig = plt.figure(figsize=((width + 0.01) / 100, (height + 0.01) / 100), dpi=100)
                 fig.figimage(canvas, 0, 0, origin="upper")
                 for x, y, text, size, va, ha in texts:
                     fig.text(x / width, 1 - y / height, text, fontsize=size, va=va, ha=ha, color="black",
