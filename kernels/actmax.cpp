@@ -137,6 +137,11 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   // that of the whole translated image, so the crop stays exact; the gradient flows back
   // through the translation to the untranslated image.
   auto jitter_gen = at::detail::createCPUGenerator(req.seed ^ 0x6a09e667f3bcc909ULL);
+  // The objective of images x in [0, 1]: on the receptive-field crop when there is one.
+  auto evaluate = [&](const torch::Tensor& x) {
+    return win ? crop_objective.evaluate(model.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index))
+               : objective.evaluate(model.forward(x, layer.index));
+  };
   torch::Tensor shifts;
   auto jittered = [&](const torch::Tensor& x) {
     std::vector<torch::Tensor> parts;
@@ -195,9 +200,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
       spec.requires_grad_(true);
       auto x = render(spec);
-      auto xin = s.jitter > 0 ? jittered(x) : x;
-      auto obj = win ? crop_objective.evaluate(model.forward_crop(xin.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index))
-                     : objective.evaluate(model.forward(xin, layer.index));
+      auto obj = evaluate(s.jitter > 0 ? jittered(x) : x);
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -219,10 +222,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     if (s.jitter > 0) {
       shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
       c.requires_grad_(true);
-      auto x = jittered(c);
-      auto obj = win ? crop_objective.evaluate(
-                           model.forward_crop(frame.to_image(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1)), layer.index))
-                     : objective.evaluate(model.forward(frame.to_image(x), layer.index));
+      auto obj = evaluate(frame.to_image(jittered(c)));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());

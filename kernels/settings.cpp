@@ -159,51 +159,42 @@ struct Field {
   Field& new_in_key_only_when_set() { return info.always_in_key = false, *this; }
 };
 
-template <typename S>
-Field<S> make_field(const char* name, ParamInfo::Kind kind) {
+// A field of type T stored in member m: `out` turns its value into a ParamValue, `in` reads
+// one back (with the type checks and the error naming the field).
+template <typename S, typename T, typename Out>
+Field<S> make_field(const char* name, ParamInfo::Kind kind, T S::*m, Out out, T (*in)(const std::string&, const ParamValue&)) {
   Field<S> f;
   f.info.name = name;
   f.info.kind = kind;
+  f.get = [m, out](const S& s) { return ParamValue(out(s.*m)); };
+  f.set = [m, name, in](S& s, const ParamValue& v) { s.*m = in(name, v); };
   return f;
 }
 
 template <typename S>
 Field<S> int_field(const char* name, int S::*m) {
-  auto f = make_field<S>(name, ParamInfo::Int);
-  f.get = [m](const S& s) { return ParamValue(double(s.*m)); };
-  f.set = [m, name](S& s, const ParamValue& v) { s.*m = integer(name, v); };
-  return f;
+  return make_field<S>(name, ParamInfo::Int, m, [](int v) { return double(v); }, integer);
 }
-
 template <typename S>
 Field<S> real_field(const char* name, double S::*m) {
-  auto f = make_field<S>(name, ParamInfo::Real);
-  f.get = [m](const S& s) { return ParamValue(s.*m); };
-  f.set = [m, name](S& s, const ParamValue& v) { s.*m = number(name, v); };
-  return f;
+  return make_field<S>(name, ParamInfo::Real, m, [](double v) { return v; }, number);
 }
-
 template <typename S>
 Field<S> bool_field(const char* name, bool S::*m) {
-  auto f = make_field<S>(name, ParamInfo::Bool);
-  f.get = [m](const S& s) { return ParamValue(double(s.*m)); };
-  f.set = [m, name](S& s, const ParamValue& v) { s.*m = boolean(name, v); };
-  return f;
+  return make_field<S>(name, ParamInfo::Bool, m, [](bool v) { return double(v); }, boolean);
 }
-
 template <typename S>
 Field<S> real_list_field(const char* name, std::vector<double> S::*m) {
-  auto f = make_field<S>(name, ParamInfo::RealList);
-  f.get = [m](const S& s) { return ParamValue(join_numbers(s.*m)); };
-  f.set = [m, name](S& s, const ParamValue& v) { s.*m = real_list(name, v); };
-  return f;
+  return make_field<S>(name, ParamInfo::RealList, m, join_numbers, real_list);
 }
 
 // An enum whose values are 0..choices-1 in the order of `choices`; `noun` names a value in
 // errors ("unknown policy 'adam'").
 template <typename S, typename E>
 Field<S> choice_field(const char* name, E S::*m, std::vector<std::string> choices, const char* noun) {
-  auto f = make_field<S>(name, ParamInfo::Choice);
+  Field<S> f;
+  f.info.name = name;
+  f.info.kind = ParamInfo::Choice;
   f.info.choices = choices;
   f.get = [m, choices](const S& s) { return ParamValue(choices.at(static_cast<size_t>(s.*m))); };
   f.set = [m, name, choices, noun](S& s, const ParamValue& v) {
