@@ -11,6 +11,7 @@ import struct
 import time
 import zlib
 
+# How messages name a technique's results; a technique not listed is named as in the index.
 TECHNIQUE_NAMES = {"actmax": "activation-maximization", "invert": "inversion", "fgsm": "FGSM",
                    "featuremaps": "feature-map"}
 
@@ -73,11 +74,15 @@ def metrics(db=None):
     out = {}
     for row in rows:
         m = Metric(*row)
-        if m.technique not in ("actmax", "invert", "fgsm") or m.result_table != f"{m.technique}_results" or \
-                not NAME.match(m.column) or m.aggregate not in ("mean", "fooled"):
+        if not (NAME.match(m.technique) and NAME.match(m.result_table) and NAME.match(m.column)) or \
+                m.aggregate not in ("mean", "fooled"):
             raise AnalysisError(f"metrics: the index declares metric {m.name!r} oddly "
                                 f"({m.technique}, {m.result_table}.{m.column}, {m.aggregate})")
+        # Any technique's result table: one with task_key rows (runner/techniques/ fills them).
         cols = {c[1] for c in source.execute(f"PRAGMA table_info({m.result_table})")}
+        if "task_key" not in cols:
+            raise AnalysisError(f"metrics: {m.name!r} reads table {m.result_table}, which is not a result table "
+                                "of this index")
         if m.column not in cols:
             raise AnalysisError(f"metrics: {m.name!r} reads {m.result_table}.{m.column}, which the index lacks")
         out[m.name] = m
@@ -94,7 +99,7 @@ def layers_of(db, technique):
 def check_layer(db, layer, technique="actmax"):
     """[layer] if it has results, every layer with results if layer is None; else a clear error."""
     layers = layers_of(db, technique)
-    what = TECHNIQUE_NAMES[technique]
+    what = TECHNIQUE_NAMES.get(technique, technique)
     if not layers:
         planned = db.execute("SELECT COUNT(*) FROM tasks WHERE technique = ?", (technique,)).fetchone()[0]
         raise AnalysisError(f"the index holds no {what} results" +

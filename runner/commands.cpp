@@ -13,18 +13,13 @@
 #include "runner/index.h"
 #include "runner/shard.h"
 #include "sweeps/sweep.h"
+#include "sweeps/technique.h"
 
 namespace fs = std::filesystem;
 
 namespace vizsweep::runner {
 
-namespace {
-std::string thousands(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
-}  // namespace
+using sweeps::thousands;
 
 int plan_command(const std::string& path, const std::string& out) {
   auto spec = sweeps::load_sweep(path);
@@ -41,7 +36,7 @@ int plan_command(const std::string& path, const std::string& out) {
   std::map<std::string, std::vector<std::pair<std::string, Row>>> by_tech;
   double total_flops = 0;
   for (const auto& t : tasks) {
-    auto& rows = by_tech[sweeps::technique_name(t.technique)];
+    auto& rows = by_tech[t.technique];
     auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.first == t.layer; });
     if (it == rows.end()) {
       rows.push_back({t.layer, Row{}});
@@ -55,10 +50,11 @@ int plan_command(const std::string& path, const std::string& out) {
     it->second.memory = std::max(it->second.memory, t.memory);
     total_flops += t.cost;
   }
-  for (const char* tech : {"actmax", "invert", "fgsm", "featuremaps"}) {
-    auto it = by_tech.find(tech);
+  for (const auto* technique : sweeps::techniques()) {
+    auto it = by_tech.find(technique->name);
     if (it == by_tech.end()) continue;
-    const char* what = std::string(tech) == "actmax" ? "units" : "images";
+    const char* tech = technique->name.c_str();
+    const char* what = technique->items.c_str();
     std::printf("\n%-12s %-10s %10s %10s %9s %12s %9s %9s\n", tech, "layer", "tasks", what, "settings", "TFLOP", "per task",
                 "GiB/task");
     Row sum;
@@ -71,13 +67,9 @@ int plan_command(const std::string& path, const std::string& out) {
     std::printf("%-12s %-10s %10s %10s %9s %12.3f\n", "", "total", thousands(sum.tasks).c_str(), thousands(sum.items).c_str(), "",
                 sum.flops / 1e12);
   }
-  if (spec.actmax) {
-    int64_t units = 0;
-    for (const auto& t : tasks)
-      if (t.technique == sweeps::Technique::Actmax && t.setting == 0 && t.user_seed == spec.actmax->seeds[0]) units += t.items.size();
-    std::printf("\nactmax: %s units x %zu settings x %zu seeds = %s optimized images\n", thousands(units).c_str(),
-                spec.actmax->settings.size(), spec.actmax->seeds.size(),
-                thousands(units * static_cast<int64_t>(spec.actmax->settings.size() * spec.actmax->seeds.size())).c_str());
+  for (const auto& e : spec.sections) {
+    const std::string note = e.section->plan_note(tasks);
+    if (!note.empty()) std::printf("\n%s\n", note.c_str());
   }
   auto human = [](double seconds) {
     char b[32];
@@ -204,20 +196,12 @@ int verify_command(const std::string& dir) {
 }
 
 int params_command() {
-  struct Section {
-    const char* name;
-    const char* where;
-    const std::vector<kernels::ParamInfo>* params;
-  };
-  const Section sections[] = {
-      {"actmax", "actmax.grid, actmax.random (presets: actmax.presets)", &kernels::actmax_params()},
-      {"invert", "invert.grid, invert.random", &kernels::inversion_params()},
-      {"fgsm", "fgsm.eps, fgsm.steps, fgsm.step_size, fgsm.targeted (lists: every combination runs)", &kernels::fgsm_params()}};
   const char* kinds[] = {"int", "real", "choice", "reals", "bool"};
-  for (const auto& sec : sections) {
-    std::printf("%s (in a sweep file: %s)\n", sec.name, sec.where);
+  for (const auto* sec : sweeps::techniques()) {
+    if (!sec->params) continue;
+    std::printf("%s (in a sweep file: %s)\n", sec->name.c_str(), sec->params_where.c_str());
     std::printf("  %-16s %-7s %-28s %-9s %-4s %s\n", "name", "type", "range", "default", "off", "what it does");
-    for (const auto& p : *sec.params) {
+    for (const auto& p : *sec->params) {
       std::string range = p.kind == kernels::ParamInfo::Choice ? "" : p.range_text();
       if (p.kind == kernels::ParamInfo::Choice)
         for (const auto& c : p.choices) range += (range.empty() ? "" : "|") + c;

@@ -5,23 +5,21 @@
 #include <fstream>
 #include <map>
 
-#include "kernels/actmax.h"
 #include "kernels/error.h"
-#include "kernels/featuremaps.h"
-#include "kernels/fgsm.h"
 #include "kernels/image.h"
-#include "kernels/inversion.h"
 #include "kernels/model.h"
+#include "runner/run_context.h"
 #include "sweeps/hash.h"
+#include "sweeps/technique.h"
 #include "sweeps/idx.h"
 
 namespace vizsweep::runner {
 
 namespace k = vizsweep::kernels;
 
-struct Engine::Impl {
+struct Engine::Impl : RunContext {
   const sweeps::SweepSpec& spec;
-  std::optional<k::Model> model;
+  std::optional<k::Model> model_;
   sweeps::ModelDesc desc;
   torch::Device device = torch::kCPU;
   int threads = 1;
@@ -30,10 +28,11 @@ struct Engine::Impl {
 
   explicit Impl(const sweeps::SweepSpec& s) : spec(s) {}
 
-  // Images [B, C, S, S] on the device, and their dataset labels (-1 when unknown).
+  const k::Model& model() const override { return *model_; }
+
   torch::Tensor images(const std::vector<sweeps::ImageSource>& all, const std::vector<int64_t>& idx,
-                       std::vector<int64_t>& labels) {
-    const int64_t C = model->info().in_channels, S = model->input_size();
+                       std::vector<int64_t>& labels) override {
+    const int64_t C = model_->info().in_channels, S = model_->input_size();
     std::vector<torch::Tensor> out;
     labels.clear();
     for (int64_t i : idx) {
@@ -62,8 +61,6 @@ struct Engine::Impl {
   }
 };
 
-namespace {
-
 ImageBlob blob(const std::string& name, const torch::Tensor& image) {
   auto hwc = k::to_uint8_hwc(image);
   ImageBlob b;
@@ -73,6 +70,7 @@ ImageBlob blob(const std::string& name, const torch::Tensor& image) {
   return b;
 }
 
+namespace {
 // A tensor as a named host array of element type T (FloatArray or IntArray).
 template <typename Array, typename T>
 Array host_array(const std::string& name, const torch::Tensor& t, torch::ScalarType type) {
@@ -83,6 +81,7 @@ Array host_array(const std::string& name, const torch::Tensor& t, torch::ScalarT
   a.data.assign(c.data_ptr<T>(), c.data_ptr<T>() + c.numel());
   return a;
 }
+}  // namespace
 
 FloatArray floats(const std::string& name, const torch::Tensor& t) {
   return host_array<FloatArray, float>(name, t, torch::kFloat);
@@ -91,6 +90,8 @@ FloatArray floats(const std::string& name, const torch::Tensor& t) {
 IntArray ints(const std::string& name, const torch::Tensor& t) {
   return host_array<IntArray, int64_t>(name, t, torch::kLong);
 }
+
+namespace {
 
 std::string file_hash(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -120,11 +121,11 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
     o.arch = spec.model.arch, o.in_channels = spec.model.in_channels, o.num_classes = spec.model.num_classes;
     o.width = spec.model.width, o.fc_width = spec.model.fc_width, o.pool = spec.model.pool, o.seed = spec.model.seed;
     o.input_size = spec.model.input_size > 0 ? spec.model.input_size : 224;
-    impl_->model = k::Model::builtin(o);
+    impl_->model_ = k::Model::builtin(o);
   } else {
-    impl_->model = k::Model::load(spec.model.file);
+    impl_->model_ = k::Model::load(spec.model.file);
   }
-  auto& m = *impl_->model;
+  auto& m = *impl_->model_;
   if (spec.model.input_size > 0 && spec.model.input_size != m.input_size()) {
     try {
       m.set_input_size(spec.model.input_size);
@@ -168,13 +169,11 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
     d.layers.push_back(D);
   }
   // Image files are checked before anything is written, so a bad one stops the run at once.
-  auto check = [](const std::vector<sweeps::ImageSource>& images, const std::string& section) {
-    for (size_t i = 0; i < images.size(); ++i)
-      if (!images[i].file.empty()) k::check_image_file(images[i].file, section + ".images[" + std::to_string(i) + "]");
-  };
-  if (spec.invert) check(spec.invert->images, "invert");
-  if (spec.fgsm) check(spec.fgsm->images, "fgsm");
-  if (spec.featuremaps) check(spec.featuremaps->images, "featuremaps");
+  for (const auto& e : spec.sections)
+    if (const auto* images = e.section->inputs())
+      for (size_t i = 0; i < images->size(); ++i)
+        if (!(*images)[i].file.empty())
+          k::check_image_file((*images)[i].file, e.technique->name + ".images[" + std::to_string(i) + "]");
 }
 
 Engine::~Engine() = default;
@@ -192,140 +191,11 @@ std::string Engine::model_hash() const {
 }
 
 nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
-  const auto& spec = impl_->spec;
-  const auto& m = *impl_->model;
-  const std::string group = "/tasks/" + task.key + "/";
-  nlohmann::json rows = nlohmann::json::object();
   data = TaskData{};
-  data.attributes = {{"technique", sweeps::technique_name(task.technique)}, {"layer", task.layer}, {"canonical", task.canonical}};
-  switch (task.technique) {
-    case sweeps::Technique::Actmax: {
-      const auto& sec = *spec.actmax;
-      k::ActMaxRequest req;
-      req.layer = task.layer;
-      req.units = task.items;
-      req.objective = sec.objective;
-      req.settings = sec.settings.at(static_cast<size_t>(task.setting));
-      req.seed = task.seed;
-      auto r = k::activation_maximization(m, req);
-      data.attributes["objective"] = r.objective;
-      data.attributes["regularizers"] = r.regularizers;
-      data.attributes["setting"] = req.settings.name;
-      auto& out = rows["actmax"] = nlohmann::json::array();
-      for (size_t b = 0; b < task.items.size(); ++b) {
-        std::string name = "unit_" + std::to_string(task.items[b]);
-        data.images.push_back(blob(name, r.images[static_cast<int64_t>(b)]));
-        out.push_back({{"unit", task.items[b]},
-                       {"final_activation", r.final_activation[b].item<double>()},
-                       {"hf_energy", r.hf_energy[b].item<double>()},
-                       {"total_variation", r.total_variation[b].item<double>()},
-                       {"saturation", r.saturation[b].item<double>()},
-                       {"robustness", r.robustness[b].item<double>()},
-                       {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
-                       {"dataset", group + name}});
-      }
-      data.ints.push_back(ints("units", torch::tensor(task.items)));
-      data.floats.push_back(floats("objective_trace", r.objective_trace));
-      data.floats.push_back(floats("final_activation", r.final_activation));
-      data.floats.push_back(floats("hf_energy", r.hf_energy));
-      data.floats.push_back(floats("total_variation", r.total_variation));
-      data.floats.push_back(floats("saturation", r.saturation));
-      data.floats.push_back(floats("robustness", r.robustness));
-      data.ints.push_back(ints("is_argmax", r.is_argmax));
-      break;
-    }
-    case sweeps::Technique::Invert: {
-      const auto& sec = *spec.invert;
-      std::vector<int64_t> labels;
-      auto x = impl_->images(sec.images, task.items, labels);
-      const auto& st = sec.settings.at(static_cast<size_t>(task.setting));
-      auto r = k::invert(m, task.layer, x, st, task.seed);
-      data.attributes["setting"] = st.name;
-      data.attributes["l_tv"] = k::format_number(r.l_tv);
-      auto& out = rows["invert"] = nlohmann::json::array();
-      for (size_t b = 0; b < task.items.size(); ++b) {
-        std::string name = "image_" + std::to_string(task.items[b]);
-        data.images.push_back(blob(name, r.images[static_cast<int64_t>(b)]));
-        data.images.push_back(blob("target_" + std::to_string(task.items[b]), x[static_cast<int64_t>(b)]));
-        out.push_back({{"image_id", task.items[b]},
-                       {"rep_error", r.rep_error[b].item<double>()},
-                       {"hf_energy", r.hf_energy[b].item<double>()},
-                       {"dataset", group + name}});
-      }
-      data.ints.push_back(ints("image_ids", torch::tensor(task.items)));
-      data.floats.push_back(floats("loss_trace", r.loss_trace));
-      data.floats.push_back(floats("rep_error", r.rep_error));
-      break;
-    }
-    case sweeps::Technique::Fgsm: {
-      const auto& sec = *spec.fgsm;
-      std::vector<int64_t> labels;
-      auto x = impl_->images(sec.images, task.items, labels);
-      torch::Tensor clean_pred;
-      {
-        torch::NoGradGuard ng;
-        clean_pred = m.logits(x).argmax(1).cpu();
-      }
-      // Unknown labels (image files): the model's own prediction on the clean image.
-      std::vector<int64_t> truth(labels.size());
-      for (size_t b = 0; b < labels.size(); ++b) truth[b] = labels[b] >= 0 ? labels[b] : clean_pred[static_cast<int64_t>(b)].item<int64_t>();
-      const auto& st = sec.settings.at(static_cast<size_t>(task.setting));
-      auto y = torch::tensor(truth);
-      if (st.targeted) y = (y + sec.target_offset) % m.info().num_classes;
-      auto r = k::fgsm(m, x, y, st);
-      auto& out = rows["fgsm"] = nlohmann::json::array();
-      auto& steps = rows["fgsm_steps"] = nlohmann::json::array();
-      auto pred = r.pred.cpu(), pp = r.pred_prob.cpu(), lp = r.label_prob.cpu(), loss = r.loss.cpu(), probs = r.probs.cpu();
-      for (size_t b = 0; b < task.items.size(); ++b) {
-        const int64_t bi = static_cast<int64_t>(b);
-        std::string name = "adversarial_" + std::to_string(task.items[b]);
-        data.images.push_back(blob(name, r.adversarial[bi]));
-        data.images.push_back(blob("clean_" + std::to_string(task.items[b]), x[bi]));
-        int64_t final_pred = pred[st.steps][bi].item<int64_t>();
-        bool success = st.targeted ? final_pred == y[bi].item<int64_t>() : final_pred != truth[b];
-        out.push_back({{"image_id", task.items[b]},
-                       {"true_label", truth[b]},
-                       {"target", st.targeted ? nlohmann::json(y[bi].item<int64_t>()) : nlohmann::json(nullptr)},
-                       {"clean_pred", clean_pred[bi].item<int64_t>()},
-                       {"final_pred", final_pred},
-                       {"success", success ? 1 : 0},
-                       {"dataset", group + name}});
-        for (int s = 0; s <= st.steps; ++s)
-          steps.push_back({{"image_id", task.items[b]},
-                           {"step", s},
-                           {"pred", pred[s][bi].item<int64_t>()},
-                           {"pred_prob", pp[s][bi].item<double>()},
-                           {"label_prob", lp[s][bi].item<double>()},
-                           {"final_prob", probs[s][bi][final_pred].item<double>()},
-                           {"loss", loss[s][bi].item<double>()}});
-      }
-      data.attributes["step_size"] = k::format_number(r.step_size);
-      data.ints.push_back(ints("image_ids", torch::tensor(task.items)));
-      data.ints.push_back(ints("labels", y));
-      data.ints.push_back(ints("pred", r.pred));
-      data.floats.push_back(floats("pred_prob", r.pred_prob));
-      data.floats.push_back(floats("label_prob", r.label_prob));
-      data.floats.push_back(floats("loss", r.loss));
-      data.floats.push_back(floats("perturbation", r.adversarial - x));
-      break;
-    }
-    case sweeps::Technique::Featuremaps: {
-      const auto& sec = *spec.featuremaps;
-      std::vector<int64_t> labels;
-      auto x = impl_->images(sec.images, task.items, labels);
-      std::vector<std::string> names;
-      for (const auto& l : sec.layers) names.push_back(l.name);
-      auto maps = k::feature_maps(m, x, names);
-      auto& out = rows["featuremaps"] = nlohmann::json::array();
-      data.images.push_back(blob("input", x[0]));
-      for (const auto& fm : maps) {
-        data.floats.push_back(floats(fm.layer.alias, fm.activations[0]));
-        out.push_back({{"image_id", task.items[0]}, {"layer", fm.layer.alias}, {"dataset", group + fm.layer.alias}});
-      }
-      break;
-    }
-  }
-  return rows;
+  data.attributes = {{"technique", task.technique}, {"layer", task.layer}, {"canonical", task.canonical}};
+  for (const auto& e : impl_->spec.sections)
+    if (e.technique->name == task.technique) return run_technique(task.technique).run(*impl_, *e.section, task, data);
+  throw std::logic_error("task " + task.key + ": the sweep has no " + task.technique + " section");
 }
 
 }  // namespace vizsweep::runner

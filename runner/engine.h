@@ -27,9 +27,9 @@ class Engine {
   std::string device() const;
   int threads() const;
 
-  // Runs a task: fills `data` for the shard and returns the index rows (JSON object with
-  // arrays "actmax", "invert", "fgsm", "fgsm_steps", "featuremaps" as applicable; dataset
-  // paths are /tasks/<key>/<name>). Throws vizsweep::Error or NumericalError.
+  // Runs a task through its technique's runner side (runner/techniques/): fills `data` for the
+  // shard and returns the index rows, {result table: [rows]} (dataset paths are
+  // /tasks/<key>/<name>). Throws vizsweep::Error or NumericalError.
   nlohmann::json run(const sweeps::Task& task, TaskData& data);
 
   static std::string torch_version();

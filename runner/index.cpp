@@ -14,6 +14,8 @@
 #include "kernels/error.h"
 #include "kernels/settings.h"
 #include "runner/schema_sql.h"
+#include "runner/technique.h"
+#include "sweeps/technique.h"
 
 namespace vizsweep::runner {
 
@@ -179,18 +181,15 @@ std::string column_sql(const kernels::ParamInfo& p) {
 }  // namespace
 
 void ResultIndex::add_declared_columns() {
-  const std::pair<const char*, const std::vector<kernels::ParamInfo>*> tables[] = {
-      {"actmax_settings", &kernels::actmax_params()},
-      {"invert_settings", &kernels::inversion_params()},
-      {"fgsm_settings", &kernels::fgsm_params()}};
-  for (const auto& [table, params] : tables) {
+  for (const auto* t : sweeps::techniques()) {
+    if (!t->params || t->settings_table.empty()) continue;
     std::set<std::string> have;
     {
-      Stmt s(db_, std::string("PRAGMA table_info(") + table + ")");
+      Stmt s(db_, "PRAGMA table_info(" + t->settings_table + ")");
       while (s.step()) have.insert(s.text(1));
     }
-    for (const auto& p : *params)
-      if (!have.count(p.name)) exec(std::string("ALTER TABLE ") + table + " ADD COLUMN " + column_sql(p));
+    for (const auto& p : *t->params)
+      if (!have.count(p.name)) exec("ALTER TABLE " + t->settings_table + " ADD COLUMN " + column_sql(p));
   }
 }
 
@@ -264,33 +263,20 @@ void ResultIndex::add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, cons
   try {
     Stmt cls(db_, "INSERT OR IGNORE INTO classes (class_id, name) VALUES (?, ?)");
     for (size_t i = 0; i < classes.size(); ++i) cls.bind(1, static_cast<int64_t>(i)).bind(2, classes[i]).run();
-    if (spec.actmax)
-      for (size_t i = 0; i < spec.actmax->settings.size(); ++i) {
-        auto p = kernels::params_of(spec.actmax->settings[i]);
-        p.insert(p.begin(), {"objective", std::string(kernels::objective_kind_name(spec.actmax->objective))});
-        insert_settings(db_, "actmax_settings", static_cast<int64_t>(i), spec.actmax->settings[i].name, p);
-      }
-    if (spec.invert)
-      for (size_t i = 0; i < spec.invert->settings.size(); ++i)
-        insert_settings(db_, "invert_settings", static_cast<int64_t>(i), spec.invert->settings[i].name,
-                        kernels::params_of(spec.invert->settings[i]));
-    if (spec.fgsm)
-      for (size_t i = 0; i < spec.fgsm->settings.size(); ++i) {
-        auto st = spec.fgsm->settings[i];
-        st.step_size = kernels::effective_step_size(st);
-        insert_settings(db_, "fgsm_settings", static_cast<int64_t>(i), spec.fgsm->setting_names[i], kernels::params_of(st));
-      }
+    for (const auto& e : spec.sections) {
+      const auto settings = e.section->settings_rows();
+      for (size_t i = 0; i < settings.rows.size(); ++i)
+        insert_settings(db_, settings.table, static_cast<int64_t>(i), settings.rows[i].name, settings.rows[i].params);
+    }
     Stmt img(db_, "INSERT OR IGNORE INTO images (technique, image_id, source) VALUES (?, ?, ?)");
-    auto add_images = [&](const char* tech, const std::vector<sweeps::ImageSource>& images) {
-      for (size_t i = 0; i < images.size(); ++i) img.bind(1, std::string(tech)).bind(2, static_cast<int64_t>(i)).bind(3, images[i].id).run();
-    };
-    if (spec.invert) add_images("invert", spec.invert->images);
-    if (spec.fgsm) add_images("fgsm", spec.fgsm->images);
-    if (spec.featuremaps) add_images("featuremaps", spec.featuremaps->images);
+    for (const auto& e : spec.sections)
+      if (const auto* images = e.section->inputs())
+        for (size_t i = 0; i < images->size(); ++i)
+          img.bind(1, e.technique->name).bind(2, static_cast<int64_t>(i)).bind(3, (*images)[i].id).run();
     Stmt t(db_, "INSERT OR IGNORE INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, cost) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& task : tasks) {
-      t.bind(1, task.key).bind(2, sweep_id).bind(3, std::string(sweeps::technique_name(task.technique)));
+      t.bind(1, task.key).bind(2, sweep_id).bind(3, task.technique);
       t.bind(4, task.layer).bind(5, sweeps::format_ranges(task.items));
       if (task.setting >= 0) t.bind(6, int64_t{task.setting});
       else t.bind_null(6);
@@ -324,10 +310,11 @@ void ResultIndex::release(const std::string& key) {
 void ResultIndex::invalidate(const std::vector<std::string>& keys) {
   if (keys.empty()) return;
   begin();
-  for (const char* table : {"actmax_results", "invert_results", "fgsm_results", "fgsm_steps", "featuremap_results"}) {
-    Stmt d(db_, std::string("DELETE FROM ") + table + " WHERE task_key=?");
-    for (const auto& k : keys) d.bind(1, k).run();
-  }
+  for (const auto* t : run_techniques())
+    for (const auto& table : t->tables) {
+      Stmt d(db_, "DELETE FROM " + table.name + " WHERE task_key=?");
+      for (const auto& k : keys) d.bind(1, k).run();
+    }
   Stmt u(db_, transition_sql(TaskState::Done, TaskEvent::Invalidate, ", finished_at=NULL", " AND task_key=?"));
   for (const auto& k : keys) {
     u.bind(1, k).run();
@@ -383,54 +370,38 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
       .bind(4, r.value("host", std::string())).bind(5, key).run();
   moved(key, TaskState::Running, TaskEvent::Succeed);
   const std::string shard = r.value("shard", std::string());
-  auto rows = [&](const char* field) -> const nlohmann::json& {
-    static const nlohmann::json empty = nlohmann::json::array();
-    return r.contains(field) ? r.at(field) : empty;
-  };
   // A task gets here from pending, which never has result rows (invalidate deletes them);
-  // OR REPLACE keeps one row per key even so.
-  if (!rows("actmax").empty()) {
-    Stmt& s = cached("INSERT OR REPLACE INTO actmax_results (task_key, unit, final_activation, hf_energy, total_variation, saturation, "
-                "robustness, is_argmax, shard, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& x : rows("actmax"))
-      s.bind(1, key).bind(2, x["unit"]).bind(3, x["final_activation"]).bind(4, x["hf_energy"]).bind(5, x["total_variation"])
-          .bind(6, x["saturation"]).bind(7, x["robustness"]).bind(8, x["is_argmax"]).bind(9, shard).bind(10, x["dataset"]).run();
-  }
-  if (!rows("invert").empty()) {
-    Stmt& s = cached("INSERT OR REPLACE INTO invert_results (task_key, image_id, rep_error, hf_energy, shard, dataset) VALUES (?, ?, ?, ?, ?, ?)");
-    for (const auto& x : rows("invert"))
-      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["rep_error"]).bind(4, x["hf_energy"]).bind(5, shard).bind(6, x["dataset"]).run();
-  }
-  if (!rows("fgsm").empty()) {
-    Stmt& s = cached("INSERT OR REPLACE INTO fgsm_results (task_key, image_id, true_label, target, clean_pred, final_pred, success, shard, "
-                "dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& x : rows("fgsm"))
-      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["true_label"]).bind(4, x["target"]).bind(5, x["clean_pred"])
-          .bind(6, x["final_pred"]).bind(7, x["success"]).bind(8, shard).bind(9, x["dataset"]).run();
-  }
-  if (!rows("fgsm_steps").empty()) {
-    Stmt& s = cached("INSERT OR REPLACE INTO fgsm_steps (task_key, image_id, step, pred, pred_prob, label_prob, loss, final_prob) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& x : rows("fgsm_steps"))
-      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["step"]).bind(4, x["pred"]).bind(5, x["pred_prob"])
-          .bind(6, x["label_prob"]).bind(7, x["loss"]).bind(8, x["final_prob"]).run();
-  }
-  if (!rows("featuremaps").empty()) {
-    Stmt& s = cached("INSERT OR REPLACE INTO featuremap_results (task_key, image_id, layer, shard, dataset) VALUES (?, ?, ?, ?, ?)");
-    for (const auto& x : rows("featuremaps"))
-      s.bind(1, key).bind(2, x["image_id"]).bind(3, x["layer"]).bind(4, shard).bind(5, x["dataset"]).run();
-  }
+  // OR REPLACE keeps one row per key even so. Rows arrive under their table's name, with the
+  // columns the technique's runner side gives (runner/techniques/), the same for every row.
+  for (const auto* t : run_techniques())
+    for (const auto& table : t->tables) {
+      if (!r.contains(table.name) || r.at(table.name).empty()) continue;
+      const auto& rows = r.at(table.name);
+      std::vector<std::string> columns;
+      for (const auto& [column, value] : rows.front().items()) columns.push_back(column);
+      std::string sql = "INSERT OR REPLACE INTO " + table.name + " (task_key" + (table.in_shard ? ", shard" : "");
+      for (const auto& c : columns) sql += ", " + c;
+      sql += ") VALUES (?" + std::string(table.in_shard ? ", ?" : "");
+      for (size_t i = 0; i < columns.size(); ++i) sql += ", ?";
+      Stmt& s = cached(sql + ")");
+      for (const auto& x : rows) {
+        if (x.size() != columns.size()) throw std::logic_error("task " + key + ": rows of " + table.name + " differ in their columns");
+        int i = 1;
+        s.bind(i++, key);
+        if (table.in_shard) s.bind(i++, shard);
+        for (const auto& c : columns) s.bind(i++, x.at(c));
+        s.run();
+      }
+    }
 }
 
 std::map<std::string, std::pair<std::string, std::vector<std::string>>> ResultIndex::locations() const {
   std::map<std::string, std::pair<std::string, std::vector<std::string>>> out;
-  Stmt s(db_,
-         "SELECT r.task_key, r.shard, r.dataset FROM ("
-         " SELECT task_key, shard, dataset FROM actmax_results UNION ALL"
-         " SELECT task_key, shard, dataset FROM invert_results UNION ALL"
-         " SELECT task_key, shard, dataset FROM fgsm_results UNION ALL"
-         " SELECT task_key, shard, dataset FROM featuremap_results) r"
-         " JOIN tasks t ON t.task_key = r.task_key WHERE t.state='done'");
+  std::string tables;
+  for (const auto* t : run_techniques())
+    for (const auto& table : t->tables)
+      if (table.in_shard) tables += (tables.empty() ? "" : " UNION ALL") + (" SELECT task_key, shard, dataset FROM " + table.name);
+  Stmt s(db_, "SELECT r.task_key, r.shard, r.dataset FROM (" + tables + ") r JOIN tasks t ON t.task_key = r.task_key WHERE t.state='done'");
   while (s.step()) {
     auto& e = out[s.text(0)];
     e.first = s.text(1);

@@ -386,7 +386,7 @@ struct Coordinator {
     } else {
       int a = ++attempts[idx];
       std::fprintf(stderr, "\n[vizsweep] task %s (%s %s) failed on rank %d (attempt %d of %d): %s\n", task.key.substr(0, 12).c_str(),
-                   sweeps::technique_name(task.technique), task.layer.c_str(), report.value("rank", -1), a, max_attempts,
+                   task.technique.c_str(), task.layer.c_str(), report.value("rank", -1), a, max_attempts,
                    report.value("error", std::string("?")).c_str());
       if (a < max_attempts) {
         index.retry(task.key);
@@ -584,7 +584,7 @@ void warn_memory(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>&
     std::fprintf(stderr, "[vizsweep] warning: the largest task (%s %s, %zu items) may need up to %.1f GiB of working memory, "
                          "x %d rank(s) on this node = %.1f GiB, but %.1f GiB is available: lower batch_memory_gb (now %g) "
                          "or run fewer ranks per node\n",
-                 sweeps::technique_name(big->technique), big->layer.c_str(), big->items.size(), big->memory / gib, local_ranks,
+                 big->technique.c_str(), big->layer.c_str(), big->items.size(), big->memory / gib, local_ranks,
                  need / gib, avail / gib, spec.batch_memory_gb);
 }
 

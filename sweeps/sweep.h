@@ -8,7 +8,7 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,40 +66,13 @@ struct Located {  // a value's place in the sweep file, for errors found later
   std::string field;
 };
 
-// Settings are named: presets by their name, grid points by the values of the grid axes that
-// vary ("decay=0.01,blur_radius=1", or "grid" when none varies), random draws "random-N".
-struct ActmaxSection {
-  std::vector<Located> layers;        // expanded ("all" -> every conv and fc layer)
-  bool all_layers = false;
-  std::vector<int64_t> units;         // empty = all units of each layer
-  int units_line = 0;
-  int64_t units_per_batch = 64;
-  kernels::ObjectiveKind objective = kernels::ObjectiveKind::CentreUnit;
-  std::vector<kernels::ActMaxSettings> settings;
-  std::vector<Located> setting_at;    // where each setting was given (line, "actmax.grid")
-  std::vector<uint64_t> seeds = {0};
-};
-
-struct InvertSection {
-  std::vector<Located> layers;
-  bool all_layers = false;
-  std::vector<ImageSource> images;
-  int64_t images_per_batch = 8;
-  std::vector<kernels::InversionSettings> settings;
-  std::vector<uint64_t> seeds = {0};
-};
-
-struct FgsmSection {
-  std::vector<ImageSource> images;
-  int64_t images_per_batch = 100;
-  std::vector<kernels::FgsmSettings> settings;  // eps x steps (x targeted)
-  std::vector<std::string> setting_names;
-  int64_t target_offset = 1;  // targeted: target = (true label + offset) mod classes
-};
-
-struct FeaturemapsSection {
-  std::vector<Located> layers;  // empty = all
-  std::vector<ImageSource> images;
+// A technique's parsed section (sweeps/technique.h); each technique's own type, in
+// sweeps/techniques/, derives from it.
+struct Section;
+struct SweepTechnique;
+struct SectionEntry {
+  const SweepTechnique* technique = nullptr;
+  std::shared_ptr<const Section> section;
 };
 
 struct SweepSpec {
@@ -120,10 +93,15 @@ struct SweepSpec {
   // mix layouts as it may mix CPU kinds (README, "Compute format").
   std::string precision = "fp32";
   bool channels_last = false;
-  std::optional<ActmaxSection> actmax;
-  std::optional<InvertSection> invert;
-  std::optional<FgsmSection> fgsm;
-  std::optional<FeaturemapsSection> featuremaps;
+  // The technique sections the file has, in the techniques' order (sweeps/technique.h).
+  std::vector<SectionEntry> sections;
+  // The section of type S (e.g. ActmaxSection from sweeps/techniques/actmax.h), or nullptr.
+  template <typename S>
+  const S* get() const {
+    for (const auto& e : sections)
+      if (auto* s = dynamic_cast<const S*>(e.section.get())) return s;
+    return nullptr;
+  }
 };
 
 // Parses and checks everything that does not need the model: YAML syntax, keys (unknown
@@ -132,13 +110,10 @@ struct SweepSpec {
 SweepSpec load_sweep(const std::string& path);
 SweepSpec parse_sweep(const std::string& text, const std::string& file_for_errors, const std::string& dir);
 
-enum class Technique { Actmax, Invert, Fgsm, Featuremaps };
-const char* technique_name(Technique t);
-
 struct Task {
   std::string key;              // 32 hex digits: hash of the canonical parameters
   uint64_t seed = 0;            // derived from the key
-  Technique technique = Technique::Actmax;
+  std::string technique;        // its technique's name (sweeps/technique.h)
   std::string layer;            // alias; "*" for FGSM
   std::vector<int64_t> items;   // units (actmax) or indexes into the section's images
   int setting = -1;             // index into the section's settings; -1 for featuremaps
@@ -157,5 +132,9 @@ std::string spec_hash(const SweepSpec& spec, const std::vector<Task>& tasks);
 
 // "0-63,70,72-73" for a sorted unit list.
 std::string format_ranges(const std::vector<int64_t>& v);
+// "1,234,567".
+std::string thousands(int64_t v);
+// "fashion-mnist/test#0,fashion-mnist/test#1" for items of an image list.
+std::string image_ids(const std::vector<ImageSource>& images, const std::vector<int64_t>& idx);
 
 }  // namespace vizsweep::sweeps

@@ -146,6 +146,11 @@ class AnalysisTest(unittest.TestCase):
         db.commit()
         db.close()
         self.fails(("best", d, "--metric", "activation"), "declares metric 'tv_again' oddly")
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("UPDATE metrics SET result_table = 'classes', column_name = 'name' WHERE name = 'tv_again'")
+        db.commit()
+        db.close()
+        self.fails(("best", d, "--metric", "activation"), "reads table classes, which is not a result table")
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -9,12 +9,19 @@ SECONDS_TO_RUN="${1:-60}"
 OUT="$(realpath -m "${2:-$ROOT/build-fuzz}")"
 CXX="${FUZZ_CXX:-clang++}"
 command -v "$CXX" >/dev/null || { echo "run_fuzzer: $CXX not found (scripts/setup.sh installs clang)" >&2; exit 2; }
-mkdir -p "$OUT/corpus" "$OUT/obj"
+mkdir -p "$OUT/corpus" "$OUT/obj" "$OUT/generated/sweeps"
 FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$ROOT" -I/usr/include/yaml-cpp)
-SOURCES=("$ROOT/tests/fuzz/fuzz_sweep.cpp" "$ROOT/sweeps/sweep.cpp" "$ROOT/sweeps/idx.cpp" "$ROOT/kernels/settings.cpp")
+       -I"$ROOT" -I"$OUT/generated" -I/usr/include/yaml-cpp)
+# Every technique's sweep side, listed as sweeps/CMakeLists.txt lists them.
+TECHNIQUES=("$ROOT"/sweeps/techniques/*.cpp)
+list=""
+for f in "${TECHNIQUES[@]}"; do list+="VIZSWEEP_TECHNIQUE($(basename "$f" .cpp))"$'\n'; done
+[ "$(cat "$OUT/generated/sweeps/technique_list.inc" 2>/dev/null)"$'\n' = "$list" ] || printf '%s' "$list" > "$OUT/generated/sweeps/technique_list.inc"
+SOURCES=("$ROOT/tests/fuzz/fuzz_sweep.cpp" "$ROOT/sweeps/sweep.cpp" "$ROOT/sweeps/reader.cpp" "$ROOT/sweeps/technique.cpp"
+         "$ROOT/sweeps/idx.cpp" "$ROOT/kernels/settings.cpp" "${TECHNIQUES[@]}")
 BIN="$OUT/fuzz_sweep"
-newest=$(stat -c %Y "${SOURCES[@]}" "$ROOT"/sweeps/*.h "$ROOT"/kernels/settings.h "$ROOT"/kernels/error.h | sort -n | tail -1)
+newest=$(stat -c %Y "${SOURCES[@]}" "$ROOT"/sweeps/*.h "$ROOT"/sweeps/techniques/*.h "$ROOT"/kernels/settings.h "$ROOT"/kernels/error.h \
+         "$OUT/generated/sweeps/technique_list.inc" | sort -n | tail -1)
 if [ ! -x "$BIN" ] || [ "$(stat -c %Y "$BIN")" -lt "$newest" ]; then
   echo "run_fuzzer: building $BIN"
   "$CXX" "${FLAGS[@]}" "${SOURCES[@]}" -o "$BIN" -lyaml-cpp -lz

@@ -14,6 +14,8 @@
 #include "kernels/error.h"
 #include "kernels/settings.h"
 #include "runner/index.h"
+#include "runner/technique.h"
+#include "sweeps/technique.h"
 
 namespace fs = std::filesystem;
 using namespace vizsweep;
@@ -233,12 +235,20 @@ void expect_schema_matches(const std::string& table, const std::vector<kernels::
   EXPECT_GE(probed, 3 * compared);  // at least three values (in, at and past a bound, or the choices) each
 }
 
+// NOT NULL columns of a settings table that are not hyperparameters (values for the probes).
+std::vector<std::pair<std::string, std::string>> settings_extra(const std::string& table) {
+  if (table == "actmax_settings") return {{"objective", "'centre'"}};
+  if (table == "invert_settings") return {{"lr_steps", "'0.5'"}};
+  return {};
+}
+
 }  // namespace
 
 TEST(SchemaAndDeclarations, SettingsChecksMatchTheDeclaredRanges) {
-  expect_schema_matches("actmax_settings", kernels::actmax_params(), {{"objective", "'centre'"}});
-  expect_schema_matches("invert_settings", kernels::inversion_params(), {{"lr_steps", "'0.5'"}});
-  expect_schema_matches("fgsm_settings", kernels::fgsm_params(), {});
+  int tables = 0;
+  for (const auto* t : sweeps::techniques())
+    if (t->params) expect_schema_matches(t->settings_table, *t->params, settings_extra(t->settings_table)), ++tables;
+  EXPECT_GE(tables, 3);
 }
 
 TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
@@ -259,9 +269,8 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
     EXPECT_EQ(index.schema_version(), "1.2");
   }
   const std::string path = (dir / "index.sqlite").string();
-  expect_schema_matches("actmax_settings", kernels::actmax_params(), {{"objective", "'centre'"}}, path, true);
-  expect_schema_matches("invert_settings", kernels::inversion_params(), {{"lr_steps", "'0.5'"}}, path, true);
-  expect_schema_matches("fgsm_settings", kernels::fgsm_params(), {}, path, true);
+  for (const auto* t : sweeps::techniques())
+    if (t->params) expect_schema_matches(t->settings_table, *t->params, settings_extra(t->settings_table), path, true);
   Db after(path);
   sqlite3_stmt* s = nullptr;
   sqlite3_prepare_v2(after.db, "SELECT COUNT(*), SUM(jitter = 0 AND adam_beta1 = 0.9 AND adam_beta2 = 0.999) FROM actmax_settings",
@@ -280,12 +289,48 @@ TEST(SchemaAndDeclarations, TheFuzzerDictionaryNamesEveryHyperparameter) {
   ASSERT_TRUE(f) << "tests/fuzz/sweep.dict";
   std::stringstream text;
   text << f.rdbuf();
-  for (const auto* table : {&kernels::actmax_params(), &kernels::inversion_params(), &kernels::fgsm_params()})
-    for (const auto& p : *table) {
-      EXPECT_NE(text.str().find("\"" + p.name + ":\""), std::string::npos) << p.name << " is not in tests/fuzz/sweep.dict";
-      for (const auto& c : p.choices)
-        EXPECT_NE(text.str().find("\"" + c + "\""), std::string::npos) << p.name << " choice " << c << " is not in the dictionary";
+  auto has = [&](const std::string& word) { return text.str().find("\"" + word + "\"") != std::string::npos; };
+  for (const auto* t : sweeps::techniques()) {
+    EXPECT_TRUE(has(t->name + ":")) << "technique " << t->name << " is not in tests/fuzz/sweep.dict";
+    for (const auto& k : t->keys) EXPECT_TRUE(has(k + ":")) << t->name << "." << k << " is not in tests/fuzz/sweep.dict";
+    if (t->params)
+      for (const auto& p : *t->params) {
+        EXPECT_TRUE(has(p.name + ":")) << p.name << " is not in tests/fuzz/sweep.dict";
+        for (const auto& c : p.choices) EXPECT_TRUE(has(c)) << p.name << " choice " << c << " is not in the dictionary";
+      }
+  }
+}
+
+TEST(Techniques, EachIsRegisteredOnBothSidesWithTablesInTheSchema) {
+  // A technique is a file in sweeps/techniques/ and one in runner/techniques/: both lists agree,
+  // in the expansion order, and every table a technique names is in results_schema.sql.
+  const auto& sweep_side = sweeps::techniques();
+  const auto& run_side = run_techniques();
+  ASSERT_EQ(sweep_side.size(), run_side.size());
+  ASSERT_GE(sweep_side.size(), 4u);
+  EXPECT_EQ(sweep_side[0]->name, "actmax");  // the first four keep their order: task order and spec hashes follow it
+  EXPECT_EQ(sweep_side[1]->name, "invert");
+  EXPECT_EQ(sweep_side[2]->name, "fgsm");
+  EXPECT_EQ(sweep_side[3]->name, "featuremaps");
+  Db db("");
+  for (size_t i = 0; i < sweep_side.size(); ++i) {
+    const auto* t = sweep_side[i];
+    EXPECT_EQ(run_side[i]->name, t->name);
+    if (i > 0) EXPECT_LT(sweep_side[i - 1]->order, t->order);
+    EXPECT_EQ(sweeps::find_technique(t->name), t);
+    EXPECT_TRUE(t->items == "units" || t->items == "images") << t->name << ": items " << t->items;
+    if (!t->settings_table.empty()) EXPECT_FALSE(db.columns(t->settings_table).empty()) << t->settings_table;
+    EXPECT_FALSE(run_side[i]->tables.empty()) << t->name << " fills no table";
+    for (const auto& table : run_side[i]->tables) {
+      auto cols = db.columns(table.name);
+      EXPECT_FALSE(cols.empty()) << table.name << " is not in results_schema.sql";
+      EXPECT_NE(std::find(cols.begin(), cols.end(), "task_key"), cols.end()) << table.name;
+      for (const char* c : {"shard", "dataset"})
+        EXPECT_EQ(std::find(cols.begin(), cols.end(), c) != cols.end(), table.in_shard) << table.name << "." << c;
     }
+  }
+  EXPECT_EQ(sweeps::find_technique("nosuch"), nullptr);
+  EXPECT_THROW(run_technique("nosuch"), std::logic_error);
 }
 
 TEST(SchemaAndDeclarations, ADeclaredRangeIsWhatValidationEnforces) {

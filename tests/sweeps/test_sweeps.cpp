@@ -8,6 +8,8 @@
 #include "kernels/error.h"
 #include "sweeps/hash.h"
 #include "sweeps/sweep.h"
+#include "sweeps/techniques/actmax.h"
+#include "sweeps/techniques/fgsm.h"
 
 using vizsweep::Error;
 using namespace vizsweep::sweeps;
@@ -58,8 +60,8 @@ TEST(SweepParse, ExpandsActmaxLayersUnitsSettingsAndSeeds) {
   EXPECT_EQ(tasks[0].layer, "conv1_1");
   EXPECT_EQ(tasks[0].items, (std::vector<int64_t>{0, 1, 2, 3}));
   EXPECT_EQ(tasks[1].items, (std::vector<int64_t>{4, 7}));
-  EXPECT_EQ(spec.actmax->settings[1].name, "yosinski3");
-  EXPECT_EQ(spec.actmax->settings[1].blur_radius, 1.0);
+  EXPECT_EQ(spec.get<ActmaxSection>()->settings[1].name, "yosinski3");
+  EXPECT_EQ(spec.get<ActmaxSection>()->settings[1].blur_radius, 1.0);
   std::set<std::string> keys;
   for (const auto& t : tasks) keys.insert(t.key);
   EXPECT_EQ(keys.size(), tasks.size());
@@ -87,16 +89,16 @@ TEST(SweepParse, AllLayersAndAllUnits) {
 
 TEST(SweepParse, GridIsTheCartesianProduct) {
   auto spec = parse("actmax:\n  layers: [conv1_1]\n  grid:\n    decay: [0, 0.01, 0.1]\n    blur_radius: [0, 1]\n    blur_every: 4\n");
-  ASSERT_EQ(spec.actmax->settings.size(), 6u);
+  ASSERT_EQ(spec.get<ActmaxSection>()->settings.size(), 6u);
   std::set<std::pair<double, double>> seen;
-  for (const auto& s : spec.actmax->settings) {
+  for (const auto& s : spec.get<ActmaxSection>()->settings) {
     seen.insert({s.decay, s.blur_radius});
     EXPECT_EQ(s.blur_every, 4);
     EXPECT_EQ(s.iterations, 200);  // the unregularized preset's defaults fill the rest
   }
   EXPECT_EQ(seen.size(), 6u);
-  EXPECT_EQ(spec.actmax->settings[0].name, "decay=0,blur_radius=0");
-  EXPECT_EQ(spec.actmax->settings[5].name, "decay=0.1,blur_radius=1");
+  EXPECT_EQ(spec.get<ActmaxSection>()->settings[0].name, "decay=0,blur_radius=0");
+  EXPECT_EQ(spec.get<ActmaxSection>()->settings[5].name, "decay=0.1,blur_radius=1");
 }
 
 TEST(SweepParse, RandomSearchIsReproducibleAndInRange) {
@@ -104,11 +106,11 @@ TEST(SweepParse, RandomSearchIsReproducibleAndInRange) {
       "actmax:\n  layers: [conv1_1]\n  random:\n    count: 50\n    seed: 7\n    iterations: 100\n"
       "    decay: {log_uniform: [0.00001, 0.3]}\n    blur_radius: {uniform: [0, 1]}\n    blur_every: {choice: [2, 4, 8]}\n";
   auto a = parse(body), b = parse(body);
-  ASSERT_EQ(a.actmax->settings.size(), 50u);
+  ASSERT_EQ(a.get<ActmaxSection>()->settings.size(), 50u);
   double lo = 1, hi = 0;
   for (size_t i = 0; i < 50; ++i) {
-    const auto& s = a.actmax->settings[i];
-    EXPECT_EQ(s.decay, b.actmax->settings[i].decay);
+    const auto& s = a.get<ActmaxSection>()->settings[i];
+    EXPECT_EQ(s.decay, b.get<ActmaxSection>()->settings[i].decay);
     EXPECT_GE(s.decay, 0.00001);
     EXPECT_LE(s.decay, 0.3);
     EXPECT_GE(s.blur_radius, 0.0);
@@ -120,7 +122,7 @@ TEST(SweepParse, RandomSearchIsReproducibleAndInRange) {
   EXPECT_LT(lo, 0.001);  // log-uniform reaches the small decades
   EXPECT_GT(hi, 0.01);
   auto c = parse("actmax:\n  layers: [conv1_1]\n  random:\n    count: 50\n    seed: 8\n    decay: {log_uniform: [0.00001, 0.3]}\n");
-  EXPECT_NE(c.actmax->settings[0].decay, a.actmax->settings[0].decay);
+  EXPECT_NE(c.get<ActmaxSection>()->settings[0].decay, a.get<ActmaxSection>()->settings[0].decay);
 }
 
 TEST(SweepParse, FgsmEpsTimesSteps) {
@@ -130,11 +132,11 @@ TEST(SweepParse, FgsmEpsTimesSteps) {
   auto spec = parse_sweep(std::string(kModel) + "fgsm:\n  images: [a.png, b.png, c.png]\n  images_per_batch: 2\n"
                                                 "  eps: [0.01, 0.1]\n  steps: [1, 10]\n  targeted: [false, true]\n",
                           std::string(dir) + "/s.yaml", dir);
-  ASSERT_EQ(spec.fgsm->settings.size(), 8u);
+  ASSERT_EQ(spec.get<FgsmSection>()->settings.size(), 8u);
   auto tasks = expand(spec, tiny_model());
   EXPECT_EQ(tasks.size(), 16u);  // 8 settings x 2 image blocks
-  EXPECT_EQ(spec.fgsm->images[0].file, std::string(dir) + "/a.png");
-  EXPECT_EQ(spec.fgsm->setting_names[7], "targeted-eps0.1-steps10");
+  EXPECT_EQ(spec.get<FgsmSection>()->images[0].file, std::string(dir) + "/a.png");
+  EXPECT_EQ(spec.get<FgsmSection>()->setting_names[7], "targeted-eps0.1-steps10");
 }
 
 TEST(SweepParse, FormatRanges) {
@@ -159,7 +161,7 @@ TEST(SweepParse, BatchMemoryAndCropSizeTheTasks) {
   EXPECT_EQ(tasks[1].items, (std::vector<int64_t>{0, 1, 2, 3, 4}));
   EXPECT_EQ(tasks[2].items, (std::vector<int64_t>{5, 6, 7, 8, 9}));
   EXPECT_DOUBLE_EQ(tasks[1].memory, 5 * 100 * mib);
-  const double iters = parse("actmax:\n  layers: [conv1_1]\n").actmax->settings[0].iterations;
+  const double iters = parse("actmax:\n  layers: [conv1_1]\n").get<ActmaxSection>()->settings[0].iterations;
   EXPECT_DOUBLE_EQ(tasks[0].cost, 3.0 * iters * 8 * (1e5 / 16));  // on the crop
   EXPECT_DOUBLE_EQ(tasks[1].cost, 3.0 * iters * 5 * 6.1e5);
   // The channel mean needs the whole image: full memory and cost.

@@ -1,0 +1,116 @@
+#include "sweeps/techniques/actmax.h"
+
+#include <algorithm>
+
+#include "sweeps/reader.h"
+
+namespace vizsweep::sweeps {
+
+SettingsRows ActmaxSection::settings_rows() const {
+  SettingsRows out{"actmax_settings", {}};
+  for (const auto& s : settings) {
+    auto p = kernels::params_of(s);
+    p.insert(p.begin(), {"objective", std::string(kernels::objective_kind_name(objective))});
+    out.rows.push_back({s.name, p});
+  }
+  return out;
+}
+
+std::string ActmaxSection::plan_note(const std::vector<Task>& tasks) const {
+  int64_t units = 0;
+  for (const auto& t : tasks)
+    if (t.technique == "actmax" && t.setting == 0 && t.user_seed == seeds[0]) units += static_cast<int64_t>(t.items.size());
+  const int64_t images = units * static_cast<int64_t>(settings.size() * seeds.size());
+  return "actmax: " + thousands(units) + " units x " + std::to_string(settings.size()) + " settings x " +
+         std::to_string(seeds.size()) + " seeds = " + thousands(images) + " optimized images";
+}
+
+namespace {
+
+std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& a) {
+  auto s = std::make_shared<ActmaxSection>();
+  if (!a["layers"]) r.fail(a, "actmax.layers", "missing: list layers or say all");
+  s->layers = parse_layers(r, a["layers"], "actmax.layers", s->all_layers);
+  if (a["units"]) {
+    s->units_line = a["units"].Mark().line + 1;
+    if (!(a["units"].IsScalar() && a["units"].Scalar() == "all")) {
+      auto list = r.items(a["units"], "actmax.units");
+      for (size_t i = 0; i < list.size(); ++i)
+        parse_unit_item(r, list[i], a["units"].IsSequence() ? "actmax.units[" + std::to_string(i) + "]" : "actmax.units", s->units);
+      std::sort(s->units.begin(), s->units.end());
+      s->units.erase(std::unique(s->units.begin(), s->units.end()), s->units.end());
+    }
+  }
+  if (a["units_per_batch"]) s->units_per_batch = r.integer(a["units_per_batch"], "actmax.units_per_batch", 1, 65536);
+  if (a["objective"]) {
+    try {
+      s->objective = kernels::parse_objective_kind(r.str(a["objective"], "actmax.objective"));
+    } catch (const Error& e) {
+      r.fail(a["objective"], "actmax.objective", e.reason_only());
+    }
+  }
+  kernels::ActMaxSettings defaults = kernels::actmax_preset("unregularized");
+  s->settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults,
+                                                        &s->setting_at);
+  if (a["seeds"]) s->seeds = parse_seeds(r, a["seeds"], "actmax.seeds");
+  return s;
+}
+
+void expand_section(const Section& section, Expansion& x) {
+  const auto& a = static_cast<const ActmaxSection&>(section);
+  const auto& r = x.reader;
+  for (size_t i = 0; i < a.settings.size(); ++i)
+    if (a.settings[i].jitter >= x.model.input_size)
+      r.fail_at(i < a.setting_at.size() ? a.setting_at[i].line : 1,
+                (i < a.setting_at.size() ? a.setting_at[i].field : std::string("actmax")) + ".jitter",
+                "setting " + a.settings[i].name + ": must be less than the input size (" + std::to_string(x.model.input_size) +
+                    " px), got " + std::to_string(a.settings[i].jitter));
+  for (const LayerDesc* L : x.layers(a.layers, a.all_layers, true)) {
+    std::vector<int64_t> units = a.units;
+    if (units.empty())
+      for (int64_t u = 0; u < L->units; ++u) units.push_back(u);
+    if (units.back() >= L->units)
+      r.fail_at(a.units_line, "actmax.units", "unit " + std::to_string(units.back()) + " out of range for " + L->alias + " (" +
+                                                  std::to_string(L->units) + " units: 0.." + std::to_string(L->units - 1) + ")");
+    // The centre unit's optimization runs on its receptive-field crop (kernels/actmax).
+    const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit;
+    const double flops = crop ? L->crop_flops_to_here : L->flops_to_here;
+    const double bytes = crop ? L->crop_bytes_per_item : L->bytes_per_item;
+    const size_t per_task = x.fit(a.units_per_batch, bytes);
+    for (size_t s = 0; s < a.settings.size(); ++s) {
+      const auto& st = a.settings[s];
+      std::string sc = kernels::canonical(kernels::key_params(st));
+      for (uint64_t seed : a.seeds)
+        for (size_t b = 0; b < units.size(); b += per_task) {
+          Task t;
+          t.technique = "actmax";
+          t.layer = L->alias;
+          t.items.assign(units.begin() + static_cast<long>(b), units.begin() + static_cast<long>(std::min(units.size(), b + per_task)));
+          t.setting = static_cast<int>(s);
+          t.user_seed = seed;
+          t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * flops;
+          t.memory = static_cast<double>(t.items.size()) * bytes;
+          t.canonical = "actmax|" + x.head + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
+                        "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed);
+          x.add(std::move(t));
+        }
+    }
+  }
+}
+
+}  // namespace
+
+const SweepTechnique& sweep_technique_actmax() {
+  static const SweepTechnique t{"actmax",
+                                10,
+                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds"},
+                                "units",
+                                &kernels::actmax_params(),
+                                "actmax.grid, actmax.random (presets: actmax.presets)",
+                                "actmax_settings",
+                                parse_section,
+                                expand_section};
+  return t;
+}
+
+}  // namespace vizsweep::sweeps
