@@ -3,7 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -11,6 +13,7 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/sbatch_body.h"
 #include "sweeps/sweep.h"
 
 namespace fs = std::filesystem;
@@ -72,60 +75,28 @@ std::string sbatch_script(const SlurmJob& j) {
     if (line.find('\n') != std::string::npos || line[0] != '-') throw Error("--extra-sbatch", "expected sbatch options like --qos=high, got '" + line + "'");
     s << "#SBATCH " << line << "\n";
   }
-  s << "\n"
-    << "# One rank per GPU (or per --ranks-per-node on CPU nodes), started by srun through PMIx:\n"
-    << "# Open MPI without PMIx would start independent rank-0 processes (vizsweep checks the world\n"
-    << "# size against SLURM_NTASKS). Each rank takes the GPU of its SLURM_LOCALID.\n"
-    << "VIZSWEEP=" << quote(j.vizsweep) << "\n"
-    << "SWEEP=" << quote(j.sweep) << "\n"
-    << "OUT=" << quote(j.out) << "\n"
-    << "CHAIN_LIMIT=" << j.chain_limit << "\n"
-    << "\n"
-    << "echo \"[$(date -Is)] job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}, nodes $SLURM_JOB_NODELIST\"\n"
-    << "# A requeued job can start while the last allocation's step is still being torn down.\n"
-    << "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then sleep 10; fi\n"
-    << "# Slurm signals the batch shell drain_seconds before the time limit; the run stops taking\n"
-    << "# tasks, lets in-flight ones finish, and exits 4 (work remains).\n"
-    << "# SIGTERM before that signal is scancel (or a preemption, which Slurm requeues itself): the\n"
-    << "# run drains the same way, and the script does not requeue the job.\n"
-    << "DRAINING=0; CANCELLED=0\n"
-    << "drain() { DRAINING=1; echo \"[$(date -Is)] time limit near: draining\"; kill -USR1 \"$STEP\" 2>/dev/null; }\n"
-    << "cancelled() {\n"
-    << "  if [ \"$DRAINING\" -eq 0 ]; then CANCELLED=1; echo \"[$(date -Is)] cancelled: finishing the tasks in flight\"; fi\n"
-    << "  kill -USR1 \"$STEP\" 2>/dev/null\n"
-    << "}\n"
-    << "trap drain USR1\n"
-    << "trap cancelled TERM\n"
-    << "srun --mpi=pmix --kill-on-bad-exit=1 \"$VIZSWEEP\" run \"$SWEEP\" --out \"$OUT\" --drain-seconds "
-    << std::max(10, j.drain_seconds - 20) << " --progress-seconds 60 &\n"
-    << "STEP=$!\n"
-    << "while true; do  # wait returns early when the trap runs: wait until the step has ended\n"
-    << "  wait \"$STEP\"; RC=$?\n"
-    << "  kill -0 \"$STEP\" 2>/dev/null || break\n"
-    << "done\n"
-    << "echo \"[$(date -Is)] vizsweep exited with $RC\"\n"
-    << "# A step that failed to launch or died leaves work behind: the index says so. Not after\n"
-    << "# bad input (2), failed tasks (3) or results that cannot be written (6): a rerun would not help.\n"
-    << "if [ \"$RC\" -ne 4 ] && [ \"$RC\" -ne 3 ] && [ \"$RC\" -ne 2 ] && [ \"$RC\" -ne 6 ]; then\n"
-    << "  \"$VIZSWEEP\" status \"$OUT\" --check >/dev/null 2>&1\n"
-    << "  if [ $? -eq 4 ]; then echo \"[$(date -Is)] the step ended (exit $RC) with tasks left\"; RC=4; fi\n"
-    << "fi\n"
-    << "if [ \"$CANCELLED\" -eq 1 ]; then\n"
-    << "  echo \"[$(date -Is)] job cancelled: not requeueing; submit this script again to go on\"\n"
-    << "  exit \"$RC\"\n"
-    << "fi\n"
-    << "if [ \"$RC\" -eq 4 ]; then\n"
-    << "  if [ \"${SLURM_RESTART_COUNT:-0}\" -ge \"$CHAIN_LIMIT\" ]; then\n"
-    << "    echo \"requeued $CHAIN_LIMIT times already: stopping; 'vizsweep status $OUT' tells what is left\"\n"
-    << "    exit 1\n"
-    << "  fi\n"
-    << "  echo \"[$(date -Is)] work remains: requeueing job $SLURM_JOB_ID\"\n"
-    << "  # A requeued job waits about two minutes for its begin time; ask for now instead.\n"
-    << "  setsid bash -c \"sleep 2; scontrol update JobId=$SLURM_JOB_ID StartTime=now\" >/dev/null 2>&1 < /dev/null &\n"
-    << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
-    << "  exit 0\n"
-    << "fi\n"
-    << "exit \"$RC\"\n";
+  // The body: slurm/sbatch_body.sh, compiled in, with its @NAME@ fields filled here. The exit
+  // codes come from runner/commands.h, the one place that defines them.
+  const std::pair<std::string, std::string> fields[] = {
+      {"VIZSWEEP", quote(j.vizsweep)},
+      {"SWEEP", quote(j.sweep)},
+      {"OUT", quote(j.out)},
+      {"CHAIN_LIMIT", std::to_string(j.chain_limit)},
+      {"RUN_DRAIN_SECONDS", std::to_string(std::max(10, j.drain_seconds - 20))},
+      {"EXIT_USAGE", std::to_string(kExitUsage)},
+      {"EXIT_TASKS_FAILED", std::to_string(kExitTasksFailed)},
+      {"EXIT_DRAINED", std::to_string(kExitDrained)},
+      {"EXIT_STORAGE", std::to_string(kExitStorage)}};
+  std::string body = kSbatchBody;
+  for (size_t at = body.find('@'); at != std::string::npos; at = body.find('@', at)) {
+    const size_t end = body.find('@', at + 1);
+    const std::string name = end == std::string::npos ? "" : body.substr(at + 1, end - at - 1);
+    auto f = std::find_if(std::begin(fields), std::end(fields), [&](const auto& x) { return x.first == name; });
+    if (f == std::end(fields)) throw std::logic_error("slurm/sbatch_body.sh: unknown field at '" + body.substr(at, 24) + "'");
+    body.replace(at, end - at + 1, f->second);
+    at += f->second.size();
+  }
+  s << body;
   return s.str();
 }
 
