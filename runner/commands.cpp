@@ -11,6 +11,7 @@
 #include "runner/commands.h"
 #include "runner/engine.h"
 #include "runner/index.h"
+#include "runner/results_dir.h"
 #include "runner/shard.h"
 #include "sweeps/sweep.h"
 #include "sweeps/technique.h"
@@ -27,7 +28,7 @@ int plan_command(const std::string& path, const std::string& out) {
   auto tasks = sweeps::expand(spec, engine.model());
   std::printf("sweep %s: model %s (%s), input %lldx%lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
               spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
-              static_cast<long long>(engine.model().input_size), static_cast<long long>(engine.model().input_size), tasks.size(), results_dir(spec.name, out).c_str());
+              static_cast<long long>(engine.model().input_size), static_cast<long long>(engine.model().input_size), tasks.size(), ResultsDir::of(spec.name, out).path().c_str());
   struct Row {
     int64_t tasks = 0, items = 0, per_task = 0;
     std::set<int> settings;
@@ -89,7 +90,7 @@ int plan_command(const std::string& path, const std::string& out) {
 }
 
 int status_command(const std::string& dir, bool check) {
-  ResultIndex index((fs::path(dir) / "index.sqlite").string(), /*read_only=*/true);
+  ResultIndex index(ResultsDir(dir).index(), /*read_only=*/true);
   auto info = index.sweep_info();
   if (info.is_null()) {
     std::printf("%s: index has no sweep yet\n", dir.c_str());
@@ -121,7 +122,7 @@ int status_command(const std::string& dir, bool check) {
 }
 
 int verify_command(const std::string& dir) {
-  ResultIndex index((fs::path(dir) / "index.sqlite").string(), /*read_only=*/true);
+  ResultIndex index(ResultsDir(dir).index(), /*read_only=*/true);
   auto locs = index.locations();
   auto rows = index.tasks();
   std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_shard;
@@ -163,10 +164,10 @@ int verify_command(const std::string& dir) {
   // Every group in every shard file belongs to an indexed task.
   int64_t superseded = 0, uncommitted = 0;
   std::error_code ec;
-  if (fs::is_directory(fs::path(dir) / "shards", ec)) {
-    for (const auto& f : fs::directory_iterator(fs::path(dir) / "shards")) {
-      if (f.path().extension() != ".h5") continue;
-      std::string rel = (fs::path("shards") / f.path().filename()).string();
+  if (fs::is_directory(ResultsDir(dir).shards(), ec)) {
+    for (const auto& f : fs::directory_iterator(ResultsDir(dir).shards())) {
+      if (!ResultsDir::is_shard(f.path().string())) continue;
+      std::string rel = (fs::path(ResultsDir::shards_rel()) / f.path().filename()).string();
       auto rep = check_shard(f.path().string(), {}, false);
       if (!rep.opened) {
         if (!by_shard.count(rel)) {

@@ -37,7 +37,4 @@ int verify_command(const std::string& dir);
 // the value that switches it off, whether it is always in the task key, and what it does.
 int params_command();
 
-// The results directory for a sweep file and --out; throws vizsweep::Error.
-std::string results_dir(const std::string& sweep_name, const std::string& out);
-
 }  // namespace vizsweep::runner

@@ -26,6 +26,7 @@
 #include "runner/commands.h"
 #include "runner/engine.h"
 #include "runner/index.h"
+#include "runner/results_dir.h"
 #include "runner/protocol.h"
 #include "runner/shard.h"
 #include "runner/task_state.h"
@@ -297,7 +298,7 @@ bool all_ok(bool ok) {
 class DirLock {
  public:
   explicit DirLock(const std::string& dir) {
-    std::string p = (fs::path(dir) / ".vizsweep.lock").string();
+    std::string p = ResultsDir(dir).lock();
     fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ < 0) throw Error(dir, "cannot create a lock file (read-only directory?)");
     if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -319,11 +320,11 @@ class DirLock {
 void refuse_symlinks(const std::string& dir) {
   std::error_code ec;
   const fs::path d(dir);
-  for (const char* name : {"shards", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "index.sqlite-journal", ".vizsweep.lock"})
+  for (const auto& name : ResultsDir::own_names())
     if (fs::is_symlink(d / name, ec))
       throw Error((d / name).string(), "is a symbolic link; vizsweep writes only inside the results directory (remove the link)");
-  if (fs::is_directory(d / "shards", ec))
-    for (const auto& e : fs::directory_iterator(d / "shards", ec))
+  if (fs::is_directory(ResultsDir(dir).shards(), ec))
+    for (const auto& e : fs::directory_iterator(ResultsDir(dir).shards(), ec))
       if (e.is_symlink(ec)) throw Error(e.path().string(), "is a symbolic link; vizsweep writes only inside the results directory");
 }
 
@@ -590,10 +591,6 @@ void warn_memory(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>&
 
 }  // namespace
 
-std::string results_dir(const std::string& sweep_name, const std::string& out) {
-  if (!out.empty()) return fs::absolute(out).lexically_normal().string();
-  return (fs::absolute("results") / sweep_name).lexically_normal().string();
-}
 
 // A rank started by mpirun or srun whose launcher has died (its parent process changed) stops
 // at once, as the launcher's own death would have stopped it: a rerun resumes. Without this,
@@ -648,7 +645,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                                ": MPI was not started through PMIx (use srun --mpi=pmix)");
     }
     spec = sweeps::load_sweep(o.sweep);
-    dir = results_dir(spec->name, o.out);
+    dir = ResultsDir::of(spec->name, o.out).path();
     std::error_code ec;
     if (o.noop_tasks && fs::exists(dir, ec))
       throw Error("--noop-tasks", "needs a new results directory (" + dir + " exists): its tasks would be marked done without data");
@@ -682,9 +679,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   if (rank == 0) {
     try {
       refuse_symlinks(dir);
-      fs::create_directories(fs::path(dir) / "shards");
+      fs::create_directories(ResultsDir(dir).shards());
       lock = std::make_unique<DirLock>(dir);
-      index = std::make_unique<ResultIndex>((fs::path(dir) / "index.sqlite").string(), false, o.journal);
+      index = std::make_unique<ResultIndex>(ResultsDir(dir).index(), false, o.journal);
       SweepRecord rec{spec->name, spec->text, sweeps::spec_hash(*spec, tasks), spec->model.builtin() ? spec->model.identity() : spec->model.file,
                       engine->model_hash(), "0.1.0", Engine::torch_version()};
       int64_t sweep_id = index->register_sweep(rec);
@@ -721,7 +718,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   }
   MPI_Bcast(attempt, sizeof attempt, MPI_CHAR, 0, MPI_COMM_WORLD);
   if (rank == 0) std::fflush(stderr);
-  const std::string shard_rel = "shards/r" + std::to_string(rank) + "-" + attempt + ".h5";
+  const std::string shard_rel = ResultsDir::shard(rank, attempt);
 
   if (rank == 0) {
     LocalChannel local;
@@ -760,10 +757,10 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     if (c.compute_seconds > 0)
       std::fprintf(stderr, "[vizsweep] task time on the ranks: %.1f s computing; %.1f s writing shards on the writer threads, "
                            "alongside the compute\n", c.compute_seconds, c.write_seconds);
-    std::fprintf(stderr, "[vizsweep] %s: %lld/%lld done, %lld failed%s; index %s/index.sqlite, shards %s/shards/\n",
+    std::fprintf(stderr, "[vizsweep] %s: %lld/%lld done, %lld failed%s; index %s, shards %s/\n",
                  c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
                  static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
-                 dir.c_str(), dir.c_str());
+                 ResultsDir(dir).index().c_str(), ResultsDir(dir).shards().c_str());
     code = !c.storage_error.empty() ? kExitStorage
            : c.drained && left > 0  ? kExitDrained
            : c.failed > 0           ? kExitTasksFailed

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "kernels/error.h"
+#include "runner/results_dir.h"
 
 namespace vizsweep::runner {
 
@@ -64,7 +65,7 @@ ShardWriter::~ShardWriter() {
 }
 
 void ShardWriter::write(const std::string& key, const TaskData& d) {
-  const std::string group = "/tasks/" + key;
+  const std::string group = ResultsDir::group(key);
   auto fail = [&](const std::string& what) { throw StorageError(path_, "writing " + group + ": " + what + " failed (disk full or file size limit?)"); };
   if (H5Lexists(file_, group.c_str(), H5P_DEFAULT) > 0 && H5Ldelete(file_, group.c_str(), H5P_DEFAULT) < 0) fail("replace");
   hid_t g = H5Gcreate2(file_, group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

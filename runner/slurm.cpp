@@ -13,6 +13,7 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/results_dir.h"
 #include "runner/sbatch_body.h"
 #include "sweeps/sweep.h"
 
@@ -118,7 +119,8 @@ int slurm_command(const SlurmOptions& o) {
   j.name = spec.name;
   j.vizsweep = self_path();
   j.sweep = fs::absolute(o.sweep).lexically_normal().string();
-  j.out = results_dir(spec.name, o.out);
+  const ResultsDir dir = ResultsDir::of(spec.name, o.out);
+  j.out = dir.path();
   j.nodes = o.nodes;
   j.gpus_per_node = o.gpus_per_node;
   j.ranks_per_node = o.ranks_per_node > 0 ? o.ranks_per_node : 1;
@@ -129,8 +131,8 @@ int slurm_command(const SlurmOptions& o) {
   j.drain_seconds = o.drain_seconds;
   j.chain_limit = o.chain_limit;
   std::string text = sbatch_script(j);
-  fs::create_directories(fs::path(j.out) / "slurm");
-  std::string path = (fs::path(j.out) / "slurm" / (spec.name + ".sbatch")).string();
+  fs::create_directories(dir.slurm());
+  std::string path = dir.sbatch(spec.name);
   {
     std::ofstream f(path);
     f << text;

@@ -1,5 +1,6 @@
 // Activation maximization: a task optimizes one image per unit (kernels/actmax.h).
 #include "kernels/actmax.h"
+#include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "sweeps/techniques/actmax.h"
 
@@ -11,7 +12,6 @@ namespace {
 
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::ActmaxSection&>(section);
-  const std::string group = "/tasks/" + task.key + "/";
   k::ActMaxRequest req;
   req.layer = task.layer;
   req.units = task.items;
@@ -34,7 +34,7 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
                    {"saturation", r.saturation[b].item<double>()},
                    {"robustness", r.robustness[b].item<double>()},
                    {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
-                   {"dataset", group + name}});
+                   {"dataset", ResultsDir::dataset(task.key, name)}});
   }
   data.ints.push_back(ints("units", torch::tensor(task.items)));
   data.floats.push_back(floats("objective_trace", r.objective_trace));

@@ -1,6 +1,7 @@
 // Feature maps: a task stores one image's activations at the section's layers
 // (kernels/featuremaps.h).
 #include "kernels/featuremaps.h"
+#include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "sweeps/techniques/featuremaps.h"
 
@@ -12,7 +13,6 @@ namespace {
 
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::FeaturemapsSection&>(section);
-  const std::string group = "/tasks/" + task.key + "/";
   std::vector<int64_t> labels;
   auto x = ctx.images(sec.images, task.items, labels);
   std::vector<std::string> names;
@@ -23,7 +23,7 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
   data.images.push_back(blob("input", x[0]));
   for (const auto& fm : maps) {
     data.floats.push_back(floats(fm.layer.alias, fm.activations[0]));
-    out.push_back({{"image_id", task.items[0]}, {"layer", fm.layer.alias}, {"dataset", group + fm.layer.alias}});
+    out.push_back({{"image_id", task.items[0]}, {"layer", fm.layer.alias}, {"dataset", ResultsDir::dataset(task.key, fm.layer.alias)}});
   }
   return rows;
 }

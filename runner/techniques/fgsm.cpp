@@ -1,6 +1,7 @@
 // FGSM and iterative FGSM: a task attacks a batch of images, one row per step (kernels/fgsm.h).
 #include "kernels/fgsm.h"
 #include "kernels/settings.h"
+#include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "sweeps/techniques/fgsm.h"
 
@@ -13,7 +14,6 @@ namespace {
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::FgsmSection&>(section);
   const auto& m = ctx.model();
-  const std::string group = "/tasks/" + task.key + "/";
   std::vector<int64_t> labels;
   auto x = ctx.images(sec.images, task.items, labels);
   torch::Tensor clean_pred;
@@ -45,7 +45,7 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
                    {"clean_pred", clean_pred[bi].item<int64_t>()},
                    {"final_pred", final_pred},
                    {"success", success ? 1 : 0},
-                   {"dataset", group + name}});
+                   {"dataset", ResultsDir::dataset(task.key, name)}});
     for (int s = 0; s <= st.steps; ++s)
       steps.push_back({{"image_id", task.items[b]},
                        {"step", s},

@@ -1,6 +1,7 @@
 // Inversion: a task reconstructs a batch of images from one layer's code (kernels/inversion.h).
 #include "kernels/image.h"
 #include "kernels/inversion.h"
+#include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "sweeps/techniques/invert.h"
 
@@ -12,7 +13,6 @@ namespace {
 
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::InvertSection&>(section);
-  const std::string group = "/tasks/" + task.key + "/";
   std::vector<int64_t> labels;
   auto x = ctx.images(sec.images, task.items, labels);
   const auto& st = sec.settings.at(static_cast<size_t>(task.setting));
@@ -28,7 +28,7 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
     out.push_back({{"image_id", task.items[b]},
                    {"rep_error", r.rep_error[b].item<double>()},
                    {"hf_energy", r.hf_energy[b].item<double>()},
-                   {"dataset", group + name}});
+                   {"dataset", ResultsDir::dataset(task.key, name)}});
   }
   data.ints.push_back(ints("image_ids", torch::tensor(task.items)));
   data.floats.push_back(floats("loss_trace", r.loss_trace));
