@@ -24,12 +24,14 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/coordinator.h"
 #include "runner/engine.h"
 #include "runner/index.h"
 #include "runner/results_dir.h"
 #include "runner/protocol.h"
 #include "runner/shard.h"
 #include "runner/task_state.h"
+#include "runner/worker.h"
 #include "sweeps/sweep.h"
 
 namespace fs = std::filesystem;
@@ -55,35 +57,6 @@ void install_drain_handlers() {
   sa.sa_flags |= SA_RESETHAND;  // a second Ctrl-C stops at once
   sigaction(SIGINT, &sa, nullptr);
 }
-
-std::string hostname() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof buf - 1);
-  return buf;
-}
-
-std::string duration(double s) {
-  char buf[32];
-  if (s < 0 || !std::isfinite(s)) return "?";
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
-  return buf;
-}
-
-// What the coordinator hands a worker: task indices, or none (stop).
-using Assignment = std::vector<int64_t>;
-
-// Where a worker's tasks come from and its reports go.
-class Channel {
- public:
-  virtual ~Channel() = default;
-  // Sends `reports` (a JSON array, may be empty) and asks for work: returns the next task
-  // indices, or none when there is no more work. Called by the worker's compute thread.
-  virtual Assignment exchange(json reports) = 0;
-  // Sends the reports of tasks whose data is written (the writer thread).
-  virtual void report(json reports) = 0;
-};
 
 // Ranks > 0. Both the compute thread and the writer thread talk to the coordinator; MPI is
 // initialized with MPI_THREAD_SERIALIZED and every call goes through one mutex. Where the MPI
@@ -131,161 +104,28 @@ class MpiChannel : public Channel {
   json held_ = json::array();
 };
 
-// Rank 0's own worker talks to the coordinator through memory, not MPI.
-class LocalChannel : public Channel {
+// The coordinator's side of ranks > 0.
+class MpiRemote : public Remote {
  public:
-  Assignment exchange(json reports) override {
-    std::unique_lock<std::mutex> lk(mu_);
-    for (auto& r : reports) reports_.push_back(std::move(r));
-    requested_ = true;
-    wake_.notify_one();
-    answered_cv_.wait(lk, [&] { return answered_; });
-    answered_ = false;
-    return std::move(answer_);
-  }
-  void report(json reports) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    for (auto& r : reports) reports_.push_back(std::move(r));
-    wake_.notify_one();
-  }
-  // Coordinator side: the reports that came in, and whether the worker asks for work
-  // (it then waits for answer()).
-  bool take(json& reports, bool& request) {
-    std::lock_guard<std::mutex> lk(mu_);
-    request = requested_;
-    requested_ = false;
-    if (reports_.empty() && !request) return false;
-    reports = std::move(reports_);
-    reports_ = json::array();
+  bool poll(json& reports, int& rank, bool& request) override {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+    if (!flag) return false;
+    int n = 0;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    std::string buf(static_cast<size_t>(n), '\0');
+    MPI_Recv(buf.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    reports = json::parse(buf);
+    rank = st.MPI_SOURCE;
+    request = st.MPI_TAG == protocol::kRequest;
     return true;
   }
-  // Blocks until the worker reports or asks, or `timeout` passes: the coordinator's idle
-  // wait, so the local worker's next task goes out the moment it asks.
-  void wait(std::chrono::microseconds timeout) {
-    std::unique_lock<std::mutex> lk(mu_);
-    wake_.wait_for(lk, timeout, [&] { return requested_ || !reports_.empty(); });
+  void assign(int rank, const Assignment& a) override {
+    MPI_Send(a.data(), static_cast<int>(a.size()), MPI_INT64_T, rank, protocol::kTask, MPI_COMM_WORLD);
   }
-  void answer(Assignment a) {
-    std::lock_guard<std::mutex> lk(mu_);
-    answer_ = std::move(a);
-    answered_ = true;
-    answered_cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable answered_cv_, wake_;
-  json reports_ = json::array();
-  bool requested_ = false, answered_ = false;
-  Assignment answer_;
+  void stop(int rank) override { MPI_Send(nullptr, 0, MPI_INT64_T, rank, protocol::kStop, MPI_COMM_WORLD); }
 };
-
-// A worker's writer thread: writes each finished task's data to the rank's shard and then
-// reports the task, while the compute thread goes on with the next one. At most `depth`
-// results wait (the compute thread blocks beyond that), which bounds the memory held.
-class ResultWriter {
- public:
-  ResultWriter(Channel& ch, std::string dir, std::string shard_rel, size_t depth = 4)
-      : ch_(ch), dir_(std::move(dir)), shard_rel_(std::move(shard_rel)), depth_(depth), thread_([this] { run(); }) {}
-  ~ResultWriter() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  // A task's report, with its data to write first (none: a failed task, reported as is).
-  void submit(json report, std::optional<TaskData> data) {
-    std::unique_lock<std::mutex> lk(mu_);
-    space_.wait(lk, [&] { return queue_.size() < depth_; });
-    queue_.push_back({std::move(report), std::move(data)});
-    cv_.notify_all();
-  }
-
- private:
-  void run() {
-    for (;;) {
-      std::pair<json, std::optional<TaskData>> item;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stop, with everything written and reported
-        item = std::move(queue_.front());
-        queue_.pop_front();
-        space_.notify_all();
-      }
-      json& report = item.first;
-      if (item.second) {
-        auto t0 = Clock::now();
-        write(report, *item.second);
-        report["write_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-      }
-      ch_.report(json::array({std::move(report)}));
-    }
-  }
-  void write(json& report, const TaskData& data) {
-    try {
-      if (!failed_.empty()) throw StorageError(shard_rel_, "an earlier write to this shard failed: " + failed_);
-      if (!writer_) writer_ = std::make_unique<ShardWriter>((fs::path(dir_) / shard_rel_).string());
-      writer_->write(report.at("key").get<std::string>(), data);
-      report["shard"] = shard_rel_;
-    } catch (const std::exception& e) {
-      // The task goes back to pending (no rows); a shard that failed a write is not written
-      // again by this run.
-      if (failed_.empty()) failed_ = e.what();
-      writer_.reset();
-      report = json{{"task", report.at("task")}, {"key", report.at("key")}, {"rank", report.at("rank")},
-                    {"host", report.at("host")}, {"ok", false}, {"storage", true}, {"error", e.what()}};
-    }
-  }
-
-  Channel& ch_;
-  const std::string dir_, shard_rel_;
-  const size_t depth_;
-  std::unique_ptr<ShardWriter> writer_;
-  std::string failed_;
-  std::mutex mu_;
-  std::condition_variable cv_, space_;
-  std::deque<std::pair<json, std::optional<TaskData>>> queue_;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once the members above exist
-};
-
-void worker_loop(Engine& engine, const std::vector<sweeps::Task>& tasks, Channel& ch, const std::string& dir,
-                 const std::string& shard_rel, int rank, bool noop) {
-  const std::string host = hostname();
-  json noop_reports = json::array();
-  ResultWriter out(ch, dir, shard_rel);
-  for (;;) {
-    Assignment a = ch.exchange(std::move(noop_reports));
-    noop_reports = json::array();
-    if (a.empty()) break;
-    for (int64_t idx : a) {
-      const auto& task = tasks.at(static_cast<size_t>(idx));
-      auto t0 = Clock::now();
-      json report{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
-      if (noop) {  // dispatch, report and commit only: what the runner itself costs per task
-        report["ok"] = true;
-        noop_reports.push_back(std::move(report));
-        continue;
-      }
-      std::optional<TaskData> data;
-      try {
-        data.emplace();
-        json rows = engine.run(task, *data);
-        report.update(rows);
-        report["ok"] = true;
-      } catch (const std::exception& e) {
-        data.reset();
-        report["ok"] = false;
-        report["error"] = e.what();
-      }
-      report["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-      out.submit(std::move(report), std::move(data));
-    }
-  }
-}
 
 // Agreement of all ranks on whether setup succeeded: 1 when every rank passes ok = true.
 bool all_ok(bool ok) {
@@ -326,231 +166,6 @@ void refuse_symlinks(const std::string& dir) {
   if (fs::is_directory(ResultsDir(dir).shards(), ec))
     for (const auto& e : fs::directory_iterator(ResultsDir(dir).shards(), ec))
       if (e.is_symlink(ec)) throw Error(e.path().string(), "is a symbolic link; vizsweep writes only inside the results directory");
-}
-
-struct DrainDeadline {};
-
-struct Coordinator {
-  ResultIndex& index;
-  const std::vector<sweeps::Task>& tasks;
-  int size;
-  int max_attempts;
-  double progress_seconds;
-  double drain_seconds;
-  LocalChannel* local;
-  bool drained = false;
-  Clock::time_point drain_started;
-  std::string storage_error;  // first failed shard write: the run stops
-
-  std::deque<int64_t> queue;
-  std::map<int64_t, int> attempts;
-  std::set<int> waiting_remote;
-  bool local_waiting = false;
-  double compute_seconds = 0, write_seconds = 0;  // summed over the reports of this run
-  bool noop = false;  // no-op tasks: the estimated cost of a task is none
-  int in_flight = 0;
-  int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
-  bool local_stopped = false;
-  int idle_polls = 0;
-  std::set<int> stopped;
-  int batched = 0;
-  Clock::time_point last_commit = Clock::now(), last_progress = Clock::now(), started = Clock::now();
-  bool tty = isatty(STDERR_FILENO);
-
-  void handle(const json& report) {
-    compute_seconds += report.value("seconds", 0.0);
-    write_seconds += report.value("write_seconds", 0.0);
-    int64_t idx = report.at("task").get<int64_t>();
-    const auto& task = tasks.at(static_cast<size_t>(idx));
-    if (report.value("storage", false)) {
-      // Results cannot be written: the task goes back to pending (no attempt counted, no
-      // rows), and the run stops handing out work, like a drain, then exits kExitStorage.
-      index.release(task.key);
-      ++batched;
-      --in_flight;
-      if (storage_error.empty()) {
-        storage_error = report.value("error", std::string("?"));
-        std::fprintf(stderr, "\n[vizsweep] error: results cannot be written on rank %d: %s\n"
-                             "[vizsweep] stopping: no new tasks; tasks in flight finish, the rest stay pending\n",
-                     report.value("rank", -1), storage_error.c_str());
-        drained = true;
-        drain_started = Clock::now();
-        queue.clear();
-      }
-      return;
-    }
-    index.record(task.key, report);
-    ++batched;
-    --in_flight;
-    if (report.value("ok", false)) {
-      ++done, ++done_this_run;
-    } else {
-      int a = ++attempts[idx];
-      std::fprintf(stderr, "\n[vizsweep] task %s (%s %s) failed on rank %d (attempt %d of %d): %s\n", task.key.substr(0, 12).c_str(),
-                   task.technique.c_str(), task.layer.c_str(), report.value("rank", -1), a, max_attempts,
-                   report.value("error", std::string("?")).c_str());
-      if (a < max_attempts) {
-        index.retry(task.key);
-        if (!drained) queue.push_back(idx);  // retried after the rest (after a drain: by the next run)
-      } else {
-        ++failed;
-      }
-    }
-  }
-
-  // The next assignment for `rank`, most expensive tasks first (the queue is sorted): one
-  // task, or several cheap ones together (up to kBatchFlops of estimated work, 64 tasks, and
-  // a fair share of what is left so the last tasks still spread over the ranks).
-  static constexpr double kBatchFlops = 2e8;  // about a millisecond of compute
-  Assignment next(int rank) {
-    Assignment a;
-    const size_t share = std::max<size_t>(1, queue.size() / (2 * static_cast<size_t>(size)));
-    double flops = 0;
-    while (!queue.empty() && a.size() < std::min<size_t>(64, share)) {
-      int64_t idx = queue.front();
-      double c = noop ? 0.0 : tasks[static_cast<size_t>(idx)].cost;
-      if (!a.empty() && flops + c > kBatchFlops) break;
-      flops += c;
-      queue.pop_front();
-      index.mark_running(tasks[static_cast<size_t>(idx)].key, rank, "");
-      a.push_back(idx);
-    }
-    batched += static_cast<int>(a.size());
-    in_flight += static_cast<int>(a.size());
-    return a;
-  }
-
-  void handle_all(const json& reports) {
-    for (const auto& r : reports) handle(r);
-  }
-
-  void maybe_commit(bool force) {
-    if (batched == 0) return;
-    auto now = Clock::now();
-    if (force || batched >= 256 || now - last_commit > std::chrono::milliseconds(250)) {
-      index.commit();
-      index.begin();
-      batched = 0;
-      last_commit = now;
-    }
-  }
-
-  void progress(bool final) {
-    auto now = Clock::now();
-    double since = std::chrono::duration<double>(now - last_progress).count();
-    if (!final && since < (tty ? 0.5 : progress_seconds)) return;
-    last_progress = now;
-    double el = std::chrono::duration<double>(now - started).count();
-    double rate = el > 0 ? done_this_run / el : 0;
-    int64_t left = total - done - failed;
-    char line[256];
-    std::snprintf(line, sizeof line, "[vizsweep] %lld/%lld tasks done (%.0f%%), %.2f tasks/s, ETA %s, %lld failed, %d running",
-                  static_cast<long long>(done), static_cast<long long>(total), total ? 100.0 * done / total : 100.0, rate,
-                  rate > 0 ? duration(left / rate).c_str() : "?", static_cast<long long>(failed), in_flight);
-    if (tty) std::fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
-    else std::fprintf(stderr, "%s\n", line);
-    std::fflush(stderr);
-  }
-
-  void loop() {
-    index.begin();
-    const int remote = size - 1;
-    while (!(local_stopped && static_cast<int>(stopped.size()) == remote)) {
-      if (g_drain && !drained) {
-        drained = true;
-        drain_started = Clock::now();
-        std::fprintf(stderr, "\n[vizsweep] drain requested: no new tasks; waiting for %d in flight (up to %.0fs)\n", in_flight,
-                     drain_seconds);
-        queue.clear();  // what is left stays pending in the index for the next run
-      }
-      if (drained && in_flight > 0 && Clock::now() - drain_started > std::chrono::duration<double>(drain_seconds)) {
-        maybe_commit(true);
-        index.commit();
-        std::fprintf(stderr, "[vizsweep] drain deadline passed with %d task(s) in flight: abandoning them\n", in_flight);
-        throw DrainDeadline{};
-      }
-      bool busy = false;
-      int flag = 0;
-      MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
-      if (flag) {
-        busy = true;
-        int n = 0;
-        MPI_Get_count(&st, MPI_BYTE, &n);
-        std::string buf(static_cast<size_t>(n), '\0');
-        MPI_Recv(buf.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        handle_all(json::parse(buf));
-        if (st.MPI_TAG == protocol::kRequest) waiting_remote.insert(st.MPI_SOURCE);
-      }
-      json reps;
-      bool asked = false;
-      if (!local_stopped && local->take(reps, asked)) {
-        busy = true;
-        handle_all(reps);
-        local_waiting = local_waiting || asked;
-      }
-      // Hand out work to every rank that asked.
-      for (auto it = waiting_remote.begin(); it != waiting_remote.end() && !queue.empty();) {
-        Assignment a = next(*it);
-        MPI_Send(a.data(), static_cast<int>(a.size()), MPI_INT64_T, *it, protocol::kTask, MPI_COMM_WORLD);
-        it = waiting_remote.erase(it);
-        busy = true;
-      }
-      if (local_waiting && !queue.empty()) {
-        local->answer(next(0));
-        local_waiting = false;
-        busy = true;
-      }
-      if (queue.empty() && in_flight == 0) {
-        maybe_commit(true);  // everything on disk before anyone is told to stop
-        for (int r : waiting_remote) {
-          MPI_Send(nullptr, 0, MPI_INT64_T, r, protocol::kStop, MPI_COMM_WORLD);
-          stopped.insert(r);
-        }
-        waiting_remote.clear();
-        if (local_waiting) {
-          local->answer({});
-          local_waiting = false;
-          local_stopped = true;
-        }
-      }
-      maybe_commit(false);
-      progress(false);
-      // Idle: poll MPI again at once for a while after activity (reports tend to come in
-      // bursts), then wait up to 200 us at a time, waking early when the local worker reports.
-      if (busy) {
-        idle_polls = 0;
-      } else if (++idle_polls < 64 && size > 1) {
-        std::this_thread::yield();
-      } else {
-        local->wait(std::chrono::microseconds(local_stopped ? 0 : 200));
-        if (local_stopped) std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-    }
-    maybe_commit(true);
-    index.commit();
-    progress(true);
-  }
-};
-
-// Resume check: done tasks whose data cannot be opened are recomputed.
-int invalidate_unreadable(ResultIndex& index, const std::string& dir) {
-  std::map<std::string, std::vector<std::pair<std::string, std::vector<std::string>>>> by_shard;
-  for (auto& [key, loc] : index.locations()) by_shard[loc.first].push_back({key, loc.second});
-  std::vector<std::string> bad;
-  for (const auto& [shard, entries] : by_shard) {
-    std::vector<std::string> datasets;
-    for (const auto& e : entries) datasets.insert(datasets.end(), e.second.begin(), e.second.end());
-    auto rep = check_shard((fs::path(dir) / shard).string(), datasets, /*full_read=*/true);
-    for (const auto& e : entries)
-      for (const auto& d : e.second)
-        if (rep.unreadable.count(d)) {
-          bad.push_back(e.first);
-          break;
-        }
-  }
-  index.invalidate(bad);
-  return static_cast<int>(bad.size());
 }
 
 std::string pick_device(const std::string& policy, int local_rank) {
@@ -673,8 +288,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
   // Rank 0 prepares the index; the others wait for its verdict.
   std::unique_ptr<DirLock> lock;
   std::unique_ptr<ResultIndex> index;
-  std::vector<int64_t> todo;
-  std::map<int64_t, int> attempts;
+  PreparedRun prepared;
   char attempt[64] = {0};
   if (rank == 0) {
     try {
@@ -684,20 +298,10 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       index = std::make_unique<ResultIndex>(ResultsDir(dir).index(), false, o.journal);
       SweepRecord rec{spec->name, spec->text, sweeps::spec_hash(*spec, tasks), spec->model.builtin() ? spec->model.identity() : spec->model.file,
                       engine->model_hash(), "0.1.0", Engine::torch_version()};
-      int64_t sweep_id = index->register_sweep(rec);
-      index->add_plan(sweep_id, *spec, tasks, engine->model().classes);
-      int abandoned = index->abandon_running();
-      int retried = index->retry_failed(spec->max_attempts);
-      int invalid = invalidate_unreadable(*index, dir);  // reads every dataset: checksums find damage
-      auto rows = index->tasks();
-      int64_t already = 0;
-      for (size_t i = 0; i < tasks.size(); ++i) {
-        const auto& row = rows.at(tasks[i].key);
-        attempts[static_cast<int64_t>(i)] = row.attempts;
-        if (row.state == TaskState::Pending) todo.push_back(static_cast<int64_t>(i));
-        if (row.state == TaskState::Done) ++already;
-      }
-      std::stable_sort(todo.begin(), todo.end(), [&](int64_t a, int64_t b) { return tasks[a].cost > tasks[b].cost; });
+      prepared = prepare_run(*index, *spec, tasks, rec, engine->model().classes, dir);
+      const int64_t already = prepared.already;
+      const int abandoned = prepared.abandoned, retried = prepared.retried, invalid = prepared.invalid;
+      const auto& todo = prepared.todo;
       std::snprintf(attempt, sizeof attempt, "%lld-%d", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()));
       const std::string format = (spec->precision != "fp32" ? ", " + spec->precision : std::string()) +
                                  (spec->channels_last ? ", channels_last" : "");
@@ -722,11 +326,15 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
 
   if (rank == 0) {
     LocalChannel local;
-    std::thread worker([&] { worker_loop(*engine, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
+    const TaskRunner run = [&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); };
+    std::thread worker([&] { worker_loop(run, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
+    MpiRemote remote;
     Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
-    c.queue.assign(todo.begin(), todo.end());
+    c.remote = &remote;
+    c.drain_requested = [] { return g_drain != 0; };
+    c.queue.assign(prepared.todo.begin(), prepared.todo.end());
     c.noop = o.noop_tasks;
-    c.attempts = attempts;
+    c.attempts = prepared.attempts;
     auto rows = index->tasks();
     c.total = static_cast<int64_t>(tasks.size());
     for (const auto& t : tasks) {
@@ -767,7 +375,8 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                                     : kExitOk;
   } else {
     MpiChannel ch(provided >= MPI_THREAD_SERIALIZED);
-    worker_loop(*engine, tasks, ch, dir, shard_rel, rank, o.noop_tasks);
+    worker_loop([&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); }, tasks, ch, dir, shard_rel, rank,
+                o.noop_tasks);
   }
   MPI_Finalize();
   return code;

@@ -1,0 +1,103 @@
+// Rank 0's coordinator: it hands out tasks (most expensive first, cheap ones batched), records
+// every report in the index, retries failed tasks up to max_attempts, commits in batches,
+// prints progress, drains on request (time limit, scancel) and stops when no work is left.
+// It talks to its own worker through a LocalChannel and to the other ranks through a Remote
+// (run.cpp's, over MPI), so it runs and is tested without MPI (tests/runner/test_coordinator.cpp).
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "runner/index.h"
+#include "runner/worker.h"
+#include "sweeps/sweep.h"
+
+namespace vizsweep::runner {
+
+// Thrown by Coordinator::loop when the drain deadline passes with tasks still in flight.
+struct DrainDeadline {};
+
+// "42s", "3m05s", "2h10m".
+std::string duration(double seconds);
+
+// The other ranks, as the coordinator sees them.
+class Remote {
+ public:
+  virtual ~Remote() = default;
+  // A message from a rank, when one is waiting: its reports, the rank, and whether it asks
+  // for work (else it only reports written tasks).
+  virtual bool poll(json& reports, int& rank, bool& request) = 0;
+  virtual void assign(int rank, const Assignment& tasks) = 0;
+  virtual void stop(int rank) = 0;
+};
+
+struct Coordinator {
+  ResultIndex& index;
+  const std::vector<sweeps::Task>& tasks;
+  int size;  // ranks, this one included
+  int max_attempts;
+  double progress_seconds;
+  double drain_seconds;
+  LocalChannel* local;
+  Remote* remote = nullptr;                // the other ranks (size > 1)
+  std::function<bool()> drain_requested;   // polled: true once a drain signal came
+  bool drained = false;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point drain_started;
+  std::string storage_error;  // first failed shard write: the run stops
+
+  std::deque<int64_t> queue;
+  std::map<int64_t, int> attempts;
+  std::set<int> waiting_remote;
+  bool local_waiting = false;
+  double compute_seconds = 0, write_seconds = 0;  // summed over the reports of this run
+  bool noop = false;  // no-op tasks: the estimated cost of a task is none
+  int in_flight = 0;
+  int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
+  bool local_stopped = false;
+  int idle_polls = 0;
+  std::set<int> stopped;
+  int batched = 0;
+  Clock::time_point last_commit = Clock::now(), last_progress = Clock::now(), started = Clock::now();
+  bool tty = isatty(STDERR_FILENO);
+
+  // Records a report: done, failed (retried while attempts are left) or not written (storage).
+  void handle(const json& report);
+  void handle_all(const json& reports);
+  // The next assignment for `rank`, most expensive tasks first (the queue is sorted): one
+  // task, or several cheap ones together (up to kBatchFlops of estimated work, 64 tasks, and
+  // a fair share of what is left so the last tasks still spread over the ranks).
+  static constexpr double kBatchFlops = 2e8;  // about a millisecond of compute
+  Assignment next(int rank);
+  // Commits the index transaction every 256 records or 250 ms (always when forced).
+  void maybe_commit(bool force);
+  void progress(bool final);
+  // Runs until every rank has been told to stop; throws DrainDeadline.
+  void loop();
+};
+
+// What a run starts from, once rank 0 has brought the index up to date with the sweep.
+struct PreparedRun {
+  std::vector<int64_t> todo;          // pending task indices, most expensive first
+  std::map<int64_t, int> attempts;    // attempts so far, by task index
+  int64_t already = 0;                // tasks done before this run
+  int abandoned = 0, retried = 0, invalid = 0;
+};
+
+// Registers the sweep and its plan in the index, returns interrupted tasks to pending, retries
+// failed ones with attempts left, recomputes done tasks whose data cannot be read, and lists
+// what is left to run. Throws vizsweep::Error (another sweep's directory, unreadable index).
+PreparedRun prepare_run(ResultIndex& index, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks,
+                        const SweepRecord& record, const std::vector<std::string>& classes, const std::string& dir);
+
+// Resume check: done tasks whose data cannot be opened are recomputed.
+int invalidate_unreadable(ResultIndex& index, const std::string& dir);
+
+}  // namespace vizsweep::runner
