@@ -31,6 +31,14 @@ struct RunTechnique {
   std::function<nlohmann::json(RunContext&, const sweeps::Section&, const sweeps::Task&, TaskData&)> run;
 };
 
+// Defines run_technique_NAME(), which registers a file of runner/techniques/ (CMake lists the
+// folder): VIZSWEEP_RUN_TECHNIQUE(actmax, run, {{"actmax_results", true}}).
+#define VIZSWEEP_RUN_TECHNIQUE(NAME, RUN, ...)                      \
+  const RunTechnique& run_technique_##NAME() {                      \
+    static const RunTechnique t{#NAME, __VA_ARGS__, RUN};           \
+    return t;                                                       \
+  }
+
 // Every technique's runner side, in the sweep side's order; a technique missing on either
 // side is an internal error (std::logic_error naming it).
 const std::vector<const RunTechnique*>& run_techniques();

@@ -36,22 +36,15 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
                    {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
                    {"dataset", ResultsDir::dataset(task.key, name)}});
   }
-  data.ints.push_back(ints("units", torch::tensor(task.items)));
-  data.floats.push_back(floats("objective_trace", r.objective_trace));
-  data.floats.push_back(floats("final_activation", r.final_activation));
-  data.floats.push_back(floats("hf_energy", r.hf_energy));
-  data.floats.push_back(floats("total_variation", r.total_variation));
-  data.floats.push_back(floats("saturation", r.saturation));
-  data.floats.push_back(floats("robustness", r.robustness));
-  data.ints.push_back(ints("is_argmax", r.is_argmax));
+  data.ints = {ints("units", torch::tensor(task.items)), ints("is_argmax", r.is_argmax)};
+  data.floats = {floats("objective_trace", r.objective_trace), floats("final_activation", r.final_activation),
+                 floats("hf_energy", r.hf_energy), floats("total_variation", r.total_variation),
+                 floats("saturation", r.saturation), floats("robustness", r.robustness)};
   return rows;
 }
 
 }  // namespace
 
-const RunTechnique& run_technique_actmax() {
-  static const RunTechnique t{"actmax", {{"actmax_results", true}}, run};
-  return t;
-}
+VIZSWEEP_RUN_TECHNIQUE(actmax, run, {{"actmax_results", true}})
 
 }  // namespace vizsweep::runner

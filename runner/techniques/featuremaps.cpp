@@ -30,9 +30,6 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
 
 }  // namespace
 
-const RunTechnique& run_technique_featuremaps() {
-  static const RunTechnique t{"featuremaps", {{"featuremap_results", true}}, run};
-  return t;
-}
+VIZSWEEP_RUN_TECHNIQUE(featuremaps, run, {{"featuremap_results", true}})
 
 }  // namespace vizsweep::runner

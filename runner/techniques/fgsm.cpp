@@ -56,21 +56,14 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
                        {"loss", loss[s][bi].item<double>()}});
   }
   data.attributes["step_size"] = k::format_number(r.step_size);
-  data.ints.push_back(ints("image_ids", torch::tensor(task.items)));
-  data.ints.push_back(ints("labels", y));
-  data.ints.push_back(ints("pred", r.pred));
-  data.floats.push_back(floats("pred_prob", r.pred_prob));
-  data.floats.push_back(floats("label_prob", r.label_prob));
-  data.floats.push_back(floats("loss", r.loss));
-  data.floats.push_back(floats("perturbation", r.adversarial - x));
+  data.ints = {ints("image_ids", torch::tensor(task.items)), ints("labels", y), ints("pred", r.pred)};
+  data.floats = {floats("pred_prob", r.pred_prob), floats("label_prob", r.label_prob), floats("loss", r.loss),
+                 floats("perturbation", r.adversarial - x)};
   return rows;
 }
 
 }  // namespace
 
-const RunTechnique& run_technique_fgsm() {
-  static const RunTechnique t{"fgsm", {{"fgsm_results", true}, {"fgsm_steps", false}}, run};
-  return t;
-}
+VIZSWEEP_RUN_TECHNIQUE(fgsm, run, {{"fgsm_results", true}, {"fgsm_steps", false}})
 
 }  // namespace vizsweep::runner

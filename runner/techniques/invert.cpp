@@ -30,17 +30,13 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
                    {"hf_energy", r.hf_energy[b].item<double>()},
                    {"dataset", ResultsDir::dataset(task.key, name)}});
   }
-  data.ints.push_back(ints("image_ids", torch::tensor(task.items)));
-  data.floats.push_back(floats("loss_trace", r.loss_trace));
-  data.floats.push_back(floats("rep_error", r.rep_error));
+  data.ints = {ints("image_ids", torch::tensor(task.items))};
+  data.floats = {floats("loss_trace", r.loss_trace), floats("rep_error", r.rep_error)};
   return rows;
 }
 
 }  // namespace
 
-const RunTechnique& run_technique_invert() {
-  static const RunTechnique t{"invert", {{"invert_results", true}}, run};
-  return t;
-}
+VIZSWEEP_RUN_TECHNIQUE(invert, run, {{"invert_results", true}})
 
 }  // namespace vizsweep::runner

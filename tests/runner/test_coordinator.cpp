@@ -18,23 +18,14 @@
 #include "runner/shard.h"
 #include "runner/worker.h"
 #include "sweeps/sweep.h"
+#include "tests/runner/tiny_model.h"
 
 namespace fs = std::filesystem;
 using namespace vizsweep;
 using namespace vizsweep::runner;
+using vizsweep::testing::tiny_model;
 
 namespace {
-
-sweeps::ModelDesc tiny_model() {
-  sweeps::ModelDesc m;
-  m.arch = "vgg11";
-  m.in_channels = 1;
-  m.num_classes = 10;
-  m.input_size = 32;
-  // FLOPs to each layer, whole and on the centre unit's crop: fc8's tasks cost the most.
-  m.layers = {{"conv1_1", "features.0", "conv", 8, true, 1e5, 2e4}, {"fc8", "classifier.1", "fc", 10, false, 6.1e5, 6.1e5}};
-  return m;
-}
 
 // What a task "computes": a 4x4 gray image per unit whose pixels encode the unit and the key,
 // an array, and its actmax_results rows.

@@ -14,25 +14,16 @@
 #include "kernels/error.h"
 #include "kernels/settings.h"
 #include "runner/index.h"
+#include "tests/runner/tiny_model.h"
 #include "runner/technique.h"
 #include "sweeps/technique.h"
 
 namespace fs = std::filesystem;
 using namespace vizsweep;
 using namespace vizsweep::runner;
+using vizsweep::testing::tiny_model;
 
 namespace {
-
-sweeps::ModelDesc tiny_model() {
-  sweeps::ModelDesc m;
-  m.arch = "vgg11";
-  m.in_channels = 1;
-  m.num_classes = 10;
-  m.input_size = 32;
-  m.layers = {{"conv1_1", "features.0", "conv", 8, true, 1e5}, {"relu1_1", "features.1", "relu", 8, true, 1.1e5},
-              {"fc8", "classifier.1", "fc", 10, false, 6.1e5}};
-  return m;
-}
 
 class IndexTest : public ::testing::Test {
  protected:
