@@ -304,6 +304,7 @@ TEST(Techniques, EachIsRegisteredOnBothSidesWithTablesInTheSchema) {
   EXPECT_EQ(sweep_side[2]->name, "fgsm");
   EXPECT_EQ(sweep_side[3]->name, "featuremaps");
   Db db("");
+  db.exec("PRAGMA foreign_keys=OFF");  // rows without a sweep: only the CHECKs are probed
   for (size_t i = 0; i < sweep_side.size(); ++i) {
     const auto* t = sweep_side[i];
     EXPECT_EQ(run_side[i]->name, t->name);
@@ -311,6 +312,13 @@ TEST(Techniques, EachIsRegisteredOnBothSidesWithTablesInTheSchema) {
     EXPECT_EQ(sweeps::find_technique(t->name), t);
     EXPECT_TRUE(t->items == "units" || t->items == "images") << t->name << ": items " << t->items;
     if (!t->settings_table.empty()) EXPECT_FALSE(db.columns(t->settings_table).empty()) << t->settings_table;
+    // Its name passes the schema's CHECKs on tasks.technique and, for techniques of images,
+    // images.technique.
+    EXPECT_TRUE(db.exec("INSERT INTO tasks (task_key, sweep_id, technique, layer, units, seed) VALUES ('k" + std::to_string(i) +
+                        "', 1, '" + t->name + "', '*', '0', 0)"))
+        << t->name << ": " << db.error;
+    if (t->items == "images")
+      EXPECT_TRUE(db.exec("INSERT INTO images (technique, image_id, source) VALUES ('" + t->name + "', 0, 'x')")) << t->name << ": " << db.error;
     EXPECT_FALSE(run_side[i]->tables.empty()) << t->name << " fills no table";
     for (const auto& table : run_side[i]->tables) {
       auto cols = db.columns(table.name);
@@ -320,6 +328,7 @@ TEST(Techniques, EachIsRegisteredOnBothSidesWithTablesInTheSchema) {
         EXPECT_EQ(std::find(cols.begin(), cols.end(), c) != cols.end(), table.in_shard) << table.name << "." << c;
     }
   }
+  EXPECT_FALSE(db.exec("INSERT INTO tasks (task_key, sweep_id, technique, layer, units, seed) VALUES ('kx', 1, 'nosuch', '*', '0', 0)"));
   EXPECT_EQ(sweeps::find_technique("nosuch"), nullptr);
   EXPECT_THROW(run_technique("nosuch"), std::logic_error);
 }
