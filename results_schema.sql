@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.2');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.3');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   adam_beta2      REAL NOT NULL DEFAULT 0.999 CHECK (adam_beta2 >= 0 AND adam_beta2 < 1),
   jitter          INTEGER NOT NULL DEFAULT 0 CHECK (jitter >= 0),
   param           TEXT NOT NULL DEFAULT 'pixel' CHECK (param IN ('pixel', 'fft')),
-  decay_power     REAL NOT NULL DEFAULT 1 CHECK (decay_power >= 0)
+  decay_power     REAL NOT NULL DEFAULT 1 CHECK (decay_power >= 0),
+  -- 1.3
+  scale           REAL NOT NULL DEFAULT 0 CHECK (scale >= 0 AND scale < 1),
+  rotate          REAL NOT NULL DEFAULT 0 CHECK (rotate >= 0 AND rotate <= 180)
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (

@@ -2,21 +2,28 @@
 activation against naturalness (high-frequency energy) for activation maximization."""
 import csv
 
-from analysis.index import AnalysisError, check_layer, metrics, open_index
+from analysis.index import NAME, AnalysisError, check_layer, metrics, open_index
 
 # Per setting of one layer: (setting_id, name, count, metric, mean activation, mean hf energy).
 # The base tables, not the views: the layer filter then uses the tasks_by_layer index (SQLite
 # does not push it into a grouped view), which keeps one layer of a million rows fast.
 # FGSM attacks the whole model: its one "layer" is '*'.
-RESULTS = {"actmax": "actmax_results", "invert": "invert_results", "fgsm": "fgsm_results"}
-SETTINGS = {"actmax": "actmax_settings", "invert": "invert_settings", "fgsm": "fgsm_settings"}
+# Any technique with settings: its results are the metric's table, its settings <technique>_settings
+# (the names come from the index's metrics declarations, checked by analysis.index.metrics).
 
 
-def query(technique, aggregate):
-    extra = "AVG(r.final_activation), AVG(r.hf_energy)" if technique == "actmax" else "NULL, NULL"
-    return (f"SELECT s.setting_id, s.name, COUNT(*), {aggregate}, {extra} FROM tasks t "
-            f"JOIN {RESULTS[technique]} r ON r.task_key = t.task_key "
-            f"JOIN {SETTINGS[technique]} s ON s.setting_id = t.setting_id "
+def settings_table(db, technique):
+    table = f"{technique}_settings"
+    if not NAME.match(table) or not db.execute(f"PRAGMA table_info({table})").fetchall():
+        raise AnalysisError(f"{technique} has no settings table in this index: its metrics cannot be ranked by setting")
+    return table
+
+
+def query(db, metric):
+    extra = "AVG(r.final_activation), AVG(r.hf_energy)" if metric.technique == "actmax" else "NULL, NULL"
+    return (f"SELECT s.setting_id, s.name, COUNT(*), {metric.sql()}, {extra} FROM tasks t "
+            f"JOIN {metric.result_table} r ON r.task_key = t.task_key "
+            f"JOIN {settings_table(db, metric.technique)} s ON s.setting_id = t.setting_id "
             "WHERE t.technique = ? AND t.layer = ? AND t.state = 'done' GROUP BY s.setting_id")
 
 
@@ -45,7 +52,7 @@ def ranking(db, layer, metric):
     """[(setting, count, value, on_pareto_front)] for one layer, best first."""
     m = metric_of(db, metric)
     technique, higher = m.technique, m.higher
-    rows = db.execute(query(technique, m.sql()), (technique, layer)).fetchall()
+    rows = db.execute(query(db, m), (technique, layer)).fetchall()
     front = pareto_front([(r[0], r[4], r[5]) for r in rows]) if technique == "actmax" else set()
     key = (lambda r: (r[3] is None, -(r[3] or 0) if higher else (r[3] or 0), r[0]))
     return [(r[1], r[2], r[3], r[0] in front) for r in sorted(rows, key=key)]
@@ -53,14 +60,16 @@ def ranking(db, layer, metric):
 
 def run(args):
     db = open_index(args.results_dir)
-    technique = metric_of(db, args.metric).technique
+    m = metric_of(db, args.metric)
+    technique = m.technique
     rows = []
     for layer in check_layer(db, args.layer, technique):
         for rank, (setting, count, value, front) in enumerate(ranking(db, layer, args.metric), 1):
             if args.pareto and not front:
                 continue
             rows.append((layer, rank, setting, count, value, "yes" if front else ""))
-    count_name = "units" if technique == "actmax" else "images"
+    columns = {c[1] for c in db.execute(f"PRAGMA table_info({m.result_table})")}
+    count_name = "units" if "unit" in columns else "images"
     print(f"{'layer':<10} {'rank':>4}  {'setting':<28} {count_name:>6}  {args.metric:>15}  pareto")
     for layer, rank, setting, count, value, front in rows:
         shown = "n/a" if value is None else f"{value:.4f}"

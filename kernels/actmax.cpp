@@ -95,6 +95,18 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
   return shifted;
 }
 
+// Each image of x [B, C, S, S] in [0, 1] scaled about its centre by factors[b] and rotated by
+// angles[b] radians in one bilinear resampling, the uncovered border mid-grey (0.5).
+torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factors, const torch::Tensor& angles) {
+  namespace F = torch::nn::functional;
+  // affine_grid maps each output position to the input position it samples.
+  auto cos = angles.cos() / factors, sin = angles.sin() / factors, zero = torch::zeros_like(factors);
+  auto theta = torch::stack({torch::stack({cos, -sin, zero}, 1), torch::stack({sin, cos, zero}, 1)}, 1).to(x.device());
+  auto grid = F::affine_grid(theta, x.sizes(), /*align_corners=*/false);
+  auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
+  return F::grid_sample(x - 0.5, grid, opts) + 0.5;
+}
+
 // after / before where before > 0, else 0.
 torch::Tensor robustness_ratio(const torch::Tensor& before, const torch::Tensor& after) {
   return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
@@ -130,6 +142,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     win = model.input_window(layer.index, layer.shape[1] / 2, layer.shape[2] / 2);
   const UnitObjective crop_objective = win ? objective.at(win->oy, win->ox) : objective;
   torch::Tensor grad = win ? torch::zeros_like(c) : torch::Tensor();
+  // Random scaling and rotation resample every pixel from around the image centre, so no crop
+  // of the input is exact under them: the optimization then runs on the whole image. The final
+  // activation, argmax flag and robustness still read the crop of the final image, which is
+  // not transformed, where the crop is exact.
+  const bool affine = s.scale > 0 || s.rotate > 0;
+  const std::optional<Model::InputWindow> loop_win = affine ? std::nullopt : win;
 
   // Transformation robustness: every step each image is seen translated by its own random
   // (dy, dx) in [-jitter, jitter], drawn from the task's seed, with wrap-around (the
@@ -139,9 +157,20 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   auto jitter_gen = at::detail::createCPUGenerator(req.seed ^ 0x6a09e667f3bcc909ULL);
   // The objective of images x in [0, 1]: on the receptive-field crop when there is one.
   auto evaluate = [&](const torch::Tensor& x) {
-    return win ? crop_objective.evaluate(model.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index))
-               : objective.evaluate(model.forward(x, layer.index));
+    return loop_win ? crop_objective.evaluate(
+                          model.forward_crop(x.slice(2, loop_win->y0, loop_win->y1).slice(3, loop_win->x0, loop_win->x1), layer.index))
+                    : objective.evaluate(model.forward(x, layer.index));
   };
+  // Scaling and rotation (after jitter, Lucid's order): per image and step, a factor in
+  // [1 - scale, 1 + scale] and an angle in [-rotate, rotate] degrees, drawn from the task's seed.
+  auto affine_gen = at::detail::createCPUGenerator(req.seed ^ 0xbb67ae8584caa73bULL);
+  torch::Tensor factors, angles;
+  auto draw_affine = [&] {
+    auto u = torch::rand({2, B}, affine_gen, torch::kFloat) * 2.0 - 1.0;
+    factors = 1.0 + s.scale * u[0];
+    angles = u[1] * (s.rotate * 3.14159265358979323846 / 180.0);
+  };
+  auto seen = [&](const torch::Tensor& x) { return affine ? scaled_rotated(x, factors, angles) : x; };
   torch::Tensor shifts;
   auto jittered = [&](const torch::Tensor& x) {
     std::vector<torch::Tensor> parts;
@@ -198,9 +227,10 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     torch::Tensor spec = (torch::randn({B, C, S, S / 2 + 1, 2}, gen, torch::kFloat) * 0.01).to(model.device());
     for (int it = 0; it < s.iterations; ++it) {
       if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
+      if (affine) draw_affine();
       spec.requires_grad_(true);
       auto x = render(spec);
-      auto obj = evaluate(s.jitter > 0 ? jittered(x) : x);
+      auto obj = evaluate(seen(s.jitter > 0 ? jittered(x) : x));
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -219,10 +249,11 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   }
 
   for (int it = 0; s.param == ImageParam::Pixel && it < s.iterations; ++it) {
-    if (s.jitter > 0) {
-      shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
+    if (s.jitter > 0 || affine) {
+      if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
+      if (affine) draw_affine();
       c.requires_grad_(true);
-      auto obj = evaluate(frame.to_image(jittered(c)));
+      auto obj = evaluate(seen(frame.to_image(s.jitter > 0 ? jittered(c) : c)));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());

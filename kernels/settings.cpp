@@ -245,6 +245,13 @@ const std::vector<Field<A>>& actmax_table() {
                           "(Lucid's fft; the regularizers act on the rendered pixels)"));
     v.push_back(real_field<A>("decay_power", &A::decay_power).at_least(0).new_in_key_only_when_set()
                     .help("fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power (0: white)"));
+    // Schema 1.3.
+    v.push_back(real_field<A>("scale", &A::scale).range(0, 1, false, true).off("0").new_in_key_only_when_set()
+                    .help("every step, scale each image about its centre by a random factor in "
+                          "[1 - scale, 1 + scale] (after jitter; the uncovered border is mid-grey)"));
+    v.push_back(real_field<A>("rotate", &A::rotate).range(0, 180).off("0").new_in_key_only_when_set()
+                    .help("every step, rotate each image about its centre by a random angle in "
+                          "[-rotate, rotate] degrees (with scale, one resampling)"));
     return v;
   }();
   return t;

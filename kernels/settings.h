@@ -56,6 +56,10 @@ struct ActMaxSettings {
                                   // (with wrap-around) before the forward pass; 0 = off
   ImageParam param = ImageParam::Pixel;
   double decay_power = 1.0;       // fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power
+  // Added in schema 1.3: random scaling and rotation about the image centre, every step after
+  // jitter (Lucid's order), the uncovered border mid-grey; 0 = off.
+  double scale = 0.0;             // each image scaled by a factor in [1 - scale, 1 + scale], [0, 1)
+  double rotate = 0.0;            // and rotated by an angle in [-rotate, rotate] degrees, [0, 180]
 };
 
 // Checks every field; throws vizsweep::Error naming the first bad one.

@@ -141,6 +141,18 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
         exec("ROLLBACK");
         throw;
       }
+      v = "1.2";
+    }
+    if (!read_only && v == "1.2") {  // 1.3: scale and rotate, as columns at their defaults
+      exec("BEGIN IMMEDIATE");
+      try {
+        add_declared_columns();
+        exec("UPDATE meta SET value='1.3' WHERE key='schema_version'");
+        exec("COMMIT");
+      } catch (...) {
+        exec("ROLLBACK");
+        throw;
+      }
     }
   } catch (...) {
     sqlite3_close(db_);

@@ -154,6 +154,71 @@ TEST(ActMax, FftParameterizationClimbsWithLessHighFrequencyEnergy) {
   EXPECT_LT(hf_fft, hf_pixel - 0.1);
 }
 
+// Each image turned about its centre by `degrees` (bilinear, mid-grey border), as a viewer
+// would see it rotated; the test's own resampling, independent of the kernel's.
+torch::Tensor turned(const torch::Tensor& x, double degrees) {
+  namespace F = torch::nn::functional;
+  const double a = degrees * 3.14159265358979323846 / 180.0;
+  auto theta = torch::tensor({{std::cos(a), -std::sin(a), 0.0}, {std::sin(a), std::cos(a), 0.0}}, torch::kFloat)
+                   .unsqueeze(0).expand({x.size(0), 2, 3});
+  auto grid = F::affine_grid(theta, x.sizes(), false);
+  return F::grid_sample(x - 0.5, grid, F::GridSampleFuncOptions().align_corners(false)) + 0.5;
+}
+
+TEST(ActMax, ScaleAndRotationRunUncroppedAndTheirImagesHoldWhenTurned) {
+  // Random scaling (0.9-1.1) and rotation (+-15 degrees) every step, Lucid's transformation
+  // robustness: each unit's image still climbs above every random image; scaling and rotation
+  // resample the whole image, so the optimization runs uncropped (a run that may crop gives the
+  // images of one that may not, bit for bit); and a conv unit's activation holds better when
+  // its image is turned by up to 15 degrees than without them. Compared by the median over 16
+  // units of (turned activation / activation), up to 15 degrees either way; measured here 0.10
+  // without and 0.54 with them, far beyond what the CPU kinds' kernels move.
+  Model m = small_vgg();
+  auto gen_uniform = torch::Generator(at::detail::createCPUGenerator(100));
+  auto uniform = torch::rand({32, 3, 32, 32}, gen_uniform);
+  std::vector<torch::Tensor> held_plain, held_turned;
+  for (std::string layer : {"conv3_2", "conv4_2"}) {
+    ActMaxRequest req;
+    req.layer = layer;
+    req.units = {0, 1, 2, 3, 4, 5, 6, 7};
+    req.settings = actmax_preset("unregularized");
+    req.settings.iterations = 100;
+    req.settings.lr_policy = LrPolicy::Adam;
+    req.settings.lr = 2;
+    req.seed = 5;
+    auto plain = activation_maximization(m, req);
+    req.settings.scale = 0.1;
+    req.settings.rotate = 15;
+    auto res = activation_maximization(m, req);
+    auto again = activation_maximization(m, req);
+    EXPECT_TRUE(torch::equal(res.images, again.images)) << layer << ": the draws come from the task's seed";
+    EXPECT_FALSE(torch::equal(res.images, plain.images)) << layer;
+    req.crop_to_receptive_field = false;
+    auto whole = activation_maximization(m, req);
+    EXPECT_TRUE(torch::equal(res.images, whole.images)) << layer << ": optimized uncropped either way";
+    // The final activation reads the crop of the final image or the whole of it: one forward
+    // pass each, equal to rounding.
+    EXPECT_TRUE(torch::allclose(res.final_activation, whole.final_activation, 1e-4, 1e-5)) << layer;
+    UnitObjective obj(m, m.layer(layer), req.units, ObjectiveKind::CentreUnit);
+    auto best_noise = std::get<0>(unit_activations(m, obj, uniform).max(0));
+    for (size_t i = 0; i < req.units.size(); ++i)
+      EXPECT_GT(res.final_activation[i].item<double>(), best_noise[i].item<double>()) << layer << " unit " << i;
+    EXPECT_GT(res.objective_trace[-1].mean().item<double>(), res.objective_trace[0].mean().item<double>()) << layer;
+    auto held = [&](const torch::Tensor& images) {
+      auto base = unit_activations(m, obj, images).diagonal();
+      torch::Tensor sum = torch::zeros_like(base);
+      for (double deg : {-15.0, -7.5, 7.5, 15.0}) sum += unit_activations(m, obj, turned(images, deg)).diagonal();
+      return torch::where(base > 0, sum / 4.0 / base.clamp_min(1e-30), torch::zeros_like(base));
+    };
+    held_plain.push_back(held(plain.images));
+    held_turned.push_back(held(res.images));
+  }
+  double plain = torch::cat(held_plain).median().item<double>(), turn = torch::cat(held_turned).median().item<double>();
+  std::printf("median activation held under turns of up to 15 degrees: %.3f without, %.3f with scale 0.1 and rotate 15\n",
+              plain, turn);
+  EXPECT_GT(turn, plain + 0.25);
+}
+
 TEST(ActMax, RegularizedPresetsRunAndReportTheirRegularizers) {
   Model m = small_vgg();
   for (const auto& name : actmax_preset_names()) {

@@ -257,7 +257,7 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   }
   {
     ResultIndex index((dir / "index.sqlite").string(), false);
-    EXPECT_EQ(index.schema_version(), "1.2");
+    EXPECT_EQ(index.schema_version(), "1.3");
   }
   const std::string path = (dir / "index.sqlite").string();
   for (const auto* t : sweeps::techniques())

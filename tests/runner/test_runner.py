@@ -197,12 +197,12 @@ class RunnerTest(unittest.TestCase):
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("0 problem(s)", v.stdout)
-        # The schema migrated in place: 1.1 -> 1.2 adds the hyperparameters declared since, at
-        # the defaults the old rows ran with.
+        # The schema migrated in place: 1.1 -> 1.2 -> 1.3 adds the hyperparameters declared since,
+        # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
-        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.2",)])
-        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power FROM actmax_settings"),
-                         [(0, 0.9, 0.999, "pixel", 1.0)])
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.3",)])
+        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate "
+                                       "FROM actmax_settings"), [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0)])
         self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 8)
 
     def test_channels_last_matches_and_bf16_is_its_own_sweep(self):

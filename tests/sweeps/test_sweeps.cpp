@@ -206,6 +206,7 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
   auto at_default = expand(parse(body + "    jitter: 0\n    adam_beta1: 0.9\n    adam_beta2: 0.999\n"), m);
   auto jitter = expand(parse(body + "    jitter: 2\n"), m);
   auto beta = expand(parse(body + "    adam_beta2: 0.99\n"), m);
+  auto turned = expand(parse(body + "    scale: 0\n    rotate: 10\n"), m);
   ASSERT_EQ(plain.size(), 1u);
   EXPECT_EQ(plain[0].key, at_default[0].key);
   EXPECT_EQ(plain[0].canonical, at_default[0].canonical);
@@ -213,12 +214,14 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
   EXPECT_NE(plain[0].key, jitter[0].key);
   EXPECT_NE(jitter[0].canonical.find(";jitter=2"), std::string::npos) << jitter[0].canonical;
   EXPECT_NE(plain[0].key, beta[0].key);
+  EXPECT_NE(turned[0].canonical.find(";rotate=10"), std::string::npos) << turned[0].canonical;
+  EXPECT_EQ(turned[0].canonical.find("scale"), std::string::npos) << turned[0].canonical;
   // The hyperparameters of schema 1.1 are in every key, at their defaults too.
   for (const char* name : {"iterations=", "lr_policy=", "decay=0", "init_std="})
     EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
   // The settings tables still get every column.
   EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
-  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 5);  // adam_beta1, adam_beta2, jitter, param, decay_power
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 7);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate
 }
 
 TEST(SweepParse, HashIsStable) {
@@ -276,6 +279,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    param: fft\n    decay_power: -1\n",
                 "actmax.grid: decay_power: setting grid: must be >= 0, got -1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: 1.5\n", "actmax.grid.jitter: expected an integer, got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    rotate: -5\n", "actmax.grid: rotate: setting grid: must be in [0, 180], got -5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    scale: 1\n", "actmax.grid: scale: setting grid: must be in [0, 1), got 1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: [2, 32]\n",
                 "t.yaml:5: actmax.grid.jitter: setting jitter=32: must be less than the input size (32 px), got 32"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [yosinski9]\n",
