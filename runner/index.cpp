@@ -130,29 +130,23 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
       exec("UPDATE meta SET value='1.1' WHERE key='schema_version'");
       v = "1.1";
     }
-    if (!read_only && v == "1.1") {  // 1.2: hyperparameters declared since, as columns at their defaults
+    // Later steps: the hyperparameters declared since, as columns at their defaults (1.2 also
+    // adds the metrics table: schema_sql() is idempotent and adds only whole missing tables).
+    // Each step is one transaction, so an index is never left between two versions.
+    auto minor = [](const std::string& version) { return std::atoi(version.c_str() + version.find('.') + 1); };
+    for (const char* to : {"1.2", "1.3"}) {
+      if (read_only || minor(v) >= minor(to)) continue;
       exec("BEGIN IMMEDIATE");
       try {
-        exec(schema_sql());  // idempotent: adds what 1.2 added as whole tables (metrics) and nothing else
+        if (std::string(to) == "1.2") exec(schema_sql());
         add_declared_columns();
-        exec("UPDATE meta SET value='1.2' WHERE key='schema_version'");
+        exec(std::string("UPDATE meta SET value='") + to + "' WHERE key='schema_version'");
         exec("COMMIT");
       } catch (...) {
         exec("ROLLBACK");
         throw;
       }
-      v = "1.2";
-    }
-    if (!read_only && v == "1.2") {  // 1.3: scale and rotate, as columns at their defaults
-      exec("BEGIN IMMEDIATE");
-      try {
-        add_declared_columns();
-        exec("UPDATE meta SET value='1.3' WHERE key='schema_version'");
-        exec("COMMIT");
-      } catch (...) {
-        exec("ROLLBACK");
-        throw;
-      }
+      v = to;
     }
   } catch (...) {
     sqlite3_close(db_);

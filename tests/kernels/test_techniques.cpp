@@ -36,6 +36,19 @@ torch::Tensor unit_activations(const Model& m, const UnitObjective& obj, const t
   return act.index_select(1, torch::tensor(obj.units()));
 }
 
+// Adam at 2 grey levels per step, 100 steps, on units 0-7 of `layer`.
+ActMaxRequest adam_request(const std::string& layer) {
+  ActMaxRequest req;
+  req.layer = layer;
+  req.units = {0, 1, 2, 3, 4, 5, 6, 7};
+  req.settings = actmax_preset("unregularized");
+  req.settings.iterations = 100;
+  req.settings.lr_policy = LrPolicy::Adam;
+  req.settings.lr = 2;
+  req.seed = 5;
+  return req;
+}
+
 }  // namespace
 
 TEST(ActMax, GradientAscentDrivesEveryUnitFarAboveRandomImages) {
@@ -89,14 +102,7 @@ TEST(ActMax, AdamWithJitterClimbsAndItsImagesHoldUnderShifts) {
   auto uniform = torch::rand({32, 3, 32, 32}, gen_uniform);
   std::vector<torch::Tensor> robust_plain, robust_jitter;
   for (std::string layer : {"conv3_2", "conv4_2", "fc8"}) {
-    ActMaxRequest req;
-    req.layer = layer;
-    req.units = {0, 1, 2, 3, 4, 5, 6, 7};
-    req.settings = actmax_preset("unregularized");
-    req.settings.iterations = 100;
-    req.settings.lr_policy = LrPolicy::Adam;
-    req.settings.lr = 2;
-    req.seed = 5;
+    ActMaxRequest req = adam_request(layer);
     req.robustness_shift = 2;
     auto plain = activation_maximization(m, req);
     req.settings.jitter = 2;
@@ -178,14 +184,7 @@ TEST(ActMax, ScaleAndRotationRunUncroppedAndTheirImagesHoldWhenTurned) {
   auto uniform = torch::rand({32, 3, 32, 32}, gen_uniform);
   std::vector<torch::Tensor> held_plain, held_turned;
   for (std::string layer : {"conv3_2", "conv4_2"}) {
-    ActMaxRequest req;
-    req.layer = layer;
-    req.units = {0, 1, 2, 3, 4, 5, 6, 7};
-    req.settings = actmax_preset("unregularized");
-    req.settings.iterations = 100;
-    req.settings.lr_policy = LrPolicy::Adam;
-    req.settings.lr = 2;
-    req.seed = 5;
+    ActMaxRequest req = adam_request(layer);
     auto plain = activation_maximization(m, req);
     req.settings.scale = 0.1;
     req.settings.rotate = 15;
