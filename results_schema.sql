@@ -3,7 +3,8 @@
 -- Schema version: major.minor. A run refuses to resume an index of another major version and
 -- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob; 1.1 -> 1.2: the
 -- metrics table, and the hyperparameter columns declared since, at their defaults, added to
--- the settings tables).
+-- the settings tables; 1.2 -> 1.3: scale and rotate; 1.3 -> 1.4: actmax_results.judge_prob,
+-- judge_class and score, score computed for the rows already there).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
 
@@ -13,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.3');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.4');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -48,12 +49,15 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   -- 1.2
   adam_beta1      REAL NOT NULL DEFAULT 0.9 CHECK (adam_beta1 >= 0 AND adam_beta1 < 1),
   adam_beta2      REAL NOT NULL DEFAULT 0.999 CHECK (adam_beta2 >= 0 AND adam_beta2 < 1),
-  jitter          INTEGER NOT NULL DEFAULT 0 CHECK (jitter >= 0),
+  jitter          REAL NOT NULL DEFAULT 0 CHECK (jitter >= 0),
   param           TEXT NOT NULL DEFAULT 'pixel' CHECK (param IN ('pixel', 'fft')),
   decay_power     REAL NOT NULL DEFAULT 1 CHECK (decay_power >= 0),
   -- 1.3
   scale           REAL NOT NULL DEFAULT 0 CHECK (scale >= 0 AND scale < 1),
-  rotate          REAL NOT NULL DEFAULT 0 CHECK (rotate >= 0 AND rotate <= 180)
+  rotate          REAL NOT NULL DEFAULT 0 CHECK (rotate >= 0 AND rotate <= 180),
+  -- Schema 1.4.
+  pad             REAL NOT NULL DEFAULT 0 CHECK (pad >= 0),
+  decorrelate     INTEGER NOT NULL DEFAULT 0 CHECK (decorrelate IN (0, 1))
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (
@@ -135,6 +139,14 @@ CREATE TABLE IF NOT EXISTS actmax_results (
   is_argmax        INTEGER NOT NULL CHECK (is_argmax IN (0, 1)),
   shard            TEXT NOT NULL,
   dataset          TEXT NOT NULL,
+  -- Schema 1.4. Class units (the model's output layer) under a sweep's actmax.judge: the
+  -- probability the independent judge model gives the unit's class, and the judge's top
+  -- class; NULL elsewhere.
+  judge_prob       REAL CHECK (judge_prob >= 0 AND judge_prob <= 1),
+  judge_class      INTEGER CHECK (judge_class >= 0),
+  -- Interpretability score in [0, 1] (docs/results-layout.md): judge_prob where there is one,
+  -- else min(max(robustness, 0), 1) * (1 - hf_energy).
+  score            REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1),
   PRIMARY KEY (task_key, unit)
 );
 
@@ -198,6 +210,10 @@ CREATE TABLE IF NOT EXISTS metrics (
   description      TEXT NOT NULL
 );
 INSERT OR IGNORE INTO metrics VALUES
+  ('score', 'actmax', 'actmax_results', 'score', 'mean', 1, 'in [0, 1]',
+   'interpretability score: the judge''s probability of the class for class units, else activation kept under shifts times low-frequency share'),
+  ('judge_prob', 'actmax', 'actmax_results', 'judge_prob', 'mean', 1, 'probability',
+   'probability the independent judge model gives the intended class (class units under a judge)'),
   ('activation', 'actmax', 'actmax_results', 'final_activation', 'mean', 1, 'layer output',
    'mean final activation of the unit'),
   ('hf_energy', 'actmax', 'actmax_results', 'hf_energy', 'mean', 0, 'share of spectral energy',
@@ -222,7 +238,9 @@ CREATE VIEW IF NOT EXISTS actmax_by_layer_setting AS
 SELECT t.layer, s.setting_id, s.name AS setting, COUNT(*) AS units,
        AVG(r.final_activation) AS mean_activation, AVG(r.hf_energy) AS mean_hf_energy,
        AVG(r.total_variation) AS mean_tv, AVG(r.saturation) AS mean_saturation,
-       AVG(r.robustness) AS mean_robustness, AVG(r.is_argmax) AS argmax_rate
+       AVG(r.robustness) AS mean_robustness, AVG(r.is_argmax) AS argmax_rate,
+       AVG(r.score) AS mean_score, AVG(r.judge_prob) AS mean_judge_prob,
+       AVG(r.judge_class = r.unit) AS judge_recognized
 FROM actmax_results r
 JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
 JOIN actmax_settings s ON s.setting_id = t.setting_id

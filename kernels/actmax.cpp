@@ -107,6 +107,17 @@ torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factor
   return F::grid_sample(x - 0.5, grid, opts) + 0.5;
 }
 
+}  // namespace
+
+torch::Tensor colour_decorrelation() {
+  // Lucid's color_correlation_svd_sqrt (lucid/optvis/param/color.py): the square root of the
+  // ImageNet colour covariance from its SVD, rows R, G, B; divided by its largest column norm.
+  auto m = torch::tensor({0.26f, 0.09f, 0.02f, 0.27f, 0.00f, -0.05f, 0.27f, -0.09f, 0.03f}).view({3, 3});
+  return m / m.norm(2, {0}).max();
+}
+
+namespace {
+
 // after / before where before > 0, else 0.
 torch::Tensor robustness_ratio(const torch::Tensor& before, const torch::Tensor& after) {
   return torch::where(before > 0, after / before.clamp_min(1e-30), torch::zeros_like(before));
@@ -148,6 +159,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   // not transformed, where the crop is exact.
   const bool affine = s.scale > 0 || s.rotate > 0;
   const std::optional<Model::InputWindow> loop_win = affine ? std::nullopt : win;
+  // Transform sizes in pixels of this input (fractions of it below 1).
+  const int jit = transform_pixels(s.jitter, S), pad = transform_pixels(s.pad, S);
 
   // Transformation robustness: every step each image is seen translated by its own random
   // (dy, dx) in [-jitter, jitter], drawn from the task's seed, with wrap-around (the
@@ -170,13 +183,26 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     factors = 1.0 + s.scale * u[0];
     angles = u[1] * (s.rotate * 3.14159265358979323846 / 180.0);
   };
-  auto seen = [&](const torch::Tensor& x) { return affine ? scaled_rotated(x, factors, angles) : x; };
   torch::Tensor shifts;
   auto jittered = [&](const torch::Tensor& x) {
     std::vector<torch::Tensor> parts;
     auto sh = shifts.accessor<int64_t, 2>();
     for (int64_t b = 0; b < B; ++b) parts.push_back(torch::roll(x[b], {sh[b][0], sh[b][1]}, {1, 2}));
     return torch::stack(parts);
+  };
+  // What the model sees of images x: pad (mid-grey frame), jitter, scale and rotation, in
+  // Lucid's order, then the centre S x S of the frame. Drawn per step by draw_transforms.
+  const bool transforms = jit > 0 || affine || pad > 0;
+  auto draw_transforms = [&] {
+    if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
+    if (affine) draw_affine();
+  };
+  auto seen = [&](const torch::Tensor& x) {
+    namespace F = torch::nn::functional;
+    auto y = pad > 0 ? F::pad(x - 0.5, F::PadFuncOptions({pad, pad, pad, pad})) + 0.5 : x;
+    if (jit > 0) y = jittered(y);
+    if (affine) y = scaled_rotated(y, factors, angles);
+    return pad > 0 ? y.slice(2, pad, pad + S).slice(3, pad, pad + S) : y;
   };
   // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
   // its gradient g; `dims` are v's dimensions but the batch.
@@ -214,23 +240,29 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     auto fx = torch::fft::rfftfreq(S, torch::TensorOptions().dtype(torch::kFloat)).unsqueeze(0);
     auto freqs = (fy * fy + fx * fx).sqrt();
     auto scale = (1.0 / freqs.clamp_min(1.0 / static_cast<double>(S)).pow(s.decay_power)).to(model.device());
+    // Decorrelated colour (3 channels): the rendered channels are a fixed mix of the optimized
+    // ones, so a step moves colours along the directions natural images vary in.
+    const bool mix = s.decorrelate && C == 3;
+    const torch::Tensor colour = mix ? colour_decorrelation().to(model.device()) : torch::Tensor();
+    const torch::Tensor uncolour = mix ? torch::inverse(colour) : torch::Tensor();
+    auto mixed = [](const torch::Tensor& m, const torch::Tensor& img) { return torch::einsum("ij,bjyx->biyx", {m, img}); };
     auto render = [&](const torch::Tensor& spec) {
-      auto img = torch::fft::irfft2(torch::view_as_complex(spec) * scale, c10::IntArrayRef{S, S}, {-2, -1}, "ortho");
-      return torch::sigmoid(img / 4.0);
+      auto img = torch::fft::irfft2(torch::view_as_complex(spec) * scale, c10::IntArrayRef{S, S}, {-2, -1}, "ortho") / 4.0;
+      return torch::sigmoid(mix ? mixed(colour, img) : img);
     };
     auto unrender = [&](const torch::Tensor& x) {
       auto y = x.clamp(1e-6, 1.0 - 1e-6);
-      auto logit = (y.log() - (-y).log1p()) * 4.0;
-      return torch::view_as_real(torch::fft::rfft2(logit, c10::nullopt, {-2, -1}, "ortho") / scale).contiguous();
+      auto logit = y.log() - (-y).log1p();
+      if (mix) logit = mixed(uncolour, logit);
+      return torch::view_as_real(torch::fft::rfft2(logit * 4.0, c10::nullopt, {-2, -1}, "ortho") / scale).contiguous();
     };
     // Lucid's start: the spectrum drawn from N(0, 0.01^2).
     torch::Tensor spec = (torch::randn({B, C, S, S / 2 + 1, 2}, gen, torch::kFloat) * 0.01).to(model.device());
     for (int it = 0; it < s.iterations; ++it) {
-      if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
-      if (affine) draw_affine();
+      draw_transforms();
       spec.requires_grad_(true);
       auto x = render(spec);
-      auto obj = evaluate(seen(s.jitter > 0 ? jittered(x) : x));
+      auto obj = evaluate(seen(x));
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -249,11 +281,10 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   }
 
   for (int it = 0; s.param == ImageParam::Pixel && it < s.iterations; ++it) {
-    if (s.jitter > 0 || affine) {
-      if (s.jitter > 0) shifts = torch::randint(-s.jitter, s.jitter + 1, {B, 2}, jitter_gen, torch::kLong);
-      if (affine) draw_affine();
+    if (transforms) {
+      draw_transforms();
       c.requires_grad_(true);
-      auto obj = evaluate(seen(frame.to_image(s.jitter > 0 ? jittered(c) : c)));
+      auto obj = evaluate(seen(frame.to_image(c)));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());

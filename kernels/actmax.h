@@ -79,6 +79,11 @@ struct ActMaxResult {
 // units; vizsweep::NumericalError if the objective or image becomes NaN or Inf.
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& request);
 
+// The colour basis of decorrelate (fft on 3-channel models): Lucid's square root of the
+// ImageNet colour covariance, normalized by its largest column norm; rendered channels are
+// this 3 x 3 matrix times the optimized ones.
+torch::Tensor colour_decorrelation();
+
 // Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
 // [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.
 torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,

@@ -197,6 +197,65 @@ std::vector<double> json_doubles(const nlohmann::json& j, const char* key, const
 
 }  // namespace
 
+torch::jit::Module load_script(const std::string& path, torch::Device device, std::string& meta) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error(path, "no such model file");
+  if (std::filesystem::is_directory(path, ec)) throw Error(path, "is a directory, not a model file");
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(path, "cannot open model file for reading");
+  }
+  torch::jit::ExtraFilesMap extra{{"vizsweep.json", ""}};
+  torch::jit::Module mod;
+  try {
+    mod = torch::jit::load(path, device, extra);
+  } catch (const c10::Error& e) {
+    throw Error(path, "not a readable TorchScript file (truncated or corrupt?): " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error(path, std::string("not a readable TorchScript file: ") + first_line(e.what()));
+  }
+  mod.eval();
+  for (auto p : mod.parameters()) p.set_requires_grad(false);
+  meta = extra["vizsweep.json"];
+  return mod;
+}
+
+void apply_model_meta(const std::string& path, const std::string& meta, ModelInfo& info) {
+  if (!meta.empty()) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(meta);
+    } catch (const std::exception& e) {
+      throw Error(path, std::string("vizsweep.json inside the model is not valid JSON: ") + e.what());
+    }
+    if (j.contains("arch") && j["arch"].is_string()) info.arch = j["arch"].get<std::string>();
+    if (j.contains("input_size") && j["input_size"].is_number_integer()) info.input_size = j["input_size"].get<int64_t>();
+    // Only where the weights could not tell (a classifier of any architecture).
+    if (info.in_channels <= 0 && j.contains("in_channels") && j["in_channels"].is_number_integer())
+      info.in_channels = j["in_channels"].get<int64_t>();
+    if (info.num_classes <= 0 && j.contains("num_classes") && j["num_classes"].is_number_integer())
+      info.num_classes = j["num_classes"].get<int64_t>();
+    info.mean = json_doubles(j, "mean", path);
+    info.std = json_doubles(j, "std", path);
+    if (j.contains("classes") && j["classes"].is_array())
+      for (const auto& c : j["classes"]) info.classes.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+  }
+  if (info.in_channels <= 0 || info.num_classes <= 0)
+    throw Error(path, "vizsweep.json: needs in_channels and num_classes (export the model with "
+                      "models/export_torchvision.py)");
+  const auto C = static_cast<size_t>(info.in_channels);
+  if (info.mean.empty()) info.mean = C == 3 ? std::vector<double>{0.485, 0.456, 0.406} : std::vector<double>(C, 0.5);
+  if (info.std.empty()) info.std = C == 3 ? std::vector<double>{0.229, 0.224, 0.225} : std::vector<double>(C, 0.5);
+  if (info.mean.size() != C || info.std.size() != C)
+    throw Error(path, "vizsweep.json: mean/std need " + std::to_string(C) + " values (one per input channel)");
+  for (double s : info.std)
+    if (!(s > 0)) throw Error(path, "vizsweep.json: std values must be > 0");
+  if (info.classes.size() != static_cast<size_t>(info.num_classes)) {
+    info.classes.clear();
+    for (int64_t i = 0; i < info.num_classes; ++i) info.classes.push_back(std::to_string(i));
+  }
+}
+
 Model Model::builtin(const VggOptions& o) {
   const auto& cfgs = vgg_configs();
   auto it = cfgs.find(o.arch);
@@ -336,24 +395,8 @@ Model Model::linear(const torch::Tensor& weight, const torch::Tensor& bias, Mode
 }
 
 Model Model::load(const std::string& path, torch::Device device) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw Error(path, "no such model file");
-  if (std::filesystem::is_directory(path, ec)) throw Error(path, "is a directory, not a model file");
-  {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error(path, "cannot open model file for reading");
-  }
-  torch::jit::ExtraFilesMap extra{{"vizsweep.json", ""}};
-  torch::jit::Module mod;
-  try {
-    mod = torch::jit::load(path, device, extra);
-  } catch (const c10::Error& e) {
-    throw Error(path, "not a readable TorchScript file (truncated or corrupt?): " + first_line(e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    throw Error(path, std::string("not a readable TorchScript file: ") + first_line(e.what()));
-  }
-  mod.eval();
-  for (auto p : mod.parameters()) p.set_requires_grad(false);
+  std::string meta;
+  torch::jit::Module mod = load_script(path, device, meta);
 
   auto impl = std::make_shared<Impl>();
   if (!mod.hasattr("features") || !mod.hasattr("classifier"))
@@ -398,31 +441,7 @@ Model Model::load(const std::string& path, torch::Device device) {
   m.info_.num_classes = 0;
   for (const auto& st : impl->stages)
     if (st.kind == LayerKind::Linear) m.info_.num_classes = st.geo.out_units;
-  if (!extra["vizsweep.json"].empty()) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(extra["vizsweep.json"]);
-    } catch (const std::exception& e) {
-      throw Error(path, std::string("vizsweep.json inside the model is not valid JSON: ") + e.what());
-    }
-    if (j.contains("arch") && j["arch"].is_string()) m.info_.arch = j["arch"].get<std::string>();
-    if (j.contains("input_size") && j["input_size"].is_number_integer()) m.info_.input_size = j["input_size"].get<int64_t>();
-    m.info_.mean = json_doubles(j, "mean", path);
-    m.info_.std = json_doubles(j, "std", path);
-    if (j.contains("classes") && j["classes"].is_array())
-      for (const auto& c : j["classes"]) m.info_.classes.push_back(c.is_string() ? c.get<std::string>() : c.dump());
-  }
-  const auto C = static_cast<size_t>(m.info_.in_channels);
-  if (m.info_.mean.empty()) m.info_.mean = C == 3 ? std::vector<double>{0.485, 0.456, 0.406} : std::vector<double>(C, 0.5);
-  if (m.info_.std.empty()) m.info_.std = C == 3 ? std::vector<double>{0.229, 0.224, 0.225} : std::vector<double>(C, 0.5);
-  if (m.info_.mean.size() != C || m.info_.std.size() != C)
-    throw Error(path, "vizsweep.json: mean/std need " + std::to_string(C) + " values (one per input channel)");
-  for (double s : m.info_.std)
-    if (!(s > 0)) throw Error(path, "vizsweep.json: std values must be > 0");
-  if (m.info_.classes.size() != static_cast<size_t>(m.info_.num_classes)) {
-    m.info_.classes.clear();
-    for (int64_t i = 0; i < m.info_.num_classes; ++i) m.info_.classes.push_back(std::to_string(i));
-  }
+  apply_model_meta(path, meta, m.info_);
   m.mean_ = torch::tensor(m.info_.mean, torch::kFloat).view({1, -1, 1, 1}).to(device);
   m.std_ = torch::tensor(m.info_.std, torch::kFloat).view({1, -1, 1, 1}).to(device);
   m.set_input_size(m.info_.input_size);

@@ -57,6 +57,11 @@ struct VggOptions {
   uint64_t seed = 0;           // random init (torchvision's init scheme)
 };
 
+// Applies that metadata to `info`: arch, input_size, mean, std, classes; in_channels and
+// num_classes only where `info` has them <= 0 (nothing in the weights told). Fills the
+// defaults (ImageNet normalization for 3 channels, else 0.5/0.5; classes "0".."N-1").
+void apply_model_meta(const std::string& path, const std::string& meta, ModelInfo& info);
+
 class Model {
  public:
   // Builds torchvision's VGG architecture with random weights from opts.seed.

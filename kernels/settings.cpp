@@ -31,7 +31,7 @@ std::string fmt(double v) {
 }  // namespace
 
 std::vector<std::string> actmax_preset_names() {
-  return {"unregularized", "yosinski1", "yosinski2", "yosinski3", "yosinski4"};
+  return {"unregularized", "yosinski1", "yosinski2", "yosinski3", "yosinski4", "olah2017"};
 }
 
 ActMaxSettings actmax_preset(const std::string& name) {
@@ -53,6 +53,14 @@ ActMaxSettings actmax_preset(const std::string& name) {
   } else if (name == "yosinski4") {
     s.iterations = 1000, s.lr_policy = LrPolicy::Progress, s.lr = 1e8, s.progress_target = 2.0;
     s.blur_radius = 0.5, s.blur_every = 4, s.contrib_pct = 90;
+  } else if (name == "olah2017") {
+    // Lucid's render_vis defaults: fft_image (decay_power 1) through to_valid_rgb (decorrelated
+    // colour, sigmoid), Adam 0.05, 512 steps, standard_transforms: pad(12), jitter(8), random
+    // scale 0.9..1.1, random rotate -10..10 degrees (its final jitter(4) is not modelled).
+    // Sizes as fractions of Lucid's 224 px input: 12/224 -> 0.054, 8/224 -> 0.036.
+    s.iterations = 512, s.lr_policy = LrPolicy::Adam, s.lr = 0.05, s.init_std = 0;
+    s.param = ImageParam::Fft, s.decay_power = 1, s.decorrelate = true;
+    s.pad = 0.054, s.jitter = 0.036, s.scale = 0.1, s.rotate = 10;
   } else {
     std::string have;
     for (const auto& n : actmax_preset_names()) have += (have.empty() ? "" : ", ") + n;
@@ -237,9 +245,10 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("adam policy: decay of the gradient's running mean"));
     v.push_back(real_field<A>("adam_beta2", &A::adam_beta2).range(0, 1, false, true).new_in_key_only_when_set()
                     .help("adam policy: decay of the squared gradient's running mean"));
-    v.push_back(int_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
+    v.push_back(real_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
                     .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
-                          "(wrap-around) before the forward pass; less than the input size"));
+                          "before the forward pass (wrap-around, or against grey under pad); below 1 a fraction "
+                          "of the input size, else whole pixels; less than the input size"));
     v.push_back(choice_field<A>("param", &A::param, {"pixel", "fft"}, "parameterization").new_in_key_only_when_set()
                     .help("what is optimized: the pixels, or a 1/f-scaled spectrum rendered through a sigmoid "
                           "(Lucid's fft; the regularizers act on the rendered pixels)"));
@@ -252,6 +261,14 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(real_field<A>("rotate", &A::rotate).range(0, 180).off("0").new_in_key_only_when_set()
                     .help("every step, rotate each image about its centre by a random angle in "
                           "[-rotate, rotate] degrees (with scale, one resampling)"));
+    // Schema 1.4.
+    v.push_back(real_field<A>("pad", &A::pad).at_least(0).off("0").new_in_key_only_when_set()
+                    .help("the transforms act on the image framed by pad pixels of mid-grey and the model "
+                          "sees the centre (jitter then moves it against grey); below 1 a fraction of the "
+                          "input size, else whole pixels; less than the input size"));
+    v.push_back(bool_field<A>("decorrelate", &A::decorrelate).off("false").new_in_key_only_when_set()
+                    .help("fft on 3-channel models: optimize in Lucid's decorrelated colour basis (no effect "
+                          "on other channel counts)"));
     return v;
   }();
   return t;
@@ -431,6 +448,17 @@ void validate(const ActMaxSettings& s) {
   if (!std::isfinite(s.progress_target)) throw Error("progress_target", p + "must be a finite number");
   if (s.blur_radius > 0 && s.blur_every < 1)
     throw Error("blur_every", p + "must be >= 1 when blur_radius > 0, got " + std::to_string(s.blur_every));
+  for (const auto& [name, v] : {std::pair<const char*, double>{"jitter", s.jitter}, {"pad", s.pad}})
+    if (v >= 1 && v != std::floor(v))
+      throw Error(name, p + "below 1 a fraction of the input size, else whole pixels; got " + fmt(v));
+  if (s.decorrelate && s.param != ImageParam::Fft)
+    throw Error("decorrelate", p + "applies to param fft (the pixel parameterization has no colour basis)");
+}
+
+int transform_pixels(double value, int64_t size) {
+  if (value <= 0) return 0;
+  if (value < 1) return static_cast<int>(std::lround(value * static_cast<double>(size)));
+  return static_cast<int>(value);
 }
 
 void validate(const InversionSettings& s) { check_ranges(inversion_table(), s, s.name.empty() ? "" : "setting " + s.name + ": "); }

@@ -51,22 +51,36 @@ struct ActMaxSettings {
   // Added in schema 1.2 (in a task key only when not at these defaults):
   double adam_beta1 = 0.9;        // adam policy: decay of the gradient's running mean
   double adam_beta2 = 0.999;      // adam policy: decay of the squared gradient's running mean
-  int jitter = 0;                 // transformation robustness: every step, each image is
+  double jitter = 0;              // transformation robustness: every step, each image is
                                   // translated by a random (dy, dx) in [-jitter, jitter] pixels
-                                  // (with wrap-around) before the forward pass; 0 = off
+                                  // before the forward pass (wrap-around; against grey under
+                                  // pad); a size (transform_pixels); 0 = off
   ImageParam param = ImageParam::Pixel;
   double decay_power = 1.0;       // fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power
   // Added in schema 1.3: random scaling and rotation about the image centre, every step after
   // jitter (Lucid's order), the uncovered border mid-grey; 0 = off.
   double scale = 0.0;             // each image scaled by a factor in [1 - scale, 1 + scale], [0, 1)
   double rotate = 0.0;            // and rotated by an angle in [-rotate, rotate] degrees, [0, 180]
+  // Added in schema 1.4:
+  double pad = 0.0;               // the transforms act on the image framed by `pad` pixels of
+                                  // mid-grey, and the model sees the centre of the result (a
+                                  // size, transform_pixels); 0 = off
+  bool decorrelate = false;       // fft on 3-channel models: the channels are Lucid's decorrelated
+                                  // colour basis (the ImageNet colour covariance's square root)
 };
+
+// A transform size (jitter, pad) in pixels for an input of `size` pixels: a value below 1 is
+// a fraction of the input size (rounded to the nearest pixel), so one sweep works at 32 and
+// 224 px; 1 or more is whole pixels.
+int transform_pixels(double value, int64_t size);
 
 // Checks every field; throws vizsweep::Error naming the first bad one.
 void validate(const ActMaxSettings& s);
 // Named settings: "unregularized" (plain gradient ascent, normalized steps of 2 grey levels,
-// 200 iterations) and "yosinski1".."yosinski4" (Table 1 of Yosinski et al. 2015, as
-// published). Throws vizsweep::Error listing the names.
+// 200 iterations), "yosinski1".."yosinski4" (Table 1 of Yosinski et al. 2015, as published)
+// and "olah2017" (Lucid's defaults, Olah et al. 2017: fft with decorrelated colour, Adam
+// 0.05, 512 steps, pad 12 and jitter 8 of 224 px as fractions of the input, scale 0.9-1.1,
+// rotate +-10 degrees). Throws vizsweep::Error listing the names.
 ActMaxSettings actmax_preset(const std::string& name);
 std::vector<std::string> actmax_preset_names();
 

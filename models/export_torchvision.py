@@ -17,6 +17,13 @@ the C++ side computes the same logits.
 
 --width and --in-channels build the same torchvision VGG class with scaled channel
 counts (a small VGG for tests and for the trained default model).
+
+--arch resnet_small is a different family for judging: a residual network of
+torchvision's BasicBlock (batch norm, identity shortcuts), widths 32/64/128 times
+--width at strides 1/2/2, global average pooling and one linear layer. The
+project trains it on Fashion-MNIST as the independent judge of class
+visualizations (models/make_judge_model.sh); vizsweep visualizes only VGG-style
+models, but any classifier can judge.
 """
 import argparse
 import json
@@ -27,6 +34,7 @@ import torchvision
 from torchvision.models import vgg as tvvgg
 
 ARCHS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
+JUDGE_ARCHS = ("resnet_small",)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -52,9 +60,27 @@ def scaled_vgg(arch, width, in_channels, num_classes, fc_width, pool):
     return model
 
 
+def resnet_small(width, in_channels, num_classes):
+    """Three stages of torchvision's BasicBlock, as described in the module docstring."""
+    from torchvision.models.resnet import BasicBlock
+    widths = [max(1, int(round(w * width))) for w in (32, 64, 128)]
+    layers = [torch.nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+              torch.nn.BatchNorm2d(widths[0]), torch.nn.ReLU(inplace=True)]
+    c = widths[0]
+    for i, w in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        down = None
+        if stride != 1 or c != w:
+            down = torch.nn.Sequential(torch.nn.Conv2d(c, w, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(w))
+        layers += [BasicBlock(c, w, stride, down), BasicBlock(w, w)]
+        c = w
+    layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c, num_classes)]
+    return torch.nn.Sequential(*layers)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=sorted(ARCHS), default="vgg16")
+    p.add_argument("--arch", choices=sorted(ARCHS) + list(JUDGE_ARCHS), default="vgg16")
     p.add_argument("--weights", default="none",
                    help="'none' (seeded random weights, works offline) or a torchvision weights "
                         "name such as IMAGENET1K_V1 (downloads them)")
@@ -73,7 +99,11 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     standard = a.width == 1.0 and a.in_channels == 3 and a.num_classes == 1000 and a.fc_width == 0 and a.pool == 7
     categories = None
-    if a.weights.lower() == "none":
+    if a.arch in JUDGE_ARCHS:
+        if a.weights.lower() != "none":
+            sys.exit(f"export_torchvision: --arch {a.arch} has no pretrained weights; use --weights none")
+        model = resnet_small(a.width, a.in_channels, a.num_classes)
+    elif a.weights.lower() == "none":
         if standard:
             model = getattr(torchvision.models, a.arch)(weights=None)
         else:

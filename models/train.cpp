@@ -1,4 +1,4 @@
-// vizsweep-train: trains a VGG-style TorchScript model on an IDX dataset (Fashion-MNIST by
+// vizsweep-train: trains a TorchScript classifier on an IDX dataset (Fashion-MNIST by
 // default) with LibTorch and saves it as TorchScript with its metadata and a JSON record.
 //
 //   vizsweep-train --template small_vgg.pt --out models/fashion_vgg11.pt
@@ -6,7 +6,8 @@
 //                  [--lr 0.001] [--seed 0] [--threads 0] [--train-subset N] [--test-subset N]
 //
 // The template is the untrained architecture, exported by models/export_torchvision.py
-// (torchvision's VGG class, so every technique treats the result exactly like VGG16).
+// (torchvision's VGG class, so every technique treats the result exactly like VGG16; or the
+// residual judge architecture, --arch resnet_small).
 // Images are resized to the template's input size exactly as the runner resizes them.
 #include <chrono>
 #include <cstdio>
@@ -19,7 +20,7 @@
 #include <torch/torch.h>
 
 #include "kernels/error.h"
-#include "kernels/model.h"
+#include "kernels/classifier.h"
 #include "sweeps/idx.h"
 
 namespace {
@@ -103,9 +104,10 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     int n = vizsweep::kernels::set_threads(threads);
     torch::manual_seed(seed);
-    // Architecture and metadata through the project's loader (it validates the layout).
-    auto probe = vizsweep::kernels::Model::load(tmpl);
-    const int64_t S = probe.input_size();
+    // Metadata through the project's loader (any architecture: VGG-style models to visualize,
+    // other classifiers to judge them).
+    auto probe = vizsweep::kernels::Classifier::load(tmpl);
+    const int64_t S = probe.info().input_size;
     if (probe.info().in_channels != 1 || probe.info().num_classes != 10)
       throw vizsweep::Error(tmpl, "the template must take 1 channel and have 10 classes");
     torch::jit::ExtraFilesMap extra{{"vizsweep.json", ""}};

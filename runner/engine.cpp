@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "kernels/classifier.h"
 #include "kernels/error.h"
 #include "kernels/image.h"
 #include "kernels/model.h"
@@ -25,10 +26,21 @@ struct Engine::Impl : RunContext {
   int threads = 1;
   std::map<std::string, sweeps::IdxImages> idx_images;
   std::map<std::string, std::vector<uint8_t>> idx_labels;
+  std::map<std::string, k::Classifier> classifiers;
 
   explicit Impl(const sweeps::SweepSpec& s) : spec(s) {}
 
   const k::Model& model() const override { return *model_; }
+
+  const k::Classifier& classifier(const std::string& path, const std::string& field) override {
+    auto it = classifiers.find(path);
+    if (it != classifiers.end()) return it->second;
+    try {
+      return classifiers.emplace(path, k::Classifier::load(path)).first->second;
+    } catch (const Error& e) {
+      throw Error(spec.file + ": " + field, e.what());
+    }
+  }
 
   torch::Tensor images(const std::vector<sweeps::ImageSource>& all, const std::vector<int64_t>& idx,
                        std::vector<int64_t>& labels) override {
@@ -90,21 +102,6 @@ FloatArray floats(const std::string& name, const torch::Tensor& t) {
 IntArray ints(const std::string& name, const torch::Tensor& t) {
   return host_array<IntArray, int64_t>(name, t, torch::kLong);
 }
-
-namespace {
-
-std::string file_hash(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  sweeps::Hasher h;
-  std::vector<char> buf(1 << 20);
-  while (f) {
-    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h.update(buf.data(), static_cast<size_t>(f.gcount()));
-  }
-  return h.hex();
-}
-
-}  // namespace
 
 Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int threads, bool compute_format)
     : impl_(std::make_unique<Impl>(spec)) {
@@ -174,6 +171,8 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
       for (size_t i = 0; i < images->size(); ++i)
         if (!(*images)[i].file.empty())
           k::check_image_file((*images)[i].file, e.technique->name + ".images[" + std::to_string(i) + "]");
+  for (const auto& e : spec.sections)
+    if (const auto& prepare = run_technique(e.technique->name).prepare) prepare(*impl_, *e.section);
 }
 
 Engine::~Engine() = default;
@@ -187,7 +186,7 @@ int Engine::cuda_device_count() { return static_cast<int>(torch::cuda::device_co
 
 std::string Engine::model_hash() const {
   if (impl_->spec.model.builtin()) return "builtin:" + impl_->spec.model.identity();
-  return file_hash(impl_->spec.model.file);
+  return sweeps::file_hash(impl_->spec.model.file);
 }
 
 nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {

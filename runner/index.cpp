@@ -94,6 +94,12 @@ std::string now_iso() {
 
 }  // namespace
 
+namespace {
+// The interpretability score of a unit without a judge, in SQL over actmax_results' columns
+// (kernels/actmax.h interpretability_score computes the same for new rows).
+constexpr const char* kHiddenScoreSql = "MIN(MAX(robustness, 0.0), 1.0) * MIN(MAX(1.0 - hf_energy, 0.0), 1.0)";
+}  // namespace
+
 ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::string& journal) : path_(path) {
   std::error_code ec;
   if (read_only && !std::filesystem::exists(path, ec)) throw Error(path, "no index here (run a sweep into this directory first)");
@@ -134,11 +140,22 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
     // adds the metrics table: schema_sql() is idempotent and adds only whole missing tables).
     // Each step is one transaction, so an index is never left between two versions.
     auto minor = [](const std::string& version) { return std::atoi(version.c_str() + version.find('.') + 1); };
-    for (const char* to : {"1.2", "1.3"}) {
+    for (const char* to : {"1.2", "1.3", "1.4"}) {
       if (read_only || minor(v) >= minor(to)) continue;
       exec("BEGIN IMMEDIATE");
       try {
         if (std::string(to) == "1.2") exec(schema_sql());
+        if (std::string(to) == "1.4") {
+          // The judge's columns and the interpretability score; rows already there have no
+          // judge, so their score is the one without (results_schema.sql). The view that
+          // averages them is recreated with the score.
+          exec("ALTER TABLE actmax_results ADD COLUMN judge_prob REAL CHECK (judge_prob >= 0 AND judge_prob <= 1)");
+          exec("ALTER TABLE actmax_results ADD COLUMN judge_class INTEGER CHECK (judge_class >= 0)");
+          exec("ALTER TABLE actmax_results ADD COLUMN score REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1)");
+          exec("UPDATE actmax_results SET score = " + std::string(kHiddenScoreSql));
+          exec("DROP VIEW IF EXISTS actmax_by_layer_setting");
+          exec(schema_sql());
+        }
         add_declared_columns();
         exec(std::string("UPDATE meta SET value='") + to + "' WHERE key='schema_version'");
         exec("COMMIT");

@@ -8,6 +8,10 @@
 #include "kernels/model.h"
 #include "runner/technique.h"
 
+namespace vizsweep::kernels {
+class Classifier;
+}
+
 namespace vizsweep::runner {
 
 class RunContext {
@@ -18,6 +22,9 @@ class RunContext {
   // when unknown: image files).
   virtual torch::Tensor images(const std::vector<sweeps::ImageSource>& all, const std::vector<int64_t>& idx,
                                std::vector<int64_t>& labels) = 0;
+  // A classifier file (kernels/classifier.h), loaded once per engine on the CPU; `field` names
+  // it in errors.
+  virtual const kernels::Classifier& classifier(const std::string& path, const std::string& field) = 0;
 };
 
 // An image [C, H, W] in [0, 1] as an 8-bit shard image.

@@ -29,13 +29,18 @@ struct RunTechnique {
   // {table: [{column: value}, ...]} (dataset paths /tasks/<key>/<name>; the index adds
   // task_key and shard). Throws vizsweep::Error or NumericalError.
   std::function<nlohmann::json(RunContext&, const sweeps::Section&, const sweeps::Task&, TaskData&)> run;
+  // Optional: checks and loads what the section needs beyond the model (a judge model), once
+  // per engine before anything is written; throws vizsweep::Error naming the field.
+  std::function<void(RunContext&, const sweeps::Section&)> prepare = nullptr;
 };
 
 // Defines run_technique_NAME(), which registers a file of runner/techniques/ (CMake lists the
 // folder): VIZSWEEP_RUN_TECHNIQUE(actmax, run, {{"actmax_results", true}}).
-#define VIZSWEEP_RUN_TECHNIQUE(NAME, RUN, ...)                      \
+#define VIZSWEEP_RUN_TECHNIQUE(NAME, RUN, ...) VIZSWEEP_RUN_TECHNIQUE_PREPARED(NAME, RUN, nullptr, __VA_ARGS__)
+// The same with a `prepare` function.
+#define VIZSWEEP_RUN_TECHNIQUE_PREPARED(NAME, RUN, PREPARE, ...)    \
   const RunTechnique& run_technique_##NAME() {                      \
-    static const RunTechnique t{#NAME, __VA_ARGS__, RUN};           \
+    static const RunTechnique t{#NAME, __VA_ARGS__, RUN, PREPARE};  \
     return t;                                                       \
   }
 

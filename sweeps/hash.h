@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace vizsweep::sweeps {
 
@@ -42,6 +44,19 @@ class Hasher {
 inline std::string hash_hex(const std::string& s) {
   Hasher h;
   h.update(s);
+  return h.hex();
+}
+
+// The hash of a file's bytes ("" when it cannot be read).
+inline std::string file_hash(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return "";
+  Hasher h;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    h.update(buf.data(), static_cast<size_t>(f.gcount()));
+  }
   return h.hex();
 }
 

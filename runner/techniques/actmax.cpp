@@ -1,5 +1,9 @@
 // Activation maximization: a task optimizes one image per unit (kernels/actmax.h).
+#include <algorithm>
+
 #include "kernels/actmax.h"
+#include "kernels/classifier.h"
+#include "kernels/error.h"
 #include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "sweeps/techniques/actmax.h"
@@ -10,6 +14,27 @@ namespace k = vizsweep::kernels;
 
 namespace {
 
+// The interpretability score of a unit's image, in [0, 1] (docs/results-layout.md): with a
+// judge, the probability it gives the unit's class; else the activation kept under small
+// shifts (robustness, clamped to [0, 1]: not a pixel-exact pattern) times the share of the
+// spectrum's energy below the high-frequency band (1 - hf_energy: not noise). The index
+// computes the second for rows migrated from before the score (runner/index.cpp).
+double interpretability_score(double robustness, double hf_energy, const double* judge_prob) {
+  if (judge_prob) return std::clamp(*judge_prob, 0.0, 1.0);
+  return std::clamp(robustness, 0.0, 1.0) * std::clamp(1.0 - hf_energy, 0.0, 1.0);
+}
+
+void prepare(RunContext& ctx, const sweeps::Section& section) {
+  const auto& sec = static_cast<const sweeps::ActmaxSection&>(section);
+  if (sec.judge.empty()) return;
+  const auto& judge = ctx.classifier(sec.judge, "actmax.judge").info();
+  const auto& model = ctx.model().info();
+  if (judge.num_classes != model.num_classes || judge.in_channels != model.in_channels)
+    throw Error("actmax.judge", sec.judge + " takes " + std::to_string(judge.in_channels) + " channels to " +
+                                    std::to_string(judge.num_classes) + " classes; the model " +
+                                    std::to_string(model.in_channels) + " to " + std::to_string(model.num_classes));
+}
+
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::ActmaxSection&>(section);
   k::ActMaxRequest req;
@@ -19,6 +44,13 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
   req.settings = sec.settings.at(static_cast<size_t>(task.setting));
   req.seed = task.seed;
   auto r = k::activation_maximization(ctx.model(), req);
+  // The judge sees the image as stored (8 bits per channel).
+  const bool judged = !sec.judge.empty() && task.layer == ctx.model().layers().back().alias;
+  torch::Tensor probs;
+  if (judged) {
+    auto stored = r.images.detach().to(torch::kCPU).mul(255.0).round().div(255.0);
+    probs = ctx.classifier(sec.judge, "actmax.judge").probabilities(stored);
+  }
   data.attributes["objective"] = r.objective;
   data.attributes["regularizers"] = r.regularizers;
   data.attributes["setting"] = req.settings.name;
@@ -27,24 +59,35 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
   for (size_t b = 0; b < task.items.size(); ++b) {
     std::string name = "unit_" + std::to_string(task.items[b]);
     data.images.push_back(blob(name, r.images[static_cast<int64_t>(b)]));
-    out.push_back({{"unit", task.items[b]},
-                   {"final_activation", r.final_activation[b].item<double>()},
-                   {"hf_energy", r.hf_energy[b].item<double>()},
-                   {"total_variation", r.total_variation[b].item<double>()},
-                   {"saturation", r.saturation[b].item<double>()},
-                   {"robustness", r.robustness[b].item<double>()},
-                   {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
-                   {"dataset", ResultsDir::dataset(task.key, name)}});
+    const double robustness = r.robustness[b].item<double>(), hf = r.hf_energy[b].item<double>();
+    nlohmann::json row = {{"unit", task.items[b]},
+                          {"final_activation", r.final_activation[b].item<double>()},
+                          {"hf_energy", hf},
+                          {"total_variation", r.total_variation[b].item<double>()},
+                          {"saturation", r.saturation[b].item<double>()},
+                          {"robustness", robustness},
+                          {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
+                          {"dataset", ResultsDir::dataset(task.key, name)}};
+    double judge_prob = 0;
+    if (judged) {
+      const auto i = static_cast<int64_t>(b);
+      judge_prob = probs[i][task.items[b]].item<double>();
+      row["judge_prob"] = judge_prob;
+      row["judge_class"] = probs[i].argmax().item<int64_t>();
+    }
+    row["score"] = interpretability_score(robustness, hf, judged ? &judge_prob : nullptr);
+    out.push_back(std::move(row));
   }
   data.ints = {ints("units", torch::tensor(task.items)), ints("is_argmax", r.is_argmax)};
   data.floats = {floats("objective_trace", r.objective_trace), floats("final_activation", r.final_activation),
                  floats("hf_energy", r.hf_energy), floats("total_variation", r.total_variation),
                  floats("saturation", r.saturation), floats("robustness", r.robustness)};
+  if (judged) data.floats.push_back(floats("judge_probabilities", probs));
   return rows;
 }
 
 }  // namespace
 
-VIZSWEEP_RUN_TECHNIQUE(actmax, run, {{"actmax_results", true}})
+VIZSWEEP_RUN_TECHNIQUE_PREPARED(actmax, run, prepare, {{"actmax_results", true}})
 
 }  // namespace vizsweep::runner

@@ -1,7 +1,9 @@
 #include "sweeps/techniques/actmax.h"
 
 #include <algorithm>
+#include <filesystem>
 
+#include "sweeps/hash.h"
 #include "sweeps/reader.h"
 
 namespace vizsweep::sweeps {
@@ -53,19 +55,35 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   s->settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults,
                                                         &s->setting_at);
   if (a["seeds"]) s->seeds = parse_seeds(r, a["seeds"], "actmax.seeds");
+  if (a["judge"]) {
+    s->judge = r.path(r.str(a["judge"], "actmax.judge"));
+    s->judge_line = a["judge"].Mark().line + 1;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(s->judge, ec)) r.fail(a["judge"], "actmax.judge", "no such model file: " + s->judge);
+    s->judge_hash = file_hash(s->judge);
+    if (s->judge_hash.empty()) r.fail(a["judge"], "actmax.judge", "cannot read " + s->judge);
+  }
   return s;
 }
 
 void expand_section(const Section& section, Expansion& x) {
   const auto& a = static_cast<const ActmaxSection&>(section);
   const auto& r = x.reader;
-  for (size_t i = 0; i < a.settings.size(); ++i)
-    if (a.settings[i].jitter >= x.model.input_size)
-      r.fail_at(i < a.setting_at.size() ? a.setting_at[i].line : 1,
-                (i < a.setting_at.size() ? a.setting_at[i].field : std::string("actmax")) + ".jitter",
-                "setting " + a.settings[i].name + ": must be less than the input size (" + std::to_string(x.model.input_size) +
-                    " px), got " + std::to_string(a.settings[i].jitter));
+  // Transform sizes in pixels of this model's input must leave some of the image.
+  for (size_t i = 0; i < a.settings.size(); ++i) {
+    const auto& st = a.settings[i];
+    for (const auto& [name, v] : {std::pair<const char*, double>{"jitter", st.jitter}, {"pad", st.pad}}) {
+      const int px = kernels::transform_pixels(v, x.model.input_size);
+      if (px >= x.model.input_size)
+        r.fail_at(i < a.setting_at.size() ? a.setting_at[i].line : 1,
+                  (i < a.setting_at.size() ? a.setting_at[i].field : std::string("actmax")) + "." + name,
+                  "setting " + st.name + ": must be less than the input size (" + std::to_string(x.model.input_size) +
+                      " px), got " + kernels::format_number(v) + (v < 1 ? " (" + std::to_string(px) + " px)" : ""));
+    }
+  }
   for (const LayerDesc* L : x.layers(a.layers, a.all_layers, true)) {
+    // The output layer's units are the classes: a judge scores them (and is in their keys).
+    const bool judged = !a.judge.empty() && L == &x.model.layers.back();
     std::vector<int64_t> units = a.units;
     if (units.empty())
       for (int64_t u = 0; u < L->units; ++u) units.push_back(u);
@@ -91,7 +109,8 @@ void expand_section(const Section& section, Expansion& x) {
           t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * flops;
           t.memory = static_cast<double>(t.items.size()) * bytes;
           t.canonical = "actmax|" + x.head + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
-                        "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed);
+                        "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed) +
+                        (judged ? "|judge=" + a.judge_hash : "");
           x.add(std::move(t));
         }
     }
@@ -103,7 +122,7 @@ void expand_section(const Section& section, Expansion& x) {
 const SweepTechnique& sweep_technique_actmax() {
   static const SweepTechnique t{"actmax",
                                 10,
-                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds"},
+                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge"},
                                 "units",
                                 &kernels::actmax_params(),
                                 "actmax.grid, actmax.random (presets: actmax.presets)",

@@ -17,6 +17,11 @@ struct ActmaxSection : Section {
   std::vector<kernels::ActMaxSettings> settings;
   std::vector<Located> setting_at;    // where each setting was given (line, "actmax.grid")
   std::vector<uint64_t> seeds = {0};
+  // An independent classifier (TorchScript, any architecture; absolute path) that judges the
+  // class units' images: tasks at the model's output layer store the probability it gives each
+  // unit's class, and its file's hash is in their keys. Empty: no judge.
+  std::string judge, judge_hash;
+  int judge_line = 0;
 
   SettingsRows settings_rows() const override;
   std::string plan_note(const std::vector<Task>& tasks) const override;

@@ -257,7 +257,7 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   }
   {
     ResultIndex index((dir / "index.sqlite").string(), false);
-    EXPECT_EQ(index.schema_version(), "1.3");
+    EXPECT_EQ(index.schema_version(), "1.4");
   }
   const std::string path = (dir / "index.sqlite").string();
   for (const auto* t : sweeps::techniques())
@@ -269,6 +269,19 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
   EXPECT_EQ(sqlite3_column_int(s, 0), 3);  // small.yaml: unregularized and a grid of two blur radii
   EXPECT_EQ(sqlite3_column_int(s, 1), sqlite3_column_int(s, 0));
+  sqlite3_finalize(s);
+  // 1.4: the rows already there get the interpretability score without a judge, and no judge
+  // columns; every score in [0, 1].
+  sqlite3_prepare_v2(after.db,
+                     "SELECT COUNT(*), SUM(judge_prob IS NULL AND judge_class IS NULL), "
+                     "SUM(ABS(score - MIN(MAX(robustness, 0), 1) * (1 - hf_energy)) < 1e-12), "
+                     "SUM(score >= 0 AND score <= 1), SUM(score > 0) FROM actmax_results",
+                     -1, &s, nullptr);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  const int rows = sqlite3_column_int(s, 0);
+  EXPECT_GT(rows, 0);
+  for (int c = 1; c <= 3; ++c) EXPECT_EQ(sqlite3_column_int(s, c), rows) << "column " << c;
+  EXPECT_GT(sqlite3_column_int(s, 4), 0) << "some images keep their activation under shifts";
   sqlite3_finalize(s);
   fs::remove_all(dir);
 }

@@ -221,7 +221,7 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
     EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
   // The settings tables still get every column.
   EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
-  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 7);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 9);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate
 }
 
 TEST(SweepParse, HashIsStable) {
@@ -254,7 +254,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"invert:\n  layers: all\n  images: {dataset: fashion-mnist, count: 1}\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
                 "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
-                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds)"},
+                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge)"},
         BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
         BadCase{"actmax:\n  layers: [conv1_1, conv6_1]\n",
                 "t.yaml:3: actmax.layers[1]: no layer \"conv6_1\" in vgg11 (has conv1_1..conv2_1, relu1_1..relu2_1, pool1, avgpool, fc6..fc8)"},
@@ -278,13 +278,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:5: actmax.grid.param: unknown parameterization 'sepia' (have pixel, fft)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    param: fft\n    decay_power: -1\n",
                 "actmax.grid: decay_power: setting grid: must be >= 0, got -1"},
-        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: 1.5\n", "actmax.grid.jitter: expected an integer, got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: 1.5\n",
+                "actmax.grid: jitter: setting grid: below 1 a fraction of the input size, else whole pixels; got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    pad: [0.05, 0.99]\n",
+                "t.yaml:5: actmax.grid.pad: setting pad=0.99: must be less than the input size (32 px), got 0.99 (32 px)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    pad: -1\n", "actmax.grid: pad: setting grid: must be >= 0, got -1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decorrelate: true\n",
+                "actmax.grid: decorrelate: setting grid: applies to param fft (the pixel parameterization has no colour basis)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  judge: no_such_judge.pt\n", "t.yaml:4: actmax.judge: no such model file"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    rotate: -5\n", "actmax.grid: rotate: setting grid: must be in [0, 180], got -5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    scale: 1\n", "actmax.grid: scale: setting grid: must be in [0, 1), got 1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: [2, 32]\n",
                 "t.yaml:5: actmax.grid.jitter: setting jitter=32: must be less than the input size (32 px), got 32"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  presets: [yosinski9]\n",
-                "t.yaml:4: actmax.presets[0]: unknown preset 'yosinski9' (have unregularized, yosinski1, yosinski2, yosinski3, yosinski4)"},
+                "t.yaml:4: actmax.presets[0]: unknown preset 'yosinski9' (have unregularized, yosinski1, yosinski2, yosinski3, yosinski4, olah2017)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
                 "    lr: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    blur_radius: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]\n"
                 "    blur_every: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n    init_std: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n",

@@ -1,0 +1,46 @@
+#include "kernels/classifier.h"
+
+#include <torch/torch.h>
+
+#include "kernels/error.h"
+
+namespace vizsweep::kernels {
+
+Classifier Classifier::load(const std::string& path) {
+  Classifier c;
+  std::string meta;
+  c.module_ = load_script(path, torch::kCPU, meta);
+  c.info_.source = path;
+  c.info_.arch = "classifier";
+  c.info_.in_channels = 0;  // from the metadata
+  c.info_.num_classes = 0;
+  apply_model_meta(path, meta, c.info_);
+  c.mean_ = torch::tensor(c.info_.mean, torch::kFloat).view({1, -1, 1, 1});
+  c.std_ = torch::tensor(c.info_.std, torch::kFloat).view({1, -1, 1, 1});
+  return c;
+}
+
+torch::Tensor Classifier::probabilities(const torch::Tensor& images) const {
+  torch::NoGradGuard ng;
+  if (images.dim() != 4 || images.size(1) != info_.in_channels)
+    throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) +
+                                  ", H, W] images, got " + std::to_string(images.dim()) + " dimensions" +
+                                  (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
+  auto x = images.to(torch::kCPU, torch::kFloat);
+  const int64_t S = info_.input_size;
+  if (x.size(2) != S || x.size(3) != S) {
+    namespace F = torch::nn::functional;
+    x = F::interpolate(x, F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{S, S})
+                              .mode(torch::kBilinear)
+                              .align_corners(false)
+                              .antialias(true))
+            .clamp(0.0, 1.0);
+  }
+  auto logits = module_.forward({(x - mean_) / std_}).toTensor();
+  if (logits.dim() != 2 || logits.size(1) != info_.num_classes)
+    throw Error(info_.source, "the classifier's output is not [N, " + std::to_string(info_.num_classes) + "] logits");
+  return torch::softmax(logits.to(torch::kFloat), 1);
+}
+
+}  // namespace vizsweep::kernels
