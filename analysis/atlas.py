@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from analysis.best import metric_of, ranking
-from analysis.index import (AnalysisError, Shards, check_layer, class_names, metrics, open_index, safe_name,  # noqa: F401
+from analysis.index import (AnalysisError, Shards, check_layer, class_names, default_metric, metrics, open_index, safe_name,  # noqa: F401
                             sweep_info, write_png)
 
 
@@ -60,9 +60,11 @@ def unit_name(layer, unit, names):
 
 def run(args):
     db = open_index(args.results_dir)
+    args.metric = args.metric or default_metric(db)
     chosen = metric_of(db, args.metric, "actmax")
     # Every activation-maximization metric the index declares, one column each on unit pages.
     shown = [m for m in metrics(db).values() if m.technique == "actmax"]
+    chosen_at = [m.name for m in shown].index(chosen.name)
     layers = check_layer(db, None)
     if args.layer:
         want = args.layer.split(",")
@@ -106,11 +108,11 @@ def run(args):
                     g = shards.group(shard, dataset)
                     pos = list(g["units"][()]).index(unit)
                     trace = trace_svg(g["objective_trace"][:, pos])
-                    cells = "".join(f"<td>{v:.4g}</td>" for v in values)
+                    cells = "".join("<td>n/a</td>" if v is None else f"<td>{v:.4g}</td>" for v in values)
                     table.append(f"<tr><td class=name>{esc(sname)}</td><td><img src=\"{file}\" alt=\"{esc(sname)}\">"
                                  f"</td>{cells}<td>{trace}</td></tr>")
                     if sname == best_setting and best_img is None:
-                        best_img = (file, act)
+                        best_img = (file, values[chosen_at])
                 table.append("</table>")
                 uname = unit_name(layer, unit, names)
                 prev_next = " ".join(
@@ -123,7 +125,8 @@ def run(args):
                 n_pages += 1
                 if best_img:
                     cards.append(f'<a href="unit-{lname}-{unit}.html"><figure><img src="{best_img[0]}" '
-                                 f'alt="{esc(uname)}"><figcaption>{esc(uname)}<br>{best_img[1]:.3g}</figcaption>'
+                                 f'alt="{esc(uname)}"><figcaption>{esc(uname)}<br>{esc(args.metric)} '
+                                 f'{"n/a" if best_img[1] is None else format(best_img[1], ".3g")}</figcaption>'
                                  "</figure></a>")
             table = "".join(f"<tr><td class=name>{esc(s)}</td><td>{c}</td><td>{'n/a' if v is None else f'{v:.4g}'}"
                             f"</td><td>{'yes' if fr else ''}</td></tr>" for s, c, v, fr in ranked)
@@ -152,8 +155,9 @@ def add_parser(sub):
     p = sub.add_parser("atlas", help="static HTML atlas: one page per layer and per unit", description=__doc__)
     p.add_argument("results_dir")
     p.add_argument("-o", "--output", required=True, help="directory to write the site into")
-    p.add_argument("--metric", default="activation",
-                   help="picks each layer's best setting: " +
+    p.add_argument("--metric",
+                   help="picks each layer's best setting (default score; activation for an index older "
+                        "than schema 1.4): " +
                         ", ".join(k for k, m in metrics().items() if m.technique == "actmax"))
     p.add_argument("--layer", help="comma-separated layers (default all)")
     p.set_defaults(run=run)

@@ -2,7 +2,7 @@
 activation against naturalness (high-frequency energy) for activation maximization."""
 import csv
 
-from analysis.index import NAME, AnalysisError, check_layer, metrics, open_index
+from analysis.index import NAME, AnalysisError, check_layer, default_metric, metrics, open_index
 
 # Per setting of one layer: (setting_id, name, count, metric, mean activation, mean hf energy).
 # The base tables, not the views: the layer filter then uses the tasks_by_layer index (SQLite
@@ -60,6 +60,7 @@ def ranking(db, layer, metric):
 
 def run(args):
     db = open_index(args.results_dir)
+    args.metric = args.metric or default_metric(db)
     m = metric_of(db, args.metric)
     technique = m.technique
     rows = []
@@ -92,7 +93,8 @@ def add_parser(sub):
                                    "declares; these are results_schema.sql's):\n" + lines,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("results_dir")
-    p.add_argument("--metric", default="activation", help="a metric listed above (default activation)")
+    p.add_argument("--metric", help="a metric listed above (default score, the interpretability score; "
+                                    "activation for an index older than schema 1.4)")
     p.add_argument("--layer", help="one layer (default: every layer)")
     p.add_argument("--pareto", action="store_true", help="only the settings on the Pareto front")
     p.add_argument("--csv", help="also write the table as CSV")

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.best import metric_of  # noqa: E402
-from analysis.index import (AnalysisError, Shards, check_layer, class_names, metrics, open_index,  # noqa: E402
+from analysis.index import (AnalysisError, Shards, check_layer, class_names, default_metric, metrics, open_index,  # noqa: E402
                             paged_output, parse_units)
 
 DIMS = ("setting", "unit", "layer", "seed")
@@ -103,6 +103,7 @@ def run(args):
     if args.tile < 8:
         raise AnalysisError(f"--tile: at least 8 pixels, got {args.tile}")
     db = open_index(args.results_dir)
+    args.metric = args.metric or default_metric(db)
     args.metric_column = metric_of(db, args.metric, "actmax").column
     rows = select(db, args)
     names = class_names(db)
@@ -184,7 +185,8 @@ def add_parser(sub):
     p.add_argument("--first", type=int, help="only the first N units (after --units)")
     p.add_argument("--setting", help="comma-separated setting names (default all)")
     p.add_argument("--seed", type=int, help="one seed (default all)")
-    p.add_argument("--metric", default="activation", help="value printed under each image: " +
+    p.add_argument("--metric", help="value printed under each image (default score; activation for an "
+                                    "index older than schema 1.4): " +
                    ", ".join(k for k, m in metrics().items() if m.technique == "actmax"))
     p.add_argument("--tile", type=int, default=96,
                    help="pixels per tile (default 96: a 32 px image enlarged 3x, nearest neighbour)")

@@ -59,13 +59,14 @@ def metrics(db=None):
     """{name: Metric} in declaration order: the index's own `metrics` table, or, for an index
     written before schema 1.2 (or db None), the declarations of results_schema.sql. Names that
     reach SQL are checked to be plain identifiers and real columns of a result table."""
-    source = db
+    source, declared_here = db, True
     try:
         if db is None:
             raise sqlite3.OperationalError("no index")
         rows = db.execute("SELECT name, technique, result_table, column_name, aggregate, higher_is_better, unit, "
                           "description FROM metrics ORDER BY rowid").fetchall()
     except sqlite3.OperationalError:
+        declared_here = False
         source = sqlite3.connect(":memory:")
         with open(SCHEMA) as f:
             source.executescript(f.read())
@@ -80,6 +81,13 @@ def metrics(db=None):
                                 f"({m.technique}, {m.result_table}.{m.column}, {m.aggregate})")
         # Any technique's result table: one with task_key rows (runner/techniques/ fills them).
         cols = {c[1] for c in source.execute(f"PRAGMA table_info({m.result_table})")}
+        if not declared_here and db is not None:
+            # results_schema.sql's declarations over an older index: only the metrics whose
+            # columns that index has (a run migrates it and adds the others).
+            have = {c[1] for c in db.execute(f"PRAGMA table_info({m.result_table})")}
+            if m.column not in have:
+                continue
+            cols &= have
         if "task_key" not in cols:
             raise AnalysisError(f"metrics: {m.name!r} reads table {m.result_table}, which is not a result table "
                                 "of this index")
@@ -87,6 +95,12 @@ def metrics(db=None):
             raise AnalysisError(f"metrics: {m.name!r} reads {m.result_table}.{m.column}, which the index lacks")
         out[m.name] = m
     return out
+
+
+def default_metric(db=None):
+    """What best, grid and atlas rank activation maximization by unless told: the
+    interpretability score (schema 1.4), or the activation for an index without it."""
+    return "score" if "score" in metrics(db) else "activation"
 
 
 def layers_of(db, technique):

@@ -63,6 +63,21 @@ double accuracy(torch::jit::Module& m, const Data& d, const torch::Tensor& mean,
   return static_cast<double>(correct) / d.x.size(0);
 }
 
+// --augment: each image shifted by up to 3 px, rotated by up to 15 degrees and scaled by
+// 0.9-1.1 about its centre, the uncovered border black (Fashion-MNIST's background): a
+// classifier that recognizes an object wherever it sits judges synthetic images fairly.
+torch::Tensor augmented(const torch::Tensor& x, at::Generator& gen) {
+  namespace F = torch::nn::functional;
+  const int64_t n = x.size(0);
+  auto u = torch::rand({4, n}, gen) * 2.0 - 1.0;
+  auto angle = u[0] * (15.0 * M_PI / 180.0), factor = 1.0 + 0.1 * u[1];
+  auto shift = u.slice(0, 2, 4) * (3.0 * 2.0 / static_cast<double>(x.size(3)));  // grid units: 2 per image side
+  auto cos = angle.cos() / factor, sin = angle.sin() / factor;
+  auto theta = torch::stack({torch::stack({cos, -sin, shift[0]}, 1), torch::stack({sin, cos, shift[1]}, 1)}, 1);
+  auto grid = F::affine_grid(theta, x.sizes(), /*align_corners=*/false);
+  return F::grid_sample(x, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,6 +86,7 @@ int main(int argc, char** argv) {
   double lr = 1e-3;
   uint64_t seed = 0;
   int64_t train_subset = -1, test_subset = -1;
+  bool augment = false;  // random shifts, rotations and scaling on top of the flips
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -90,9 +106,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--train-subset") train_subset = std::stoll(next());
     else if (a == "--test-subset") test_subset = std::stoll(next());
+    else if (a == "--augment") augment = true;
     else {
       std::cerr << "usage: vizsweep-train --template T.pt --out M.pt [--data DIR] [--epochs N] [--batch N] [--lr X] "
-                   "[--seed N] [--threads N] [--train-subset N] [--test-subset N]\n";
+                   "[--seed N] [--threads N] [--train-subset N] [--test-subset N] [--augment]\n";
       return 2;
     }
   }
@@ -146,6 +163,7 @@ int main(int argc, char** argv) {
         // Random horizontal flips: clothes are left-right symmetric.
         auto flip = torch::rand({xb.size(0)}, gen) < 0.5;
         xb = torch::where(flip.view({-1, 1, 1, 1}), xb.flip({3}), xb);
+        if (augment) xb = augmented(xb, gen);
         auto yb = train.y.index_select(0, idx);
         auto logits = m.forward({(xb - mean) / std}).toTensor();
         auto loss = torch::nn::functional::cross_entropy(logits, yb);
@@ -169,7 +187,9 @@ int main(int argc, char** argv) {
     meta["weights"] = "trained on fashion-mnist by vizsweep-train";
     meta["training"] = {{"dataset", data},       {"train_images", N},        {"test_images", test.x.size(0)},
                         {"epochs", epochs},      {"batch", batch},           {"lr", lr},
-                        {"optimizer", "adam, cosine decay, random horizontal flips"},
+                        {"optimizer", augment ? "adam, cosine decay, random horizontal flips, random shifts (+-3 px), "
+                                                "rotations (+-15 degrees) and scaling (0.9-1.1)"
+                                              : "adam, cosine decay, random horizontal flips"},
                         {"seed", seed},          {"test_accuracy", acc},     {"training_seconds", secs},
                         {"threads", n},          {"history", history}};
     m.save(out, {{"vizsweep.json", meta.dump()}});

@@ -65,17 +65,20 @@ class AnalysisTest(unittest.TestCase):
     # --- best -------------------------------------------------------------------------------
 
     def raw_means(self, layer):
-        """{setting name: (mean activation, mean hf energy)} from actmax_results directly."""
-        rows = self.db.execute("SELECT s.name, r.final_activation, r.hf_energy FROM actmax_results r "
-                               "JOIN tasks t ON t.task_key = r.task_key JOIN actmax_settings s "
+        """{setting name: (mean activation, mean hf energy, mean score)} from actmax_results
+        directly, the score recomputed from its definition (no judge in this sweep)."""
+        rows = self.db.execute("SELECT s.name, r.final_activation, r.hf_energy, r.robustness, r.score "
+                               "FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key JOIN actmax_settings s "
                                "ON s.setting_id = t.setting_id WHERE t.layer = ?", (layer,)).fetchall()
         sums = {}
-        for name, act, hf in rows:
-            s = sums.setdefault(name, [0.0, 0.0, 0])
+        for name, act, hf, robustness, score in rows:
+            self.assertAlmostEqual(score, min(max(robustness, 0), 1) * min(max(1 - hf, 0), 1), places=12)
+            s = sums.setdefault(name, [0.0, 0.0, 0.0, 0])
             s[0] += act
             s[1] += hf
-            s[2] += 1
-        return {k: (v[0] / v[2], v[1] / v[2]) for k, v in sums.items()}
+            s[2] += score
+            s[3] += 1
+        return {k: (v[0] / v[3], v[1] / v[3], v[2] / v[3]) for k, v in sums.items()}
 
     def table(self, stdout):
         """Rows of a `best` table: [layer, rank, setting, count, value, pareto?]."""
@@ -84,7 +87,11 @@ class AnalysisTest(unittest.TestCase):
     def test_best_matches_the_raw_rows(self):
         for layer in ("conv2_1", "conv4_2", "fc8"):
             means = self.raw_means(layer)
+            # by default, the interpretability score
             rows = self.table(self.ok("best", self.dir, "--layer", layer))
+            self.assertEqual([r[2] for r in rows], sorted(means, key=lambda k: -means[k][2]))
+            self.assertAlmostEqual(float(rows[0][4]), max(m[2] for m in means.values()), places=3)
+            rows = self.table(self.ok("best", self.dir, "--layer", layer, "--metric", "activation"))
             self.assertEqual([r[2] for r in rows], sorted(means, key=lambda k: -means[k][0]))
             self.assertAlmostEqual(float(rows[0][4]), max(m[0] for m in means.values()), places=3)
             rows = self.table(self.ok("best", self.dir, "--layer", layer, "--metric", "hf_energy"))
@@ -121,13 +128,22 @@ class AnalysisTest(unittest.TestCase):
             self.assertAlmostEqual(got[name], fooled / n, places=4)
         self.assertEqual([float(r[4]) for r in rows], sorted(got.values(), reverse=True))
 
+    def test_an_index_before_the_score_ranks_by_activation(self):
+        """An index written before schema 1.4 (the committed 1.1 fixture, read as it is): best
+        offers only the metrics its columns hold and ranks by activation by default."""
+        d = self.out("before_score")
+        shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "small-1.1"), d)
+        out = self.ok("best", d, "--layer", "fc8")
+        self.assertIn("activation", out.splitlines()[0])
+        self.fails(("best", d, "--metric", "score"), "unknown metric 'score' (have activation, hf_energy")
+
     def test_metrics_are_what_the_index_declares(self):
         """The index carries its metrics (the `metrics` table, declared once in
         results_schema.sql): best ranks by any metric the index declares, a new one included,
         and a declaration that would splice something else into SQL is refused."""
         declared = [r[0] for r in self.db.execute("SELECT name FROM metrics ORDER BY rowid")]
-        self.assertEqual(declared, ["activation", "hf_energy", "total_variation", "saturation", "robustness",
-                                    "argmax_rate", "inversion_error", "fgsm_success"])
+        self.assertEqual(declared, ["score", "judge_prob", "activation", "hf_energy", "total_variation", "saturation",
+                                    "robustness", "argmax_rate", "inversion_error", "fgsm_success"])
         d = self.out("metrics_copy")
         shutil.copytree(self.dir, d)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
@@ -268,7 +284,7 @@ class AnalysisTest(unittest.TestCase):
         with open(os.path.join(site, "layer-fc8.html")) as f:
             text = f.read()
         best = self.table(self.ok("best", self.dir, "--layer", "fc8"))[0][2]
-        self.assertIn(f"by activation (higher is better): <b>{best}</b>", text)
+        self.assertIn(f"by score (higher is better): <b>{best}</b>", text)
 
     # --- bad input ---------------------------------------------------------------------------
 
@@ -289,7 +305,7 @@ class AnalysisTest(unittest.TestCase):
         self.fails(("featuremaps", self.dir, "-o", self.out("x.png"), "--layer", "fc8"),
                    "no feature maps for layer 'fc8'")
         self.fails(("atlas", self.dir, "-o", self.out("x"), "--metric", "fgsm_success"),
-                   "unknown metric 'fgsm_success' for actmax (have activation, hf_energy")
+                   "unknown metric 'fgsm_success' for actmax (have score, judge_prob, activation, hf_energy")
         r = analysis("grid", self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertIn("-o/--output", r.stderr)

@@ -184,26 +184,32 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0], n)
         before_data = task_data(d)
         before_rows = index_rows(d, "SELECT task_key, finished_at, seconds FROM tasks ORDER BY task_key")
-        before_results = index_rows(d, "SELECT * FROM actmax_results ORDER BY task_key, unit")
+        old_columns = ("SELECT task_key, unit, final_activation, hf_energy, total_variation, saturation, robustness, "
+                       "is_argmax, shard, dataset FROM actmax_results ORDER BY task_key, unit")
+        before_results = index_rows(d, old_columns)
         r = run(mpirun(2, "run", sweep, "--out", d))
         self.assertEqual(r.returncode, 0, r.stderr)
         # The spec hash covers every task key: had a key changed, the directory would be
         # refused as another sweep's.
         self.assertIn(f"{n} tasks, {n} already done, 0 to run", r.stderr)
         self.assertEqual(index_rows(d, "SELECT task_key, finished_at, seconds FROM tasks ORDER BY task_key"), before_rows)
-        self.assertEqual(index_rows(d, "SELECT * FROM actmax_results ORDER BY task_key, unit"), before_results)
+        self.assertEqual(index_rows(d, old_columns), before_results)
         assert_same_data(self, ref, d, "after the upgrade: ")
         self.assertEqual(len(before_data), n)
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("0 problem(s)", v.stdout)
-        # The schema migrated in place: 1.1 -> 1.2 -> 1.3 adds the hyperparameters declared since,
+        # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 adds the hyperparameters declared since,
         # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
-        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.3",)])
-        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate "
-                                       "FROM actmax_settings"), [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0)])
-        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 8)
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.4",)])
+        self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate, "
+                                       "pad, decorrelate FROM actmax_settings"),
+                         [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0, 0, 0)])
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 10)
+        # 1.4: the score of the rows already there, no judge columns
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM actmax_results WHERE judge_prob IS NOT NULL OR "
+                                       "ABS(score - MIN(MAX(robustness, 0), 1) * (1 - hf_energy)) > 1e-12"), [(0,)])
 
     def test_channels_last_matches_and_bf16_is_its_own_sweep(self):
         with open(SMALL) as f:
@@ -315,6 +321,76 @@ class RunnerTest(unittest.TestCase):
         self.assertAlmostEqual(float(m.group(3)), fit * per_unit / 2**30, places=2)
         # conv3_3 runs on its 44 px crop: 64 units fit, as the sweep asks.
         self.assertRegex(r.stdout, r"\n\s+conv3_3\s+2\s+100\s+1\s+[0-9.]+\s+64\s")
+
+    def test_a_judge_scores_the_class_images(self):
+        """actmax.judge: the class units' rows (the model's output layer) carry the probability
+        the independent judge (models/fashion_judge.pt, a residual network) gives each unit's
+        class, recomputed here with PyTorch from the stored 8-bit images; other layers keep the
+        score without a judge. A judge of another class count is refused before anything is
+        written."""
+        import torch
+        models = os.path.join(HERE, "..", "..", "models")
+        d = self.out("judged")
+        sweep = os.path.join(self.tmp, "judged.yaml")
+        with open(sweep, "w") as f:
+            f.write(f"name: judged\nmodel: {{file: {models}/fashion_vgg11.pt}}\nactmax:\n"
+                    f"  layers: [conv3_1, fc8]\n  units: 0-9\n  judge: {models}/fashion_judge.pt\n"
+                    "  grid: {iterations: 40, lr_policy: adam, lr: 0.05, param: fft, jitter: 0.07, pad: 0.05}\n")
+        r = run(mpirun(2, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rows = index_rows(d, "SELECT t.layer, r.unit, r.judge_prob, r.judge_class, r.score, r.robustness, r.hf_energy, "
+                             "r.shard, r.dataset FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key "
+                             "ORDER BY t.layer, r.unit")
+        self.assertEqual(len(rows), 20)
+        judge = torch.jit.load(os.path.join(models, "fashion_judge.pt")).eval()
+        for layer, unit, prob, cls, score, robustness, hf, shard, dataset in rows:
+            if layer == "conv3_1":
+                self.assertIsNone(prob)
+                self.assertIsNone(cls)
+                self.assertAlmostEqual(score, min(max(robustness, 0), 1) * (1 - hf), places=12)
+                continue
+            with h5py.File(os.path.join(d, shard), "r") as f:
+                image = f[dataset][()]
+                stored = f[dataset.rsplit("/", 1)[0] + "/judge_probabilities"][()]
+            x = torch.from_numpy(image.astype(np.float32) / 255.0).reshape(1, 1, 32, 32)
+            with torch.no_grad():
+                p = torch.softmax(judge((x - 0.5) / 0.5), 1)[0]
+            # The same float32 forward pass in the same LibTorch; only the order of sums (threads)
+            # may differ, far below 1e-4 of a probability.
+            self.assertAlmostEqual(prob, float(p[unit]), delta=1e-4)
+            self.assertEqual(cls, int(p.argmax()))
+            self.assertEqual(score, prob)
+            pos = list(index_rows(d, "SELECT r.unit FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key "
+                                     "WHERE t.layer = 'fc8' ORDER BY r.unit")).index((unit,))
+            self.assertAlmostEqual(float(stored[pos][unit]), prob, places=6)
+        # 40 steps are enough for the judge to see some classes, not none.
+        self.assertGreater(index_rows(d, "SELECT SUM(r.judge_class = r.unit) FROM actmax_results r")[0][0], 0)
+        # the judge's hash is in the class tasks' keys only: without it, conv3_1's key is the same
+        plain = os.path.join(self.tmp, "unjudged.yaml")
+        with open(sweep) as f, open(plain, "w") as g:
+            g.write("".join(line for line in f if "judge:" not in line))
+        d2 = self.out("unjudged")
+        r = run(mpirun(2, "run", plain, "--out", d2))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        keys = {row[0]: row[1] for row in index_rows(d, "SELECT layer, task_key FROM tasks")}
+        keys2 = {row[0]: row[1] for row in index_rows(d2, "SELECT layer, task_key FROM tasks")}
+        self.assertEqual(keys["conv3_1"], keys2["conv3_1"])
+        self.assertNotEqual(keys["fc8"], keys2["fc8"])
+        self.assertEqual(index_rows(d2, "SELECT COUNT(*) FROM actmax_results WHERE judge_prob IS NULL")[0][0], 20)
+        # a judge of another class count: refused, naming the field, nothing written
+        other = os.path.join(self.tmp, "judge5.pt")
+        e = subprocess.run(["/usr/bin/python3", os.path.join(models, "export_torchvision.py"), "--arch", "resnet_small",
+                            "--in-channels", "1", "--num-classes", "5", "--input-size", "32", "-o", other],
+                           capture_output=True, text=True)
+        self.assertEqual(e.returncode, 0, e.stderr)
+        with open(sweep) as f, open(plain, "w") as g:
+            g.write(f.read().replace(f"{models}/fashion_judge.pt", other))
+        fresh = self.out("judged5")
+        r = run(mpirun(1, "run", plain, "--out", fresh))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("actmax.judge", r.stderr)
+        self.assertIn("to 5 classes; the model 1 to 10", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(fresh, "index.sqlite")))
 
     def test_bad_inputs_write_nothing(self):
         d = self.out("nothing")
