@@ -3,7 +3,8 @@
 -- Schema version: major.minor. A run refuses to resume an index of another major version and
 -- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob; 1.1 -> 1.2: the
 -- metrics table, and the hyperparameter columns declared since, at their defaults, added to
--- the settings tables; 1.2 -> 1.3: scale and rotate; 1.3 -> 1.4: actmax_results.judge_prob,
+-- the settings tables; 1.2 -> 1.3: scale and rotate; 1.3 -> 1.4: pad, decorrelate, background, flip,
+-- actmax_results.judge_prob,
 -- judge_class and score, score computed for the rows already there).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
@@ -57,7 +58,9 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
   rotate          REAL NOT NULL DEFAULT 0 CHECK (rotate >= 0 AND rotate <= 180),
   -- Schema 1.4.
   pad             REAL NOT NULL DEFAULT 0 CHECK (pad >= 0),
-  decorrelate     INTEGER NOT NULL DEFAULT 0 CHECK (decorrelate IN (0, 1))
+  decorrelate     INTEGER NOT NULL DEFAULT 0 CHECK (decorrelate IN (0, 1)),
+  background      REAL NOT NULL DEFAULT 0.5 CHECK (background > 0 AND background < 1),
+  flip            INTEGER NOT NULL DEFAULT 0 CHECK (flip IN (0, 1))
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (

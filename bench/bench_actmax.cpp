@@ -8,7 +8,7 @@
 //
 //   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
 //                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak] [--project N]
-//                         [--precision fp32|bf16|fp16] [--channels-last 0|1]
+//                         [--precision fp32|bf16|fp16] [--channels-last 0|1] [--param-cost]
 //
 // --precision / --channels-last: the layers compute in that format (Model::set_compute);
 // --peak then times the convolution in it too. Each layer also runs once on an fp32 NCHW
@@ -30,6 +30,16 @@
 // a run with twice the iterations minus this one's), counting the work on the crop.
 // and with --peak:  peak conv gflops=P
 // bench/run_bench.sh runs it next to the plain-PyTorch peer and prints the ratios.
+//
+// --param-cost: per layer, the loop's time per iteration (the difference of runs of 2x and
+// 1x --iters) at the same batch of --units, all with Adam and uncropped (scaling and
+// rotation resample the whole image, so the transforms run uncropped), under
+//   pixel: the pixels optimized; fft: Lucid's spectrum through a sigmoid;
+//   fft+transforms: olah2017's parameterization and transforms (decorrelated colour, pad,
+//   jitter, scale 0.9-1.1, rotate +-10 degrees);
+// and prints their ratios to pixel:
+//   param_cost layer=L units=U pixel_ms=A fft_ms=B transforms_ms=C fft_ratio=B/A transforms_ratio=C/A
+// plus, for spatial layers, what the crop saves pixel runs (pixel_crop_ms).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -129,12 +139,21 @@ double timed(const Model& m, const ActMaxRequest& req, int n, const torch::Devic
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
+// median of `repeat` such pairs.
+double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
+  std::vector<double> v;
+  for (int r = 0; r < repeat; ++r) v.push_back((timed(m, req, 2 * n, dev) - timed(m, req, n, dev)) / n);
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu";
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
-  bool peak = false;
+  bool peak = false, param_cost = false;
   int project = 0, channels_last = 0;
   std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -164,6 +183,7 @@ int main(int argc, char** argv) {
     else if (a == "--crop") crop = integer();
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
+    else if (a == "--param-cost") param_cost = true;
     else if (a == "--project") project = integer();
     else if (a == "--precision") precision = next();
     else if (a == "--channels-last") channels_last = integer();
@@ -188,6 +208,36 @@ int main(int argc, char** argv) {
     const bool check = prec != Model::Precision::Fp32 || channels_last != 0;
     std::optional<Model> ref;  // fp32 NCHW, the same weights before conversion
     if (check) ref = Model::builtin(o), ref->to(dev);
+    if (param_cost) {
+      for (const auto& name : split(layers)) {
+        ActMaxRequest req;
+        req.layer = name;
+        for (int64_t u = 0; u < units; ++u) req.units.push_back(u);
+        req.settings.lr_policy = LrPolicy::Adam;
+        req.settings.lr = 0.05;
+        req.robustness_shift = 0;
+        req.crop_to_receptive_field = false;
+        timed(m, req, 2, dev);  // warm-up
+        const double pixel = per_iteration(m, req, iters, 3, dev);
+        req.settings.param = ImageParam::Fft;
+        const double fft = per_iteration(m, req, iters, 3, dev);
+        const ActMaxSettings olah = actmax_preset("olah2017");
+        req.settings.decorrelate = olah.decorrelate, req.settings.pad = olah.pad, req.settings.jitter = olah.jitter;
+        req.settings.scale = olah.scale, req.settings.rotate = olah.rotate;
+        const double transforms = per_iteration(m, req, iters, 3, dev);
+        ActMaxRequest crop = req;
+        crop.settings = ActMaxSettings{};
+        crop.settings.lr_policy = LrPolicy::Adam, crop.settings.lr = 0.05;
+        crop.crop_to_receptive_field = true;
+        const double cropped = per_iteration(m, crop, iters, 3, dev);
+        std::printf("param_cost layer=%s units=%d size=%d pixel_ms=%.2f fft_ms=%.2f transforms_ms=%.2f fft_ratio=%.3f "
+                    "transforms_ratio=%.3f pixel_crop_ms=%.2f\n",
+                    name.c_str(), units, size, 1e3 * pixel, 1e3 * fft, 1e3 * transforms, fft / pixel, transforms / pixel,
+                    1e3 * cropped);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
     if (project > 0) {
       double total = 0;
       int64_t all_units = 0;

@@ -96,15 +96,16 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
 }
 
 // Each image of x [B, C, S, S] in [0, 1] scaled about its centre by factors[b] and rotated by
-// angles[b] radians in one bilinear resampling, the uncovered border mid-grey (0.5).
-torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factors, const torch::Tensor& angles) {
+// angles[b] radians in one bilinear resampling, the uncovered border `fill` (0.5: mid-grey).
+torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factors, const torch::Tensor& angles,
+                             double fill) {
   namespace F = torch::nn::functional;
   // affine_grid maps each output position to the input position it samples.
   auto cos = angles.cos() / factors, sin = angles.sin() / factors, zero = torch::zeros_like(factors);
   auto theta = torch::stack({torch::stack({cos, -sin, zero}, 1), torch::stack({sin, cos, zero}, 1)}, 1).to(x.device());
   auto grid = F::affine_grid(theta, x.sizes(), /*align_corners=*/false);
   auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
-  return F::grid_sample(x - 0.5, grid, opts) + 0.5;
+  return F::grid_sample(x - fill, grid, opts) + fill;
 }
 
 }  // namespace
@@ -192,16 +193,22 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   };
   // What the model sees of images x: pad (mid-grey frame), jitter, scale and rotation, in
   // Lucid's order, then the centre S x S of the frame. Drawn per step by draw_transforms.
-  const bool transforms = jit > 0 || affine || pad > 0;
+  // Flips (first, when on) come from their own stream of the task's seed.
+  const bool transforms = jit > 0 || affine || pad > 0 || s.flip;
+  const double fill = s.background;
+  auto flip_gen = at::detail::createCPUGenerator(req.seed ^ 0x3c6ef372fe94f82bULL);
+  torch::Tensor flips;
   auto draw_transforms = [&] {
+    if (s.flip) flips = (torch::rand({B}, flip_gen) < 0.5).view({B, 1, 1, 1}).to(model.device());
     if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
     if (affine) draw_affine();
   };
   auto seen = [&](const torch::Tensor& x) {
     namespace F = torch::nn::functional;
-    auto y = pad > 0 ? F::pad(x - 0.5, F::PadFuncOptions({pad, pad, pad, pad})) + 0.5 : x;
+    auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
+    if (pad > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
     if (jit > 0) y = jittered(y);
-    if (affine) y = scaled_rotated(y, factors, angles);
+    if (affine) y = scaled_rotated(y, factors, angles, fill);
     return pad > 0 ? y.slice(2, pad, pad + S).slice(3, pad, pad + S) : y;
   };
   // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
@@ -246,13 +253,17 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     const torch::Tensor colour = mix ? colour_decorrelation().to(model.device()) : torch::Tensor();
     const torch::Tensor uncolour = mix ? torch::inverse(colour) : torch::Tensor();
     auto mixed = [](const torch::Tensor& m, const torch::Tensor& img) { return torch::einsum("ij,bjyx->biyx", {m, img}); };
+    // A background other than 0.5 shifts the sigmoid: a zero spectrum renders to it.
+    const double offset = std::log(s.background / (1.0 - s.background));
     auto render = [&](const torch::Tensor& spec) {
       auto img = torch::fft::irfft2(torch::view_as_complex(spec) * scale, c10::IntArrayRef{S, S}, {-2, -1}, "ortho") / 4.0;
-      return torch::sigmoid(mix ? mixed(colour, img) : img);
+      if (mix) img = mixed(colour, img);
+      return torch::sigmoid(s.background == 0.5 ? img : img + offset);
     };
     auto unrender = [&](const torch::Tensor& x) {
       auto y = x.clamp(1e-6, 1.0 - 1e-6);
       auto logit = y.log() - (-y).log1p();
+      if (s.background != 0.5) logit = logit - offset;
       if (mix) logit = mixed(uncolour, logit);
       return torch::view_as_real(torch::fft::rfft2(logit * 4.0, c10::nullopt, {-2, -1}, "ortho") / scale).contiguous();
     };

@@ -266,9 +266,16 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("the transforms act on the image framed by pad pixels of mid-grey and the model "
                           "sees the centre (jitter then moves it against grey); below 1 a fraction of the "
                           "input size, else whole pixels; less than the input size"));
-    v.push_back(bool_field<A>("decorrelate", &A::decorrelate).off("false").new_in_key_only_when_set()
+    v.push_back(bool_field<A>("decorrelate", &A::decorrelate).off("0").new_in_key_only_when_set()
                     .help("fft on 3-channel models: optimize in Lucid's decorrelated colour basis (no effect "
                           "on other channel counts)"));
+    v.push_back(real_field<A>("background", &A::background).range(0, 1, true, true).new_in_key_only_when_set()
+                    .help("the empty image's grey level in (0, 1): what a zero fft spectrum renders to and what "
+                          "pad, scale and rotation fill in (Lucid 0.5; near 0 for a dataset with a black "
+                          "background such as Fashion-MNIST)"));
+    v.push_back(bool_field<A>("flip", &A::flip).off("0").new_in_key_only_when_set()
+                    .help("every step, mirror each image left-right with probability 1/2 before the other "
+                          "transforms (for models trained with random flips)"));
     return v;
   }();
   return t;

@@ -67,6 +67,11 @@ struct ActMaxSettings {
                                   // size, transform_pixels); 0 = off
   bool decorrelate = false;       // fft on 3-channel models: the channels are Lucid's decorrelated
                                   // colour basis (the ImageNet colour covariance's square root)
+  double background = 0.5;        // the empty image's grey level, (0, 1): what a zero fft
+                                  // spectrum renders to and what pad, scale and rotation fill in
+                                  // (Lucid: 0.5; Fashion-MNIST's background is black)
+  bool flip = false;              // every step, each image mirrored left-right with probability
+                                  // 1/2 (first of the transforms): for models trained with flips
 };
 
 // A transform size (jitter, pad) in pixels for an input of `size` pixels: a value below 1 is

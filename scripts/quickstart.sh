@@ -13,21 +13,28 @@ mpirun -np 2 --oversubscribe ./build/runner/vizsweep run sweeps/examples/quickst
 ./build/runner/vizsweep status "$OUT"
 DB="$OUT/index.sqlite"
 echo
-echo "Activation maximization, per layer: the setting that reaches the highest mean activation,"
-echo "and the one whose images carry the least high-frequency energy:"
+echo "Activation maximization, per layer: the setting with the best interpretability score (the"
+echo "judge's probability of the class for fc8; elsewhere activation kept under shifts times"
+echo "low-frequency share; docs/results-layout.md), the highest mean activation, and the least"
+echo "high-frequency energy:"
 sqlite3 -header -column "file:$DB?mode=ro" "
   SELECT layer,
+         (SELECT setting FROM actmax_by_layer_setting b WHERE b.layer = a.layer ORDER BY mean_score DESC LIMIT 1) AS best_score,
          (SELECT setting FROM actmax_by_layer_setting b WHERE b.layer = a.layer ORDER BY mean_activation DESC LIMIT 1) AS highest_activation,
          (SELECT setting FROM actmax_by_layer_setting b WHERE b.layer = a.layer ORDER BY mean_hf_energy ASC LIMIT 1) AS least_hf_energy
   FROM (SELECT DISTINCT layer FROM actmax_by_layer_setting) a;"
 echo
-echo "Class images (fc8): classes whose unit became the model's top prediction, per setting:"
+echo "Class images (fc8), per setting: how many the model itself puts first (its argmax), how"
+echo "many the independent judge (models/fashion_judge.pt) recognizes, the judge's mean"
+echo "probability of the class, and the classes the judge does not see:"
 sqlite3 -header -column "file:$DB?mode=ro" "
-  SELECT s.name AS setting, SUM(r.is_argmax) || '/' || COUNT(*) AS recognized,
-         COALESCE(GROUP_CONCAT(CASE WHEN r.is_argmax = 0 THEN c.name END, ', '), '') AS not_recognized
+  SELECT s.name AS setting, SUM(r.is_argmax) || '/' || COUNT(*) AS model_argmax,
+         SUM(r.judge_class = r.unit) || '/' || COUNT(*) AS judge_recognizes,
+         ROUND(AVG(r.judge_prob), 3) AS judge_prob, ROUND(AVG(r.hf_energy), 3) AS hf_energy,
+         COALESCE(GROUP_CONCAT(CASE WHEN r.judge_class <> r.unit THEN c.name END, ', '), '') AS judge_misses
   FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key AND t.layer = 'fc8' AND t.state = 'done'
   JOIN actmax_settings s ON s.setting_id = t.setting_id LEFT JOIN classes c ON c.class_id = r.unit
-  GROUP BY s.setting_id;"
+  GROUP BY s.setting_id ORDER BY AVG(r.score) DESC;"
 echo
 echo "FGSM success rate (images the model classified correctly whose label the attack changed):"
 sqlite3 -header -column "file:$DB?mode=ro" "

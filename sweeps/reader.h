@@ -200,12 +200,32 @@ inline std::vector<S> parse_settings(const Reader& r, const YAML::Node& sec, con
     auto list = r.items(sec["presets"], field + ".presets");
     for (size_t i = 0; i < list.size(); ++i) {
       std::string f = field + ".presets[" + std::to_string(i) + "]";
+      // A preset by name, or {name: {hyperparameter: value, ...}}: the preset with those
+      // values changed, named "name+key=value,...".
+      const bool changed = list[i].IsMap();
+      if (changed && list[i].size() != 1) r.fail(list[i], f, "expected a preset name or {preset: {hyperparameter: value}}");
+      const YAML::Node name_node = changed ? YAML::Node(list[i].begin()->first) : list[i];
+      S s;
       try {
-        out.push_back(preset(r.str(list[i], f)));
-        from(list[i], f);
+        s = preset(r.str(name_node, f));
       } catch (const Error& e) {
-        r.fail(list[i], f, e.reason_only());
+        r.fail(name_node, f, e.reason_only());
       }
+      if (changed) {
+        const YAML::Node values = list[i].begin()->second;
+        if (!values.IsMap() || values.size() == 0) r.fail(values, f, "expected a mapping of hyperparameters to values");
+        std::string suffix;
+        for (const auto& kv : values) {
+          const std::string key = r.key(kv.first, f), kf = f + "." + key;
+          const YAML::Node value = kv.second;
+          set(s, key, r.param(value, kf), value, kf);
+          suffix += (suffix.empty() ? "" : ",") + key + "=" + value.Scalar();
+        }
+        s.name += "+" + suffix;
+        s = validated(s, list[i], f);
+      }
+      out.push_back(s);
+      from(list[i], f);
     }
   }
   if (sec["grid"]) {
