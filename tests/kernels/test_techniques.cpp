@@ -540,8 +540,9 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     LrPolicy policy = LrPolicy::Normalized;
     ImageParam param = ImageParam::Pixel;
     double pad = 0;
+    bool flip = false;
   };
-  // Jitter (and pad) transform the whole image before the crop is cut, so the crop stays exact.
+  // Jitter (and pad, flips) transform the whole image before the crop is cut, so the crop stays exact.
   const Case cases[] = {{"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
                         {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30},
                         {"jitter", 0, 0, 0, 0, 3},   {"adam", 0, 0, 0, 0, 0, LrPolicy::Adam},
@@ -549,7 +550,8 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
                         {"fft", 0, 0, 0, 0, 0, LrPolicy::Adam, ImageParam::Fft},
                         {"fft + all four + jitter", 1e-4, 0.8, 30, 30, 2, LrPolicy::Adam, ImageParam::Fft},
                         // pad frames the image in grey before jitter; the model sees the centre
-                        {"fft + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Fft, 4}};
+                        {"fft + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Fft, 4},
+                        {"pixel + flip + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Pixel, 4, true}};
   int windows = 0, unaligned = 0;
   for (const char* layer : {"conv1_2", "conv2_2", "conv3_3", "relu4_1"}) {
     const LayerInfo& L = m.layer(layer);
@@ -563,7 +565,7 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     for (const auto& c : cases) {
       // The newer axes (jitter, Adam, fft) at two of the four layers: they change what is
       // optimized, not how the crop is cut, and the suite runs under sanitizers too.
-      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel || c.pad > 0;
+      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel || c.pad > 0 || c.flip;
       if (newer && std::string(layer) != "conv2_2" && std::string(layer) != "relu4_1") continue;
       for (int iterations : {1, 12}) {
         ActMaxRequest req;
@@ -575,6 +577,7 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
         req.settings.lr = 2;
         req.settings.jitter = c.jitter;
         req.settings.pad = c.pad;
+        req.settings.flip = c.flip;
         req.settings.param = c.param;
         req.settings.decay = c.decay;
         req.settings.blur_radius = c.blur;

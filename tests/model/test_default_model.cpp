@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include "kernels/actmax.h"
+#include "kernels/classifier.h"
+#include "kernels/error.h"
 #include "kernels/fgsm.h"
 #include "kernels/inversion.h"
 #include "kernels/model.h"
@@ -16,6 +18,7 @@ using namespace vizsweep::kernels;
 namespace {
 
 const std::string kModel = std::string(VIZSWEEP_SOURCE_DIR) + "/models/fashion_vgg11.pt";
+const std::string kJudge = std::string(VIZSWEEP_SOURCE_DIR) + "/models/fashion_judge.pt";
 const std::string kData = "/usr/share/datasets/fashion-mnist";
 
 struct TestSet {
@@ -145,6 +148,53 @@ TEST(DefaultModel, RegularizedClassImagesAreClassifiedAsTheirClass) {
   int hits = (pred == torch::arange(10)).sum().item<int>();
   std::printf("class images classified as their class: %d/10\n", hits);
   EXPECT_GE(hits, 9);
+}
+
+TEST(Judge, AnotherArchitectureAtLeast90PercentOnTheTestSet) {
+  // models/fashion_judge.pt: a residual network (batch norm, identity shortcuts, global
+  // average pooling), not a VGG; trained apart from the default model, from another seed.
+  // Its record says 91.96% on all 10,000 test images; checked here on the first 2,000 (its
+  // small convolutions run at about 6 ms per image on one core).
+  Classifier judge = Classifier::load(kJudge);
+  EXPECT_EQ(judge.info().num_classes, 10);
+  EXPECT_EQ(judge.info().in_channels, 1);
+  EXPECT_EQ(judge.info().arch, "resnet_small");
+  EXPECT_THROW(Model::load(kJudge), vizsweep::Error) << "not VGG-style: vizsweep does not visualize it";
+  auto t = test_set(2000, judge.info().input_size);
+  auto a = judge.probabilities(t.x).argmax(1);
+  const int64_t correct = (a == t.y).sum().item<int64_t>();
+  std::printf("judge accuracy on the first 2,000 test images %.4f\n", correct / 2000.0);
+  EXPECT_GE(correct, 1800);
+  // It disagrees with the default model where either errs: two models, not one.
+  torch::NoGradGuard ng;
+  auto b = model().logits(t.x).argmax(1);
+  EXPECT_GT((a != b).sum().item<int64_t>(), 40);
+}
+
+TEST(Judge, RecognizesTheClassImagesOfTheTunedRecipe) {
+  // The setting the quickstart's judge prefers: olah2017 (fft, Adam 0.05, 512 steps, pad,
+  // scale, rotate) with a black-ish background (Fashion-MNIST's), flips (the default model
+  // was trained with them) and a 3 px jitter. Measured here over seeds 0-2: 29 of 30 class
+  // images recognized, mean probability of the class 0.895 (0.890 at the worst seed); the
+  // plain olah2017 preset reaches 0.43-0.66. Asserted with room for other CPU kinds, whose
+  // kernels send the optimization elsewhere: at least 8 of 10 and a mean of at least 0.75.
+  Classifier judge = Classifier::load(kJudge);
+  ActMaxRequest req;
+  req.layer = "fc8";
+  req.units = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  req.settings = actmax_preset("olah2017");
+  req.settings.background = 0.12, req.settings.flip = true, req.settings.jitter = 0.1;
+  auto r = activation_maximization(model(), req);
+  auto stored = r.images.mul(255.0).round().div(255.0);
+  auto p = judge.probabilities(stored);
+  auto idx = torch::arange(10);
+  const int64_t hits = (p.argmax(1) == idx).sum().item<int64_t>();
+  const double mean = p.index({idx, idx}).mean().item<double>();
+  std::printf("tuned recipe: judge recognizes %lld/10, mean probability of the class %.3f\n", static_cast<long long>(hits),
+              mean);
+  EXPECT_GE(hits, 8);
+  EXPECT_GE(mean, 0.75);
+  EXPECT_EQ(r.is_argmax.sum().item<int64_t>(), 10) << "and the model itself puts each class first";
 }
 
 TEST(DefaultModel, InversionErrorGrowsWithDepth) {

@@ -196,6 +196,36 @@ TEST(SweepParse, PrecisionIsPartOfTheTaskKeyAndLayoutIsNot) {
   EXPECT_EQ(fp32[0].canonical.find("precision"), std::string::npos) << fp32[0].canonical;
 }
 
+TEST(SweepParse, APresetWithChangedValuesIsThatPresetSoChanged) {
+  // {olah2017: {flip: true, background: 0.12}}: the preset's values but the ones given, named
+  // after both; its key is the key of the same values given as a grid.
+  ModelDesc m = tiny_model();
+  auto spec = parse("actmax:\n  layers: [conv1_1]\n  presets:\n    - olah2017\n"
+                    "    - olah2017: {flip: true, background: 0.12}\n");
+  const auto* a = spec.get<ActmaxSection>();
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->settings.size(), 2u);
+  const auto &plain = a->settings[0], &changed = a->settings[1];
+  EXPECT_EQ(plain.name, "olah2017");
+  EXPECT_FALSE(plain.flip);
+  EXPECT_EQ(plain.background, 0.5);
+  EXPECT_EQ(changed.name, "olah2017+flip=true,background=0.12");
+  EXPECT_TRUE(changed.flip);
+  EXPECT_EQ(changed.background, 0.12);
+  EXPECT_EQ(changed.iterations, 512);
+  EXPECT_EQ(changed.param, vizsweep::kernels::ImageParam::Fft);
+  EXPECT_EQ(changed.pad, plain.pad);
+  auto tasks = expand(spec, m);
+  auto grid = expand(parse("actmax:\n  layers: [conv1_1]\n  grid:\n    iterations: 512\n    lr_policy: adam\n"
+                           "    lr: 0.05\n    init_std: 0\n    param: fft\n    decorrelate: true\n    pad: 0.054\n"
+                           "    jitter: 0.036\n    scale: 0.1\n    rotate: 10\n    flip: true\n    background: 0.12\n"),
+                     m);
+  ASSERT_EQ(tasks.size(), 2u);
+  ASSERT_EQ(grid.size(), 1u);
+  EXPECT_EQ(tasks[1].key, grid[0].key) << tasks[1].canonical << "\n" << grid[0].canonical;
+  EXPECT_NE(tasks[0].key, tasks[1].key);
+}
+
 TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
   // Results survive upgrades: a hyperparameter declared after schema 1.1 (adam_beta1,
   // adam_beta2, jitter) is in the key only when set to something else than its default, so
@@ -286,6 +316,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decorrelate: true\n",
                 "actmax.grid: decorrelate: setting grid: applies to param fft (the pixel parameterization has no colour basis)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  judge: no_such_judge.pt\n", "t.yaml:4: actmax.judge: no such model file"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    background: 0\n",
+                "actmax.grid: background: setting grid: must be in (0, 1), got 0"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    flip: sometimes\n", "t.yaml:5: actmax.grid.flip: expected true or false"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets:\n    - olah2017: {flips: true}\n",
+                "t.yaml:5: actmax.presets[0].flips: unknown hyperparameter"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets:\n    - olah2017: {background: 1.5}\n",
+                "actmax.presets[0]: background: setting olah2017+background=1.5: must be in (0, 1), got 1.5"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets:\n    - olah2017: 3\n",
+                "t.yaml:5: actmax.presets[0]: expected a mapping of hyperparameters to values"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  presets:\n    - olah2099: {flip: true}\n",
+                "t.yaml:5: actmax.presets[0]: unknown preset 'olah2099'"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    rotate: -5\n", "actmax.grid: rotate: setting grid: must be in [0, 180], got -5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    scale: 1\n", "actmax.grid: scale: setting grid: must be in [0, 1), got 1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: [2, 32]\n",
