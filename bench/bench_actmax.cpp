@@ -32,8 +32,8 @@
 // bench/run_bench.sh runs it next to the plain-PyTorch peer and prints the ratios.
 //
 // --param-cost: per layer, the loop's time per iteration (the difference of runs of 2x and
-// 1x --iters) at the same batch of --units, all with Adam and uncropped (scaling and
-// rotation resample the whole image, so the transforms run uncropped), under
+// 1x --iters) at the same batch of --units, all with Adam and uncropped (the forward work
+// the same for all three: the crop, which they all use in a sweep, is timed apart), under
 //   pixel: the pixels optimized; fft: Lucid's spectrum through a sigmoid;
 //   fft+transforms: olah2017's parameterization and transforms (decorrelated colour, pad,
 //   jitter, scale 0.9-1.1, rotate +-10 degrees);

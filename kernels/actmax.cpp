@@ -154,12 +154,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     win = model.input_window(layer.index, layer.shape[1] / 2, layer.shape[2] / 2);
   const UnitObjective crop_objective = win ? objective.at(win->oy, win->ox) : objective;
   torch::Tensor grad = win ? torch::zeros_like(c) : torch::Tensor();
-  // Random scaling and rotation resample every pixel from around the image centre, so no crop
-  // of the input is exact under them: the optimization then runs on the whole image. The final
-  // activation, argmax flag and robustness still read the crop of the final image, which is
-  // not transformed, where the crop is exact.
+  // Every transform (flip, pad, jitter, scaling, rotation) acts on the whole image, and the
+  // receptive-field crop is then cut from what the model sees: the centre unit depends on
+  // those input pixels only, so the crop stays exact under all of them, and the gradient flows
+  // back through the transforms to every pixel a cropped pixel was resampled from.
   const bool affine = s.scale > 0 || s.rotate > 0;
-  const std::optional<Model::InputWindow> loop_win = affine ? std::nullopt : win;
+  const std::optional<Model::InputWindow> loop_win = win;
   // Transform sizes in pixels of this input (fractions of it below 1).
   const int jit = transform_pixels(s.jitter, S), pad = transform_pixels(s.pad, S);
 

@@ -90,14 +90,14 @@ void expand_section(const Section& section, Expansion& x) {
     if (units.back() >= L->units)
       r.fail_at(a.units_line, "actmax.units", "unit " + std::to_string(units.back()) + " out of range for " + L->alias + " (" +
                                                   std::to_string(L->units) + " units: 0.." + std::to_string(L->units - 1) + ")");
+    // The centre unit's optimization runs on its receptive-field crop (kernels/actmax), under
+    // every transform too.
+    const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit;
+    const double flops = crop ? L->crop_flops_to_here : L->flops_to_here;
+    const double bytes = crop ? L->crop_bytes_per_item : L->bytes_per_item;
+    const size_t per_task = x.fit(a.units_per_batch, bytes);
     for (size_t s = 0; s < a.settings.size(); ++s) {
       const auto& st = a.settings[s];
-      // The centre unit's optimization runs on its receptive-field crop (kernels/actmax), but
-      // not under scaling or rotation, which resample the whole image.
-      const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit && st.scale == 0 && st.rotate == 0;
-      const double flops = crop ? L->crop_flops_to_here : L->flops_to_here;
-      const double bytes = crop ? L->crop_bytes_per_item : L->bytes_per_item;
-      const size_t per_task = x.fit(a.units_per_batch, bytes);
       std::string sc = kernels::canonical(kernels::key_params(st));
       for (uint64_t seed : a.seeds)
         for (size_t b = 0; b < units.size(); b += per_task) {

@@ -171,12 +171,11 @@ torch::Tensor turned(const torch::Tensor& x, double degrees) {
   return F::grid_sample(x - 0.5, grid, F::GridSampleFuncOptions().align_corners(false)) + 0.5;
 }
 
-TEST(ActMax, ScaleAndRotationRunUncroppedAndTheirImagesHoldWhenTurned) {
+TEST(ActMax, ScaleAndRotationMakeImagesThatHoldWhenTurned) {
   // Random scaling (0.9-1.1) and rotation (+-15 degrees) every step, Lucid's transformation
-  // robustness: each unit's image still climbs above every random image; scaling and rotation
-  // resample the whole image, so the optimization runs uncropped (a run that may crop gives the
-  // images of one that may not, bit for bit); and a conv unit's activation holds better when
-  // its image is turned by up to 15 degrees than without them. Compared by the median over 16
+  // robustness: each unit's image still climbs above every random image (the crop under them
+  // is tested with the others in ReceptiveFieldCropGivesTheUncroppedResult); and a conv unit's
+  // activation holds better when its image is turned by up to 15 degrees than without them. Compared by the median over 16
   // units of (turned activation / activation), up to 15 degrees either way; measured here 0.10
   // without and 0.54 with them, far beyond what the CPU kinds' kernels move.
   Model m = small_vgg();
@@ -192,12 +191,6 @@ TEST(ActMax, ScaleAndRotationRunUncroppedAndTheirImagesHoldWhenTurned) {
     auto again = activation_maximization(m, req);
     EXPECT_TRUE(torch::equal(res.images, again.images)) << layer << ": the draws come from the task's seed";
     EXPECT_FALSE(torch::equal(res.images, plain.images)) << layer;
-    req.crop_to_receptive_field = false;
-    auto whole = activation_maximization(m, req);
-    EXPECT_TRUE(torch::equal(res.images, whole.images)) << layer << ": optimized uncropped either way";
-    // The final activation reads the crop of the final image or the whole of it: one forward
-    // pass each, equal to rounding.
-    EXPECT_TRUE(torch::allclose(res.final_activation, whole.final_activation, 1e-4, 1e-5)) << layer;
     UnitObjective obj(m, m.layer(layer), req.units, ObjectiveKind::CentreUnit);
     auto best_noise = std::get<0>(unit_activations(m, obj, uniform).max(0));
     for (size_t i = 0; i < req.units.size(); ++i)
@@ -541,8 +534,10 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     ImageParam param = ImageParam::Pixel;
     double pad = 0;
     bool flip = false;
+    double scale = 0, rotate = 0;
   };
-  // Jitter (and pad, flips) transform the whole image before the crop is cut, so the crop stays exact.
+  // The transforms (jitter, pad, flips, scaling, rotation) act on the whole image before the
+  // crop is cut, so the crop stays exact under them.
   const Case cases[] = {{"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
                         {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30},
                         {"jitter", 0, 0, 0, 0, 3},   {"adam", 0, 0, 0, 0, 0, LrPolicy::Adam},
@@ -551,7 +546,10 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
                         {"fft + all four + jitter", 1e-4, 0.8, 30, 30, 2, LrPolicy::Adam, ImageParam::Fft},
                         // pad frames the image in grey before jitter; the model sees the centre
                         {"fft + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Fft, 4},
-                        {"pixel + flip + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Pixel, 4, true}};
+                        {"pixel + flip + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Pixel, 4, true},
+                        // scaling and rotation resample the whole image; the crop is cut after
+                        {"fft + all transforms", 0, 0, 0, 0, 2, LrPolicy::Adam, ImageParam::Fft, 3, true, 0.1, 10},
+                        {"pixel + scale + rotate + blur", 0, 0.8, 0, 0, 0, LrPolicy::Adam, ImageParam::Pixel, 0, false, 0.2, 15}};
   int windows = 0, unaligned = 0;
   for (const char* layer : {"conv1_2", "conv2_2", "conv3_3", "relu4_1"}) {
     const LayerInfo& L = m.layer(layer);
@@ -565,7 +563,8 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     for (const auto& c : cases) {
       // The newer axes (jitter, Adam, fft) at two of the four layers: they change what is
       // optimized, not how the crop is cut, and the suite runs under sanitizers too.
-      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel || c.pad > 0 || c.flip;
+      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel || c.pad > 0 || c.flip ||
+                         c.scale > 0 || c.rotate > 0;
       if (newer && std::string(layer) != "conv2_2" && std::string(layer) != "relu4_1") continue;
       for (int iterations : {1, 12}) {
         ActMaxRequest req;
@@ -578,6 +577,7 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
         req.settings.jitter = c.jitter;
         req.settings.pad = c.pad;
         req.settings.flip = c.flip;
+        req.settings.scale = c.scale, req.settings.rotate = c.rotate;
         req.settings.param = c.param;
         req.settings.decay = c.decay;
         req.settings.blur_radius = c.blur;
