@@ -40,6 +40,8 @@
 // and prints their ratios to pixel:
 //   param_cost layer=L units=U pixel_ms=A fft_ms=B transforms_ms=C fft_ratio=B/A transforms_ratio=C/A
 // plus, for spatial layers, what the crop saves pixel runs (pixel_crop_ms).
+// --model FILE: a TorchScript model (e.g. models/fashion_vgg11.pt) instead of VGG16; its
+// own input size.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -151,7 +153,7 @@ double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu";
+  std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu", model_file;
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
   bool peak = false, param_cost = false;
   int project = 0, channels_last = 0;
@@ -184,6 +186,7 @@ int main(int argc, char** argv) {
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
     else if (a == "--param-cost") param_cost = true;
+    else if (a == "--model") model_file = next();
     else if (a == "--project") project = integer();
     else if (a == "--precision") precision = next();
     else if (a == "--channels-last") channels_last = integer();
@@ -201,7 +204,7 @@ int main(int argc, char** argv) {
     torch::Device dev(device);
     VggOptions o;  // torchvision's VGG16, seeded random weights
     o.input_size = size;
-    Model m = Model::builtin(o);
+    Model m = model_file.empty() ? Model::builtin(o) : Model::load(model_file);
     m.to(dev);
     const Model::Precision prec = parse_precision(precision, "--precision");
     m.set_compute(prec, channels_last != 0);

@@ -95,14 +95,23 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
   return shifted;
 }
 
-// Each image of x [B, C, S, S] in [0, 1] scaled about its centre by factors[b] and rotated by
-// angles[b] radians in one bilinear resampling, the uncovered border `fill` (0.5: mid-grey).
+// Each image of x [B, C, S, S] in [0, 1] translated by shifts[b] = (dy, dx) pixels (when
+// defined), then scaled about its centre by factors[b] and rotated by angles[b] radians, in one
+// bilinear resampling, the uncovered border `fill` (0.5: mid-grey).
 torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factors, const torch::Tensor& angles,
-                             double fill) {
+                             double fill, const torch::Tensor& shifts) {
   namespace F = torch::nn::functional;
-  // affine_grid maps each output position to the input position it samples.
-  auto cos = angles.cos() / factors, sin = angles.sin() / factors, zero = torch::zeros_like(factors);
-  auto theta = torch::stack({torch::stack({cos, -sin, zero}, 1), torch::stack({sin, cos, zero}, 1)}, 1).to(x.device());
+  // affine_grid maps each output position to the input position it samples: the inverse of
+  // "translate by (dy, dx), then scale and rotate about the centre" is in = M^-1 out - d, with
+  // d in normalized units (2 per image side).
+  auto cos = angles.cos() / factors, sin = angles.sin() / factors;
+  auto ty = torch::zeros_like(factors), tx = torch::zeros_like(factors);
+  if (shifts.defined()) {
+    auto d = shifts.to(torch::kFloat);
+    ty = d.select(1, 0) * (-2.0 / static_cast<double>(x.size(2)));
+    tx = d.select(1, 1) * (-2.0 / static_cast<double>(x.size(3)));
+  }
+  auto theta = torch::stack({torch::stack({cos, -sin, tx}, 1), torch::stack({sin, cos, ty}, 1)}, 1).to(x.device());
   auto grid = F::affine_grid(theta, x.sizes(), /*align_corners=*/false);
   auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
   return F::grid_sample(x - fill, grid, opts) + fill;
@@ -185,11 +194,15 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     angles = u[1] * (s.rotate * 3.14159265358979323846 / 180.0);
   };
   torch::Tensor shifts;
+  // Each image rolled by its own (dy, dx) with wrap-around (torch::roll's values), as two
+  // gathers for the whole batch: out[i][j] = in[(i - dy) mod H][(j - dx) mod W].
   auto jittered = [&](const torch::Tensor& x) {
-    std::vector<torch::Tensor> parts;
-    auto sh = shifts.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < B; ++b) parts.push_back(torch::roll(x[b], {sh[b][0], sh[b][1]}, {1, 2}));
-    return torch::stack(parts);
+    const int64_t H = x.size(2), W = x.size(3), Cx = x.size(1);
+    auto sh = shifts.to(x.device());
+    auto iy = (torch::arange(H, sh.options()).view({1, H}) - sh.select(1, 0).view({B, 1})).remainder(H);
+    auto ix = (torch::arange(W, sh.options()).view({1, W}) - sh.select(1, 1).view({B, 1})).remainder(W);
+    auto y = x.gather(2, iy.view({B, 1, H, 1}).expand({B, Cx, H, W}));
+    return y.gather(3, ix.view({B, 1, 1, W}).expand({B, Cx, H, W}));
   };
   // What the model sees of images x: pad (mid-grey frame), jitter, scale and rotation, in
   // Lucid's order, then the centre S x S of the frame. Drawn per step by draw_transforms.
@@ -203,12 +216,14 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
     if (affine) draw_affine();
   };
+  // Under scaling or rotation, jitter's shift joins their resampling (one grid_sample), and
+  // the pad frame is the resampling's fill: what a shift uncovers is `fill`, not wrapped round.
   auto seen = [&](const torch::Tensor& x) {
     namespace F = torch::nn::functional;
     auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
+    if (affine) return scaled_rotated(y, factors, angles, fill, jit > 0 ? shifts : torch::Tensor());
     if (pad > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
     if (jit > 0) y = jittered(y);
-    if (affine) y = scaled_rotated(y, factors, angles, fill);
     return pad > 0 ? y.slice(2, pad, pad + S).slice(3, pad, pad + S) : y;
   };
   // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
