@@ -71,10 +71,11 @@ def run(args):
             rows.append((layer, rank, setting, count, value, "yes" if front else ""))
     columns = {c[1] for c in db.execute(f"PRAGMA table_info({m.result_table})")}
     count_name = "units" if "unit" in columns else "images"
-    print(f"{'layer':<10} {'rank':>4}  {'setting':<28} {count_name:>6}  {args.metric:>15}  pareto")
+    width = max([28] + [len(r[2]) for r in rows])
+    print(f"{'layer':<10} {'rank':>4}  {'setting':<{width}} {count_name:>6}  {args.metric:>15}  pareto")
     for layer, rank, setting, count, value, front in rows:
         shown = "n/a" if value is None else f"{value:.4f}"
-        print(f"{layer:<10} {rank:>4}  {setting:<28} {count:>6}  {shown:>15}  {front}")
+        print(f"{layer:<10} {rank:>4}  {setting:<{width}} {count:>6}  {shown:>15}  {front}")
     if technique == "actmax":
         print("pareto: not beaten on both mean activation (higher) and high-frequency energy (lower)")
     if args.csv:

@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
       for (const auto& name : split(layers)) {
         ActMaxRequest req;
         req.layer = name;
-        for (int64_t u = 0; u < units; ++u) req.units.push_back(u);
+        for (int64_t u = 0; u < std::min<int64_t>(units, m.layer(name).units); ++u) req.units.push_back(u);
         req.settings.lr_policy = LrPolicy::Adam;
         req.settings.lr = 0.05;
         req.robustness_shift = 0;
@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
         const double cropped = per_iteration(m, crop, iters, 3, dev);
         std::printf("param_cost layer=%s units=%d size=%d pixel_ms=%.2f fft_ms=%.2f transforms_ms=%.2f fft_ratio=%.3f "
                     "transforms_ratio=%.3f pixel_crop_ms=%.2f\n",
-                    name.c_str(), units, size, 1e3 * pixel, 1e3 * fft, 1e3 * transforms, fft / pixel, transforms / pixel,
+                    name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * pixel, 1e3 * fft, 1e3 * transforms, fft / pixel, transforms / pixel,
                     1e3 * cropped);
         std::fflush(stdout);
       }
