@@ -39,7 +39,8 @@
 //   jitter, scale 0.9-1.1, rotate +-10 degrees);
 // and prints their ratios to pixel:
 //   param_cost layer=L units=U pixel_ms=A fft_ms=B transforms_ms=C fft_ratio=B/A transforms_ratio=C/A
-// plus, for spatial layers, what the crop saves pixel runs (pixel_crop_ms).
+// plus both on the receptive-field crop, as a sweep runs them (pixel_crop_ms,
+// transforms_crop_ms, crop_ratio; the same as uncropped where the field covers the image).
 // --model FILE: a TorchScript model (e.g. models/fashion_vgg11.pt) instead of VGG16; its
 // own input size.
 #include <algorithm>
@@ -233,10 +234,12 @@ int main(int argc, char** argv) {
         crop.settings.lr_policy = LrPolicy::Adam, crop.settings.lr = 0.05;
         crop.crop_to_receptive_field = true;
         const double cropped = per_iteration(m, crop, iters, 3, dev);
+        req.crop_to_receptive_field = true;  // what a sweep runs: the crop under every transform
+        const double transforms_cropped = per_iteration(m, req, iters, 3, dev);
         std::printf("param_cost layer=%s units=%d size=%d pixel_ms=%.2f fft_ms=%.2f transforms_ms=%.2f fft_ratio=%.3f "
-                    "transforms_ratio=%.3f pixel_crop_ms=%.2f\n",
+                    "transforms_ratio=%.3f pixel_crop_ms=%.2f transforms_crop_ms=%.2f crop_ratio=%.3f\n",
                     name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * pixel, 1e3 * fft, 1e3 * transforms, fft / pixel, transforms / pixel,
-                    1e3 * cropped);
+                    1e3 * cropped, 1e3 * transforms_cropped, transforms_cropped / cropped);
         std::fflush(stdout);
       }
       return 0;
