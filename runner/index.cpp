@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <cstring>
 #include <set>
 
 #include "kernels/error.h"
@@ -149,10 +150,18 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
           // The judge's columns and the interpretability score; rows already there have no
           // judge, so their score is the one without (results_schema.sql). The view that
           // averages them is recreated with the score.
-          exec("ALTER TABLE actmax_results ADD COLUMN judge_prob REAL CHECK (judge_prob >= 0 AND judge_prob <= 1)");
-          exec("ALTER TABLE actmax_results ADD COLUMN judge_class INTEGER CHECK (judge_class >= 0)");
-          exec("ALTER TABLE actmax_results ADD COLUMN score REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1)");
-          exec("UPDATE actmax_results SET score = " + std::string(kHiddenScoreSql));
+          std::set<std::string> have;
+          {
+            Stmt c(db_, "PRAGMA table_info(actmax_results)");
+            while (c.step()) have.insert(c.text(1));
+          }
+          for (const char* column : {"judge_prob REAL CHECK (judge_prob >= 0 AND judge_prob <= 1)",
+                                     "judge_class INTEGER CHECK (judge_class >= 0)",
+                                     "score REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1)"}) {
+            const std::string name(column, std::strchr(column, ' '));
+            if (!have.count(name)) exec("ALTER TABLE actmax_results ADD COLUMN " + std::string(column));
+          }
+          exec("UPDATE actmax_results SET score = " + std::string(kHiddenScoreSql) + " WHERE judge_prob IS NULL");
           exec("DROP VIEW IF EXISTS actmax_by_layer_setting");
           exec(schema_sql());
         }

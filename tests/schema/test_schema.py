@@ -27,7 +27,7 @@ class SchemaTest(unittest.TestCase):
         db = fresh()
         with open(SCHEMA) as f:
             db.executescript(f.read())  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.3",)])
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.4",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):
@@ -56,15 +56,18 @@ class SchemaTest(unittest.TestCase):
         rows = []
         for key, unit, act, hf, arg in (("t1", 0, 5.0, 0.8, 1), ("t1", 1, 7.0, 0.6, 0), ("t2", 0, 2.0, 0.1, 1),
                                         ("t3", 0, 100.0, 0.0, 1)):
-            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x')",
-                       (key, unit, act, hf, arg))
+            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x', NULL, NULL, ?)",
+                       (key, unit, act, hf, arg, 1 - hf))
             rows.append((key, act, hf, arg))
         got = {r[0]: r[1:] for r in db.execute(
-            "SELECT setting, units, mean_activation, mean_hf_energy, argmax_rate FROM actmax_by_layer_setting")}
-        self.assertEqual(got["unregularized"], (2, 6.0, 0.7, 0.5))
-        self.assertEqual(got["yosinski3"], (1, 2.0, 0.1, 1.0))
+            "SELECT setting, units, mean_activation, mean_hf_energy, argmax_rate, ROUND(mean_score, 6) "
+            "FROM actmax_by_layer_setting")}
+        self.assertEqual(got["unregularized"], (2, 6.0, 0.7, 0.5, 0.3))
+        self.assertEqual(got["yosinski3"], (1, 2.0, 0.1, 1.0, 0.9))
         with self.assertRaises(sqlite3.IntegrityError):
-            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d')")
+            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 0)")
+        with self.assertRaises(sqlite3.IntegrityError):  # a score outside [0, 1]
+            db.execute("INSERT INTO actmax_results VALUES ('t2', 5, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 1.5)")
 
     def test_fgsm_success_counts_correct_clean_images_only(self):
         db = fresh()

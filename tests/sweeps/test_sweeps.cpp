@@ -251,7 +251,7 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
     EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
   // The settings tables still get every column.
   EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
-  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 9);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 11);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate, background, flip
 }
 
 TEST(SweepParse, HashIsStable) {
