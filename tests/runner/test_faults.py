@@ -173,7 +173,10 @@ class FaultTest(unittest.TestCase):
             shard, shard)}
 
     def test_damaged_shards_are_named_and_exactly_those_tasks_recomputed(self):
-        # Bytes flipped inside one dataset: its Fletcher-32 checksum no longer matches.
+        # A bit flipped inside one dataset: its Fletcher-32 checksum no longer matches. One bit
+        # of one byte changes one 16-bit word by 1 or 256, which Fletcher-32 always sees;
+        # inverting whole bytes does not always (0x0000 and 0xFFFF are the same word modulo
+        # 65535, and saturated images are full of 0 and 255 pixels).
         d = self.out("flipped")
         shutil.copytree(self.ref, d)
         key, shard, ds = index_rows(d, "SELECT task_key, shard, dataset FROM actmax_results ORDER BY task_key LIMIT 1")[0]
@@ -181,9 +184,9 @@ class FaultTest(unittest.TestCase):
             offset = f[ds].id.get_chunk_info(0).byte_offset
         with open(os.path.join(d, shard), "r+b") as f:
             f.seek(offset + 10)
-            b = f.read(4)
+            b = f.read(1)
             f.seek(offset + 10)
-            f.write(bytes(x ^ 0xFF for x in b))
+            f.write(bytes([b[0] ^ 0x01]))
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 1, v.stdout)
         bad = [line for line in v.stdout.splitlines() if line.startswith("BAD")]
