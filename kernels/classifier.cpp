@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "kernels/error.h"
+#include "kernels/image.h"
 
 namespace vizsweep::kernels {
 
@@ -26,17 +27,7 @@ torch::Tensor Classifier::probabilities(const torch::Tensor& images) const {
     throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) +
                                   ", H, W] images, got " + std::to_string(images.dim()) + " dimensions" +
                                   (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
-  auto x = images.to(torch::kCPU, torch::kFloat);
-  const int64_t S = info_.input_size;
-  if (x.size(2) != S || x.size(3) != S) {
-    namespace F = torch::nn::functional;
-    x = F::interpolate(x, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{S, S})
-                              .mode(torch::kBilinear)
-                              .align_corners(false)
-                              .antialias(true))
-            .clamp(0.0, 1.0);
-  }
+  auto x = resize_batch(images.to(torch::kCPU, torch::kFloat), info_.input_size);
   auto logits = module_.forward({(x - mean_) / std_}).toTensor();
   if (logits.dim() != 2 || logits.size(1) != info_.num_classes)
     throw Error(info_.source, "the classifier's output is not [N, " + std::to_string(info_.num_classes) + "] logits");

@@ -89,4 +89,15 @@ std::vector<uint8_t> encode_png(const torch::Tensor& image) {
   return out;
 }
 
+torch::Tensor resize_batch(const torch::Tensor& images, int64_t size) {
+  if (images.size(2) == size && images.size(3) == size) return images;
+  namespace F = torch::nn::functional;
+  return F::interpolate(images, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{size, size})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false)
+                                    .antialias(true))
+      .clamp(0.0, 1.0);
+}
+
 }  // namespace vizsweep::kernels

@@ -20,6 +20,9 @@ torch::Tensor decode_image(const std::vector<uint8_t>& bytes, int64_t channels, 
 // Converts an image [c, h, w] float in [0, 1] (c = 1 or 3) as decode_image does: channel
 // conversion, then antialiased bilinear resize to size x size when it differs.
 torch::Tensor conform_image(const torch::Tensor& image, int64_t channels, int64_t size);
+// A batch [N, C, H, W] in [0, 1] resized as conform_image resizes one image (bilinear,
+// antialiased, clamped to [0, 1]) to size x size; returned as is when it is that size.
+torch::Tensor resize_batch(const torch::Tensor& images, int64_t size);
 
 // Reads and decodes a file; throws vizsweep::Error naming the path if it is missing,
 // unreadable or not an image.

@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include "kernels/error.h"
+#include "kernels/image.h"
 #include "kernels/classifier.h"
 #include "sweeps/idx.h"
 
@@ -37,16 +38,7 @@ Data load(const std::string& dir, const std::string& stem, int64_t size, int64_t
   auto im = vizsweep::sweeps::read_idx_images(dir + "/" + stem + "-images-idx3-ubyte.gz", subset);
   auto lb = vizsweep::sweeps::read_idx_labels(dir + "/" + stem + "-labels-idx1-ubyte.gz", subset);
   auto x = torch::from_blob(im.pixels.data(), {im.count, 1, im.rows, im.cols}, torch::kUInt8).to(torch::kFloat).div(255.0);
-  if (im.rows != size || im.cols != size) {
-    namespace F = torch::nn::functional;
-    // The same resize as kernels::conform_image, batched.
-    x = F::interpolate(x, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{size, size})
-                              .mode(torch::kBilinear)
-                              .align_corners(false)
-                              .antialias(true))
-            .clamp(0.0, 1.0);
-  }
+  x = vizsweep::kernels::resize_batch(x, size);  // as the runner resizes one image
   auto y = torch::from_blob(lb.data(), {static_cast<int64_t>(lb.size())}, torch::kUInt8).to(torch::kLong);
   return {x.contiguous(), y.clone()};
 }
