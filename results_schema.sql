@@ -5,7 +5,8 @@
 -- metrics table, and the hyperparameter columns declared since, at their defaults, added to
 -- the settings tables; 1.2 -> 1.3: scale and rotate; 1.3 -> 1.4: pad, decorrelate, background, flip,
 -- actmax_results.judge_prob,
--- judge_class and score, score computed for the rows already there).
+-- judge_class and score, score computed for the rows already there; 1.4 -> 1.5: the exemplars
+-- technique: tasks and images rebuilt to admit it, exemplar_results and the exemplars view).
 -- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
 -- of the same version changes nothing.
 
@@ -15,7 +16,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.4');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.5');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -94,10 +95,10 @@ CREATE TABLE IF NOT EXISTS classes (
   name     TEXT NOT NULL
 );
 
--- Input images of invert, fgsm and featuremaps tasks: image_id is the position in the
--- technique's image list of the sweep file.
+-- Input images of invert, fgsm, featuremaps and exemplars tasks: image_id is the position in
+-- the technique's image list of the sweep file.
 CREATE TABLE IF NOT EXISTS images (
-  technique TEXT NOT NULL CHECK (technique IN ('invert', 'fgsm', 'featuremaps')),
+  technique TEXT NOT NULL CHECK (technique IN ('invert', 'fgsm', 'featuremaps', 'exemplars')),
   image_id  INTEGER NOT NULL,
   source    TEXT NOT NULL,                      -- file path as written, or "fashion-mnist/test#17"
   label     INTEGER,                            -- dataset label when known
@@ -109,8 +110,8 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS tasks (
   task_key    TEXT PRIMARY KEY,                 -- hash of the canonical parameters
   sweep_id    INTEGER NOT NULL REFERENCES sweeps (sweep_id),
-  technique   TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm', 'featuremaps')),
-  layer       TEXT NOT NULL,                    -- alias; '*' for FGSM (whole model)
+  technique   TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm', 'featuremaps', 'exemplars')),
+  layer       TEXT NOT NULL,                    -- alias; '*' for FGSM, featuremaps and exemplars
   units       TEXT NOT NULL,                    -- canonical ranges of units or image ids, "0-63,70"
   setting_id  INTEGER,                          -- into <technique>_settings; NULL for featuremaps
   seed        INTEGER NOT NULL,
@@ -198,6 +199,32 @@ CREATE TABLE IF NOT EXISTS featuremap_results (
   PRIMARY KEY (task_key, image_id, layer)
 );
 
+-- Natural exemplars (schema 1.5): each task scans one shard of the dataset and keeps, per
+-- unit, the shard's k images of highest response (kind 'top') and, when asked, of lowest
+-- ('bottom'); task_rank is the place in the shard's list. The view `exemplars` below merges
+-- the shards. A conv unit's response is its maximum over positions (or its centre value) at
+-- (y, x) of the layer's output; box_* is the receptive field there, in input pixels, clipped
+-- to the image: [box_y0, box_y1) x [box_x0, box_x1) of the image stored at `dataset`.
+CREATE TABLE IF NOT EXISTS exemplar_results (
+  task_key   TEXT NOT NULL REFERENCES tasks (task_key),
+  layer      TEXT NOT NULL,
+  unit       INTEGER NOT NULL CHECK (unit >= 0),
+  kind       TEXT NOT NULL CHECK (kind IN ('top', 'bottom')),
+  task_rank  INTEGER NOT NULL CHECK (task_rank >= 1),
+  image_id   INTEGER NOT NULL CHECK (image_id >= 0),  -- images (technique 'exemplars')
+  activation REAL NOT NULL,
+  y          INTEGER NOT NULL,
+  x          INTEGER NOT NULL,
+  box_y0     INTEGER NOT NULL,
+  box_y1     INTEGER NOT NULL,
+  box_x0     INTEGER NOT NULL,
+  box_x1     INTEGER NOT NULL,
+  shard      TEXT NOT NULL,
+  dataset    TEXT NOT NULL,
+  PRIMARY KEY (task_key, layer, unit, kind, task_rank)
+);
+CREATE INDEX IF NOT EXISTS exemplar_results_by_unit ON exemplar_results (layer, unit, kind);
+
 -- The metrics the results carry, declared once (schema 1.2): `python3 -m analysis` lists and
 -- ranks whatever this table holds. column_name: the column of result_table a metric reads;
 -- aggregate: how the rows of one setting combine: 'mean' of the column, or 'fooled' (FGSM:
@@ -269,6 +296,22 @@ FROM fgsm_results r
 JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
 JOIN fgsm_settings s ON s.setting_id = t.setting_id
 GROUP BY s.eps, s.steps, s.targeted;
+
+-- Each unit's exemplars over the whole dataset: the shards' lists merged in the total order
+-- (response, then image id; kernels/exemplars.h), so that `rank` 1..k equals a single scan's.
+-- k: the longest shard list of the unit.
+CREATE VIEW IF NOT EXISTS exemplars AS
+SELECT layer, unit, kind, rank, image_id, source, activation, y, x, box_y0, box_y1, box_x0, box_x1, shard, dataset
+FROM (
+  SELECT r.*, i.source,
+         ROW_NUMBER() OVER (PARTITION BY r.layer, r.unit, r.kind
+                            ORDER BY CASE r.kind WHEN 'top' THEN -r.activation ELSE r.activation END, r.image_id) AS rank,
+         MAX(r.task_rank) OVER (PARTITION BY r.layer, r.unit, r.kind) AS k
+  FROM exemplar_results r
+  JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+  LEFT JOIN images i ON i.technique = 'exemplars' AND i.image_id = r.image_id
+)
+WHERE rank <= k;
 
 -- Progress of the sweep.
 CREATE VIEW IF NOT EXISTS progress AS

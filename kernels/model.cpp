@@ -643,21 +643,45 @@ torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
   return run_stages(*impl_, (x - mean_) / std_, upto);
 }
 
-std::optional<Model::InputWindow> Model::input_window(int upto, int64_t out_y, int64_t out_x) const {
-  if (upto < 0 || upto > last_index() || !layers_[static_cast<size_t>(upto)].spatial()) return std::nullopt;
-  int64_t lo[2] = {out_y, out_x}, hi[2] = {out_y, out_x}, total = 1;
+namespace {
+// The input positions [lo, hi] (inclusive, unclipped) that output (out_y, out_x) of layer
+// `upto` depends on, and the layer's total stride; false past an adaptive pool, and past a
+// ceil-mode window when `exact` (its windows are not the image's after a crop).
+bool dependency_interval(const Model::Impl& impl, int upto, int64_t out_y, int64_t out_x, bool exact, int64_t lo[2],
+                         int64_t hi[2], int64_t& total) {
+  lo[0] = hi[0] = out_y, lo[1] = hi[1] = out_x, total = 1;
   for (int i = upto; i >= 0; --i) {  // the interval of positions the output depends on, layer by layer
-    const Stage& st = impl_->stages[static_cast<size_t>(i)];
-    if (st.kind == LayerKind::AvgPool) return std::nullopt;
+    const Stage& st = impl.stages[static_cast<size_t>(i)];
+    if (st.kind == LayerKind::AvgPool) return false;
     if (st.kind != LayerKind::Conv && st.kind != LayerKind::MaxPool) continue;
     const Geometry& g = st.geo;
-    if (g.ceil_mode) return std::nullopt;
+    if (g.ceil_mode && exact) return false;
     for (int d = 0; d < 2; ++d) {
       lo[d] = lo[d] * g.stride - g.padding;
       hi[d] = hi[d] * g.stride - g.padding + g.dilation * (g.kernel - 1);
     }
     total *= g.stride;
   }
+  return true;
+}
+}  // namespace
+
+Model::InputWindow Model::receptive_field(int upto, int64_t out_y, int64_t out_x) const {
+  const int64_t S = input_size_;
+  InputWindow w{0, S, 0, S, out_y, out_x};
+  int64_t lo[2], hi[2], total = 1;
+  if (upto < 0 || upto > last_index() || !layers_[static_cast<size_t>(upto)].spatial() ||
+      !dependency_interval(*impl_, upto, out_y, out_x, false, lo, hi, total))
+    return w;
+  w.y0 = std::clamp<int64_t>(lo[0], 0, S), w.y1 = std::clamp<int64_t>(hi[0] + 1, 0, S);
+  w.x0 = std::clamp<int64_t>(lo[1], 0, S), w.x1 = std::clamp<int64_t>(hi[1] + 1, 0, S);
+  return w;
+}
+
+std::optional<Model::InputWindow> Model::input_window(int upto, int64_t out_y, int64_t out_x) const {
+  if (upto < 0 || upto > last_index() || !layers_[static_cast<size_t>(upto)].spatial()) return std::nullopt;
+  int64_t lo[2], hi[2], total = 1;
+  if (!dependency_interval(*impl_, upto, out_y, out_x, true, lo, hi, total)) return std::nullopt;
   const int64_t S = input_size_;
   int64_t a[2], b[2];
   for (int d = 0; d < 2; ++d) {

@@ -124,6 +124,10 @@ class Model {
     int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0, oy = 0, ox = 0;
   };
   std::optional<InputWindow> input_window(int upto, int64_t out_y, int64_t out_x) const;
+  // The receptive field of output (out_y, out_x) of layer `upto`: the input rows [y0, y1) and
+  // columns [x0, x1) it depends on, clipped to the image (oy, ox: the position asked); the
+  // whole image for fc layers and after an adaptive pool.
+  InputWindow receptive_field(int upto, int64_t out_y, int64_t out_x) const;
   // forward() on an input of any spatial size, e.g. a crop from input_window(); checks channels.
   torch::Tensor forward_crop(const torch::Tensor& x, int upto) const;
 

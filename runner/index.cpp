@@ -141,11 +141,37 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
     // adds the metrics table: schema_sql() is idempotent and adds only whole missing tables).
     // Each step is one transaction, so an index is never left between two versions.
     auto minor = [](const std::string& version) { return std::atoi(version.c_str() + version.find('.') + 1); };
-    for (const char* to : {"1.2", "1.3", "1.4"}) {
+    // Rebuilding a table (1.5) needs foreign keys off: they are back on below.
+    if (!read_only && minor(v) < 5) exec("PRAGMA foreign_keys=OFF");
+    for (const char* to : {"1.2", "1.3", "1.4", "1.5"}) {
       if (read_only || minor(v) >= minor(to)) continue;
       exec("BEGIN IMMEDIATE");
       try {
         if (std::string(to) == "1.2") exec(schema_sql());
+        if (std::string(to) == "1.5") {
+          // A new technique name in the CHECKs of tasks and images: SQLite cannot change a
+          // CHECK, so each table is rebuilt from this schema's definition with its rows (the
+          // steps of SQLite's "ALTER TABLE", section 7), and the views and indexes recreated.
+          for (const char* view : {"actmax_by_layer_setting", "invert_error_by_layer", "fgsm_success", "progress", "exemplars"})
+            exec(std::string("DROP VIEW IF EXISTS ") + view);
+          for (const std::string table : {"tasks", "images"}) {
+            const std::string head = "CREATE TABLE IF NOT EXISTS " + table + " (";
+            const auto at = schema_sql().find(head), end = schema_sql().find("\n);", at);
+            if (at == std::string::npos || end == std::string::npos) throw std::logic_error("schema: no table " + table);
+            std::string columns;
+            {
+              Stmt c(db_, "PRAGMA table_info(" + table + ")");
+              while (c.step()) columns += (columns.empty() ? "" : ", ") + c.text(1);
+            }
+            exec("CREATE TABLE " + table + "_rebuilt (" + schema_sql().substr(at + head.size(), end + 3 - at - head.size()));
+            exec("INSERT INTO " + table + "_rebuilt (" + columns + ") SELECT " + columns + " FROM " + table);
+            exec("DROP TABLE " + table);
+            exec("ALTER TABLE " + table + "_rebuilt RENAME TO " + table);
+          }
+          exec(schema_sql());
+          Stmt fk(db_, "PRAGMA foreign_key_check");
+          if (fk.step()) throw Error(path, "migration to 1.5: rows of " + fk.text(0) + " lost their task");
+        }
         if (std::string(to) == "1.4") {
           // The judge's columns and the interpretability score; rows already there have no
           // judge, so their score is the one without (results_schema.sql). The view that
@@ -174,6 +200,7 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
       }
       v = to;
     }
+    exec("PRAGMA foreign_keys=ON");
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;

@@ -1,6 +1,9 @@
 #include "sweeps/reader.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 
 #include "sweeps/idx.h"
 
@@ -53,8 +56,30 @@ std::vector<uint64_t> parse_seeds(const Reader& r, const YAML::Node& n, const st
   return out;
 }
 
-std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, const std::string& field) {
-  if (!n) r.fail(n, field, "missing: list image files or a dataset slice");
+namespace {
+
+bool has_image_extension(const fs::path& p) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return e == ".png" || e == ".jpg" || e == ".jpeg";
+}
+
+// The first bytes of a PNG or JPEG file (the decoder checks the rest when it reads the image).
+bool image_signature(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char b[8] = {};
+  in.read(reinterpret_cast<char*>(b), 8);
+  const auto n = in.gcount();
+  const bool png = n == 8 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G' && b[4] == '\r' && b[5] == '\n';
+  const bool jpeg = n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+  return png || jpeg;
+}
+
+}  // namespace
+
+std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, const std::string& field, int64_t* skipped) {
+  if (!n) r.fail(n, field, "missing: list image files, a dataset slice or a folder");
+  if (skipped) *skipped = 0;
   std::vector<ImageSource> out;
   std::vector<YAML::Node> list;
   if (n.IsMap()) list.push_back(n);
@@ -71,46 +96,87 @@ std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, cons
       out.push_back(s);
       continue;
     }
-    r.check_keys(it, f, {"dataset", "split", "root", "idx_images", "idx_labels", "start", "count"});
-    std::string images, labels, name;
-    if (it["dataset"]) {
-      name = r.str(it["dataset"], f + ".dataset");
-      if (name != "fashion-mnist" && name != "mnist")
-        r.fail(it["dataset"], f + ".dataset", "unknown dataset '" + name + "' (valid: fashion-mnist, mnist; or give idx_images)");
-      std::string split = it["split"] ? r.str(it["split"], f + ".split") : "test";
-      if (split != "test" && split != "train") r.fail(it["split"], f + ".split", "expected test or train");
-      std::string root = it["root"] ? r.path(r.str(it["root"], f + ".root")) : "/usr/share/datasets/" + name;
-      std::string stem = split == "test" ? "t10k" : "train";
-      images = root + "/" + stem + "-images-idx3-ubyte.gz";
-      labels = root + "/" + stem + "-labels-idx1-ubyte.gz";
-      name += "/" + split;
-    } else if (it["idx_images"]) {
-      images = r.path(r.str(it["idx_images"], f + ".idx_images"));
-      if (it["idx_labels"]) labels = r.path(r.str(it["idx_labels"], f + ".idx_labels"));
-      name = it["idx_images"].Scalar();
-    } else {
-      r.fail(it, f, "a dataset slice needs 'dataset' or 'idx_images'");
-    }
-    std::error_code ec;
-    if (!fs::is_regular_file(images, ec)) r.fail(it, f, "no such dataset file: " + images + (it["dataset"] ? " (install dataset-" + it["dataset"].Scalar() + ")" : ""));
+    r.check_keys(it, f, {"dataset", "split", "root", "idx_images", "idx_labels", "folder", "start", "count"});
+    // The items of the slice, before start and count: an IDX file's, or a folder's images.
+    std::string images, labels, name, what;
+    std::vector<std::pair<std::string, std::string>> files;  // folder: (absolute path, id)
     int64_t total = 0;
-    try {
-      total = idx_count(images);
-      if (!labels.empty() && idx_count(labels) != total) r.fail(it, f, "labels and images differ in count");
-    } catch (const Error& e) {
-      r.fail(it, f, e.what());
+    if (it["folder"]) {
+      if (it["dataset"] || it["idx_images"]) r.fail(it, f, "give one of dataset, idx_images or folder");
+      const std::string written = r.str(it["folder"], f + ".folder"), root = r.path(written);
+      std::error_code ec;
+      if (!fs::is_directory(root, ec)) r.fail(it["folder"], f + ".folder", "no such folder: " + root);
+      // Recursively, in path order: PNG and JPEG files by extension; other files are skipped
+      // and counted; a file named as an image that is not one is an error.
+      int64_t other = 0;
+      fs::recursive_directory_iterator walk(root, fs::directory_options::skip_permission_denied, ec), end;
+      if (ec) r.fail(it["folder"], f + ".folder", "cannot list " + root + ": " + ec.message());
+      for (; walk != end; walk.increment(ec)) {
+        if (ec) r.fail(it["folder"], f + ".folder", "cannot list " + root + ": " + ec.message());
+        std::error_code e2;
+        if (!walk->is_regular_file(e2)) continue;
+        if (!has_image_extension(walk->path())) {
+          ++other;
+          continue;
+        }
+        const std::string rel = fs::path(walk->path()).lexically_relative(root).generic_string();
+        files.push_back({walk->path().string(), (written.empty() || written.back() == '/' ? written : written + "/") + rel});
+        if (files.size() > 100000000) r.fail(it["folder"], f + ".folder", "more than 100,000,000 images");
+      }
+      std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+      if (files.empty())
+        r.fail(it["folder"], f + ".folder",
+               "no PNG or JPEG images in " + root + (other ? " (" + std::to_string(other) + " other files)" : ""));
+      for (const auto& [path, id] : files)
+        if (!image_signature(path)) r.fail(it["folder"], f + ".folder", "not a PNG or JPEG image: " + path);
+      if (skipped) *skipped += other;
+      total = static_cast<int64_t>(files.size());
+      what = "the " + std::to_string(total) + " images of " + root;
+    } else {
+      if (it["dataset"]) {
+        name = r.str(it["dataset"], f + ".dataset");
+        if (name != "fashion-mnist" && name != "mnist")
+          r.fail(it["dataset"], f + ".dataset", "unknown dataset '" + name + "' (valid: fashion-mnist, mnist; or give idx_images or folder)");
+        std::string split = it["split"] ? r.str(it["split"], f + ".split") : "test";
+        if (split != "test" && split != "train") r.fail(it["split"], f + ".split", "expected test or train");
+        std::string root = it["root"] ? r.path(r.str(it["root"], f + ".root")) : "/usr/share/datasets/" + name;
+        std::string stem = split == "test" ? "t10k" : "train";
+        images = root + "/" + stem + "-images-idx3-ubyte.gz";
+        labels = root + "/" + stem + "-labels-idx1-ubyte.gz";
+        name += "/" + split;
+      } else if (it["idx_images"]) {
+        images = r.path(r.str(it["idx_images"], f + ".idx_images"));
+        if (it["idx_labels"]) labels = r.path(r.str(it["idx_labels"], f + ".idx_labels"));
+        name = it["idx_images"].Scalar();
+      } else {
+        r.fail(it, f, "a dataset slice needs 'dataset', 'idx_images' or 'folder'");
+      }
+      std::error_code ec;
+      if (!fs::is_regular_file(images, ec)) r.fail(it, f, "no such dataset file: " + images + (it["dataset"] ? " (install dataset-" + it["dataset"].Scalar() + ")" : ""));
+      try {
+        total = idx_count(images);
+        if (!labels.empty() && idx_count(labels) != total) r.fail(it, f, "labels and images differ in count");
+      } catch (const Error& e) {
+        r.fail(it, f, e.what());
+      }
+      what = "the " + std::to_string(total) + " images of " + images;
     }
     int64_t start = it["start"] ? r.integer(it["start"], f + ".start", 0, total) : 0;
+    if (start >= total) r.fail(it["start"], f + ".start", "slice starts past the end of " + what);
     int64_t count = it["count"] ? r.integer(it["count"], f + ".count", 1, total) : total - start;
     if (start + count > total)
-      r.fail(it["count"], f + ".count", "slice " + std::to_string(start) + "+" + std::to_string(count) + " exceeds the " +
-                                          std::to_string(total) + " images of " + images);
+      r.fail(it["count"], f + ".count", "slice " + std::to_string(start) + "+" + std::to_string(count) + " exceeds " + what);
     for (int64_t k = start; k < start + count; ++k) {
       ImageSource s;
-      s.idx_images = images;
-      s.idx_labels = labels;
-      s.index = k;
-      s.id = name + "#" + std::to_string(k);
+      if (!files.empty()) {
+        s.file = files[static_cast<size_t>(k)].first;
+        s.id = files[static_cast<size_t>(k)].second;
+      } else {
+        s.idx_images = images;
+        s.idx_labels = labels;
+        s.index = k;
+        s.id = name + "#" + std::to_string(k);
+      }
       out.push_back(s);
     }
   }

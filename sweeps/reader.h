@@ -151,8 +151,10 @@ void parse_unit_item(const Reader& r, const YAML::Node& n, const std::string& fi
 // A layer list, or `all` (sets `all`).
 std::vector<Located> parse_layers(const Reader& r, const YAML::Node& n, const std::string& field, bool& all);
 std::vector<uint64_t> parse_seeds(const Reader& r, const YAML::Node& n, const std::string& field);
-// Image files and IDX dataset slices; files must exist, slices must fit their dataset.
-std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, const std::string& field);
+// Image files, IDX dataset slices and folders of PNG/JPEG images (recursively, in path order;
+// `skipped` counts the other files there); files must exist, slices must fit their dataset.
+std::vector<ImageSource> parse_images(const Reader& r, const YAML::Node& n, const std::string& field,
+                                      int64_t* skipped = nullptr);
 
 // Deterministic uniform doubles in [0, 1) from a seed (splitmix64), the same everywhere.
 class Draw {

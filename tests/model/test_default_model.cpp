@@ -8,6 +8,7 @@
 #include "kernels/actmax.h"
 #include "kernels/classifier.h"
 #include "kernels/error.h"
+#include "kernels/exemplars.h"
 #include "kernels/fgsm.h"
 #include "kernels/inversion.h"
 #include "kernels/model.h"
@@ -225,4 +226,167 @@ TEST(DefaultModel, RegularizationTradesActivationForNaturalness) {
               h0, a1, h1);
   EXPECT_GT(a0, a1);
   EXPECT_LT(h1, h0);
+}
+
+namespace {
+
+// Every unit's responses to x in batches of `batch` ([N, U] values and flat positions), by a
+// plain forward pass per batch: the reference the scan must equal.
+void responses(const LayerInfo& L, const torch::Tensor& x, int64_t batch, bool centre, torch::Tensor& v, torch::Tensor& p) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> vs, ps;
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    auto a = model().forward(x.slice(0, i, i + batch), L.index);
+    if (a.dim() == 2) {
+      vs.push_back(a), ps.push_back(torch::zeros_like(a, torch::kLong));
+      continue;
+    }
+    auto flat = a.flatten(2);
+    if (centre) {
+      const int64_t c = (a.size(2) / 2) * a.size(3) + a.size(3) / 2;
+      vs.push_back(flat.select(2, c)), ps.push_back(torch::full_like(vs.back(), c, torch::kLong));
+    } else {
+      auto [mv, mp] = flat.max(2);
+      vs.push_back(mv), ps.push_back(mp);
+    }
+  }
+  v = torch::cat(vs), p = torch::cat(ps);
+}
+
+std::vector<ExemplarScan::LayerExemplars> scan(const torch::Tensor& x, int64_t first_id, const std::vector<std::string>& layers,
+                                               int64_t k, ExemplarPosition pos, int64_t batch = 100) {
+  std::vector<ExemplarLayerRequest> req;
+  for (const auto& l : layers) req.push_back({l, {}});
+  ExemplarScan s(model(), req, k, true, pos);
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    std::vector<int64_t> ids;
+    for (int64_t j = i; j < std::min(x.size(0), i + batch); ++j) ids.push_back(first_id + j);
+    s.add(x.slice(0, i, i + batch), ids);
+  }
+  return s.result();
+}
+
+}  // namespace
+
+TEST(Exemplars, EveryUnitsListIsTheSortOfAllItsResponses) {
+  // 2,000 test images, four layers, every unit: the scan's top-9 and bottom-9 equal a full
+  // sort of each unit's responses by (value, then image id), ids, values and positions alike.
+  auto ts = test_set(2000, model().input_size());
+  const std::vector<std::string> layers = {"conv1_1", "conv3_1", "conv5_1", "fc8"};
+  for (auto pos : {ExemplarPosition::Max, ExemplarPosition::Centre}) {
+    auto res = scan(ts.x, 0, layers, 9, pos);
+    ASSERT_EQ(res.size(), layers.size());
+    int64_t ties = 0;
+    for (const auto& le : res) {
+      torch::Tensor v, p;
+      responses(le.layer, ts.x, 100, pos == ExemplarPosition::Centre, v, p);
+      ASSERT_EQ(static_cast<int64_t>(le.units.size()), le.layer.units);
+      auto va = v.accessor<float, 2>();
+      auto pa = p.accessor<int64_t, 2>();
+      for (const auto& ue : le.units) {
+        std::vector<int64_t> order(static_cast<size_t>(v.size(0)));
+        for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+        const int64_t u = ue.unit;
+        auto by = [&](bool top) {
+          auto o = order;
+          std::sort(o.begin(), o.end(), [&](int64_t a, int64_t b) {
+            if (va[a][u] != va[b][u]) return top ? va[a][u] > va[b][u] : va[a][u] < va[b][u];
+            return a < b;
+          });
+          return o;
+        };
+        for (bool top : {true, false}) {
+          const auto want = by(top);
+          const auto& got = top ? ue.top : ue.bottom;
+          ASSERT_EQ(got.size(), 9u);
+          for (size_t r = 0; r < 9; ++r) {
+            ASSERT_EQ(got[r].image, want[r]) << le.layer.alias << " unit " << u << (top ? " top " : " bottom ") << r;
+            ASSERT_EQ(got[r].activation, va[want[r]][u]);
+            const int64_t W = le.layer.spatial() ? le.layer.shape[2] : 1;
+            ASSERT_EQ(got[r].y * W + got[r].x, pa[want[r]][u]);
+          }
+          ties += va[want[8]][u] == va[want[9]][u];
+        }
+      }
+    }
+    // Ties at the cut exist (ReLU'd-away units answer 0 to many images): the id rule decides.
+    std::printf("%s: %lld lists with a tie at the cut\n", exemplar_position_name(pos), static_cast<long long>(ties));
+  }
+}
+
+TEST(Exemplars, ShardsMergedInTheTotalOrderGiveTheSingleScan) {
+  auto ts = test_set(2000, model().input_size());
+  const std::vector<std::string> layers = {"conv2_1", "conv4_1", "fc8"};
+  auto whole = scan(ts.x, 0, layers, 9, ExemplarPosition::Max);
+  // Three shards of unequal size, on batch boundaries, scanned apart.
+  std::vector<std::vector<ExemplarScan::LayerExemplars>> shards;
+  const std::vector<int64_t> cuts = {0, 300, 1400, 2000};
+  for (size_t c = 0; c + 1 < cuts.size(); ++c) shards.push_back(scan(ts.x.slice(0, cuts[c], cuts[c + 1]), cuts[c], layers, 9, ExemplarPosition::Max));
+  for (size_t l = 0; l < layers.size(); ++l)
+    for (size_t u = 0; u < whole[l].units.size(); ++u)
+      for (bool top : {true, false}) {
+        std::vector<Exemplar> all;
+        for (const auto& sh : shards) {
+          const auto& list = top ? sh[l].units[u].top : sh[l].units[u].bottom;
+          all.insert(all.end(), list.begin(), list.end());
+        }
+        std::sort(all.begin(), all.end(), [&](const Exemplar& a, const Exemplar& b) {
+          if (a.activation != b.activation) return top ? a.activation > b.activation : a.activation < b.activation;
+          return a.image < b.image;
+        });
+        const auto& want = top ? whole[l].units[u].top : whole[l].units[u].bottom;
+        for (size_t r = 0; r < want.size(); ++r) {
+          ASSERT_EQ(all[r].image, want[r].image) << layers[l] << " unit " << u << " rank " << r;
+          ASSERT_EQ(all[r].activation, want[r].activation);
+          ASSERT_EQ(all[r].box.y0, want[r].box.y0);
+        }
+      }
+}
+
+TEST(Exemplars, ClassUnitsTopImagesAreThatClassAndBoxesAreReceptiveFields) {
+  auto ts = test_set(10000, model().input_size());
+  auto res = scan(ts.x, 0, {"conv1_1", "conv3_1", "fc8"}, 9, ExemplarPosition::Max, 500);
+  // fc8: each class unit's nine strongest test images, by their dataset labels.
+  int64_t right = 0;
+  for (const auto& ue : res[2].units)
+    for (const auto& e : ue.top) right += ts.y[e.image].item<int64_t>() == ue.unit;
+  std::printf("fc8: %lld of 90 top exemplars carry the unit's class label\n", static_cast<long long>(right));
+  EXPECT_GE(right, 85);
+  // Boxes: conv1_1 (3x3 kernel, padding 1) sees the 3x3 around its position, clipped at the
+  // border; conv3_1 a larger window; fc8 the whole image.
+  const int64_t S = model().input_size();
+  for (const auto& ue : res[0].units)
+    for (const auto& e : ue.top) {
+      EXPECT_EQ(e.box.y0, std::max<int64_t>(0, e.y - 1));
+      EXPECT_EQ(e.box.y1, std::min<int64_t>(S, e.y + 2));
+      EXPECT_EQ(e.box.x0, std::max<int64_t>(0, e.x - 1));
+      EXPECT_EQ(e.box.x1, std::min<int64_t>(S, e.x + 2));
+    }
+  for (const auto& ue : res[1].units)
+    for (const auto& e : ue.top) {
+      EXPECT_GT(e.box.y1 - e.box.y0, 3);
+      EXPECT_LE(e.box.y1 - e.box.y0, model().layer("conv3_1").rf_size);
+    }
+  for (const auto& ue : res[2].units)
+    for (const auto& e : ue.top) EXPECT_TRUE(e.box.y0 == 0 && e.box.x0 == 0 && e.box.y1 == S && e.box.x1 == S);
+}
+
+TEST(Exemplars, BadRequestsAreClearErrors) {
+  auto bad = [](const std::function<void()>& f, const std::string& where) {
+    try {
+      f();
+      ADD_FAILURE() << "no error for " << where;
+    } catch (const vizsweep::Error& e) {
+      EXPECT_EQ(e.where(), where) << e.what();
+    }
+  };
+  bad([] { ExemplarScan(model(), {{"conv1_1", {}}}, 0, false, ExemplarPosition::Max); }, "k");
+  bad([] { ExemplarScan(model(), {{"conv9_9", {}}}, 9, false, ExemplarPosition::Max); }, "layer");
+  bad([] { parse_exemplar_position("middle"); }, "position");
+  bad([] {
+    ExemplarScan s(model(), {{"fc8", {}}}, 2, false, ExemplarPosition::Max);
+    auto x = torch::rand({2, 1, 32, 32});
+    s.add(x, {5, 6});
+    s.add(x, {6, 7});  // ids must keep increasing
+  }, "images");
 }

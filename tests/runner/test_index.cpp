@@ -257,7 +257,7 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   }
   {
     ResultIndex index((dir / "index.sqlite").string(), false);
-    EXPECT_EQ(index.schema_version(), "1.4");
+    EXPECT_EQ(index.schema_version(), "1.5");
   }
   const std::string path = (dir / "index.sqlite").string();
   for (const auto* t : sweeps::techniques())
@@ -283,6 +283,28 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   for (int c = 1; c <= 3; ++c) EXPECT_EQ(sqlite3_column_int(s, c), rows) << "column " << c;
   EXPECT_GT(sqlite3_column_int(s, 4), 0) << "some images keep their activation under shifts";
   sqlite3_finalize(s);
+  // 1.5: tasks and images rebuilt with every row, their results still theirs, and the new
+  // technique admitted where the old CHECK refused it.
+  auto count = [&](const char* sql) {
+    sqlite3_stmt* q = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(after.db, sql, -1, &q, nullptr), SQLITE_OK) << sql;
+    int n = -1;
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+  };
+  EXPECT_EQ(count("SELECT COUNT(*) FROM tasks WHERE state = 'done'"), 36);  // small.yaml's tasks, all done
+  EXPECT_EQ(count("SELECT COUNT(*) FROM actmax_results r JOIN tasks t USING (task_key)"), rows);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('tasks_by_state', 'tasks_by_layer')"), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'view'"), 5);
+  EXPECT_EQ(sqlite3_exec(after.db,
+                         "INSERT INTO tasks (task_key, sweep_id, technique, layer, units, seed) VALUES ('e', 1, 'exemplars', '*', '0-9', 0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(after.db, "INSERT INTO tasks (task_key, sweep_id, technique, layer, units, seed) VALUES ('f', 1, 'other', '*', '0', 0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   fs::remove_all(dir);
 }
 

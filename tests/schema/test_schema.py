@@ -27,7 +27,7 @@ class SchemaTest(unittest.TestCase):
         db = fresh()
         with open(SCHEMA) as f:
             db.executescript(f.read())  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.4",)])
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.5",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):

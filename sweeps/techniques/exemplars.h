@@ -1,0 +1,25 @@
+// Natural exemplars (kernels/exemplars.h): the sweep file's `exemplars` section.
+#pragma once
+
+#include "sweeps/technique.h"
+
+namespace vizsweep::sweeps {
+
+struct ExemplarsSection : Section {
+  std::vector<Located> layers;       // expanded ("all" -> every conv and fc layer)
+  bool all_layers = false;
+  std::vector<int64_t> units;        // empty = all units of each layer
+  int units_line = 0;
+  std::vector<ImageSource> images;   // the dataset scanned; image_id = position here
+  int64_t skipped_files = 0;         // non-image files in its folders
+  int64_t k = 9;
+  bool bottom = false;               // keep the bottom-k as well
+  std::string position = "max";      // max | centre (kernels::ExemplarPosition)
+  int64_t batch = 100;               // images per forward pass
+  int64_t images_per_task = 2000;    // a multiple of batch (tasks = dataset shards)
+
+  const std::vector<ImageSource>* inputs() const override { return &images; }
+  std::string plan_note(const std::vector<Task>& tasks) const override;
+};
+
+}  // namespace vizsweep::sweeps
