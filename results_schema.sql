@@ -149,8 +149,13 @@ CREATE TABLE IF NOT EXISTS actmax_results (
   judge_prob       REAL CHECK (judge_prob >= 0 AND judge_prob <= 1),
   judge_class      INTEGER CHECK (judge_class >= 0),
   -- Interpretability score in [0, 1] (docs/results-layout.md): judge_prob where there is one,
-  -- else min(max(robustness, 0), 1) * (1 - hf_energy).
+  -- else mis where there is one, else min(max(robustness, 0), 1) * (1 - hf_energy).
   score            REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1),
+  -- Schema 1.5. Units with natural exemplars (top and bottom): the machine interpretability of
+  -- the image against them (kernels/exemplars.h; docs/results-layout.md) and its activation
+  -- over the top exemplar's; NULL until the run that completes the exemplars scores it.
+  mis              REAL CHECK (mis >= 0 AND mis <= 1),
+  activation_ratio REAL,
   PRIMARY KEY (task_key, unit)
 );
 
@@ -241,9 +246,13 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 INSERT OR IGNORE INTO metrics VALUES
   ('score', 'actmax', 'actmax_results', 'score', 'mean', 1, 'in [0, 1]',
-   'interpretability score: the judge''s probability of the class for class units, else activation kept under shifts times low-frequency share'),
+   'interpretability score: the judge''s probability of the class for class units, else the machine interpretability against the natural exemplars, else activation kept under shifts times low-frequency share'),
   ('judge_prob', 'actmax', 'actmax_results', 'judge_prob', 'mean', 1, 'probability',
    'probability the independent judge model gives the intended class (class units under a judge)'),
+  ('mis', 'actmax', 'actmax_results', 'mis', 'mean', 1, 'share of trials',
+   'machine interpretability: share of top-vs-bottom exemplar pairs where the top one is nearer the image in the feature model'),
+  ('activation_ratio', 'actmax', 'actmax_results', 'activation_ratio', 'mean', 1, 'ratio',
+   'activation of the image over that of the unit''s strongest natural exemplar'),
   ('activation', 'actmax', 'actmax_results', 'final_activation', 'mean', 1, 'layer output',
    'mean final activation of the unit'),
   ('hf_energy', 'actmax', 'actmax_results', 'hf_energy', 'mean', 0, 'share of spectral energy',
@@ -270,7 +279,8 @@ SELECT t.layer, s.setting_id, s.name AS setting, COUNT(*) AS units,
        AVG(r.total_variation) AS mean_tv, AVG(r.saturation) AS mean_saturation,
        AVG(r.robustness) AS mean_robustness, AVG(r.is_argmax) AS argmax_rate,
        AVG(r.score) AS mean_score, AVG(r.judge_prob) AS mean_judge_prob,
-       AVG(r.judge_class = r.unit) AS judge_recognized
+       AVG(r.judge_class = r.unit) AS judge_recognized,
+       AVG(r.mis) AS mean_mis, AVG(r.activation_ratio) AS mean_activation_ratio
 FROM actmax_results r
 JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
 JOIN actmax_settings s ON s.setting_id = t.setting_id

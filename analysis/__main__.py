@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from analysis import atlas, best, featuremaps, fgsm, grid, invert
+from analysis import atlas, best, exemplars, featuremaps, fgsm, grid, invert
 from analysis.index import AnalysisError
 
 
@@ -15,6 +15,7 @@ def main(argv=None):
     invert.add_parser(sub)
     featuremaps.add_parser(sub)
     atlas.add_parser(sub)
+    exemplars.add_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.run(args)

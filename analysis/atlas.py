@@ -1,12 +1,15 @@
 """`atlas`: a static HTML site of a sweep's activation maximization, opened from disk (no server,
 no scripts): index.html lists the layers; one page per layer shows every unit's image under the
-layer's best setting (by --metric); one page per unit shows all its settings with their metrics
-and objective traces. Images are PNG files under img/."""
+layer's best setting (by --metric), with its strongest natural exemplars under it; one page per
+unit shows its natural exemplars (top-k, and bottom-k when kept) and all its settings with their
+metrics and objective traces, each setting's image beside the unit's top exemplars. Images are
+PNG files under img/; exemplar crops as `python3 -m analysis exemplars` draws them."""
 import html
 import os
 
 import numpy as np
 
+from analysis import exemplars as ex
 from analysis.best import metric_of, ranking
 from analysis.index import (AnalysisError, Shards, check_layer, class_names, default_metric, metrics, open_index, safe_name,  # noqa: F401
                             sweep_info, write_png)
@@ -24,6 +27,11 @@ td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; vertical-a
 th { background: #eee; }
 td.name, th.name { text-align: left; }
 svg { background: white; border: 1px solid #ddd; }
+.ex { display: flex; flex-wrap: wrap; gap: 4px; align-items: flex-start; }
+.ex figure { width: 60px; font-size: 10px; }
+.ex figure img, td .ex img { width: 56px; height: 56px; }
+figure .ex { justify-content: center; gap: 2px; margin-top: 2px; }
+figure .ex img { width: 34px; height: 34px; border: 1px solid #ccc; image-rendering: pixelated; }
 """
 
 
@@ -79,12 +87,31 @@ def run(args):
         f.write(STYLE)
     higher = chosen.higher
     index_rows, n_images, n_pages = [], 0, 0
+    ex_layers = ex.exemplar_layers(db) if ex.has_exemplars(db) else []
+    n_crops = 0
     with Shards(args.results_dir) as shards:
         for layer in layers:
             ranked = ranking(db, layer, args.metric)
             best_setting = ranked[0][0]
             lname = safe_name(layer)
             os.makedirs(os.path.join(out, "img", lname), exist_ok=True)
+            # The layer's natural exemplars: crop files per unit, top and bottom.
+            crops = {}
+            for unit, kinds in (ex.lists(db, layer) if layer in ex_layers else {}).items():
+                for kind, rows_ in kinds.items():
+                    for row in rows_:
+                        file = f"img/{lname}/ex-{unit}-{kind}{row[0]}.png"
+                        c = ex.crop(shards, row)
+                        write_png(os.path.join(out, file), ex.enlarge(c, max(c.shape[:2])))  # square, as shown
+                        crops.setdefault(unit, {}).setdefault(kind, []).append((file, row))
+                        n_crops += 1
+
+            def strip(unit, kind, count=None, captions=True):
+                items = crops.get(unit, {}).get(kind, [])[:count]
+                return '<div class="ex">' + "".join(
+                    f'<figure><img src="{f}" alt="{kind} exemplar {row[0]}: {esc(row[2])}" title="{esc(row[2])}">'
+                    + (f"<figcaption>{row[3]:.3g}</figcaption>" if captions else "") + "</figure>"
+                    for f, row in items) + "</div>"
             rows = db.execute(
                 "SELECT r.unit, s.setting_id, s.name, r.shard, r.dataset, r.final_activation, " +
                 ", ".join(f"r.{m.column}" for m in shown) + " FROM actmax_results r "
@@ -98,6 +125,7 @@ def run(args):
             cards = []
             for k, unit in enumerate(units):
                 table = ["<table><tr><th class=name>setting</th><th>image</th>" +
+                         ("<th>top exemplars</th>" if unit in crops else "") +
                          "".join(f"<th>{esc(m.name.replace('_', ' '))}</th>" for m in shown) +
                          "<th>objective by iteration</th></tr>"]
                 best_img = None
@@ -109,8 +137,9 @@ def run(args):
                     pos = list(g["units"][()]).index(unit)
                     trace = trace_svg(g["objective_trace"][:, pos])
                     cells = "".join("<td>n/a</td>" if v is None else f"<td>{v:.4g}</td>" for v in values)
+                    beside = f"<td>{strip(unit, 'top', 3, False)}</td>" if unit in crops else ""
                     table.append(f"<tr><td class=name>{esc(sname)}</td><td><img src=\"{file}\" alt=\"{esc(sname)}\">"
-                                 f"</td>{cells}<td>{trace}</td></tr>")
+                                 f"</td>{beside}{cells}<td>{trace}</td></tr>")
                     if sname == best_setting and best_img is None:
                         best_img = (file, values[chosen_at])
                 table.append("</table>")
@@ -118,7 +147,16 @@ def run(args):
                 prev_next = " ".join(
                     f'<a href="unit-{lname}-{units[j]}.html">{label}</a>'
                     for j, label in ((k - 1, "previous"), (k + 1, "next")) if 0 <= j < len(units))
-                body = (f"<p>{esc(info['name'])}, layer {esc(layer)}, {esc(uname)}. {prev_next}</p>" + "".join(table))
+                natural = ""
+                if unit in crops:
+                    natural = ("<h2>natural exemplars</h2><p>The dataset images that drive this unit hardest, "
+                               "strongest first: the receptive field at the unit's strongest position, with the "
+                               "activation under each.</p>" + strip(unit, "top"))
+                    if crops[unit].get("bottom"):
+                        natural += "<p>And least (bottom exemplars):</p>" + strip(unit, "bottom")
+                    natural += "<h2>visualizations</h2>"
+                body = (f"<p>{esc(info['name'])}, layer {esc(layer)}, {esc(uname)}. {prev_next}</p>" + natural +
+                        "".join(table))
                 with open(os.path.join(out, f"unit-{lname}-{unit}.html"), "w") as f:
                     f.write(page(f"{layer} {uname}", body,
                                  up=f'<a href="layer-{lname}.html">{esc(layer)}</a>'))
@@ -127,11 +165,12 @@ def run(args):
                     cards.append(f'<a href="unit-{lname}-{unit}.html"><figure><img src="{best_img[0]}" '
                                  f'alt="{esc(uname)}"><figcaption>{esc(uname)}<br>{esc(args.metric)} '
                                  f'{"n/a" if best_img[1] is None else format(best_img[1], ".3g")}</figcaption>'
-                                 "</figure></a>")
+                                 + (strip(unit, "top", 3, False) if unit in crops else "") + "</figure></a>")
             table = "".join(f"<tr><td class=name>{esc(s)}</td><td>{c}</td><td>{'n/a' if v is None else f'{v:.4g}'}"
                             f"</td><td>{'yes' if fr else ''}</td></tr>" for s, c, v, fr in ranked)
             body = (f"<p>{len(units)} units, each under the layer's best setting by {esc(args.metric)} "
                     f"({'higher' if higher else 'lower'} is better): <b>{esc(best_setting)}</b>. "
+                    + ("Under each, its three strongest natural exemplars. " if crops else "") +
                     "Click a unit for all its settings.</p>"
                     f"<table><tr><th class=name>setting</th><th>units</th><th>mean {esc(args.metric)}</th><th>pareto</th></tr>"
                     f"{table}</table><h2>units</h2><div class=units>{''.join(cards)}</div>")
@@ -147,7 +186,7 @@ def run(args):
     with open(os.path.join(out, "index.html"), "w") as f:
         f.write(page(f"vizsweep atlas: {info['name']}", body))
     n_pages += 1
-    print(f"wrote {out}/index.html: {len(layers)} layers, {n_pages} pages, {n_images} images")
+    print(f"wrote {out}/index.html: {len(layers)} layers, {n_pages} pages, {n_images} images, {n_crops} exemplar crops")
     return 0
 
 

@@ -22,6 +22,10 @@ Classifier Classifier::load(const std::string& path) {
 }
 
 torch::Tensor Classifier::probabilities(const torch::Tensor& images) const {
+  return torch::softmax(logits(images), 1);
+}
+
+torch::Tensor Classifier::logits(const torch::Tensor& images) const {
   torch::NoGradGuard ng;
   if (images.dim() != 4 || images.size(1) != info_.in_channels)
     throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) +
@@ -31,7 +35,7 @@ torch::Tensor Classifier::probabilities(const torch::Tensor& images) const {
   auto logits = module_.forward({(x - mean_) / std_}).toTensor();
   if (logits.dim() != 2 || logits.size(1) != info_.num_classes)
     throw Error(info_.source, "the classifier's output is not [N, " + std::to_string(info_.num_classes) + "] logits");
-  return torch::softmax(logits.to(torch::kFloat), 1);
+  return logits.to(torch::kFloat);
 }
 
 }  // namespace vizsweep::kernels

@@ -27,6 +27,8 @@ class Classifier {
   // classifier's channels; resized (bilinear, antialiased) to its input size when H or W
   // differ. No gradients.
   torch::Tensor probabilities(const torch::Tensor& images) const;
+  // The logits the softmax is taken of, [N, classes].
+  torch::Tensor logits(const torch::Tensor& images) const;
 
  private:
   mutable torch::jit::Module module_;

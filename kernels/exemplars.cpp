@@ -132,4 +132,13 @@ std::vector<ExemplarScan::LayerExemplars> ExemplarScan::result() const {
   return out;
 }
 
+double machine_interpretability(const torch::Tensor& reference, const torch::Tensor& top, const torch::Tensor& bottom) {
+  if (top.size(0) == 0 || bottom.size(0) == 0) throw Error("exemplars", "machine interpretability needs top and bottom exemplars");
+  auto r = reference.to(torch::kDouble).view({1, -1});
+  auto dt = (top.to(torch::kDouble) - r).norm(2, 1), db = (bottom.to(torch::kDouble) - r).norm(2, 1);
+  auto a = dt.view({-1, 1}), b = db.view({1, -1});
+  auto right = (a < b).to(torch::kDouble) + 0.5 * (a == b).to(torch::kDouble);
+  return right.mean().item<double>();
+}
+
 }  // namespace vizsweep::kernels

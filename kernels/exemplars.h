@@ -83,4 +83,13 @@ class ExemplarScan {
   std::vector<State> states_;
 };
 
+// Machine interpretability (after Zimmermann, Klindt & Brendel, NeurIPS 2024): the two-
+// alternative task people were given, answered in a feature space. Reference: a
+// visualization's features [D]; queries: one of the unit's top exemplars [k, D] against one of
+// its bottom exemplars [m, D]; the answer is the query nearer the reference (Euclidean), right
+// when it is the top one. Returns the share of right answers over all k x m pairs, a tie
+// counting half: 1 = the visualization looks like what drives the unit and unlike what does
+// not, 0.5 = chance.
+double machine_interpretability(const torch::Tensor& reference, const torch::Tensor& top, const torch::Tensor& bottom);
+
 }  // namespace vizsweep::kernels

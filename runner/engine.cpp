@@ -7,6 +7,7 @@
 
 #include "kernels/classifier.h"
 #include "kernels/error.h"
+#include "kernels/exemplars.h"
 #include "kernels/image.h"
 #include "kernels/model.h"
 #include "runner/run_context.h"
@@ -72,6 +73,39 @@ struct Engine::Impl : RunContext {
     return torch::stack(out).to(device);
   }
 };
+
+namespace {
+// An 8-bit shard image as [C, H, W] float in [0, 1].
+torch::Tensor image_of(const ImageBlob& b) {
+  auto hwc = torch::from_blob(const_cast<uint8_t*>(b.pixels.data()), {b.height, b.width, b.channels}, torch::kUInt8);
+  return hwc.permute({2, 0, 1}).to(torch::kFloat).div(255.0).contiguous();
+}
+}  // namespace
+
+std::vector<double> Engine::mis(const std::string& feature_model, const std::string& layer, bool centre,
+                                const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
+                                const std::vector<ImageBlob>& bottom) {
+  const auto& judge = impl_->classifier(feature_model, "exemplars.feature_model");
+  const int64_t C = judge.info().in_channels, S = judge.info().input_size;
+  const auto& m = *impl_->model_;
+  const auto& L = m.layer(layer);
+  auto features = [&](const std::vector<ImageBlob>& blobs, bool cut) {
+    std::vector<torch::Tensor> xs;
+    for (const auto& b : blobs) {
+      auto x = image_of(b);
+      if (cut && L.spatial()) {
+        const auto w = m.receptive_field(L.index, L.shape[1] / 2, L.shape[2] / 2);
+        x = x.slice(1, w.y0, w.y1).slice(2, w.x0, w.x1);
+      }
+      xs.push_back(k::conform_image(x, C, S));
+    }
+    return judge.logits(torch::stack(xs));
+  };
+  auto ft = features(top, false), fb = features(bottom, false), fv = features(vizs, centre);
+  std::vector<double> out;
+  for (int64_t i = 0; i < fv.size(0); ++i) out.push_back(k::machine_interpretability(fv[i], ft, fb));
+  return out;
+}
 
 ImageBlob blob(const std::string& name, const torch::Tensor& image) {
   auto hwc = k::to_uint8_hwc(image);

@@ -32,6 +32,15 @@ class Engine {
   // /tasks/<key>/<name>). Throws vizsweep::Error or NumericalError.
   nlohmann::json run(const sweeps::Task& task, TaskData& data);
 
+  // Machine interpretability (kernels/exemplars.h) of one unit's visualizations `vizs` (whole
+  // images, as the shards hold them) against its exemplar crops, in the logit space of the
+  // classifier file `feature_model` (loaded once). Each visualization is first cut to the
+  // receptive field of the centre unit of `layer` when `centre` (the whole image for fc
+  // layers); every image is resized to the classifier's input. One value per visualization.
+  std::vector<double> mis(const std::string& feature_model, const std::string& layer, bool centre,
+                          const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
+                          const std::vector<ImageBlob>& bottom);
+
   static std::string torch_version();
   static bool cuda_available();
   static int cuda_device_count();

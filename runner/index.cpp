@@ -168,6 +168,16 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
             exec("DROP TABLE " + table);
             exec("ALTER TABLE " + table + "_rebuilt RENAME TO " + table);
           }
+          // The exemplar-based columns of actmax_results.
+          std::set<std::string> have;
+          {
+            Stmt c(db_, "PRAGMA table_info(actmax_results)");
+            while (c.step()) have.insert(c.text(1));
+          }
+          for (const char* column : {"mis REAL CHECK (mis >= 0 AND mis <= 1)", "activation_ratio REAL"}) {
+            const std::string name(column, std::strchr(column, ' '));
+            if (!have.count(name)) exec("ALTER TABLE actmax_results ADD COLUMN " + std::string(column));
+          }
           exec(schema_sql());
           Stmt fk(db_, "PRAGMA foreign_key_check");
           if (fk.step()) throw Error(path, "migration to 1.5: rows of " + fk.text(0) + " lost their task");

@@ -25,6 +25,7 @@
 #include "kernels/error.h"
 #include "runner/commands.h"
 #include "runner/coordinator.h"
+#include "runner/finish.h"
 #include "runner/engine.h"
 #include "runner/index.h"
 #include "runner/results_dir.h"
@@ -369,6 +370,13 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                  c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
                  static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
                  ResultsDir(dir).index().c_str(), ResultsDir(dir).shards().c_str());
+    if (c.storage_error.empty() && !c.drained && c.done == c.total) {
+      try {
+        finish_mis(*index, *spec, *engine, dir);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "[vizsweep] machine interpretability not stored: %s (the next run tries again)\n", e.what());
+      }
+    }
     code = !c.storage_error.empty() ? kExitStorage
            : c.drained && left > 0  ? kExitDrained
            : c.failed > 0           ? kExitTasksFailed

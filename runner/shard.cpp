@@ -149,4 +149,31 @@ ShardReport check_shard(const std::string& path, const std::vector<std::string>&
   return rep;
 }
 
+ImageBlob read_image_blob(const std::string& path, const std::string& dataset) {
+  quiet_hdf5();
+  ImageBlob b;
+  b.name = dataset;
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) throw Error(path, "cannot open the shard");
+  hid_t ds = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
+  bool ok = ds >= 0;
+  if (ok) {
+    hid_t space = H5Dget_space(ds);
+    hsize_t dims[3] = {0, 0, 1};
+    const int rank = H5Sget_simple_extent_ndims(space);
+    ok = (rank == 2 || rank == 3) && H5Sget_simple_extent_dims(space, dims, nullptr) == rank;
+    H5Sclose(space);
+    if (ok) {
+      b.height = static_cast<int64_t>(dims[0]), b.width = static_cast<int64_t>(dims[1]);
+      b.channels = rank == 3 ? static_cast<int64_t>(dims[2]) : 1;
+      b.pixels.resize(static_cast<size_t>(b.height * b.width * b.channels));
+      ok = H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.pixels.data()) >= 0;
+    }
+    H5Dclose(ds);
+  }
+  H5Fclose(f);
+  if (!ok) throw Error(path, "cannot read image " + dataset + " (run vizsweep verify)");
+  return b;
+}
+
 }  // namespace vizsweep::runner

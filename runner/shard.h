@@ -69,6 +69,10 @@ struct ShardReport {
 // full_read, that it can be read in full; else that it exists and opens. Never throws.
 ShardReport check_shard(const std::string& path, const std::vector<std::string>& datasets, bool full_read = true);
 
+// Reads an 8-bit image dataset (as ShardWriter writes them); throws vizsweep::Error naming the
+// path and dataset when it is missing or not such an image.
+ImageBlob read_image_blob(const std::string& path, const std::string& dataset);
+
 // Silences HDF5's own error printing (errors are reported through vizsweep::Error).
 void quiet_hdf5();
 

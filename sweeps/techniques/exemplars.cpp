@@ -1,6 +1,7 @@
 #include "sweeps/techniques/exemplars.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "sweeps/hash.h"
 #include "sweeps/reader.h"
@@ -13,6 +14,7 @@ std::string ExemplarsSection::plan_note(const std::vector<Task>& tasks) const {
   std::string note = "exemplars: " + thousands(static_cast<int64_t>(images.size())) + " images in " + thousands(shards) +
                      " shards, top-" + std::to_string(k) + (bottom ? " and bottom-" + std::to_string(k) : "") +
                      " of every unit by its " + (position == "max" ? "maximum over positions" : "centre position");
+  if (bottom) note += "; machine interpretability of the actmax images once all are done";
   if (skipped_files) note += "; " + thousands(skipped_files) + " non-image files in the folder skipped";
   return note;
 }
@@ -57,6 +59,12 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
              "must be a multiple of exemplars.batch (" + std::to_string(s->batch) + "), got " + a["images_per_task"].Scalar());
   } else {
     s->images_per_task = std::max<int64_t>(s->batch, s->images_per_task / s->batch * s->batch);
+  }
+  if (a["feature_model"]) {
+    s->feature_model = r.path(r.str(a["feature_model"], "exemplars.feature_model"));
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(s->feature_model, ec))
+      r.fail(a["feature_model"], "exemplars.feature_model", "no such model file: " + s->feature_model);
   }
   // A shard's list holds k images (the index's merge reads k from the lists).
   if (s->images_per_task < s->k)
@@ -108,7 +116,7 @@ void expand_section(const Section& section, Expansion& x) {
 const SweepTechnique& sweep_technique_exemplars() {
   static const SweepTechnique t{"exemplars",
                                 50,
-                                {"layers", "units", "images", "k", "bottom", "position", "batch", "images_per_task"},
+                                {"layers", "units", "images", "k", "bottom", "position", "batch", "images_per_task", "feature_model"},
                                 "images",
                                 nullptr,
                                 "",

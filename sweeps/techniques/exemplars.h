@@ -17,6 +17,9 @@ struct ExemplarsSection : Section {
   std::string position = "max";      // max | centre (kernels::ExemplarPosition)
   int64_t batch = 100;               // images per forward pass
   int64_t images_per_task = 2000;    // a multiple of batch (tasks = dataset shards)
+  // The classifier file whose logits are the feature space of the machine interpretability
+  // score (runner/finish.h); empty: actmax.judge, else the sweep's model file.
+  std::string feature_model;
 
   const std::vector<ImageSource>* inputs() const override { return &images; }
   std::string plan_note(const std::vector<Task>& tasks) const override;

@@ -42,6 +42,19 @@ class AnalysisTest(unittest.TestCase):
         r = subprocess.run([VIZSWEEP, "run", SMALL, "--out", cls.dir], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         cls.db = sqlite3.connect(os.path.join(cls.dir, "index.sqlite"))
+        # small.yaml's actmax of fc8 beside the exemplars of two layers (top and bottom 5).
+        with open(SMALL) as f:
+            text = f.read()
+        text = text.split("invert:")[0].replace("name: small", "name: small_exemplars").replace(
+            "[conv2_1, conv4_2, fc8]", "[conv2_1, fc8]")
+        text += ("exemplars:\n  layers: [conv2_1, fc8]\n  units: 0-5\n  images: {dataset: fashion-mnist, split: test, count: 400}\n"
+                 "  k: 5\n  bottom: true\n  batch: 100\n  images_per_task: 200\n")
+        cls.ex_sweep = os.path.join(cls.tmp, "small_exemplars.yaml")
+        with open(cls.ex_sweep, "w") as f:
+            f.write(text)
+        cls.exdir = os.path.join(cls.tmp, "small_exemplars")
+        r = subprocess.run([VIZSWEEP, "run", cls.ex_sweep, "--out", cls.exdir], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
 
     @classmethod
     def tearDownClass(cls):
@@ -286,6 +299,65 @@ class AnalysisTest(unittest.TestCase):
         best = self.table(self.ok("best", self.dir, "--layer", "fc8"))[0][2]
         self.assertIn(f"by score (higher is better): <b>{best}</b>", text)
 
+    # --- exemplars ---------------------------------------------------------------------------
+
+    def test_exemplar_crops_are_the_receptive_fields_of_the_stored_images(self):
+        from analysis import exemplars as ex
+        from analysis.index import Shards
+        db = sqlite3.connect(os.path.join(self.exdir, "index.sqlite"))
+        self.assertEqual(ex.exemplar_layers(db), ["conv2_1", "fc8"])
+        lists = ex.lists(db, "conv2_1")
+        self.assertEqual(sorted(lists), list(range(6)))  # units 0-5 of small.yaml's actmax and exemplars alike
+        with Shards(self.exdir) as shards:
+            for unit, kinds in lists.items():
+                self.assertEqual([len(kinds["top"]), len(kinds["bottom"])], [5, 5])
+                acts = [r[3] for r in kinds["top"]]
+                self.assertEqual(acts, sorted(acts, reverse=True))
+                self.assertGreaterEqual(min(acts), max(r[3] for r in kinds["bottom"]))
+                for row in kinds["top"][:2]:
+                    image = shards.read(row[10], row[11])
+                    y0, y1, x0, x1 = row[6:10]
+                    # conv2_1 of a VGG11 sees 8 x 8 pixels (3x3 conv, 2x2 pool, 3x3 conv), fewer at a border
+                    self.assertLessEqual(y1 - y0, 8)
+                    self.assertTrue(y0 <= row[4] * 2 < y1 and x0 <= row[5] * 2 < x1, row)
+                    c = ex.crop(shards, row)
+                    self.assertEqual(c.shape[:2], (10, 10))  # widened to MIN_CROP, 10 px
+                    self.assertTrue(any(np.array_equal(c[dy:dy + y1 - y0, dx:dx + x1 - x0], image[y0:y1, x0:x1])
+                                        for dy in range(11 - (y1 - y0)) for dx in range(11 - (x1 - x0))), row)
+        db.close()
+
+    def test_exemplars_figure(self):
+        path = self.out("ex.png")
+        stdout = self.ok("exemplars", self.exdir, "-o", path, "--layer", "conv2_1", "--bottom")
+        self.assertIn("6 units of conv2_1 x 10 exemplars", stdout)
+        img = mpimg.imread(path)
+        self.assertGreater(img.shape[0], 6 * 96)  # six rows of 96-pixel tiles and labels
+        self.ok("exemplars", self.exdir, "-o", self.out("ex-fc8.png"))
+        self.fails(("exemplars", self.dir, "-o", path), "the index holds no exemplars (no exemplars section in the sweep)")
+        self.fails(("exemplars", self.exdir, "-o", path, "--layer", "conv4_2"),
+                   "--layer: no exemplars for layer 'conv4_2' (have conv2_1, fc8)")
+        self.fails(("exemplars", self.exdir, "-o", path, "--units", "50-60"), "--units: none of 50-60 has exemplars in fc8")
+
+    def test_atlas_shows_exemplars_beside_every_setting(self):
+        site = self.out("atlas-ex")
+        stdout = self.ok("atlas", self.exdir, "-o", site)
+        # 2 layers x 6 units x (5 top + 5 bottom) crops
+        self.assertIn("2 layers, 15 pages, 36 images, 120 exemplar crops", stdout)
+        with Browser() as b:
+            for layer in ("conv2_1", "fc8"):
+                # 6 units: the best image and 3 exemplars each
+                got = b.check(os.path.join(site, f"layer-{layer}.html"))
+                self.assertEqual(got["errors"], [], layer)
+                self.assertEqual((got["total"], got["loaded"]), (24, 24), layer)
+                # a unit: 5 top + 5 bottom, then each of 3 settings with its 3 top exemplars beside it
+                got = b.check(os.path.join(site, f"unit-{layer}-2.html"))
+                self.assertEqual(got["errors"], [], layer)
+                self.assertEqual((got["total"], got["loaded"]), (10 + 3 * 4, 10 + 3 * 4), layer)
+        with open(os.path.join(site, "unit-fc8-2.html")) as f:
+            text = f.read()
+        self.assertIn("natural exemplars", text)
+        self.assertIn("fashion-mnist/test#", text)  # each crop names its image
+
     # --- bad input ---------------------------------------------------------------------------
 
     def test_bad_input_is_a_clear_error(self):
@@ -330,7 +402,7 @@ class AnalysisTest(unittest.TestCase):
         self.fails(("atlas", empty, "-o", self.out("x")), "no activation-maximization results")
 
     def test_every_subcommand_has_help(self):
-        for cmd in ("best", "grid", "fgsm", "invert", "featuremaps", "atlas"):
+        for cmd in ("best", "grid", "fgsm", "invert", "featuremaps", "atlas", "exemplars"):
             self.assertIn("results_dir", self.ok(cmd, "--help"), cmd)
 
 

@@ -55,6 +55,29 @@ SWEEP_CASES = [
     ("threads out of range", TINY + ACT + "threads: -1\n", None, "threads"),
     ("zero attempts", TINY + ACT + "max_attempts: 0\n", None, "max_attempts"),
     ("missing image file", TINY + FMAP.format(img="nowhere.png"), None, "featuremaps.images[0]: no such image file"),
+    # exemplars
+    ("k of 0", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, k: 0}\n", None,
+     "exemplars.k: must be in [1, 1000], got 0"),
+    ("k above the dataset size", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, k: 21}\n",
+     None, "exemplars.k: must be at most the 20 images scanned, got 21"),
+    ("empty folder", TINY + "exemplars: {layers: [conv1_1], images: {folder: emptydir}}\n", None,
+     "exemplars.images.folder: no PNG or JPEG images in {dir}/emptydir"),
+    ("folder of other files only", TINY + "exemplars: {layers: [conv1_1], images: {folder: textdir}}\n", None,
+     "exemplars.images.folder: no PNG or JPEG images in {dir}/textdir (2 other files)"),
+    ("image-named file that is not one", TINY + "exemplars: {layers: [conv1_1], images: {folder: baddir}}\n", None,
+     "exemplars.images.folder: not a PNG or JPEG image: {dir}/baddir/sub/junk.png"),
+    ("missing folder", TINY + "exemplars: {layers: [conv1_1], images: {folder: nowhere}}\n", None,
+     "exemplars.images.folder: no such folder: {dir}/nowhere"),
+    ("slice past the end", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, start: 10000}}\n", None,
+     "exemplars.images.start: slice starts past the end of the 10000 images"),
+    ("folder slice past the end", TINY + "exemplars: {layers: [conv1_1], images: {folder: baddir/ok, start: 1, count: 2}}\n", None,
+     "exemplars.images.count: slice 1+2 exceeds the 2 images of {dir}/baddir/ok"),
+    ("shards off the batch", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 300}, batch: 64, "
+     "images_per_task: 100}\n", None, "exemplars.images_per_task: must be a multiple of exemplars.batch (64), got 100"),
+    ("unknown position", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, position: middle}\n",
+     None, "exemplars.position: unknown position 'middle' (valid: max, centre)"),
+    ("exemplar units out of range", TINY + "exemplars: {layers: [conv1_1, fc8], units: 0-9, images: {dataset: fashion-mnist, "
+     "count: 20}}\n", None, "exemplars.units: unit 9 out of range for conv1_1"),
     # model files
     ("missing model file", "model: {file: nowhere.pt}\n" + ACT, None, "nowhere.pt"),
     ("truncated model file", "model: {file: truncated.pt}\n" + ACT, None, "truncated.pt"),
@@ -93,6 +116,16 @@ class BadInputTest(unittest.TestCase):
         open(os.path.join(t, "empty.png"), "w").close()
         import numpy as np
         write_png(os.path.join(t, "tiny.png"), np.zeros((4, 4), np.uint8))
+        os.makedirs(os.path.join(t, "emptydir", "sub"))
+        os.makedirs(os.path.join(t, "textdir"))
+        for name in ("README.txt", "labels.csv"):
+            with open(os.path.join(t, "textdir", name), "w") as f:
+                f.write("not an image")
+        os.makedirs(os.path.join(t, "baddir", "sub"))
+        os.makedirs(os.path.join(t, "baddir", "ok"))
+        shutil.copy(os.path.join(t, "junk.png"), os.path.join(t, "baddir", "sub", "junk.png"))
+        for name in ("a.png", "b.png"):
+            write_png(os.path.join(t, "baddir", "ok", name), np.full((28, 28), 128, np.uint8))
         with open(os.path.join(t, "afile"), "w") as f:
             f.write("a file, not a directory")
 

@@ -62,7 +62,8 @@ def task_data(d):
     out = {}
     for key, shard in index_rows(d, "SELECT DISTINCT r.task_key, r.shard FROM (SELECT task_key, shard FROM actmax_results "
                                     "UNION SELECT task_key, shard FROM invert_results UNION SELECT task_key, shard FROM "
-                                    "fgsm_results UNION SELECT task_key, shard FROM featuremap_results) r"):
+                                    "fgsm_results UNION SELECT task_key, shard FROM featuremap_results UNION "
+                                    "SELECT task_key, shard FROM exemplar_results) r"):
         with h5py.File(os.path.join(d, shard), "r") as f:
             g = f["tasks"][key]
             out[key] = {name: np.asarray(g[name]).tobytes() for name in g}
@@ -391,6 +392,59 @@ class RunnerTest(unittest.TestCase):
         self.assertIn("actmax.judge", r.stderr)
         self.assertIn("to 5 classes; the model 1 to 10", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(fresh, "index.sqlite")))
+
+    def test_exemplars_of_three_ranks_equal_one_scan_on_idx_and_folder_datasets(self):
+        """Top-9 and bottom-9 of every unit of four layers: a dataset split into shards on 3
+        ranks, merged by the index's `exemplars` view, equals one task scanning all of it on 1
+        rank, row for row (ids, activations, positions, boxes); on an IDX slice and on a folder
+        of PNG files (in subfolders, with a text file that is skipped and counted)."""
+        sys.path.insert(0, os.path.join(HERE, "..", ".."))
+        from analysis.index import write_png
+        folder = self.out("pngs")
+        import gzip
+        with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb") as f:
+            px = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        for i in range(450):
+            os.makedirs(os.path.join(folder, f"part{i % 3}"), exist_ok=True)
+            write_png(os.path.join(folder, f"part{i % 3}", f"{i:04d}.png"), px[5000 + i])
+        with open(os.path.join(folder, "notes.txt"), "w") as f:
+            f.write("not an image")
+        head = ("model: {builtin: vgg11, width: 0.125, in_channels: 1, num_classes: 10, fc_width: 32, pool: 1, "
+                "input_size: 32, seed: 3}\nthreads: 1\nexemplars:\n  layers: [conv1_1, conv3_1, conv5_2, fc8]\n"
+                "  k: 9\n  bottom: true\n  batch: 50\n")
+        cols = "layer, unit, kind, rank, image_id, source, activation, y, x, box_y0, box_y1, box_x0, box_x1"
+        for label, images_yaml, n in (("idx", "{dataset: fashion-mnist, split: test, start: 100, count: 1200}", 1200),
+                                      ("folder", "{folder: " + folder + "}", 450)):
+            merged = {}
+            for ranks, per_task in ((3, 150), (1, n)):
+                sweep = self.out(f"ex-{label}-{ranks}.yaml")
+                with open(sweep, "w") as f:
+                    f.write(f"name: ex{label}{ranks}\n" + head + f"  images: {images_yaml}\n  images_per_task: {per_task}\n")
+                p = run([VIZSWEEP, "plan", sweep])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn(f"{n:,} images in {-(-n // per_task)} shards, top-9 and bottom-9", p.stdout)
+                if label == "folder":
+                    self.assertIn("1 non-image files in the folder skipped", p.stdout)
+                d = self.out(f"ex-{label}-{ranks}")
+                r = run(mpirun(ranks, "run", sweep, "--out", d))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks WHERE state='done'")[0][0], -(-n // per_task))
+                merged[ranks] = index_rows(d, f"SELECT {cols} FROM exemplars ORDER BY layer, unit, kind, rank")
+                v = run([VIZSWEEP, "verify", d])
+                self.assertEqual(v.returncode, 0, v.stdout)
+                # Each row's crop: the stored image (model input size) is the dataset's image.
+                shard, dataset, image_id, source = index_rows(
+                    d, "SELECT shard, dataset, image_id, source FROM exemplars WHERE layer='fc8' AND unit=0 AND rank=1")[0]
+                with h5py.File(os.path.join(d, shard), "r") as f:
+                    stored = np.asarray(f[dataset])
+                self.assertEqual(stored.shape[:2], (32, 32))
+                if label == "folder":
+                    self.assertTrue(source.startswith(folder + "/part"), source)
+                    self.assertEqual(source, os.path.join(folder, f"part{int(source[-8:-4]) % 3}", source[-8:]))
+            # 8 + 32 + 64 + 10 units (vgg11 at width 1/8), top and bottom, 9 each.
+            self.assertEqual(len(merged[1]), (8 + 32 + 64 + 10) * 2 * 9, label)
+            self.assertEqual(merged[3], merged[1], f"{label}: 3 ranks' merged lists differ from one scan")
+            print(f"exemplars on {label}: {len(merged[1])} list entries, 3 ranks x shards of 150 = 1 rank x 1 task", flush=True)
 
     def test_bad_inputs_write_nothing(self):
         d = self.out("nothing")

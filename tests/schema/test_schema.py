@@ -56,7 +56,7 @@ class SchemaTest(unittest.TestCase):
         rows = []
         for key, unit, act, hf, arg in (("t1", 0, 5.0, 0.8, 1), ("t1", 1, 7.0, 0.6, 0), ("t2", 0, 2.0, 0.1, 1),
                                         ("t3", 0, 100.0, 0.0, 1)):
-            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x', NULL, NULL, ?)",
+            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x', NULL, NULL, ?, NULL, NULL)",
                        (key, unit, act, hf, arg, 1 - hf))
             rows.append((key, act, hf, arg))
         got = {r[0]: r[1:] for r in db.execute(
@@ -65,9 +65,31 @@ class SchemaTest(unittest.TestCase):
         self.assertEqual(got["unregularized"], (2, 6.0, 0.7, 0.5, 0.3))
         self.assertEqual(got["yosinski3"], (1, 2.0, 0.1, 1.0, 0.9))
         with self.assertRaises(sqlite3.IntegrityError):
-            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 0)")
+            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 0, NULL, NULL)")
         with self.assertRaises(sqlite3.IntegrityError):  # a score outside [0, 1]
-            db.execute("INSERT INTO actmax_results VALUES ('t2', 5, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 1.5)")
+            db.execute("INSERT INTO actmax_results VALUES ('t2', 5, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 1.5, NULL, NULL)")
+
+    def test_exemplars_view_merges_shards_in_the_total_order(self):
+        db = fresh()
+        add_task(db, "e1", "exemplars", "*", None)
+        add_task(db, "e2", "exemplars", "*", None)
+        add_task(db, "e3", "exemplars", "*", None, state="running")  # not merged until done
+        for i in range(12):
+            db.execute("INSERT INTO images (technique, image_id, source) VALUES ('exemplars', ?, ?)", (i, f"ds#{i}"))
+        # k = 3 per shard; (task, kind, [(image, activation)] in the shard's order)
+        lists = (("e1", "top", [(0, 5.0), (3, 4.0), (1, 4.0)]), ("e2", "top", [(6, 4.0), (7, 3.0), (8, 2.0)]),
+                 ("e3", "top", [(10, 9.0), (11, 8.0), (9, 7.0)]),
+                 ("e1", "bottom", [(2, -1.0), (4, 0.0), (5, 0.5)]), ("e2", "bottom", [(7, -1.0), (6, 0.0), (8, 0.5)]))
+        for key, kind, entries in lists:
+            for rank, (image, act) in enumerate(entries, 1):
+                db.execute("INSERT INTO exemplar_results VALUES (?, 'conv1_1', 0, ?, ?, ?, ?, 0, 0, 0, 3, 0, 3, 's', '/d')",
+                           (key, kind, rank, image, act))
+        got = db.execute("SELECT kind, rank, image_id, activation, source FROM exemplars ORDER BY kind DESC, rank").fetchall()
+        # ties (4.0: images 1, 3, 6; -1.0: images 2, 7) go to the lower image id
+        self.assertEqual(got, [("top", 1, 0, 5.0, "ds#0"), ("top", 2, 1, 4.0, "ds#1"), ("top", 3, 3, 4.0, "ds#3"),
+                               ("bottom", 1, 2, -1.0, "ds#2"), ("bottom", 2, 7, -1.0, "ds#7"), ("bottom", 3, 4, 0.0, "ds#4")])
+        with self.assertRaises(sqlite3.IntegrityError):  # kinds are top or bottom
+            db.execute("INSERT INTO exemplar_results VALUES ('e1', 'conv1_1', 0, 'middle', 1, 0, 1, 0, 0, 0, 3, 0, 3, 's', '/d')")
 
     def test_fgsm_success_counts_correct_clean_images_only(self):
         db = fresh()
