@@ -153,6 +153,10 @@ torch::ScalarType precision_dtype(Model::Precision p);
 const char* precision_name(Model::Precision p);
 Model::Precision parse_precision(const std::string& name, const std::string& field = "precision");
 
+// Whether the process keeps freed memory for reuse (glibc's allocator tuned at start-up, unless
+// MALLOC_* environment variables are set; model.cpp says why).
+bool keeps_freed_memory();
+
 // Sets ATen's intra-op thread count; n <= 0 means the cores available to this process.
 // Returns the count now in force.
 int set_threads(int n);

@@ -79,7 +79,7 @@ int plan_command(const std::string& path, const std::string& out) {
     else std::snprintf(b, sizeof b, "%.1f h", seconds / 3600);
     return std::string(b);
   };
-  std::printf("cost estimate: %.3f TFLOP (forward + backward): about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s "
+  std::printf("cost estimate: %.3f TFLOP (forward and backward passes as each technique needs them): about %s at 100 GFLOP/s (a few CPU cores), %s at 100 TFLOP/s "
               "(a large GPU)\n",
               total_flops / 1e12, human(total_flops / 1e11).c_str(), human(total_flops / 1e14).c_str());
   std::printf("per task: items in the largest task of the layer; GiB/task: its estimated working memory (batch_memory_gb: %g)\n",

@@ -297,6 +297,34 @@ class RunnerTest(unittest.TestCase):
             self.assertRegex(r.stdout, rf"\n\s+{layer}\s+[\d,]+\s+{units * 4:,}\s+4\s")
         self.assertFalse(os.path.exists(self.out("never")), "plan writes nothing")
 
+    def test_plan_estimates_the_vgg16_exemplar_scan(self):
+        """sweeps/examples/vgg16_exemplars.yaml on a folder of 50,000 images (links to one PNG,
+        as ImageNet's validation set would be 50,000 JPEGs): every unit of VGG16, 100 shards."""
+        sys.path.insert(0, os.path.join(HERE, "..", ".."))
+        from analysis.index import write_png
+        folder = self.out("val")
+        os.makedirs(folder, exist_ok=True)
+        first = os.path.join(folder, "00000.png")
+        write_png(first, np.zeros((16, 16), np.uint8))
+        for i in range(1, 50000):
+            os.link(first, os.path.join(folder, f"{i:05d}.png"))
+        with open(os.path.join(folder, "LICENSE.txt"), "w") as f:
+            f.write("not an image")
+        with open(os.path.join(HERE, "..", "..", "sweeps", "examples", "vgg16_exemplars.yaml")) as f:
+            text = f.read().replace("folder: imagenet/val", f"folder: {folder}")
+        sweep = self.out("vgg16_exemplars.yaml")
+        with open(sweep, "w") as f:
+            f.write(text)
+        r = run([VIZSWEEP, "plan", sweep])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("exemplars: 50,000 images in 100 shards, top-9 of every unit by its maximum over positions; "
+                      "1 non-image files in the folder skipped", r.stdout)
+        # VGG16's forward pass is 15.5 GFLOP at 224 px: 50,000 of them
+        tflop = float(re.search(r"cost estimate: ([\d.]+) TFLOP", r.stdout).group(1))
+        self.assertAlmostEqual(tflop, 50000 * 15.47e9 / 1e12, delta=10)
+        print(r.stdout.strip().splitlines()[-4])
+        shutil.rmtree(folder)
+
     def test_plan_sizes_tasks_to_batch_memory(self):
         """fc8 tasks hold as many units as fit batch_memory_gb: 4 bytes per output element of
         every layer of torchvision's VGG16 (counted here from torchvision itself) per unit."""
