@@ -29,9 +29,10 @@ td.name, th.name { text-align: left; }
 svg { background: white; border: 1px solid #ddd; }
 .ex { display: flex; flex-wrap: wrap; gap: 4px; align-items: flex-start; }
 .ex figure { width: 60px; font-size: 10px; }
-.ex figure img, td .ex img { width: 56px; height: 56px; }
-figure .ex { justify-content: center; gap: 2px; margin-top: 2px; }
-figure .ex img { width: 34px; height: 34px; border: 1px solid #ccc; image-rendering: pixelated; }
+.ex figure img { width: 56px; height: 56px; }
+.ex.small { flex-wrap: nowrap; gap: 2px; justify-content: center; margin-top: 2px; }
+.ex.small img { width: 48px; height: 48px; border: 1px solid #ccc; image-rendering: pixelated; }
+figure .ex.small img { width: 34px; height: 34px; }
 """
 
 
@@ -108,10 +109,12 @@ def run(args):
 
             def strip(unit, kind, count=None, captions=True):
                 items = crops.get(unit, {}).get(kind, [])[:count]
+                def img(f, row):
+                    return f'<img src="{f}" alt="{kind} exemplar {row[0]}: {esc(row[2])}" title="{esc(row[2])}">'
+                if not captions:
+                    return '<div class="ex small">' + "".join(img(f, row) for f, row in items) + "</div>"
                 return '<div class="ex">' + "".join(
-                    f'<figure><img src="{f}" alt="{kind} exemplar {row[0]}: {esc(row[2])}" title="{esc(row[2])}">'
-                    + (f"<figcaption>{row[3]:.3g}</figcaption>" if captions else "") + "</figure>"
-                    for f, row in items) + "</div>"
+                    f"<figure>{img(f, row)}<figcaption>{row[3]:.3g}</figcaption></figure>" for f, row in items) + "</div>"
             rows = db.execute(
                 "SELECT r.unit, s.setting_id, s.name, r.shard, r.dataset, r.final_activation, " +
                 ", ".join(f"r.{m.column}" for m in shown) + " FROM actmax_results r "

@@ -14,8 +14,8 @@ mpirun -np 2 --oversubscribe ./build/runner/vizsweep run sweeps/examples/quickst
 DB="$OUT/index.sqlite"
 echo
 echo "Activation maximization, per layer: the setting with the best interpretability score (the"
-echo "judge's probability of the class for fc8; elsewhere activation kept under shifts times"
-echo "low-frequency share; docs/results-layout.md), the highest mean activation, and the least"
+echo "judge's probability of the class for fc8; elsewhere the machine interpretability against"
+echo "the natural exemplars; docs/results-layout.md), the highest mean activation, and the least"
 echo "high-frequency energy:"
 sqlite3 -header -column "file:$DB?mode=ro" "
   SELECT layer,
@@ -35,6 +35,20 @@ sqlite3 -header -column "file:$DB?mode=ro" "
   FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key AND t.layer = 'fc8' AND t.state = 'done'
   JOIN actmax_settings s ON s.setting_id = t.setting_id LEFT JOIN classes c ON c.class_id = r.unit
   GROUP BY s.setting_id ORDER BY AVG(r.score) DESC;"
+echo
+echo "Natural exemplars: the 10,000 test images scanned once for all 442 units (top-9 and bottom-9"
+echo "each). Machine interpretability (mis: how often the image is nearer a unit's top than its"
+echo "bottom exemplars in the judge's feature space, 0.5 = chance; docs/results-layout.md) and"
+echo "the image's activation over its top exemplar's, per layer, best setting by mis first:"
+sqlite3 -header -column "file:$DB?mode=ro" "
+  SELECT layer, setting, ROUND(mean_mis, 3) AS mis, ROUND(mean_activation_ratio, 2) AS activation_ratio
+  FROM actmax_by_layer_setting WHERE mean_mis IS NOT NULL ORDER BY layer, mean_mis DESC;"
+echo
+echo "Class units: the settings ranked by the judge and by mis (do they agree?):"
+sqlite3 -header -column "file:$DB?mode=ro" "
+  SELECT setting, ROUND(mean_judge_prob, 3) AS judge_prob, RANK() OVER (ORDER BY mean_judge_prob DESC) AS judge_rank,
+         ROUND(mean_mis, 3) AS mis, RANK() OVER (ORDER BY mean_mis DESC) AS mis_rank
+  FROM actmax_by_layer_setting WHERE layer = 'fc8' ORDER BY judge_rank;"
 echo
 echo "FGSM success rate (images the model classified correctly whose label the attack changed):"
 sqlite3 -header -column "file:$DB?mode=ro" "
@@ -62,11 +76,14 @@ echo "Figures and the unit atlas (python3 -m analysis; see the README):"
 /usr/bin/python3 -m analysis grid "$OUT" --layer fc8 -o "$OUT/grid_fc8.png"
 /usr/bin/python3 -m analysis fgsm "$OUT" -o "$OUT/fgsm.png"
 /usr/bin/python3 -m analysis invert "$OUT" -o "$OUT/invert.png"
+/usr/bin/python3 -m analysis exemplars "$OUT" --layer fc8 -o "$OUT/exemplars_fc8.png"
+/usr/bin/python3 -m analysis exemplars "$OUT" --layer conv3_1 --units 0-15 --bottom -o "$OUT/exemplars_conv3_1.png"
 /usr/bin/python3 -m analysis atlas "$OUT" -o "$OUT/atlas"
 echo
 ABS="$(cd "$OUT" && pwd)"
 echo "quickstart: index  $ABS/index.sqlite"
 echo "            shards $ABS/shards/ (HDF5; layout in docs/results-layout.md)"
 echo "            class images under each setting: $ABS/grid_fc8.png"
+echo "            natural exemplars: $ABS/exemplars_fc8.png, $ABS/exemplars_conv3_1.png"
 echo "            FGSM and inversion figures: $ABS/fgsm.png, $ABS/invert.png"
 echo "            the unit atlas (open in a browser): $ABS/atlas/index.html"

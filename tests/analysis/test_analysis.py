@@ -155,7 +155,8 @@ class AnalysisTest(unittest.TestCase):
         results_schema.sql): best ranks by any metric the index declares, a new one included,
         and a declaration that would splice something else into SQL is refused."""
         declared = [r[0] for r in self.db.execute("SELECT name FROM metrics ORDER BY rowid")]
-        self.assertEqual(declared, ["score", "judge_prob", "activation", "hf_energy", "total_variation", "saturation",
+        self.assertEqual(declared, ["score", "judge_prob", "mis", "activation_ratio", "activation", "hf_energy",
+                                    "total_variation", "saturation",
                                     "robustness", "argmax_rate", "inversion_error", "fgsm_success"])
         d = self.out("metrics_copy")
         shutil.copytree(self.dir, d)
@@ -377,7 +378,7 @@ class AnalysisTest(unittest.TestCase):
         self.fails(("featuremaps", self.dir, "-o", self.out("x.png"), "--layer", "fc8"),
                    "no feature maps for layer 'fc8'")
         self.fails(("atlas", self.dir, "-o", self.out("x"), "--metric", "fgsm_success"),
-                   "unknown metric 'fgsm_success' for actmax (have score, judge_prob, activation, hf_energy")
+                   "unknown metric 'fgsm_success' for actmax (have score, judge_prob, mis, activation_ratio, activation")
         r = analysis("grid", self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertIn("-o/--output", r.stderr)
