@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/error.h"
 
@@ -30,28 +31,45 @@ ExemplarScan::ExemplarScan(const Model& model, const std::vector<ExemplarLayerRe
     State s;
     s.layer = &L;
     s.units = torch::tensor(units, torch::kLong).to(model.device());
-    const auto U = static_cast<int64_t>(units.size());
-    auto empty_f = torch::empty({U, 0}, torch::TensorOptions().dtype(torch::kFloat).device(model.device()));
-    auto empty_i = torch::empty({U, 0}, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
-    s.top_v = s.bot_v = empty_f;
-    s.top_i = s.bot_i = s.top_p = s.bot_p = empty_i;
+    s.all_units = static_cast<int64_t>(units.size()) == L.units;
+    for (size_t u = 0; s.all_units && u < units.size(); ++u) s.all_units = units[u] == static_cast<int64_t>(u);
+    s.unit_ids = units;
+    const auto slots = units.size() * static_cast<size_t>(k);
+    for (Lists* l : {&s.top, &s.bottom}) {
+      if (l == &s.bottom && !bottom) break;
+      l->v.assign(slots, 0.0f), l->id.assign(slots, 0), l->pos.assign(slots, 0), l->n.assign(units.size(), 0);
+    }
     upto_ = std::max(upto_, L.index);
     states_.push_back(std::move(s));
   }
 }
 
 namespace {
-// Keeps the first k of [kept | batch] along dim 1 in the total order (value, then id). The
-// kept entries' ids are all below the batch's and both parts are in id order among equal
-// values, so a stable sort by value alone breaks ties by id.
-void merge(torch::Tensor& v, torch::Tensor& i, torch::Tensor& p, const torch::Tensor& bv, const torch::Tensor& bi,
-           const torch::Tensor& bp, int64_t k, bool descending) {
-  auto all_v = torch::cat({v, bv}, 1), all_i = torch::cat({i, bi}, 1), all_p = torch::cat({p, bp}, 1);
-  auto order = std::get<1>(torch::sort(all_v, /*stable=*/true, /*dim=*/1, descending));
-  order = order.narrow(1, 0, std::min<int64_t>(k, order.size(1)));
-  v = all_v.gather(1, order).contiguous();
-  i = all_i.gather(1, order).contiguous();
-  p = all_p.gather(1, order).contiguous();
+// Offers each image of a batch to every unit's list, in image order. values, positions:
+// [B, U] on the host. A new entry goes after every entry that is as good (their image ids are
+// lower), so each list stays the first k in the total order (value, then id).
+template <bool Top>
+void offer(std::vector<float>& lv, std::vector<int64_t>& lid, std::vector<int64_t>& lpos, std::vector<int64_t>& ln, int64_t k,
+           const float* values, const int64_t* positions, const std::vector<int64_t>& ids, int64_t U) {
+  auto better = [](float a, float b) { return Top ? a > b : a < b; };
+  for (size_t b = 0; b < ids.size(); ++b) {
+    const float* row = values + static_cast<int64_t>(b) * U;
+    const int64_t* prow = positions + static_cast<int64_t>(b) * U;
+    for (int64_t u = 0; u < U; ++u) {
+      const float x = row[u];
+      const int64_t base = u * k, n = ln[static_cast<size_t>(u)];
+      if (n == k && !better(x, lv[static_cast<size_t>(base + k - 1)])) continue;
+      int64_t j = n < k ? n : k - 1;  // the slot freed (or the last, dropped)
+      while (j > 0 && better(x, lv[static_cast<size_t>(base + j - 1)])) {
+        lv[static_cast<size_t>(base + j)] = lv[static_cast<size_t>(base + j - 1)];
+        lid[static_cast<size_t>(base + j)] = lid[static_cast<size_t>(base + j - 1)];
+        lpos[static_cast<size_t>(base + j)] = lpos[static_cast<size_t>(base + j - 1)];
+        --j;
+      }
+      lv[static_cast<size_t>(base + j)] = x, lid[static_cast<size_t>(base + j)] = ids[b], lpos[static_cast<size_t>(base + j)] = prow[u];
+      if (n < k) ++ln[static_cast<size_t>(u)];
+    }
+  }
 }
 }  // namespace
 
@@ -63,10 +81,11 @@ void ExemplarScan::add(const torch::Tensor& images, const std::vector<int64_t>& 
       throw Error("images", "image ids must increase across batches (got " + std::to_string(ids[j]) + ")");
   torch::NoGradGuard ng;
   const auto dev = model_.device();
-  auto outs = model_.forward_all(images.to(dev), upto_);
-  auto id_row = torch::tensor(ids, torch::kLong).to(dev);
-  for (auto& s : states_) {
-    auto a = outs[static_cast<size_t>(s.layer->index)].index_select(1, s.units);
+  // Each layer's responses are reduced the moment the layer is computed: nothing is copied.
+  std::vector<std::vector<State*>> at(static_cast<size_t>(upto_) + 1);
+  for (auto& s : states_) at[static_cast<size_t>(s.layer->index)].push_back(&s);
+  auto take = [&](State& s, const torch::Tensor& out) {
+    auto a = s.all_units ? out : out.index_select(1, s.units);
     torch::Tensor v, p;
     if (a.dim() == 4) {
       const int64_t H = a.size(2), W = a.size(3);
@@ -75,21 +94,26 @@ void ExemplarScan::add(const torch::Tensor& images, const std::vector<int64_t>& 
         std::tie(v, p) = flat.max(2);
       } else {
         const int64_t c = (H / 2) * W + W / 2;
-        v = flat.select(2, c);
+        v = flat.select(2, c).clone();
         p = torch::full_like(v, c, torch::kLong);
       }
     } else {
-      v = a;
+      v = a.clone();
       p = torch::zeros_like(v, torch::kLong);
     }
-    if (!torch::isfinite(v).all().item<bool>())
-      throw NumericalError(s.layer->alias, "non-finite activation for an image of ids " + std::to_string(ids.front()) + ".." +
-                                               std::to_string(ids.back()));
-    v = v.t().contiguous(), p = p.t().contiguous();
-    auto bi = id_row.unsqueeze(0).expand({v.size(0), -1}).contiguous();
-    merge(s.top_v, s.top_i, s.top_p, v, bi, p, k_, true);
-    if (bottom_) merge(s.bot_v, s.bot_i, s.bot_p, v, bi, p, k_, false);
-  }
+    v = v.to(torch::kCPU).contiguous(), p = p.to(torch::kCPU).contiguous();  // [B, U]
+    const float* vd = v.data_ptr<float>();
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (!std::isfinite(vd[i]))
+        throw NumericalError(s.layer->alias, "non-finite activation for an image of ids " + std::to_string(ids.front()) + ".." +
+                                                 std::to_string(ids.back()));
+    const int64_t U = v.size(1);
+    offer<true>(s.top.v, s.top.id, s.top.pos, s.top.n, k_, vd, p.data_ptr<int64_t>(), ids, U);
+    if (bottom_) offer<false>(s.bottom.v, s.bottom.id, s.bottom.pos, s.bottom.n, k_, vd, p.data_ptr<int64_t>(), ids, U);
+  };
+  model_.forward_each(images.to(dev), upto_, [&](int index, const torch::Tensor& out) {
+    for (State* s : at[static_cast<size_t>(index)]) take(*s, out);
+  });
   seen_ += static_cast<int64_t>(ids.size());
   last_id_ = ids.back();
 }
@@ -100,31 +124,28 @@ std::vector<ExemplarScan::LayerExemplars> ExemplarScan::result() const {
     LayerExemplars le;
     le.layer = *s.layer;
     const int64_t W = s.layer->spatial() ? s.layer->shape[2] : 1;
-    auto units = s.units.cpu();
-    auto list = [&](const torch::Tensor& v_, const torch::Tensor& i_, const torch::Tensor& p_) {
-      auto v = v_.cpu().contiguous(), i = i_.cpu().contiguous(), p = p_.cpu().contiguous();
-      auto va = v.accessor<float, 2>();
-      auto ia = i.accessor<int64_t, 2>(), pa = p.accessor<int64_t, 2>();
-      std::vector<std::vector<Exemplar>> all(static_cast<size_t>(v.size(0)));
-      for (int64_t u = 0; u < v.size(0); ++u)
-        for (int64_t j = 0; j < v.size(1); ++j) {
+    auto list = [&](const Lists& l) {
+      std::vector<std::vector<Exemplar>> all(s.unit_ids.size());
+      for (size_t u = 0; u < s.unit_ids.size(); ++u)
+        for (int64_t j = 0; j < l.n[u]; ++j) {
+          const auto at = u * static_cast<size_t>(k_) + static_cast<size_t>(j);
           Exemplar e;
-          e.image = ia[u][j];
-          e.activation = va[u][j];
-          e.y = pa[u][j] / W, e.x = pa[u][j] % W;
+          e.image = l.id[at];
+          e.activation = l.v[at];
+          e.y = l.pos[at] / W, e.x = l.pos[at] % W;
           e.box = model_.receptive_field(s.layer->index, e.y, e.x);
-          all[static_cast<size_t>(u)].push_back(e);
+          all[u].push_back(e);
         }
       return all;
     };
-    auto top = list(s.top_v, s.top_i, s.top_p);
+    auto top = list(s.top);
     std::vector<std::vector<Exemplar>> bottom;
-    if (bottom_) bottom = list(s.bot_v, s.bot_i, s.bot_p);
-    for (int64_t u = 0; u < units.size(0); ++u) {
+    if (bottom_) bottom = list(s.bottom);
+    for (size_t u = 0; u < s.unit_ids.size(); ++u) {
       UnitExemplars ue;
-      ue.unit = units[u].item<int64_t>();
-      ue.top = std::move(top[static_cast<size_t>(u)]);
-      if (bottom_) ue.bottom = std::move(bottom[static_cast<size_t>(u)]);
+      ue.unit = s.unit_ids[u];
+      ue.top = std::move(top[u]);
+      if (bottom_) ue.bottom = std::move(bottom[u]);
       le.units.push_back(std::move(ue));
     }
     out.push_back(std::move(le));

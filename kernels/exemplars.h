@@ -68,11 +68,17 @@ class ExemplarScan {
   int64_t images_seen() const { return seen_; }
 
  private:
+  // A unit's list: k slots of (value, image id, flat position), best first; n filled.
+  struct Lists {
+    std::vector<float> v;
+    std::vector<int64_t> id, pos, n;
+  };
   struct State {
     const LayerInfo* layer;
     torch::Tensor units;                 // [U] long
-    torch::Tensor top_v, top_i, top_p;   // [U, n] value, image id, flat position
-    torch::Tensor bot_v, bot_i, bot_p;
+    std::vector<int64_t> unit_ids;       // the same, on the host
+    bool all_units = false;              // units = every unit in order (no selection needed)
+    Lists top, bottom;                   // U x k slots each
   };
   const Model& model_;
   int64_t k_;

@@ -724,6 +724,19 @@ std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) 
   return outs;
 }
 
+void Model::forward_each(const torch::Tensor& x, int upto,
+                         const std::function<void(int, const torch::Tensor&)>& visit) const {
+  check_input(x);
+  if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
+  torch::Tensor h = to_compute(*impl_, (x - mean_) / std_);
+  for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
+    const Stage& st = impl_->stages[i];
+    if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
+    h = st.fn(h);
+    visit(static_cast<int>(i), to_fp32(h));  // before the next layer (an in-place ReLU) changes it
+  }
+}
+
 std::string Model::class_name(int64_t index) const {
   if (index >= 0 && index < static_cast<int64_t>(info_.classes.size())) return info_.classes[index];
   return "#" + std::to_string(index);

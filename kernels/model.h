@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,6 +114,10 @@ class Model {
   // Every layer's output for x up to `upto` (-1: all), in forward order (tensors are
   // distinct, not aliased).
   std::vector<torch::Tensor> forward_all(const torch::Tensor& x, int upto = -1) const;
+  // forward() up to `upto`, handing every layer's output to `visit(index, output)` as it is
+  // computed: valid only during the call (the next layer may overwrite it in place), so no
+  // copies are kept, unlike forward_all.
+  void forward_each(const torch::Tensor& x, int upto, const std::function<void(int, const torch::Tensor&)>& visit) const;
   int last_index() const { return static_cast<int>(layers_.size()) - 1; }
 
   // Receptive-field cropping. The input rows [y0, y1) and columns [x0, x1) that determine the
