@@ -8,11 +8,14 @@ and the DeepVis toolbox do; batched: all units as one batch through the truncate
 a careful PyTorch user writes). Workload: torchvision's VGG16 (seeded random weights) at
 224 px, the centre unit, L2 decay 1e-4 and a Gaussian blur every 4 steps.
 
-    /usr/bin/python3 bench/run_bench.py [--only actmax,runner,index] [--threads N] [--units 4] [--iters 10] [--repeat 3]
+    /usr/bin/python3 bench/run_bench.py [--only actmax,runner,index,exemplars] [--threads N] [--units 4] [--iters 10] [--repeat 3]
 
 runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
 under mpirun: tasks dispatched, reported and committed to the index per second.
 index: the best-setting query (analysis best) over an index of 1,000,000 result rows.
+exemplars: the exemplar scan of Fashion-MNIST's 60,000 training images for every unit of every
+layer of the default model, against a bare batched forward pass over the same images
+(vizsweep-bench-exemplars).
 
 Needs the build (scripts/build.sh: build/bench/vizsweep-bench-actmax) and Debian's
 python3-torch and python3-torchvision. Prints a table; never a pass/fail test.
@@ -52,7 +55,7 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="rounds per layer (actmax); the median of each side is shown")
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
     p.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "vizsweep-bench-actmax"))
-    p.add_argument("--only", default="actmax,runner,index", help="which benchmarks (comma-separated)")
+    p.add_argument("--only", default="actmax,runner,index,exemplars", help="which benchmarks (comma-separated)")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     a = p.parse_args()
@@ -65,6 +68,22 @@ def main():
         bench_runner(a)
     if "index" in only:
         bench_index(a)
+    if "exemplars" in only:
+        bench_exemplars(a)
+
+
+def bench_exemplars(a):
+    exe = os.path.join(ROOT, "build", "bench", "vizsweep-bench-exemplars")
+    if not os.path.exists(exe):
+        sys.exit(f"run_bench: {exe} is not built (scripts/build.sh)")
+    out = run([exe, "--threads", str(a.threads), "--repeat", str(max(2, a.repeat)),
+               "--model", os.path.join(ROOT, "models", "fashion_vgg11.pt")])
+    f = dict(kv.split("=") for kv in out.split()[1:])
+    print(f"\nexemplars: {int(f['images']):,} images, every unit of {f['layers']} layers ({int(f['units']):,} units), "
+          f"batch {f['batch']}, {a.threads} threads")
+    print(f"  bare forward pass {float(f['forward_s']):.2f} s, scan (top-9 and bottom-9 of every unit) "
+          f"{float(f['scan_s']):.2f} s: ratio {float(f['ratio']):.2f}")
+    print(f"  the scan's state between batches: {float(f['state_bytes']) / 1024:.0f} KiB, whatever the image count")
 
 
 def bench_actmax(a):
