@@ -174,8 +174,8 @@ class FaultTest(unittest.TestCase):
 
     def affected(self, d, shard):
         return {r[0] for r in index_rows(
-            d, "SELECT task_key FROM actmax_results WHERE shard=? UNION SELECT task_key FROM fgsm_results WHERE shard=?",
-            shard, shard)}
+            d, "SELECT task_key FROM actmax_results WHERE shard=? UNION SELECT task_key FROM fgsm_results WHERE shard=? "
+               "UNION SELECT task_key FROM exemplar_results WHERE shard=?", shard, shard, shard)}
 
     def test_damaged_shards_are_named_and_exactly_those_tasks_recomputed(self):
         # A bit flipped inside one dataset: its Fletcher-32 checksum no longer matches. One bit

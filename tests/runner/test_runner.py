@@ -60,10 +60,10 @@ def index_rows(d, sql, *params):
 def task_data(d):
     """key -> {dataset name: bytes} for every done task, read from the shard its rows name."""
     out = {}
-    for key, shard in index_rows(d, "SELECT DISTINCT r.task_key, r.shard FROM (SELECT task_key, shard FROM actmax_results "
-                                    "UNION SELECT task_key, shard FROM invert_results UNION SELECT task_key, shard FROM "
-                                    "fgsm_results UNION SELECT task_key, shard FROM featuremap_results UNION "
-                                    "SELECT task_key, shard FROM exemplar_results) r"):
+    tables = [t for t in ("actmax_results", "invert_results", "fgsm_results", "featuremap_results", "exemplar_results")
+              if index_rows(d, "SELECT COUNT(*) FROM sqlite_master WHERE name = ?", t)[0][0]]  # exemplars: since 1.5
+    for key, shard in index_rows(d, "SELECT DISTINCT r.task_key, r.shard FROM (" +
+                                 " UNION ".join(f"SELECT task_key, shard FROM {t}" for t in tables) + ") r"):
         with h5py.File(os.path.join(d, shard), "r") as f:
             g = f["tasks"][key]
             out[key] = {name: np.asarray(g[name]).tobytes() for name in g}
@@ -200,14 +200,17 @@ class RunnerTest(unittest.TestCase):
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("0 problem(s)", v.stdout)
-        # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 adds the hyperparameters declared since,
+        # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 adds the hyperparameters declared since,
         # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
         self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.5",)])
         self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate, "
                                        "pad, decorrelate FROM actmax_settings"),
                          [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0, 0, 0)])
-        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 10)
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM metrics")[0][0], 12)
+        # 1.5: tasks and images rebuilt with all their rows; the exemplar tables there, empty
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM exemplar_results"), [(0,)])
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM actmax_results WHERE mis IS NOT NULL"), [(0,)])
         # 1.4: the score of the rows already there, no judge columns
         self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM actmax_results WHERE judge_prob IS NOT NULL OR "
                                        "ABS(score - MIN(MAX(robustness, 0), 1) * (1 - hf_energy)) > 1e-12"), [(0,)])
