@@ -8,8 +8,13 @@ and the DeepVis toolbox do; batched: all units as one batch through the truncate
 a careful PyTorch user writes). Workload: torchvision's VGG16 (seeded random weights) at
 224 px, the centre unit, L2 decay 1e-4 and a Gaussian blur every 4 steps.
 
-    /usr/bin/python3 bench/run_bench.py [--only actmax,runner,index,exemplars] [--threads N] [--units 4] [--iters 10] [--repeat 3]
+    /usr/bin/python3 bench/run_bench.py [--only actmax,formats,runner,index,exemplars] [--threads N] [--units 4] [--iters 10] [--repeat 3]
 
+formats: each side in its fastest compute format on this machine (fp32 or bf16, NCHW or
+channels_last; --format-iters iterations, 50 by default, so that the final forward pass is a
+small part of the work): vizsweep's formats must pass the quality guard (the run's images
+reach at least 0.99 of the fp32 run's objective, under the fp32 model); the peer's are
+plain PyTorch (torch.autocast, channels_last).
 runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
 under mpirun: tasks dispatched, reported and committed to the index per second.
 index: the best-setting query (analysis best) over an index of 1,000,000 result rows.
@@ -55,7 +60,8 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="rounds per layer (actmax); the median of each side is shown")
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
     p.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "vizsweep-bench-actmax"))
-    p.add_argument("--only", default="actmax,runner,index,exemplars", help="which benchmarks (comma-separated)")
+    p.add_argument("--only", default="actmax,formats,runner,index,exemplars", help="which benchmarks (comma-separated)")
+    p.add_argument("--format-iters", type=int, default=50, help="iterations per run of the formats benchmark")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     a = p.parse_args()
@@ -64,6 +70,8 @@ def main():
     only = set(a.only.split(","))
     if "actmax" in only:
         bench_actmax(a)
+    if "formats" in only:
+        bench_formats(a)
     if "runner" in only:
         bench_runner(a)
     if "index" in only:
@@ -120,6 +128,47 @@ def bench_actmax(a):
     print(f"convolution peak here (256->256 channels, 3x3, 56x56, batch 8, forward + input gradient): {peak:.1f} GFLOP/s; "
           "GFLOP/s: the optimization loop's own rate (a run with twice the iterations minus the run), counting the "
           "work executed (the crop's, where cropped)")
+
+
+FORMATS = (("fp32", 0), ("fp32", 1), ("bf16", 0), ("bf16", 1))
+
+
+def bench_formats(a):
+    if not os.access(a.bench, os.X_OK):
+        sys.exit(f"run_bench: {a.bench} is not built (scripts/build.sh)")
+    peer = os.path.join(ROOT, "bench", "peer_actmax.py")
+    common = ["--units", str(a.units), "--iters", str(a.format_iters), "--threads", str(a.threads)]
+    print(f"\nformats: each side in its fastest format here; {a.units} units x {a.format_iters} iterations, "
+          f"median of {a.repeat} rounds")
+    print(f"{'layer':<8} {'vizsweep':>22} {'reached':>8} {'peer (batched)':>22} {'x peer':>7} {'x naive fp32':>13}")
+    logs = []
+    for layer in a.layers.split(","):
+        ours, theirs = {}, {}
+        naive = statistics.median(rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + common))
+                                  for _ in range(a.repeat))
+        for prec, cl in FORMATS:
+            fmt = ["--precision", prec, "--channels-last", str(cl)]
+            rates, reached = [], 1.0
+            for _ in range(a.repeat):
+                out = run([a.bench, "--layers", layer] + common + fmt)
+                rates.append(rate(out))
+                m = re.search(r"reached=([0-9.eE+-]+)", out)
+                if m:
+                    reached = min(reached, float(m.group(1)))
+            ours[(prec, cl)] = (statistics.median(rates), reached)
+            theirs[(prec, cl)] = statistics.median(
+                rate(run([sys.executable, peer, "--mode", "batched", "--layer", layer] + common + fmt)) for _ in range(a.repeat))
+        passing = {f: v for f, v in ours.items() if v[1] >= 0.99}  # the quality guard; fp32 NCHW always passes
+        best = max(passing, key=lambda f: passing[f][0])
+        pbest = max(theirs, key=theirs.get)
+        v, reached = passing[best]
+        name = lambda f: f"{f[0]}{'+CL' if f[1] else ''}"  # noqa: E731
+        logs.append(math.log(v / naive))
+        print(f"{layer:<8} {name(best):>10} {v:11.2f} {reached:8.3f} {name(pbest):>10} {theirs[pbest]:11.2f} "
+              f"{v / theirs[pbest]:7.2f} {v / naive:13.2f}", flush=True)
+    print(f"unit-iterations per second; CL: channels_last. Geometric mean against the naive fp32 peer: "
+          f"{math.exp(sum(logs) / len(logs)):.2f}x (target >= 5); x peer: against the batched peer in its own fastest "
+          "format (target >= 1)")
 
 
 def bench_runner(a):
