@@ -35,6 +35,18 @@ void parse_unit_item(const Reader& r, const YAML::Node& n, const std::string& fi
   }
 }
 
+std::vector<int64_t> parse_units(const Reader& r, const YAML::Node& n, const std::string& field, int& line) {
+  line = n.Mark().line + 1;
+  std::vector<int64_t> units;
+  if (n.IsScalar() && n.Scalar() == "all") return units;
+  auto list = r.items(n, field);
+  for (size_t i = 0; i < list.size(); ++i)
+    parse_unit_item(r, list[i], n.IsSequence() ? field + "[" + std::to_string(i) + "]" : field, units);
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
+  return units;
+}
+
 std::vector<Located> parse_layers(const Reader& r, const YAML::Node& n, const std::string& field, bool& all) {
   std::vector<Located> out;
   all = false;

@@ -148,6 +148,9 @@ class Reader {
 
 // Unit lists: "0-63" or "7" appended to `out`.
 void parse_unit_item(const Reader& r, const YAML::Node& n, const std::string& field, std::vector<int64_t>& out);
+// `units:` as a list of numbers and ranges, sorted and without repeats; `all` gives the empty
+// list (every unit). `line` gets the field's line, for range errors found against the model.
+std::vector<int64_t> parse_units(const Reader& r, const YAML::Node& n, const std::string& field, int& line);
 // A layer list, or `all` (sets `all`).
 std::vector<Located> parse_layers(const Reader& r, const YAML::Node& n, const std::string& field, bool& all);
 std::vector<uint64_t> parse_seeds(const Reader& r, const YAML::Node& n, const std::string& field);

@@ -33,16 +33,7 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   auto s = std::make_shared<ActmaxSection>();
   if (!a["layers"]) r.fail(a, "actmax.layers", "missing: list layers or say all");
   s->layers = parse_layers(r, a["layers"], "actmax.layers", s->all_layers);
-  if (a["units"]) {
-    s->units_line = a["units"].Mark().line + 1;
-    if (!(a["units"].IsScalar() && a["units"].Scalar() == "all")) {
-      auto list = r.items(a["units"], "actmax.units");
-      for (size_t i = 0; i < list.size(); ++i)
-        parse_unit_item(r, list[i], a["units"].IsSequence() ? "actmax.units[" + std::to_string(i) + "]" : "actmax.units", s->units);
-      std::sort(s->units.begin(), s->units.end());
-      s->units.erase(std::unique(s->units.begin(), s->units.end()), s->units.end());
-    }
-  }
+  if (a["units"]) s->units = parse_units(r, a["units"], "actmax.units", s->units_line);
   if (a["units_per_batch"]) s->units_per_batch = r.integer(a["units_per_batch"], "actmax.units_per_batch", 1, 65536);
   if (a["objective"]) {
     try {

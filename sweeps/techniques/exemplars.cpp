@@ -25,17 +25,7 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   auto s = std::make_shared<ExemplarsSection>();
   if (!a["layers"]) r.fail(a, "exemplars.layers", "missing: list layers or say all");
   s->layers = parse_layers(r, a["layers"], "exemplars.layers", s->all_layers);
-  if (a["units"]) {
-    s->units_line = a["units"].Mark().line + 1;
-    if (!(a["units"].IsScalar() && a["units"].Scalar() == "all")) {
-      auto list = r.items(a["units"], "exemplars.units");
-      for (size_t i = 0; i < list.size(); ++i)
-        parse_unit_item(r, list[i], a["units"].IsSequence() ? "exemplars.units[" + std::to_string(i) + "]" : "exemplars.units",
-                        s->units);
-      std::sort(s->units.begin(), s->units.end());
-      s->units.erase(std::unique(s->units.begin(), s->units.end()), s->units.end());
-    }
-  }
+  if (a["units"]) s->units = parse_units(r, a["units"], "exemplars.units", s->units_line);
   s->images = parse_images(r, a["images"], "exemplars.images", &s->skipped_files);
   if (a["k"]) {
     s->k = r.integer(a["k"], "exemplars.k", 1, 1000);
