@@ -41,10 +41,17 @@
 //   param_cost layer=L units=U pixel_ms=A fft_ms=B transforms_ms=C fft_ratio=B/A transforms_ratio=C/A
 // plus both on the receptive-field crop, as a sweep runs them (pixel_crop_ms,
 // transforms_crop_ms, crop_ratio; the same as uncropped where the field covers the image).
+// --tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h), for a machine with
+// only LibTorch (bench/gpu_check.sh): --units units of the peer's workload at --iters
+// iterations in every compute format the device has, each on its own copy of the model, the
+// quality guard against fp32 NCHW, and the format chosen:
+//   tune layer=L format=F seconds=T speedup=X reached=R min_unit=M hf_diff=H guard=pass|FAIL|reference [why]
+//   tune layer=L chosen=F speedup=X
 // --model FILE: a TorchScript model (e.g. models/fashion_vgg11.pt) instead of VGG16; its
 // own input size.
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -57,6 +64,7 @@
 #include "kernels/actmax.h"
 #include "kernels/error.h"
 #include "kernels/model.h"
+#include "kernels/tune.h"
 
 using namespace vizsweep::kernels;
 using Clock = std::chrono::steady_clock;
@@ -156,7 +164,7 @@ double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat
 int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu", model_file;
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
-  bool peak = false, param_cost = false;
+  bool peak = false, param_cost = false, tune = false;
   int project = 0, channels_last = 0;
   std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -187,6 +195,7 @@ int main(int argc, char** argv) {
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
     else if (a == "--param-cost") param_cost = true;
+    else if (a == "--tune") tune = true;
     else if (a == "--model") model_file = next();
     else if (a == "--project") project = integer();
     else if (a == "--precision") precision = next();
@@ -212,6 +221,50 @@ int main(int argc, char** argv) {
     const bool check = prec != Model::Precision::Fp32 || channels_last != 0;
     std::optional<Model> ref;  // fp32 NCHW, the same weights before conversion
     if (check) ref = Model::builtin(o), ref->to(dev);
+    if (tune) {
+      std::map<std::string, Model> copies;  // one model per format, converted once
+      auto in_format = [&](const ComputeFormat& f) -> const Model& {
+        auto it = copies.find(f.name());
+        if (it != copies.end()) return it->second;
+        Model c = model_file.empty() ? Model::builtin(o) : Model::load(model_file);
+        c.to(dev);
+        c.set_compute(parse_precision(f.precision), f.channels_last);
+        return copies.emplace(f.name(), c).first->second;
+      };
+      std::vector<FormatTrial> skipped;
+      const auto formats = candidate_formats(dev.is_cuda(), &skipped);
+      for (const auto& t : skipped) std::printf("tune skipped format=%s why=%s\n", t.format.name().c_str(), t.why.c_str());
+      const Model& ref = in_format(ComputeFormat{});
+      for (const auto& name : split(layers)) {
+        const ActMaxRequest req = peer_request(name, std::min<int64_t>(units, m.layer(name).units));
+        auto probe = [&](const ComputeFormat& f, bool warm_up) {
+          ActMaxRequest r = req;
+          r.settings.iterations = warm_up ? 2 : iters;
+          const Model& mf = in_format(f);
+          sync(dev);
+          const auto t0 = Clock::now();
+          ActMaxResult res = activation_maximization(mf, r);
+          sync(dev);
+          FormatProbe p;
+          p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+          torch::NoGradGuard ng;
+          UnitObjective obj(ref, ref.layer(name), r.units, r.objective);
+          auto v = obj.evaluate(ref.forward(res.images, ref.layer(name).index)).to(torch::kCPU, torch::kDouble).contiguous();
+          auto hf = res.hf_energy.to(torch::kCPU, torch::kDouble).contiguous();
+          p.objective.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+          p.hf_energy.assign(hf.data_ptr<double>(), hf.data_ptr<double>() + hf.numel());
+          return p;
+        };
+        const LayerTuning t = tune_layer(name, formats, probe, 3);
+        for (const auto& x : t.trials)
+          std::printf("tune layer=%s format=%s seconds=%.4f speedup=%.3f reached=%.4f min_unit=%.4f hf_diff=%.4f guard=%s %s\n",
+                      name.c_str(), x.format.name().c_str(), x.seconds, x.speedup, x.reached, x.min_unit, x.hf_diff,
+                      x.format == ComputeFormat{} ? "reference" : x.pass ? "pass" : "FAIL", x.why.c_str());
+        std::printf("tune layer=%s chosen=%s speedup=%.3f\n", name.c_str(), t.chosen.name().c_str(), t.speedup);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
     if (param_cost) {
       for (const auto& name : split(layers)) {
         ActMaxRequest req;

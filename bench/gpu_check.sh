@@ -7,7 +7,10 @@
 #   2. the same in channels_last, in bf16 + channels_last and in fp16 + channels_last, each
 #      with `check` lines against fp32 (largest pixel difference, objective reached);
 #   3. the projected time to map all 13,416 VGG16 units at 256 iterations, in fp32 and in
-#      the format named by PROJECT_FORMAT (default "bf16 1": bf16, channels_last).
+#      the format named by PROJECT_FORMAT (default "bf16 1": bf16, channels_last);
+#   4. tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h) over fp32, bf16
+#      and fp16, NCHW and NHWC, behind the quality guard (TUNE_ITERS iterations, default 50;
+#      TUNE=0 skips it).
 #
 #   bench/gpu_check.sh                       # on the GPU machine, from the repository root
 #   bench/gpu_check.sh --stage-headers DIR   # on a Debian machine: copy nlohmann/json.hpp and
@@ -63,3 +66,8 @@ for fmt in "fp32 0" "$PROJECT_FORMAT"; do
   "$BENCH" --device "$DEVICE" --units "$UNITS" --project "$PROJECT" --precision "$1" --channels-last "$2" 2>&1 | log ||
     echo "failed: projection $1 $2" | log
 done
+if [ "${TUNE:-1}" != 0 ]; then
+  echo "== tune (the quality guard against fp32 NCHW; the fastest format that passes)" | log
+  "$BENCH" --device "$DEVICE" --units "${TUNE_UNITS:-8}" --iters "${TUNE_ITERS:-50}" --layers "$LAYERS" --tune 2>&1 | log ||
+    echo "failed: tune" | log
+fi

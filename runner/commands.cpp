@@ -4,13 +4,18 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <ctime>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "kernels/error.h"
 #include "kernels/settings.h"
+#include "kernels/tune.h"
 #include "runner/commands.h"
 #include "runner/engine.h"
 #include "runner/index.h"
+#include "runner/projection.h"
 #include "runner/results_dir.h"
 #include "runner/shard.h"
 #include "sweeps/sweep.h"
@@ -22,7 +27,98 @@ namespace vizsweep::runner {
 
 using sweeps::thousands;
 
-int plan_command(const std::string& path, const std::string& out) {
+namespace {
+
+// The projection of `tasks` from a tune file: per layer and the wall time on `ranks` ranks.
+void print_projection(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, const std::string& file, int ranks) {
+  const auto p = Projection::load(file);
+  if (ranks <= 0) ranks = std::max(1, p.json().value("ranks", 1));
+  std::vector<TaskCost> costs;
+  for (const auto& t : tasks) costs.push_back({t.technique, t.layer, t.setting, t.cost});
+  const auto r = project(p, costs, ranks);
+  std::printf("\nprojected time on %s, %d rank%s x %d thread%s (measured by vizsweep tune %s, %s):\n", p.machine().c_str(), ranks,
+              ranks == 1 ? "" : "s", p.threads(), p.threads() == 1 ? "" : "s", p.json().value("created_at", std::string("?")).c_str(),
+              file.c_str());
+  std::printf("%-12s %-10s %10s %14s  %s\n", "technique", "layer", "tasks", "rank time", "format");
+  for (const auto& l : r.layers) {
+    std::string format;
+    if (l.technique == "actmax") {
+      format = spec.format_for(l.layer).name();
+      const auto m = p.measured_format(l.layer);
+      if (m && *m != spec.format_for(l.layer)) format += " (measured in " + m->name() + ": paste tune's compute: snippet or tune again)";
+    }
+    std::printf("%-12s %-10s %10s %14s  %s\n", l.technique.c_str(), l.layer.c_str(), thousands(l.tasks).c_str(),
+                human_seconds(l.seconds).c_str(), format.c_str());
+  }
+  std::printf("total: %s of task time; wall on %d rank%s: about %s (%s startup, %s of tasks most expensive first, %s finishing)\n",
+              human_seconds(r.task_seconds).c_str(), ranks, ranks == 1 ? "" : "s", human_seconds(r.wall).c_str(),
+              human_seconds(r.startup).c_str(), human_seconds(r.makespan).c_str(), human_seconds(r.finish).c_str());
+  if (r.unmeasured > 0)
+    std::printf("not projected: %s tasks of techniques the tune file has no measurement of (tune this sweep again)\n",
+                thousands(r.unmeasured).c_str());
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (spec.threads == 0 && p.threads() != std::max(1, cores / ranks))
+    std::printf("note: measured with %d threads per rank; a run of %d ranks here gets %d (vizsweep tune --ranks %d)\n", p.threads(),
+                ranks, std::max(1, cores / ranks), ranks);
+}
+
+// Seconds since the epoch of an index time ("2026-12-03T06:20:01.123Z"); -1 if unreadable.
+double iso_seconds(const std::string& t) {
+  std::tm tm{};
+  double frac = 0;
+  if (t.size() < 19 || !strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return -1;
+  if (t.size() > 20 && t[19] == '.') frac = std::atof(t.substr(19).c_str());
+  return static_cast<double>(timegm(&tm)) + frac;
+}
+
+// `status`: the projection of a tune file against what the done tasks took.
+void print_projection_vs_run(const ResultIndex& index, const std::string& file) {
+  std::optional<Projection> p;
+  try {
+    p = Projection::load(file);
+  } catch (const Error& e) {
+    std::printf("\nprojection: %s\n", e.what());
+    return;
+  }
+  std::vector<TaskCost> costs;
+  std::set<int> ranks;
+  double first = -1, last = -1;
+  std::map<std::pair<std::string, std::string>, double> took;
+  for (const auto& t : index.task_timings()) {
+    if (!t.done) continue;
+    costs.push_back({t.technique, t.layer, t.setting, t.cost});
+    took[{t.technique, t.layer}] += t.seconds;
+    if (t.rank >= 0) ranks.insert(t.rank);
+    const double a = iso_seconds(t.started), b = iso_seconds(t.finished);
+    if (a >= 0 && (first < 0 || a < first)) first = a;
+    if (b >= 0 && b > last) last = b;
+  }
+  if (costs.empty()) return;
+  const int n = std::max<int>(1, static_cast<int>(ranks.size()));
+  const auto r = project(*p, costs, n);
+  std::printf("\nprojection (%s, %s) against the done tasks:\n", file.c_str(), p->machine().c_str());
+  std::printf("%-12s %-10s %8s %12s %12s %7s\n", "technique", "layer", "tasks", "projected", "took", "ratio");
+  double all = 0;
+  for (const auto& l : r.layers) {
+    const double t = took[{l.technique, l.layer}];
+    all += t;
+    std::printf("%-12s %-10s %8s %12s %12s %7s\n", l.technique.c_str(), l.layer.c_str(), thousands(l.tasks).c_str(),
+                human_seconds(l.seconds).c_str(), human_seconds(t).c_str(),
+                l.seconds > 0 ? (std::to_string(t / l.seconds).substr(0, 4) + "x").c_str() : "-");
+  }
+  std::printf("task time: projected %s, took %s (%.2fx)\n", human_seconds(r.task_seconds).c_str(), human_seconds(all).c_str(),
+              r.task_seconds > 0 ? all / r.task_seconds : 0.0);
+  if (first >= 0 && last >= first)
+    std::printf("wall on %d rank%s, first task start to last finish: projected %s, took %s (%.2fx; a resumed run counts the pause)\n", n,
+                n == 1 ? "" : "s", human_seconds(r.makespan).c_str(), human_seconds(last - first).c_str(),
+                r.makespan > 0 ? (last - first) / r.makespan : 0.0);
+}
+
+}  // namespace
+
+int plan_command(const PlanOptions& o) {
+  const std::string& path = o.sweep;
+  const std::string& out = o.out;
   auto spec = sweeps::load_sweep(path);
   Engine engine(spec, "cpu", 1, /*compute_format=*/false);
   auto tasks = sweeps::expand(spec, engine.model());
@@ -84,8 +180,16 @@ int plan_command(const std::string& path, const std::string& out) {
               total_flops / 1e12, human(total_flops / 1e11).c_str(), human(total_flops / 1e14).c_str());
   std::printf("per task: items in the largest task of the layer; GiB/task: its estimated working memory (batch_memory_gb: %g)\n",
               spec.batch_memory_gb);
-  std::printf("compute: %s%s (the image, steps and metrics stay fp32)\n", spec.precision.c_str(),
-              spec.channels_last ? ", channels_last" : "");
+  std::printf("compute: %s (the image, steps and metrics stay fp32)\n", sweeps::compute_summary(spec).c_str());
+  std::string tune = o.tune;
+  if (tune.empty()) {  // this machine kind's, else the newest
+    const std::string dir = ResultsDir::of(spec.name, out).path();
+    auto f = Projection::find(dir, "cpu: " + kernels::cpu_kind());
+    if (!f) f = Projection::find(dir, "");
+    if (f) tune = *f;
+  }
+  if (!tune.empty()) print_projection(spec, tasks, tune, o.ranks);
+  else std::printf("projected time: run `vizsweep tune %s` on the machine kind that will run it, then plan again\n", path.c_str());
   return kExitOk;
 }
 
@@ -111,6 +215,7 @@ int status_command(const std::string& dir, bool check) {
   };
   for (auto& [tech, m] : t) line(tech, m);
   line("all", all);
+  if (auto f = Projection::find(dir, "")) print_projection_vs_run(index, *f);
   auto fails = index.failures(5);
   if (!fails.empty()) {
     std::printf("\nlast failures:\n");

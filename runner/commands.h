@@ -23,8 +23,31 @@ struct RunOptions {
   bool noop_tasks = false;       // benchmark of the runner: tasks compute and write nothing
 };
 
-// Validates the sweep and prints task counts and the cost estimate; writes nothing.
-int plan_command(const std::string& sweep, const std::string& out);
+// Validates the sweep and prints task counts and the cost estimate; writes nothing. With a
+// tune file (`tune`, or the one `vizsweep tune` wrote for this machine kind in the results
+// directory), also the projected time per layer and the wall time on `ranks` ranks.
+struct PlanOptions {
+  std::string sweep, out, tune;
+  int ranks = 0;  // 0: the tune file's
+};
+int plan_command(const PlanOptions& o);
+
+struct TuneOptions {
+  std::string sweep, out;
+  std::string save;      // the tune file; "" = DIR/tune/<machine kind>.json
+  std::string device;    // "" = cuda when the sweep allows it and there is one, else cpu
+  int units = 8;         // units per format probe
+  int iters = 50;        // iterations per format probe (at most the setting's)
+  int repeats = 3;       // timed runs per format (the fastest counts)
+  int ranks = 1;         // the run to project: threads per rank = cores / ranks
+  int threads = 0;       // 0: the sweep's, else cores / ranks
+  bool formats = true;   // false: only the projection's measurements, in the sweep's formats
+  std::string layers;    // "conv5_3,fc8": tune only these actmax layers ("" = all)
+};
+// Times each actmax layer of the sweep in every compute format this device has, keeps those
+// that pass the quality guard (kernels/tune.h), prints the fastest per layer and the
+// `compute:` snippet, and measures one task of every group for `plan`'s projection.
+int tune_command(const TuneOptions& o);
 // Runs (or resumes) a sweep; call under mpirun/srun or alone. Initializes MPI itself.
 int run_command(const RunOptions& o, int* argc, char*** argv);
 // Progress of a results directory from its index (read-only; works during a run). With

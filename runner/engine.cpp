@@ -2,9 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 
+#include "kernels/actmax.h"
 #include "kernels/classifier.h"
 #include "kernels/error.h"
 #include "kernels/exemplars.h"
@@ -14,6 +16,7 @@
 #include "sweeps/hash.h"
 #include "sweeps/technique.h"
 #include "sweeps/idx.h"
+#include "sweeps/techniques/actmax.h"
 
 namespace vizsweep::runner {
 
@@ -21,7 +24,11 @@ namespace k = vizsweep::kernels;
 
 struct Engine::Impl : RunContext {
   const sweeps::SweepSpec& spec;
-  std::optional<k::Model> model_;
+  std::optional<k::Model> model_;     // in the sweep's default compute format
+  // Copies in the per-layer formats of `compute:` (loaded when a task first needs one), and
+  // the model the running task uses.
+  std::map<sweeps::ComputeFormat, k::Model> formats;
+  const k::Model* current = nullptr;
   sweeps::ModelDesc desc;
   torch::Device device = torch::kCPU;
   int threads = 1;
@@ -31,7 +38,45 @@ struct Engine::Impl : RunContext {
 
   explicit Impl(const sweeps::SweepSpec& s) : spec(s) {}
 
-  const k::Model& model() const override { return *model_; }
+  const k::Model& model() const override { return current ? *current : *model_; }
+
+  // The sweep's model, freshly loaded or built, at its input size, on the device, in fp32 NCHW.
+  k::Model load() const {
+    std::optional<k::Model> m;
+    if (spec.model.builtin()) {
+      k::VggOptions o;
+      o.arch = spec.model.arch, o.in_channels = spec.model.in_channels, o.num_classes = spec.model.num_classes;
+      o.width = spec.model.width, o.fc_width = spec.model.fc_width, o.pool = spec.model.pool, o.seed = spec.model.seed;
+      o.input_size = spec.model.input_size > 0 ? spec.model.input_size : 224;
+      m = k::Model::builtin(o);
+    } else {
+      m = k::Model::load(spec.model.file);
+    }
+    if (spec.model.input_size > 0 && spec.model.input_size != m->input_size()) {
+      try {
+        m->set_input_size(spec.model.input_size);
+      } catch (const Error& e) {
+        throw Error(spec.file + ": model.input_size", e.reason_only());
+      }
+    }
+    m->to(device);
+    return *m;
+  }
+
+  // The model in `format` (the default one, or a copy converted once).
+  const k::Model& in_format(const sweeps::ComputeFormat& format, const std::string& field) {
+    const sweeps::ComputeFormat base{spec.precision, spec.channels_last};
+    if (format == base) return *model_;
+    auto it = formats.find(format);
+    if (it != formats.end()) return it->second;
+    k::Model m = load();
+    try {
+      m.set_compute(k::parse_precision(format.precision), format.channels_last);
+    } catch (const Error& e) {
+      throw Error(spec.file + ": " + field, e.reason_only());
+    }
+    return formats.emplace(format, m).first->second;
+  }
 
   const k::Classifier& classifier(const std::string& path, const std::string& field) override {
     auto it = classifiers.find(path);
@@ -147,24 +192,8 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
   if (impl_->device.is_cuda() && !torch::cuda::is_available())
     throw Error("device", "CUDA requested but this LibTorch build or machine has no CUDA device");
   impl_->threads = k::set_threads(threads);
-  if (spec.model.builtin()) {
-    k::VggOptions o;
-    o.arch = spec.model.arch, o.in_channels = spec.model.in_channels, o.num_classes = spec.model.num_classes;
-    o.width = spec.model.width, o.fc_width = spec.model.fc_width, o.pool = spec.model.pool, o.seed = spec.model.seed;
-    o.input_size = spec.model.input_size > 0 ? spec.model.input_size : 224;
-    impl_->model_ = k::Model::builtin(o);
-  } else {
-    impl_->model_ = k::Model::load(spec.model.file);
-  }
+  impl_->model_ = impl_->load();
   auto& m = *impl_->model_;
-  if (spec.model.input_size > 0 && spec.model.input_size != m.input_size()) {
-    try {
-      m.set_input_size(spec.model.input_size);
-    } catch (const Error& e) {
-      throw Error(spec.file + ": model.input_size", e.reason_only());
-    }
-  }
-  m.to(impl_->device);
   if (compute_format) {
     try {
       m.set_compute(k::parse_precision(spec.precision), spec.channels_last);
@@ -226,9 +255,62 @@ std::string Engine::model_hash() const {
 nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
   data = TaskData{};
   data.attributes = {{"technique", task.technique}, {"layer", task.layer}, {"canonical", task.canonical}};
+  impl_->current = nullptr;
+  const auto& spec = impl_->spec;
+  sweeps::ComputeFormat format{spec.precision, spec.channels_last};
+  if (task.technique == "actmax") {  // SweepSpec::compute
+    const auto* L = impl_->desc.find(task.layer);
+    format = spec.format_for(task.layer, L ? L->path : "");
+    impl_->current = &impl_->in_format(format, "compute." + task.layer);
+  }
+  if (!(format == sweeps::ComputeFormat{})) data.attributes["compute"] = format.name();
   for (const auto& e : impl_->spec.sections)
     if (e.technique->name == task.technique) return run_technique(task.technique).run(*impl_, *e.section, task, data);
   throw std::logic_error("task " + task.key + ": the sweep has no " + task.technique + " section");
+}
+
+namespace {
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+}  // namespace
+
+Engine::Probe Engine::probe_actmax(const sweeps::Task& task, const sweeps::ComputeFormat& format, int iterations, size_t units) {
+  const auto* sec = impl_->spec.get<sweeps::ActmaxSection>();
+  if (!sec || task.technique != "actmax") throw std::logic_error("probe_actmax: not an actmax task");
+  k::ActMaxRequest req;
+  req.layer = task.layer;
+  req.units = task.items;
+  if (units > 0 && units < req.units.size()) req.units.resize(units);
+  req.objective = sec->objective;
+  req.settings = sec->settings.at(static_cast<size_t>(task.setting));
+  req.settings.iterations = iterations;
+  req.seed = task.seed;
+  const auto& m = impl_->in_format(format, "compute." + task.layer);
+  const auto& ref = impl_->in_format(sweeps::ComputeFormat{}, "precision");
+  sync(impl_->device);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = k::activation_maximization(m, req);
+  sync(impl_->device);
+  Probe p;
+  p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  torch::NoGradGuard ng;
+  const auto& L = ref.layer(task.layer);
+  k::UnitObjective obj(ref, L, req.units, req.objective);
+  auto v = obj.evaluate(ref.forward(r.images, L.index)).to(torch::kCPU, torch::kDouble).contiguous();
+  auto hf = r.hf_energy.to(torch::kCPU, torch::kDouble).contiguous();
+  p.objective.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+  p.hf_energy.assign(hf.data_ptr<double>(), hf.data_ptr<double>() + hf.numel());
+  return p;
+}
+
+double Engine::time_task(const sweeps::Task& task) {
+  TaskData data;
+  sync(impl_->device);
+  const auto t0 = std::chrono::steady_clock::now();
+  run(task, data);
+  sync(impl_->device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace vizsweep::runner

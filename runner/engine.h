@@ -41,6 +41,18 @@ class Engine {
                           const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
                           const std::vector<ImageBlob>& bottom);
 
+  // For `vizsweep tune` (runner/tune.cpp): actmax task `task` with `iterations` steps and
+  // its first `units` units (0: all) in compute format `format`, nothing written. seconds:
+  // the call's wall time (the device synchronized); objective: each unit's objective on the
+  // final images under the fp32 NCHW model (the same weights); hf_energy per unit.
+  struct Probe {
+    double seconds = 0;
+    std::vector<double> objective, hf_energy;
+  };
+  Probe probe_actmax(const sweeps::Task& task, const sweeps::ComputeFormat& format, int iterations, size_t units = 0);
+  // Seconds `run` takes on `task` (its data discarded).
+  double time_task(const sweeps::Task& task);
+
   static std::string torch_version();
   static bool cuda_available();
   static int cuda_device_count();

@@ -55,11 +55,18 @@ void exec(sqlite3* db, const char* sql) {
 
 }  // namespace
 
+std::string mis_feature_model(const sweeps::SweepSpec& spec) {
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  const auto* am = spec.get<sweeps::ActmaxSection>();
+  if (!ex || !am || !ex->bottom) return "";
+  return ex->feature_model.empty() ? (am->judge.empty() ? spec.model.file : am->judge) : ex->feature_model;
+}
+
 int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& engine, const std::string& dir) {
   const auto* ex = spec.get<sweeps::ExemplarsSection>();
   const auto* am = spec.get<sweeps::ActmaxSection>();
   if (!ex || !am || !ex->bottom) return 0;
-  const std::string feature_model = ex->feature_model.empty() ? (am->judge.empty() ? spec.model.file : am->judge) : ex->feature_model;
+  const std::string feature_model = mis_feature_model(spec);
   if (feature_model.empty()) {
     std::fprintf(stderr, "[vizsweep] machine interpretability: not scored (a built-in model and no exemplars.feature_model)\n");
     return 0;

@@ -365,6 +365,19 @@ std::map<std::string, TaskRow> ResultIndex::tasks() const {
   return out;
 }
 
+std::vector<TaskTiming> ResultIndex::task_timings() const {
+  std::vector<TaskTiming> out;
+  Stmt s(db_, "SELECT technique, layer, COALESCE(setting_id, -1), cost, state = 'done', COALESCE(seconds, 0), "
+              "COALESCE(started_at, ''), COALESCE(finished_at, ''), COALESCE(rank, -1) FROM tasks ORDER BY rowid");
+  while (s.step()) {
+    TaskTiming t;
+    t.technique = s.text(0), t.layer = s.text(1), t.setting = static_cast<int>(s.i64(2)), t.cost = s.f64(3);
+    t.done = s.i64(4) != 0, t.seconds = s.f64(5), t.started = s.text(6), t.finished = s.text(7), t.rank = static_cast<int>(s.i64(8));
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 int ResultIndex::abandon_running() {
   exec(transition_sql(TaskState::Running, TaskEvent::Abandon, ", rank=NULL, started_at=NULL", ""));
   return sqlite3_changes(db_);

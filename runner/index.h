@@ -28,6 +28,17 @@ struct TaskRow {
   std::string error;
 };
 
+// What a task cost and took, for comparing a projection with the run (`status`).
+struct TaskTiming {
+  std::string technique, layer;
+  int setting = -1;
+  double cost = 0;
+  bool done = false;
+  double seconds = 0;              // the last attempt's, when done
+  std::string started, finished;   // ISO times, when done
+  int rank = -1;
+};
+
 struct SweepRecord {
   std::string name, spec_text, spec_hash, model_path, model_hash, vizsweep_version, torch_version;
 };
@@ -51,6 +62,7 @@ class ResultIndex {
                 const std::vector<std::string>& classes);
 
   std::map<std::string, TaskRow> tasks() const;
+  std::vector<TaskTiming> task_timings() const;
   // Every task in `running` goes back to pending (a previous run ended with it in flight).
   int abandon_running();
   // Done tasks go back to pending and lose their result rows.

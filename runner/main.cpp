@@ -1,6 +1,7 @@
 // vizsweep: map what every unit of a convolutional network responds to.
 //
-//   vizsweep plan SWEEP [--out DIR]
+//   vizsweep plan SWEEP [--out DIR] [--ranks N] [--tune FILE]
+//   vizsweep tune SWEEP [--out DIR] [--ranks N] [--units N] [--iters N] [--save FILE]
 //   vizsweep run SWEEP [--out DIR] [--threads N] [--journal wal|delete]   (under mpirun/srun or alone)
 //   vizsweep slurm SWEEP --nodes N --gpus-per-node G --time HH:MM:SS [...] [--submit]
 //   vizsweep status DIR
@@ -25,6 +26,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  plan SWEEP      validate a sweep file; print task counts per technique and layer and a cost estimate\n"
+    "  tune SWEEP      measure each layer's fastest compute format that keeps the results (and the cost plan projects from)\n"
     "  run SWEEP       run or resume a sweep (under mpirun/srun for several ranks)\n"
     "  slurm SWEEP     write a reviewable sbatch script for a cluster (and submit it with --submit)\n"
     "  status DIR      progress of a results directory (also while a run is going)\n"
@@ -44,11 +46,11 @@ int dispatch(int argc, char** argv) {
     return kExitOk;
   }
   if (cmd == "params") return params_command();
-  if (cmd != "plan" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
+  if (cmd != "plan" && cmd != "tune" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
     std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;
     return kExitUsage;
   }
-  const bool on_sweep = cmd == "plan" || cmd == "run" || cmd == "slurm";
+  const bool on_sweep = cmd == "plan" || cmd == "tune" || cmd == "run" || cmd == "slurm";
   SlurmOptions so;
   po::options_description opts("vizsweep " + cmd + " options");
   std::string target;
@@ -65,6 +67,21 @@ int dispatch(int argc, char** argv) {
         "noop-tasks", po::bool_switch(&ro.noop_tasks),
         "benchmark of the runner's overhead: tasks do no work and write no data (needs a new --out)");
   }
+  PlanOptions plan;
+  TuneOptions tune;
+  if (cmd == "plan")
+    opts.add_options()("ranks", po::value(&plan.ranks)->default_value(0), "ranks of the run to project (default: the tune file's)")(
+        "tune", po::value(&plan.tune), "tune file to project from (default: this machine kind's in the results directory)");
+  if (cmd == "tune")
+    opts.add_options()("ranks", po::value(&tune.ranks)->default_value(1), "ranks of the run to project: threads per rank = cores / ranks")(
+        "threads", po::value(&tune.threads)->default_value(0), "ATen threads (default: the sweep's, else cores / ranks)")(
+        "device", po::value(&tune.device), "cpu or cuda (default: cuda when the sweep allows it and there is one)")(
+        "units", po::value(&tune.units)->default_value(8), "units per format probe")(
+        "iters", po::value(&tune.iters)->default_value(50), "iterations per format probe (at most the setting's)")(
+        "repeats", po::value(&tune.repeats)->default_value(3), "timed runs per format; the fastest counts")(
+        "no-formats", "only measure the projection's costs, in the sweep's formats")(
+        "layers", po::value(&tune.layers), "tune only these actmax layers, e.g. conv5_3,fc8 (the others keep the sweep's formats)")(
+        "save", po::value(&tune.save), "tune file to write (default: DIR/tune/<machine kind>.json in the results directory)");
   if (cmd == "slurm") {
     opts.add_options()("nodes", po::value(&so.nodes)->default_value(1), "nodes")(
         "gpus-per-node", po::value(&so.gpus_per_node)->default_value(0), "GPUs per node: one rank each (0: a CPU job)")(
@@ -113,7 +130,14 @@ int dispatch(int argc, char** argv) {
     ro.sweep = target;
     return run_command(ro, &argc, &argv);
   }
-  if (cmd == "plan") return plan_command(target, ro.out);
+  if (cmd == "plan") {
+    plan.sweep = target, plan.out = ro.out;
+    return plan_command(plan);
+  }
+  if (cmd == "tune") {
+    tune.sweep = target, tune.out = ro.out, tune.formats = vm.count("no-formats") == 0;
+    return tune_command(tune);
+  }
   if (cmd == "slurm") {
     so.sweep = target;
     so.out = ro.out;

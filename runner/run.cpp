@@ -304,8 +304,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       const int abandoned = prepared.abandoned, retried = prepared.retried, invalid = prepared.invalid;
       const auto& todo = prepared.todo;
       std::snprintf(attempt, sizeof attempt, "%lld-%d", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()));
-      const std::string format = (spec->precision != "fp32" ? ", " + spec->precision : std::string()) +
-                                 (spec->channels_last ? ", channels_last" : "");
+      const std::string format = ", " + sweeps::compute_summary(*spec);
       std::fprintf(stderr, "[vizsweep] %s: %zu tasks, %lld already done, %zu to run on %d rank(s) (%s, %d threads each%s) -> %s\n",
                    spec->name.c_str(), tasks.size(), static_cast<long long>(already), todo.size(), size, engine->device().c_str(),
                    engine->threads(), format.c_str(), dir.c_str());

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 #include <cstdio>
 #include <stdexcept>
 #include <filesystem>
@@ -13,6 +15,8 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/engine.h"
+#include "runner/projection.h"
 #include "runner/results_dir.h"
 #include "runner/sbatch_body.h"
 #include "sweeps/sweep.h"
@@ -28,6 +32,22 @@ std::string quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// Seconds of a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS), after check_time.
+double time_seconds(const std::string& t) {
+  double days = 0;
+  std::string rest = t;
+  if (auto dash = t.find('-'); dash != std::string::npos) days = std::atof(t.substr(0, dash).c_str()), rest = t.substr(dash + 1);
+  std::vector<double> parts;
+  std::stringstream ss(rest);
+  for (std::string x; std::getline(ss, x, ':');) parts.push_back(std::atof(x.c_str()));
+  double s = 0;
+  const bool with_days = rest.size() != t.size();  // D-HH, D-HH:MM, D-HH:MM:SS (Slurm's forms)
+  if (parts.size() == 1) s = with_days ? parts[0] * 3600 : parts[0] * 60;                          // HH or MM
+  else if (parts.size() == 2) s = with_days ? parts[0] * 3600 + parts[1] * 60 : parts[0] * 60 + parts[1];  // HH:MM or MM:SS
+  else if (parts.size() == 3) s = parts[0] * 3600 + parts[1] * 60 + parts[2];                     // HH:MM:SS
+  return days * 86400 + s;
 }
 
 void check_time(const std::string& t) {
@@ -125,8 +145,39 @@ int slurm_command(const SlurmOptions& o) {
   j.gpus_per_node = o.gpus_per_node;
   j.ranks_per_node = o.ranks_per_node > 0 ? o.ranks_per_node : 1;
   j.cpus_per_rank = o.cpus_per_gpu;
-  if (o.time.empty()) throw Error("--time", "required (the partition's limit or less, e.g. 04:00:00)");
-  j.time = o.time;
+  // The projection (a tune file in the results directory) suggests --time and says how many
+  // allocations (requeues) the sweep will take.
+  const int ranks = o.nodes * (o.gpus_per_node > 0 ? o.gpus_per_node : j.ranks_per_node);
+  std::optional<ProjectedRun> projected;
+  std::string tune_file;
+  if (auto f = Projection::find(dir.path(), "")) {
+    Engine engine(spec, "cpu", 1, /*compute_format=*/false);
+    std::vector<TaskCost> costs;
+    for (const auto& t : sweeps::expand(spec, engine.model())) costs.push_back({t.technique, t.layer, t.setting, t.cost});
+    projected = project(Projection::load(*f), costs, ranks);
+    tune_file = *f;
+  }
+  if (o.time.empty()) {
+    if (!projected) throw Error("--time", "required (the partition's limit or less, e.g. 04:00:00), or run `vizsweep tune` first for a suggestion");
+    // A quarter more than projected and the drain margin, at most a day (most partitions'
+    // limit); longer sweeps requeue.
+    j.time = slurm_time(std::min(86400.0, projected->wall * 1.25 + o.drain_seconds + 300));
+    std::printf("--time %s (suggested: the projected %s plus a quarter, plus the drain margin; at most a day)\n", j.time.c_str(),
+                human_seconds(projected->wall).c_str());
+  } else {
+    check_time(o.time);
+    j.time = o.time;
+  }
+  if (projected) {
+    const double limit = time_seconds(j.time), usable = limit - o.drain_seconds - projected->startup;
+    const int allocations = usable > 0 ? static_cast<int>(std::ceil(projected->makespan / usable)) : -1;
+    std::printf("projected on %d rank%s: %s (from %s)", ranks, ranks == 1 ? "" : "s", human_seconds(projected->wall).c_str(), tune_file.c_str());
+    if (allocations > 0) std::printf("; with --time %s: %d allocation%s (%d requeue%s)\n", j.time.c_str(), allocations, allocations == 1 ? "" : "s",
+                                     allocations - 1, allocations == 2 ? "" : "s");
+    else std::printf("; --time %s leaves no time for tasks after the drain margin\n", j.time.c_str());
+    if (allocations - 1 > o.chain_limit)
+      std::printf("warning: %d requeues exceed --chain-limit %d: raise it or --time\n", allocations - 1, o.chain_limit);
+  }
   j.partition = o.partition, j.account = o.account, j.mem = o.mem, j.extra_sbatch = o.extra_sbatch, j.gpu_form = o.gpu_form;
   j.drain_seconds = o.drain_seconds;
   j.chain_limit = o.chain_limit;

@@ -101,7 +101,7 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
   size_t budget = 1000000;
   r.unique_keys(root, "", 0, budget);
-  std::vector<std::string> keys = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last"};
+  std::vector<std::string> keys = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "compute"};
   for (const SweepTechnique* t : techniques()) keys.push_back(t->name);
   r.check_keys(root, "", keys);
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
@@ -123,14 +123,33 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
     if (!(spec.batch_memory_gb >= 0.01 && spec.batch_memory_gb <= 1e5))
       r.fail(root["batch_memory_gb"], "batch_memory_gb", "must be between 0.01 and 100000 (GiB of working memory per task)");
   }
-  if (root["precision"]) {
-    spec.precision = r.str(root["precision"], "precision");
-    if (spec.precision != "fp32" && spec.precision != "bf16" && spec.precision != "fp16")
-      r.fail(root["precision"], "precision", "expected fp32, bf16 or fp16");
-    if (spec.precision == "fp16" && spec.device == "cpu")
-      r.fail(root["precision"], "precision", "fp16 needs device: cuda (or auto on GPU nodes); CPUs compute bf16");
-  }
+  auto precision = [&](const YAML::Node& n, const std::string& field) {
+    std::string p = r.str(n, field);
+    if (p != "fp32" && p != "bf16" && p != "fp16") r.fail(n, field, "expected fp32, bf16 or fp16, got '" + p + "'");
+    if (p == "fp16" && spec.device == "cpu")
+      r.fail(n, field, "fp16 needs device: cuda (or auto on GPU nodes); CPUs compute bf16");
+    return p;
+  };
+  if (root["precision"]) spec.precision = precision(root["precision"], "precision");
   if (root["channels_last"]) spec.channels_last = r.boolean(root["channels_last"], "channels_last");
+  if (const auto& c = root["compute"]) {
+    if (!c.IsMap()) r.fail(c, "compute", "expected a mapping of layer names to {precision, channels_last}, e.g. fc6: {precision: bf16}");
+    for (const auto& kv : c) {
+      SweepSpec::LayerCompute lc;
+      lc.layer.name = r.key(kv.first, "compute");
+      lc.layer.line = kv.first.Mark().line + 1;
+      lc.layer.field = "compute." + lc.layer.name;
+      const auto& v = kv.second;
+      if (!v.IsMap() || v.size() == 0)
+        r.fail(v, lc.layer.field, "expected {precision: fp32|bf16|fp16, channels_last: true|false}");
+      r.check_keys(v, lc.layer.field, {"precision", "channels_last"});
+      if (v["precision"]) lc.precision = precision(v["precision"], lc.layer.field + ".precision");
+      if (v["channels_last"]) lc.channels_last = r.boolean(v["channels_last"], lc.layer.field + ".channels_last") ? 1 : 0;
+      for (const auto& other : spec.compute)
+        if (other.layer.name == lc.layer.name) r.fail(kv.first, lc.layer.field, "given twice");
+      spec.compute.push_back(std::move(lc));
+    }
+  }
 
   const auto& m = root["model"];
   if (!m) r.fail_at(1, "model", "missing: give model.file (TorchScript) or model.builtin (vgg11/13/16/19)");
@@ -202,10 +221,36 @@ std::string image_ids(const std::vector<ImageSource>& images, const std::vector<
   return s;
 }
 
+ComputeFormat SweepSpec::format_for(const std::string& alias, const std::string& path) const {
+  ComputeFormat f{precision, channels_last};
+  for (const auto& c : compute)
+    if (c.layer.name == alias || (!path.empty() && c.layer.name == path)) {
+      if (!c.precision.empty()) f.precision = c.precision;
+      if (c.channels_last >= 0) f.channels_last = c.channels_last != 0;
+    }
+  return f;
+}
+
+std::string compute_summary(const SweepSpec& spec) {
+  std::string s = ComputeFormat{spec.precision, spec.channels_last}.name(), layers;
+  for (const auto& c : spec.compute) layers += (layers.empty() ? "" : "; ") + c.layer.name + ": " + spec.format_for(c.layer.name).name();
+  return layers.empty() ? s : s + " (" + layers + ")";
+}
+
+namespace {
+std::string head_of(const SweepSpec& spec, const ModelDesc& model, const std::string& precision) {
+  return "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size) +
+         (precision != "fp32" ? "|precision=" + precision : "");
+}
+}  // namespace
+
+std::string Expansion::head_for(const LayerDesc& layer) const {
+  return head_of(spec, model, spec.format_for(layer.alias, layer.path).precision);
+}
+
 Expansion::Expansion(const SweepSpec& s, const ModelDesc& m, const Reader& r, std::vector<Task>& out)
     : spec(s), model(m), reader(r), out_(out) {
-  head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size) +
-         (spec.precision != "fp32" ? "|precision=" + spec.precision : "");
+  head = head_of(spec, model, spec.precision);
   total_flops = model.layers.empty() ? 0 : model.layers.back().flops_to_here;
   total_bytes = model.layers.empty() ? 0 : model.layers.back().bytes_per_item;
 }
@@ -243,6 +288,12 @@ std::vector<Task> expand(const SweepSpec& spec, const ModelDesc& model) {
   Reader r(spec.file, spec.dir);
   std::vector<Task> tasks;
   Expansion x(spec, model, r, tasks);
+  for (const auto& c : spec.compute) {
+    const LayerDesc* L = model.find(c.layer.name);
+    if (!L) r.fail_at(c.layer.line, c.layer.field, "no layer \"" + c.layer.name + "\" in " + model.arch + " (has " + model.names() + ")");
+    if (L->kind != "conv" && L->kind != "fc")
+      r.fail_at(c.layer.line, c.layer.field, "\"" + c.layer.name + "\" is a " + L->kind + " layer; formats are set on the conv and fc layers tasks run on");
+  }
   for (const auto& e : spec.sections) e.technique->expand(*e.section, x);
   // The same work twice (e.g. a preset listed twice) would be one task: refuse it.
   std::set<std::string> keys;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/settings.h"
+#include "kernels/tune.h"
 
 namespace vizsweep::sweeps {
 
@@ -66,6 +67,9 @@ struct Located {  // a value's place in the sweep file, for errors found later
   std::string field;
 };
 
+// How a layer computes (kernels/tune.h).
+using ComputeFormat = kernels::ComputeFormat;
+
 // A technique's parsed section (sweeps/technique.h); each technique's own type, in
 // sweeps/techniques/, derives from it.
 struct Section;
@@ -93,6 +97,18 @@ struct SweepSpec {
   // mix layouts as it may mix CPU kinds (README, "Compute format").
   std::string precision = "fp32";
   bool channels_last = false;
+  // Per-layer compute formats (the file's `compute:` mapping, e.g. `fc6: {precision: bf16}`):
+  // what `vizsweep tune` recommends. A key left out keeps the sweep-level default. They
+  // apply to activation maximization tasks, whose quality `tune` guards (reached objective,
+  // metrics); the other techniques compute in the defaults. expand() checks the layer names.
+  struct LayerCompute {
+    Located layer;
+    std::string precision;  // "" = the sweep's
+    int channels_last = -1; // -1 = the sweep's
+  };
+  std::vector<LayerCompute> compute;
+  // The format tasks of layer `alias` (or its module path `path`) compute in.
+  ComputeFormat format_for(const std::string& alias, const std::string& path = "") const;
   // The technique sections the file has, in the techniques' order (sweeps/technique.h).
   std::vector<SectionEntry> sections;
   // The section of type S (e.g. ActmaxSection from sweeps/techniques/actmax.h), or nullptr.
@@ -132,6 +148,8 @@ std::string spec_hash(const SweepSpec& spec, const std::vector<Task>& tasks);
 
 // "0-63,70,72-73" for a sorted unit list.
 std::string format_ranges(const std::vector<int64_t>& v);
+// The sweep's compute formats: "fp32" or "fp32 (conv5_3: bf16, channels_last; fc6: bf16)".
+std::string compute_summary(const SweepSpec& spec);
 // "1,234,567".
 std::string thousands(int64_t v);
 // "fashion-mnist/test#0,fashion-mnist/test#1" for items of an image list.

@@ -52,8 +52,11 @@ class Expansion {
   const SweepSpec& spec;
   const ModelDesc& model;
   const Reader& reader;
-  // "model=...|size=...[|precision=...]": the start of every canonical task description.
+  // "model=...|size=...[|precision=...]": the start of every canonical task description, in
+  // the sweep's default precision, and in the precision of one layer (its `compute:` entry,
+  // else the default; actmax tasks).
   std::string head;
+  std::string head_for(const LayerDesc& layer) const;
   // Forward FLOPs and working memory per item through the whole model.
   double total_flops = 0, total_bytes = 0;
   // Items per task: `asked`, lowered so that items x bytes_per_item fits batch_memory_gb.

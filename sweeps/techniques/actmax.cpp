@@ -100,7 +100,7 @@ void expand_section(const Section& section, Expansion& x) {
           t.user_seed = seed;
           t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * flops;
           t.memory = static_cast<double>(t.items.size()) * bytes;
-          t.canonical = "actmax|" + x.head + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
+          t.canonical = "actmax|" + x.head_for(*L) + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
                         "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed) +
                         (judged ? "|judge=" + a.judge_hash : "");
           x.add(std::move(t));

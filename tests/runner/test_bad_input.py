@@ -55,6 +55,13 @@ SWEEP_CASES = [
     ("threads out of range", TINY + ACT + "threads: -1\n", None, "threads"),
     ("zero attempts", TINY + ACT + "max_attempts: 0\n", None, "max_attempts"),
     ("missing image file", TINY + FMAP.format(img="nowhere.png"), None, "featuremaps.images[0]: no such image file"),
+    # per-layer compute formats
+    ("unknown precision for a layer", TINY + ACT + "compute:\n  conv1_1: {precision: fp8}\n", None,
+     "compute.conv1_1.precision: expected fp32, bf16 or fp16, got 'fp8'"),
+    ("fp16 for a layer on a CPU", "device: cpu\n" + TINY + ACT + "compute:\n  conv1_1: {precision: fp16}\n", None,
+     "compute.conv1_1.precision: fp16 needs device: cuda"),
+    ("per-layer format of a layer not in the model", TINY + ACT + "compute:\n  conv9_9: {precision: bf16}\n", None,
+     'compute.conv9_9: no layer "conv9_9" in vgg11'),
     # exemplars
     ("k of 0", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, k: 0}\n", None,
      "exemplars.k: must be in [1, 1000], got 0"),

@@ -271,6 +271,89 @@ class RunnerTest(unittest.TestCase):
         r = run(mpirun(1, "run", sweeps["bf16"], "--out", self.out("nchw")))
         self.assertNotEqual(r.returncode, 0)
 
+    def test_per_layer_compute_runs_only_that_layers_actmax_in_its_format(self):
+        with open(SMALL) as f:
+            text = f.read()
+        path = os.path.join(self.tmp, "small_fc8_bf16.yaml")
+        with open(path, "w") as f:
+            f.write(text.replace("threads: 1\n", "threads: 1\ncompute:\n  fc8: {precision: bf16, channels_last: true}\n"))
+        plain, tuned = self.out("per_layer_plain"), self.out("per_layer_bf16")
+        for sweep, d in ((SMALL, plain), (path, tuned)):
+            r = run(mpirun(1, "run", sweep, "--out", d))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("fp32 (fc8: bf16, channels_last)", r.stderr)
+        ref, got = task_data(plain), task_data(tuned)
+        fc8 = {k for k, in index_rows(tuned, "SELECT task_key FROM tasks WHERE technique = 'actmax' AND layer = 'fc8'")}
+        self.assertEqual(len(fc8), 6)  # 6 units in tasks of 4, 3 settings
+        # Every other task (actmax of the other layers, and invert, fgsm, featuremaps) is the
+        # same task, computed the same way on this machine: same keys, byte-identical data.
+        self.assertEqual(set(ref) - set(got), {k for k, in index_rows(
+            plain, "SELECT task_key FROM tasks WHERE technique = 'actmax' AND layer = 'fc8'")})
+        self.assertEqual(set(got) - set(ref), fc8)
+        for key in set(ref) & set(got):
+            self.assertEqual(ref[key], got[key], key)
+        # fc8's tasks say how they computed, in their keys and in their shard groups.
+        for key, shard in index_rows(tuned, "SELECT task_key, shard FROM actmax_results GROUP BY task_key"):
+            with h5py.File(os.path.join(tuned, shard), "r") as f:
+                attrs = f["tasks"][key].attrs
+                canonical = attrs["canonical"]
+                canonical = canonical.decode() if isinstance(canonical, bytes) else str(canonical)
+                compute = attrs.get("compute")
+                compute = compute.decode() if isinstance(compute, bytes) else compute
+            if key in fc8:
+                self.assertIn("|precision=bf16|layer=fc8", canonical)
+                self.assertEqual(compute, "bf16, channels_last")
+            else:
+                self.assertNotIn("precision", canonical)
+                self.assertIsNone(compute)
+
+    def test_tune_measures_every_group_and_status_compares_the_run(self):
+        d = self.out("tuned")
+        t = run([VIZSWEEP, "tune", SMALL, "--out", d, "--units", "4", "--iters", "10", "--repeats", "1"])
+        self.assertEqual(t.returncode, 0, t.stderr)
+        # One table per actmax layer: fp32 NCHW as the reference, every other format with its
+        # guard verdict, and a choice that is fp32 or a format that passed.
+        for layer in ("conv2_1", "conv4_2", "fc8"):
+            block = t.stdout.split(f"\n{layer}: ")[1].split("\n\n")[0]
+            rows = {line[2:24].strip(): line for line in block.splitlines()[2:] if line.startswith("  ") and "->" not in line}
+            self.assertIn("reference", rows["fp32"])
+            self.assertIn("fp32, channels_last", rows)
+            chosen = block.split("-> ")[1].split(" (")[0]
+            self.assertTrue(chosen == "fp32" or ("pass" in rows[chosen] and "FAIL" not in rows[chosen]), block)
+        files = [os.path.join(d, "tune", f) for f in os.listdir(os.path.join(d, "tune"))]
+        self.assertEqual(len(files), 1)
+        import json
+        with open(files[0]) as f:
+            tuned = json.load(f)
+        self.assertEqual(tuned["format"], "vizsweep-tune 1")
+        self.assertEqual(tuned["threads"], 1)  # small.yaml's threads
+        # Every (technique, layer, setting) of the sweep has a measured task.
+        plan = run([VIZSWEEP, "plan", SMALL, "--out", d, "--ranks", "2"])
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        groups = {(g["technique"], g["layer"], g["setting"]) for g in tuned["groups"]}
+        self.assertTrue(all(g["seconds"] > 0 and g["cost"] > 0 for g in tuned["groups"]))
+        self.assertIn("projected time on " + tuned["machine"] + ", 2 ranks x 1 thread", plan.stdout)
+        self.assertIn("wall on 2 ranks: about", plan.stdout)
+        self.assertNotIn("not projected", plan.stdout)
+        r = run(mpirun(2, "run", SMALL, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(groups, set(index_rows(d, "SELECT DISTINCT technique, layer, COALESCE(setting_id, -1) FROM tasks")))
+        st = run([VIZSWEEP, "status", d])
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertIn("against the done tasks", st.stdout)
+        m = re.search(r"task time: projected .*, took .* \(([0-9.]+)x\)", st.stdout)
+        self.assertTrue(m, st.stdout)
+        self.assertGreater(float(m.group(1)), 0)
+        self.assertRegex(st.stdout, r"wall on 2 ranks, first task start to last finish: projected .*, took ")
+        # With the projection, slurm suggests --time and counts the allocations.
+        s = run([VIZSWEEP, "slurm", SMALL, "--out", d, "--nodes", "1", "--ranks-per-node", "2"])
+        self.assertEqual(s.returncode, 0, s.stderr)
+        self.assertRegex(s.stdout, r"--time \d\d:\d\d:00 \(suggested")
+        self.assertIn("1 allocation (0 requeues)", s.stdout)
+        s = run([VIZSWEEP, "slurm", SMALL, "--out", d, "--time", "2-00", "--drain-seconds", "60"])
+        self.assertEqual(s.returncode, 0, s.stderr)
+        self.assertIn("with --time 2-00: 1 allocation", s.stdout)
+
     def test_another_sweeps_directory_is_refused(self):
         d = self.out("mixed")
         self.assertEqual(run([VIZSWEEP, "run", SMALL, "--out", d]).returncode, 0)

@@ -196,6 +196,43 @@ TEST(SweepParse, PrecisionIsPartOfTheTaskKeyAndLayoutIsNot) {
   EXPECT_EQ(fp32[0].canonical.find("precision"), std::string::npos) << fp32[0].canonical;
 }
 
+// compute: sets the format per layer over the sweep-level defaults. Only the actmax tasks of a
+// layer whose precision it changes get new keys; its layout changes no key; other techniques
+// on the same layer, and every other layer, keep theirs.
+TEST(SweepParse, PerLayerComputeChangesOnlyThatLayersActmaxKeys) {
+  ModelDesc m = tiny_model();
+  const std::string body =
+      "actmax:\n  layers: [conv1_1, fc8]\ninvert:\n  layers: [fc8]\n  images: {dataset: fashion-mnist, count: 2}\n";
+  const auto plain_spec = parse(body);
+  const auto spec = parse("compute:\n  fc8: {precision: bf16}\n  conv1_1: {channels_last: true}\n" + body);
+  ASSERT_EQ(spec.compute.size(), 2u);
+  EXPECT_EQ(spec.format_for("fc8").name(), "bf16");
+  EXPECT_EQ(spec.format_for("classifier.1", "classifier.1").name(), "fp32");  // a path names no entry here
+  EXPECT_EQ(spec.format_for("conv1_1").name(), "fp32, channels_last");
+  EXPECT_EQ(spec.format_for("conv2_1").name(), "fp32");
+  EXPECT_EQ(compute_summary(spec), "fp32 (fc8: bf16; conv1_1: fp32, channels_last)");
+  // A layer may be named by its module path too, and a key left out keeps the default.
+  const auto by_path = parse("precision: bf16\nchannels_last: true\ncompute:\n  classifier.1: {precision: fp32}\n" + body);
+  EXPECT_EQ(by_path.format_for("fc8", "classifier.1").name(), "fp32, channels_last");
+  EXPECT_EQ(by_path.format_for("conv1_1", "features.0").name(), "bf16, channels_last");
+
+  const auto plain = expand(plain_spec, m), tuned = expand(spec, m);
+  ASSERT_EQ(plain.size(), tuned.size());
+  int changed = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    const bool bf16_actmax = tuned[i].technique == "actmax" && tuned[i].layer == "fc8";
+    if (bf16_actmax) {
+      ++changed;
+      EXPECT_NE(plain[i].key, tuned[i].key);
+      EXPECT_NE(tuned[i].canonical.find("|precision=bf16|layer=fc8"), std::string::npos) << tuned[i].canonical;
+    } else {
+      EXPECT_EQ(plain[i].key, tuned[i].key) << tuned[i].canonical;
+    }
+  }
+  EXPECT_GT(changed, 0);
+  EXPECT_EQ(spec_hash(plain_spec, plain) == spec_hash(spec, tuned), false);
+}
+
 TEST(SweepParse, APresetWithChangedValuesIsThatPresetSoChanged) {
   // {olah2017: {flip: true, background: 0.12}}: the preset's values but the ones given, named
   // after both; its key is the key of the same values given as a grid.
@@ -364,6 +401,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"batch_memory_gb: lots\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: batch_memory_gb: expected a number, got 'lots'"},
         BadCase{"precision: fp8\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: precision: expected fp32, bf16 or fp16"},
         BadCase{"device: cpu\nprecision: fp16\nactmax:\n  layers: [conv1_1]\n", "t.yaml:3: precision: fp16 needs device: cuda"},
+        BadCase{"compute:\n  fc8: {precision: fp8}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc8.precision: expected fp32, bf16 or fp16, got 'fp8'"},
+        BadCase{"device: cpu\ncompute:\n  fc8: {precision: fp16}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:4: compute.fc8.precision: fp16 needs device: cuda"},
+        BadCase{"compute:\n  fc9: {precision: bf16}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc9: no layer \"fc9\" in vgg11 (has"},
+        BadCase{"compute:\n  relu1_1: {precision: bf16}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.relu1_1: \"relu1_1\" is a relu layer"},
+        BadCase{"compute:\n  fc8: {precision: bf16, layout: nhwc}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc8.layout: unknown key (valid: precision, channels_last)"},
+        BadCase{"compute:\n  fc8: bf16\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc8: expected {precision: fp32|bf16|fp16, channels_last: true|false}"},
+        BadCase{"compute:\n  fc8: {channels_last: maybe}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc8.channels_last: expected true or false, got 'maybe'"},
+        BadCase{"compute: [fc8]\nactmax:\n  layers: [fc8]\n", "t.yaml:2: compute: expected a mapping of layer names"},
         BadCase{"channels_last: sometimes\nactmax:\n  layers: [conv1_1]\n",
                 "t.yaml:2: channels_last: expected true or false, got 'sometimes'"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2}\n  grid:\n    momentum: 1.5\n",

@@ -1,0 +1,80 @@
+// Choosing a layer's compute format by measurement, behind a quality guard. Plain C++ (no
+// torch): the caller supplies the probe that runs activation maximization in a format, so
+// `vizsweep tune` (through its engine) and vizsweep-bench-actmax --tune (kernels only, for a
+// GPU machine without the runner's libraries) decide the same way.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace vizsweep::kernels {
+
+// How a layer computes (Model::set_compute): precision fp32, bf16 or fp16 (CUDA only);
+// channels_last: NHWC activations and weights.
+struct ComputeFormat {
+  std::string precision = "fp32";
+  bool channels_last = false;
+  bool operator<(const ComputeFormat& o) const {
+    return precision != o.precision ? precision < o.precision : channels_last < o.channels_last;
+  }
+  bool operator==(const ComputeFormat& o) const { return precision == o.precision && channels_last == o.channels_last; }
+  bool operator!=(const ComputeFormat& o) const { return !(*this == o); }
+  // "fp32", "bf16, channels_last"
+  std::string name() const { return precision + (channels_last ? ", channels_last" : ""); }
+};
+
+// The quality guard, against fp32 NCHW from the same seed and units (the objective of every
+// format's final images is evaluated by the fp32 model):
+// - reached: the units' summed objective over fp32's, at least kMinReached;
+// - every unit that fp32 drives above zero reaches at least kMinUnitReached of its fp32
+//   objective (one unit left behind fails the format, whatever the sum says);
+// - the mean high-frequency energy of the images (metrics.h) within kMaxHfDiff of fp32's:
+//   the pictures keep their character, not only their activation.
+// A format that passes is chosen only when it is at least kMinSpeedup faster than the best so
+// far (fp32 NCHW first): timing noise never trades exactness for nothing.
+constexpr double kMinReached = 0.99, kMinUnitReached = 0.9, kMaxHfDiff = 0.05, kMinSpeedup = 1.1;
+
+struct FormatProbe {  // one probe run
+  double seconds = 0;
+  std::vector<double> objective;  // per unit, under the fp32 model
+  std::vector<double> hf_energy;  // per unit
+};
+
+struct FormatTrial {
+  ComputeFormat format;
+  double seconds = 0;    // fastest of the repeats
+  double speedup = 1;    // fp32 NCHW's seconds over these
+  double reached = 1, min_unit = 1, hf_diff = 0;
+  bool pass = true;
+  std::string why;       // why it failed the guard, or was not tried
+  bool tried = true;
+};
+
+struct LayerTuning {
+  std::string layer;
+  std::vector<FormatTrial> trials;  // trials[0] is fp32 NCHW
+  ComputeFormat chosen;
+  double speedup = 1;               // of the chosen format
+};
+
+// The formats worth trying on a device: fp32 and bf16 (CPU and CUDA), fp16 (CUDA), each NCHW
+// and NHWC. `skipped` gets the formats left out and why (bf16 on a CPU without bf16 units).
+std::vector<ComputeFormat> candidate_formats(bool cuda, std::vector<FormatTrial>* skipped = nullptr);
+
+// A probe this long is timed once: scheduling noise is far below the formats' differences.
+constexpr double kLongProbe = 2.0;
+
+// Runs probe(format, repeat) for every format `repeats` times (after one untimed warm-up each;
+// once when it takes kLongProbe seconds or more),
+// applies the guard and chooses. probe must run the same units, seed and iterations each time.
+LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat>& formats,
+                       const std::function<FormatProbe(const ComputeFormat&, bool warm_up)>& probe, int repeats);
+
+// This CPU: "AMD EPYC (family 26, model 2); avx2 avx512f avx512_bf16, no AMX" (/proc/cpuinfo),
+// and whether it has bf16 units (avx512_bf16 or amx_bf16; without them oneDNN emulates bf16,
+// several times slower than fp32).
+std::string cpu_kind();
+bool cpu_has_bf16_units();
+
+}  // namespace vizsweep::kernels

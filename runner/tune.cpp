@@ -1,0 +1,244 @@
+// vizsweep tune: the fastest compute format per actmax layer that passes the quality guard
+// (kernels/tune.h), and the measured cost of every group of the sweep's tasks for `plan`.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "kernels/error.h"
+#include "kernels/tune.h"
+#include "runner/commands.h"
+#include "runner/engine.h"
+#include "runner/finish.h"
+#include "runner/projection.h"
+#include "runner/results_dir.h"
+#include "sweeps/sweep.h"
+#include "sweeps/techniques/actmax.h"
+#include "sweeps/techniques/exemplars.h"
+
+namespace fs = std::filesystem;
+
+namespace vizsweep::runner {
+
+namespace k = vizsweep::kernels;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The most work (estimated FLOPs) one group's cost probe does: at about 100-500 GFLOP/s a few
+// seconds, whatever the task's size.
+constexpr double kProbeFlops = 1e12;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string gpu_kind() {
+  std::string name;
+  if (FILE* p = popen("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null", "r")) {
+    char b[256];
+    if (std::fgets(b, sizeof b, p)) name = b;
+    pclose(p);
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return "cuda: " + (name.empty() ? std::string("GPU") : name);
+}
+
+std::string now_utc() {
+  char b[32];
+  std::time_t t = std::time(nullptr);
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return b;
+}
+
+}  // namespace
+
+int tune_command(const TuneOptions& o) {
+  if (o.units < 1 || o.iters < 2 || o.repeats < 1 || o.ranks < 1 || o.threads < 0)
+    throw Error("tune", "--units >= 1, --iters >= 2, --repeats >= 1, --ranks >= 1, --threads >= 0");
+  auto spec = sweeps::load_sweep(o.sweep);
+  std::string device = o.device;
+  if (device.empty()) device = spec.device == "cpu" || !Engine::cuda_available() ? "cpu" : "cuda";
+  const bool cuda = device.rfind("cuda", 0) == 0;
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = o.threads > 0 ? o.threads : spec.threads > 0 ? spec.threads : std::max(1, cores / o.ranks);
+  const std::string machine = cuda ? gpu_kind() : "cpu: " + k::cpu_kind();
+  const std::string dir = ResultsDir::of(spec.name, o.out).path();
+  const std::string save = o.save.empty() ? tune_path(dir, machine) : o.save;
+
+  const auto t0 = Clock::now();
+  Engine engine(spec, device, threads);
+  const double startup = since(t0);
+  const auto tasks = sweeps::expand(spec, engine.model());
+  std::printf("tune %s on %s, %s, %d thread%s per rank (a run on %d rank%s)\n", spec.name.c_str(), machine.c_str(), device.c_str(),
+              threads, threads == 1 ? "" : "s", o.ranks, o.ranks == 1 ? "" : "s");
+
+  // 1. The compute format of every actmax layer.
+  std::vector<k::FormatTrial> skipped;
+  const auto formats = k::candidate_formats(cuda, &skipped);
+  const auto* actmax = spec.get<sweeps::ActmaxSection>();
+  nlohmann::json layers = nlohmann::json::array();
+  std::map<std::string, k::ComputeFormat> chosen;
+  std::vector<std::string> order;
+  if (o.formats && actmax) {
+    std::printf("\nquality guard against fp32 NCHW from the same seed: reached >= %.2f of its objective (sum over the units), every "
+                "unit >= %.2f of its own, mean hf_energy within %.2f; a format is chosen when it passes and is >= %.2fx faster\n",
+                k::kMinReached, k::kMinUnitReached, k::kMaxHfDiff, k::kMinSpeedup);
+    for (const auto& t : skipped) std::printf("not tried: %s: %s\n", t.format.name().c_str(), t.why.c_str());
+    std::set<std::string> seen, only;
+    for (size_t a = 0, b; a <= o.layers.size() && !o.layers.empty(); a = b + 1) {
+      b = o.layers.find(',', a);
+      if (b == std::string::npos) b = o.layers.size();
+      if (b > a) only.insert(o.layers.substr(a, b - a));
+    }
+    for (const auto& l : only)
+      if (std::none_of(tasks.begin(), tasks.end(), [&](const sweeps::Task& t) { return t.technique == "actmax" && t.layer == l; }))
+        throw Error("--layers", "\"" + l + "\" is not a layer of the sweep's actmax section");
+    for (const auto& task : tasks) {
+      if (task.technique != "actmax" || (!only.empty() && !only.count(task.layer)) || !seen.insert(task.layer).second) continue;
+      const auto& st = actmax->settings.at(static_cast<size_t>(task.setting));
+      const int iters = std::min(o.iters, st.iterations);
+      const size_t units = std::min<size_t>(static_cast<size_t>(o.units), task.items.size());
+      std::printf("\n%s: %zu units, setting %s, %d iterations\n", task.layer.c_str(), units, st.name.c_str(), iters);
+      std::fflush(stdout);
+      auto probe = [&](const k::ComputeFormat& f, bool warm_up) {
+        auto p = engine.probe_actmax(task, f, warm_up ? 2 : iters, units);
+        return k::FormatProbe{p.seconds, p.objective, p.hf_energy};
+      };
+      auto r = k::tune_layer(task.layer, formats, probe, o.repeats);
+      std::printf("  %-22s %9s %9s %9s %9s %9s  %s\n", "format", "seconds", "speed-up", "reached", "min unit", "hf diff", "guard");
+      nlohmann::json trials = nlohmann::json::array();
+      for (const auto& t : r.trials) {
+        std::printf("  %-22s %9.4f %8.2fx %9.4f %9.4f %9.4f  %s%s\n", t.format.name().c_str(), t.seconds, t.speedup, t.reached, t.min_unit,
+                    t.hf_diff, t.format == k::ComputeFormat{} ? "reference" : t.pass ? "pass" : "FAIL: ",
+                    t.pass ? (t.format == r.chosen && t.format != k::ComputeFormat{} ? " (chosen)" : "") : t.why.c_str());
+        trials.push_back({{"precision", t.format.precision}, {"channels_last", t.format.channels_last}, {"seconds", t.seconds},
+                          {"speedup", t.speedup}, {"reached", t.reached}, {"min_unit", t.min_unit}, {"hf_diff", t.hf_diff},
+                          {"pass", t.pass}, {"why", t.why}});
+      }
+      std::printf("  -> %s (%.2fx fp32 NCHW)\n", r.chosen.name().c_str(), r.speedup);
+      std::fflush(stdout);
+      chosen[task.layer] = r.chosen;
+      order.push_back(task.layer);
+      layers.push_back({{"layer", task.layer}, {"units", units}, {"iterations", iters}, {"setting", st.name},
+                        {"precision", r.chosen.precision}, {"channels_last", r.chosen.channels_last}, {"speedup", r.speedup},
+                        {"trials", trials}});
+    }
+  }
+
+  // 2. The cost of each group of tasks (technique, layer, setting), actmax in its chosen format.
+  std::printf("\nmeasuring one task of each group for the plan's projection\n");
+  nlohmann::json groups = nlohmann::json::array();
+  std::set<std::tuple<std::string, std::string, int>> measured;
+  for (const auto& task : tasks) {
+    if (!measured.insert({task.technique, task.layer, task.setting}).second) continue;
+    nlohmann::json g = {{"technique", task.technique}, {"layer", task.layer}, {"setting", task.setting},
+                        {"items", task.items.size()}, {"cost", task.cost}};
+    double seconds = 0;
+    if (task.technique == "actmax") {
+      const auto& st = actmax->settings.at(static_cast<size_t>(task.setting));
+      const auto it = chosen.find(task.layer);
+      const k::ComputeFormat f = it != chosen.end() ? it->second : spec.format_for(task.layer);
+      // The iteration loop is linear: two short runs give the fixed part (initial and final
+      // passes, metrics) and the per-iteration part; the task's time is fixed + I x step.
+      // Large tasks are probed on fewer units (about kProbeFlops of work in all), and scaled.
+      const int a = std::min(2, st.iterations), b = std::min(8, st.iterations);
+      const double probe_cost = task.cost * (1 + a + b) / st.iterations;
+      size_t units = task.items.size();
+      if (probe_cost > kProbeFlops)
+        units = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(units) * kProbeFlops / probe_cost));
+      engine.probe_actmax(task, f, 1, units);  // warm-up: this shape's kernels
+      const double ta = engine.probe_actmax(task, f, a, units).seconds;
+      if (b > a) {
+        const double tb = engine.probe_actmax(task, f, b, units).seconds;
+        const double step = std::max(0.0, (tb - ta) / (b - a));
+        seconds = std::max(tb, ta - a * step + st.iterations * step);
+      } else {
+        seconds = ta;
+      }
+      seconds *= static_cast<double>(task.items.size()) / static_cast<double>(units);
+      g["precision"] = f.precision, g["channels_last"] = f.channels_last, g["probe_units"] = units;
+    } else {
+      seconds = engine.time_task(task);
+    }
+    g["seconds"] = seconds;
+    std::printf("  %-12s %-10s setting %-3d %8.3f s per task (%zu %s)\n", task.technique.c_str(), task.layer.c_str(), task.setting,
+                seconds, task.items.size(), task.technique == "actmax" ? "units" : "images");
+    std::fflush(stdout);
+    groups.push_back(std::move(g));
+  }
+
+  // 3. The run's last step: machine interpretability of every visualization (runner/finish.h),
+  // timed on one unit's worth of images (k top and k bottom exemplar crops, one image per
+  // setting) and scaled by the units that have both.
+  double finish = 0;
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  if (const std::string fm = mis_feature_model(spec); !fm.empty() && actmax && ex) {
+    std::map<std::string, std::set<int64_t>> units;
+    std::map<std::string, int64_t> vizs_per_unit;
+    for (const auto& t : tasks)
+      if (t.technique == "actmax") units[t.layer].insert(t.items.begin(), t.items.end());
+    const auto S = engine.model().input_size, C = engine.model().in_channels;
+    auto blank = [&](int64_t side) {
+      ImageBlob b;
+      b.height = b.width = side, b.channels = C;
+      b.pixels.assign(static_cast<size_t>(side * side * C), 128);
+      return b;
+    };
+    int64_t n = 0;
+    std::string layer;
+    for (const auto& [l, u] : units)
+      if (ex->all_layers || std::any_of(ex->layers.begin(), ex->layers.end(), [&](const sweeps::Located& x) { return x.name == l; }))
+        n += static_cast<int64_t>(u.size()), layer = l;
+    if (n > 0) {
+      const size_t per_unit = actmax->settings.size() * actmax->seeds.size();
+      std::vector<ImageBlob> vizs(per_unit, blank(S)), top(static_cast<size_t>(ex->k), blank(S / 2)), bottom = top;
+      engine.mis(fm, layer, true, vizs, top, bottom);  // loads the feature model
+      const auto t1 = Clock::now();
+      for (int r = 0; r < 3; ++r) engine.mis(fm, layer, true, vizs, top, bottom);
+      finish = since(t1) / 3 * static_cast<double>(n);
+      std::printf("  machine interpretability of %lld units x %zu images: %.1f s at the end of the run\n", static_cast<long long>(n),
+                  per_unit, finish);
+    }
+  }
+
+  nlohmann::json j = {{"format", "vizsweep-tune 1"}, {"machine", machine}, {"device", device}, {"threads", threads},
+                      {"ranks", o.ranks}, {"sweep", spec.name}, {"created_at", now_utc()}, {"startup_s", startup}, {"finish_s", finish},
+                      {"layers", layers}, {"groups", groups}};
+  std::error_code ec;
+  fs::create_directories(fs::path(save).parent_path(), ec);
+  {
+    const std::string tmp = save + ".tmp";
+    std::ofstream f(tmp);
+    f << j.dump(1) << "\n";
+    if (!f.flush()) throw Error(save, "cannot write the tune file");
+    f.close();
+    fs::rename(tmp, save, ec);
+    if (ec) throw Error(save, "cannot write the tune file: " + ec.message());
+  }
+
+  // 3. What to paste.
+  std::string snippet;
+  const k::ComputeFormat base{spec.precision, spec.channels_last};
+  for (const auto& layer : order) {
+    const auto& f = chosen[layer];
+    if (f == base) continue;
+    snippet += "  " + layer + ": {precision: " + f.precision +
+               (f.channels_last != base.channels_last ? std::string(", channels_last: ") + (f.channels_last ? "true" : "false") : "") +
+               "}\n";
+  }
+  std::printf("\n");
+  if (!o.formats || !actmax) std::printf("formats: not tuned (%s)\n", actmax ? "--no-formats" : "the sweep has no actmax section");
+  else if (snippet.empty()) std::printf("formats: keep %s everywhere: no other format passes the guard and is faster here%s\n",
+                                        base.name().c_str(), spec.compute.empty() ? "" : " (remove the compute: mapping)");
+  else std::printf("formats: paste into %s (replacing any compute: mapping; the task keys of these layers change):\ncompute:\n%s",
+                   o.sweep.c_str(), snippet.c_str());
+  std::printf("measurements: %s\nprojection: vizsweep plan %s --ranks %d%s\n", save.c_str(), o.sweep.c_str(), o.ranks,
+              o.save.empty() ? "" : (" --tune " + save).c_str());
+  return kExitOk;
+}
+
+}  // namespace vizsweep::runner
