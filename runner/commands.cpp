@@ -50,7 +50,7 @@ void print_projection(const sweeps::SweepSpec& spec, const std::vector<sweeps::T
     std::printf("%-12s %-10s %10s %14s  %s\n", l.technique.c_str(), l.layer.c_str(), thousands(l.tasks).c_str(),
                 human_seconds(l.seconds).c_str(), format.c_str());
   }
-  std::printf("total: %s of task time; wall on %d rank%s: about %s (%s startup, %s of tasks most expensive first, %s finishing)\n",
+  std::printf("total: %s of task time; wall on %d rank%s: about %s (%s of the runner itself, %s of tasks most expensive first, %s finishing)\n",
               human_seconds(r.task_seconds).c_str(), ranks, ranks == 1 ? "" : "s", human_seconds(r.wall).c_str(),
               human_seconds(r.startup).c_str(), human_seconds(r.makespan).c_str(), human_seconds(r.finish).c_str());
   if (r.unmeasured > 0)

@@ -130,7 +130,8 @@ ProjectedRun project(const Projection& p, const std::vector<TaskCost>& tasks, in
 
 std::string human_seconds(double s) {
   char b[48];
-  if (s < 90) std::snprintf(b, sizeof b, "%.0f s", s);
+  if (s < 9.95) std::snprintf(b, sizeof b, "%.1f s", s);
+  else if (s < 90) std::snprintf(b, sizeof b, "%.0f s", s);
   else if (s < 5400) std::snprintf(b, sizeof b, "%d min %02d s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   else std::snprintf(b, sizeof b, "%d h %02d min", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
   return b;

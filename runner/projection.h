@@ -39,7 +39,8 @@ class Projection {
   const nlohmann::json& json() const { return j_; }
   std::string machine() const { return j_.value("machine", std::string("?")); }
   int threads() const { return j_.value("threads", 0); }
-  // Seconds from the start of `vizsweep run` to its first task (model loads, checks).
+  // The runner's own seconds for the sweep: start-up (MPI, model, index) and the dispatch
+  // and commit of every task (tune times a run with --noop-tasks).
   double startup() const { return j_.value("startup_s", 0.0); }
   // Seconds of the run's last step on rank 0 (machine interpretability, runner/finish.h).
   double finish() const { return j_.value("finish_s", 0.0); }

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <thread>
+
+#include <unistd.h>
 
 #include "kernels/error.h"
 #include "kernels/tune.h"
@@ -205,8 +208,29 @@ int tune_command(const TuneOptions& o) {
     }
   }
 
+  // 4. The runner's own time for this sweep: start-up (MPI, model, index) and the dispatch and
+  // commit of every task, from a run of it with --noop-tasks into a scratch directory.
+  double overhead = startup;
+  {
+    char scratch[] = "/tmp/vizsweep-tune-XXXXXX";
+    if (mkdtemp(scratch)) {
+      char self[4096];
+      const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+      if (n > 0) {
+        self[n] = 0;
+        const std::string cmd = "'" + std::string(self) + "' run '" + o.sweep + "' --noop-tasks --threads " + std::to_string(threads) +
+                                " --out '" + std::string(scratch) + "/run' >/dev/null 2>&1";
+        const auto t1 = Clock::now();
+        if (o.sweep.find('\'') == std::string::npos && std::system(cmd.c_str()) == 0) overhead = since(t1);
+      }
+      std::error_code rm;
+      fs::remove_all(scratch, rm);
+    }
+    std::printf("  the runner itself (start-up, dispatch and commits of %zu tasks): %.1f s\n", tasks.size(), overhead);
+  }
+
   nlohmann::json j = {{"format", "vizsweep-tune 1"}, {"machine", machine}, {"device", device}, {"threads", threads},
-                      {"ranks", o.ranks}, {"sweep", spec.name}, {"created_at", now_utc()}, {"startup_s", startup}, {"finish_s", finish},
+                      {"ranks", o.ranks}, {"sweep", spec.name}, {"created_at", now_utc()}, {"startup_s", overhead}, {"finish_s", finish},
                       {"layers", layers}, {"groups", groups}};
   std::error_code ec;
   fs::create_directories(fs::path(save).parent_path(), ec);

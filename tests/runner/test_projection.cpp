@@ -97,6 +97,7 @@ TEST(Projection, TuneFilesAreCheckedAndFoundPerMachine) {
 
 TEST(Projection, TimesReadAsPeopleAndSlurmWriteThem) {
   EXPECT_EQ(human_seconds(12.4), "12 s");
+  EXPECT_EQ(human_seconds(1.26), "1.3 s");
   EXPECT_EQ(human_seconds(250), "4 min 10 s");
   EXPECT_EQ(human_seconds(7500), "2 h 05 min");
   EXPECT_EQ(slurm_time(10), "00:01:00");
