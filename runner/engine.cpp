@@ -201,6 +201,13 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
       throw Error(spec.file + ": precision", e.reason_only());
     }
   }
+  // Per-layer formats are loaded when their first task runs; what this device cannot run
+  // stops the run here, before anything is written.
+  if (compute_format)
+    for (const auto& c : spec.compute)
+      if (c.precision == "fp16" && !impl_->device.is_cuda())
+        throw Error(spec.file + ": " + c.layer.field + ".precision",
+                    "fp16 needs a CUDA device (this rank runs on " + impl_->device.str() + "); use bf16 or fp32");
   auto& d = impl_->desc;
   d.arch = m.info().arch;
   d.in_channels = m.info().in_channels;

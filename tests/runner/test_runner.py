@@ -655,6 +655,14 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("fp16.yaml: precision: fp16 needs a CUDA device", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(d, "index.sqlite")), "nothing written")
+        # The same for one layer's format.
+        with open(fp16, "w") as f:
+            f.write("compute:\n  conv2_1: {precision: fp16}\n"
+                    "model: {builtin: vgg11, width: 0.0625, input_size: 32}\nactmax:\n  layers: [conv2_1]\n")
+        r = run([VIZSWEEP, "run", fp16, "--out", d])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("fp16.yaml: compute.conv2_1.precision: fp16 needs a CUDA device", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(d, "index.sqlite")), "nothing written")
 
 
 if __name__ == "__main__":
