@@ -62,7 +62,7 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="rounds per layer (actmax); the median of each side is shown")
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
     p.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "vizsweep-bench-actmax"))
-    p.add_argument("--only", default="actmax,formats,runner,index,exemplars", help="which benchmarks (comma-separated)")
+    p.add_argument("--only", default="actmax,formats,runner,index,exemplars,plan", help="which benchmarks (comma-separated)")
     p.add_argument("--format-iters", type=int, default=50, help="iterations per run of the formats benchmark")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
