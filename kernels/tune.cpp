@@ -35,8 +35,6 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : s / static_cast<double>(v.size());
 }
 
-char buf[160];
-
 }  // namespace
 
 bool cpu_has_bf16_units() { return has_flag("avx512_bf16") || has_flag("amx_bf16"); }
@@ -108,6 +106,7 @@ LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat
     }
     t.reached = ref_sum != 0 ? sum / ref_sum : (sum == 0 ? 1 : 0);
     t.hf_diff = std::fabs(mean(p.hf_energy) - mean(ref.hf_energy));
+    char buf[160];
     if (!std::isfinite(sum) || !(t.reached >= kMinReached)) {
       std::snprintf(buf, sizeof buf, "reached %.4f of fp32's objective (< %.2f)", t.reached, kMinReached);
       t.pass = false, t.why = buf;
