@@ -359,6 +359,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     }
     worker.join();
+    // Every rank closes its shard before the finish step reads them: HDF5 locks a file that a
+    // writer still holds, so a shard another rank has not yet closed cannot be opened.
+    MPI_Barrier(MPI_COMM_WORLD);
     const int64_t left = c.total - c.done - c.failed;
     if (!c.storage_error.empty())
       std::fprintf(stderr, "[vizsweep] stopped: results could not be written (%s)\n", c.storage_error.c_str());
@@ -384,6 +387,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     MpiChannel ch(provided >= MPI_THREAD_SERIALIZED);
     worker_loop([&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); }, tasks, ch, dir, shard_rel, rank,
                 o.noop_tasks);
+    MPI_Barrier(MPI_COMM_WORLD);  // this rank's shard is closed (see rank 0's finish step)
   }
   MPI_Finalize();
   return code;
