@@ -95,26 +95,70 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
   return shifted;
 }
 
-// Each image of x [B, C, S, S] in [0, 1] translated by shifts[b] = (dy, dx) pixels (when
-// defined), then scaled about its centre by factors[b] and rotated by angles[b] radians, in one
-// bilinear resampling, the uncovered border `fill` (0.5: mid-grey).
-torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& factors, const torch::Tensor& angles,
-                             double fill, const torch::Tensor& shifts) {
-  namespace F = torch::nn::functional;
-  // affine_grid maps each output position to the input position it samples: the inverse of
-  // "translate by (dy, dx), then scale and rotate about the centre" is in = M^-1 out - d, with
-  // d in normalized units (2 per image side).
-  auto cos = angles.cos() / factors, sin = angles.sin() / factors;
-  auto ty = torch::zeros_like(factors), tx = torch::zeros_like(factors);
-  if (shifts.defined()) {
-    auto d = shifts.to(torch::kFloat);
-    ty = d.select(1, 0) * (-2.0 / static_cast<double>(x.size(2)));
-    tx = d.select(1, 1) * (-2.0 / static_cast<double>(x.size(3)));
+// Output rows [y0, y1) and columns [x0, x1) of an S x S image: the receptive-field crop
+// when the task has one, else the whole image.
+struct Window {
+  int64_t y0, y1, x0, x1;
+  int64_t h() const { return y1 - y0; }
+  int64_t w() const { return x1 - x0; }
+};
+
+}  // namespace
+
+// The sampling grid of grid_sample (align_corners false) for the window of each image of a
+// batch of side S, translated by shifts[b] = (dy, dx) pixels (when defined), then scaled about
+// its centre by a factor in [1 - scale, 1 + scale] and rotated by an angle in [-rotate, rotate]
+// degrees, drawn as draw[0][b] and draw[1][b] (uniform in [0, 1)): output position p samples
+// the input at M^-1 p - d, d the shift in normalized units (2 per image side); affine_grid's
+// mapping, computed for the window's positions alone in one pass on the host.
+torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
+                                   int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+  const Window win{y0, y1, x0, x1};
+  const int64_t B = draw.size(1), h = win.h(), w = win.w();
+  auto u = draw.to(torch::kCPU).contiguous();
+  auto d = shifts.defined() ? shifts.to(torch::kCPU).to(torch::kLong).contiguous() : torch::Tensor();
+  const float* up = u.data_ptr<float>();
+  const int64_t* dp = d.defined() ? d.data_ptr<int64_t>() : nullptr;
+  auto grid = torch::empty({B, h, w, 2}, torch::kFloat);
+  float* g = grid.data_ptr<float>();
+  const double side = static_cast<double>(S), radians = rotate * 3.14159265358979323846 / 180.0;
+  for (int64_t b = 0; b < B; ++b) {
+    const double factor = 1.0 + scale * (2.0 * up[b] - 1.0), angle = radians * (2.0 * up[B + b] - 1.0);
+    const double c = std::cos(angle) / factor, sn = std::sin(angle) / factor;
+    const double ty = dp ? -2.0 * static_cast<double>(dp[2 * b]) / side : 0.0;
+    const double tx = dp ? -2.0 * static_cast<double>(dp[2 * b + 1]) / side : 0.0;
+    for (int64_t i = 0; i < h; ++i) {
+      const double yn = (2.0 * static_cast<double>(win.y0 + i) + 1.0) / side - 1.0;
+      for (int64_t j = 0; j < w; ++j, g += 2) {
+        const double xn = (2.0 * static_cast<double>(win.x0 + j) + 1.0) / side - 1.0;
+        g[0] = static_cast<float>(c * xn - sn * yn + tx);
+        g[1] = static_cast<float>(sn * xn + c * yn + ty);
+      }
+    }
   }
-  auto theta = torch::stack({torch::stack({cos, -sin, tx}, 1), torch::stack({sin, cos, ty}, 1)}, 1).to(x.device());
-  auto grid = F::affine_grid(theta, x.sizes(), /*align_corners=*/false);
+  return grid;
+}
+
+namespace {
+
+// The window of each image of x [B, C, S, S] in [0, 1] translated by shifts[b] (when defined),
+// then scaled and rotated about its centre (affine_sampling_grid), in one bilinear resampling
+// of the whole image, the uncovered border `fill` (0.5: mid-grey). Only the window's rows are
+// computed, and of those the columns from a multiple of 16 to a multiple of 16 around the
+// window's: under a receptive-field crop the resampling and its gradient cost about the
+// crop's size, not the image's. The alignment keeps the gradient's sums in the whole image's
+// order: grid_sample's CPU kernel walks its output in runs of one vector (at most 16 floats),
+// and where the image side is a multiple of 16 those runs are the whole image's, so a cropped
+// task's gradient equals the uncropped one's bit for bit; with runs cut elsewhere it differs
+// by float rounding (2e-7 here), which Adam on a spectrum amplifies to visibly different
+// images within a dozen steps.
+torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& draw, double scale, double rotate, double fill,
+                             const torch::Tensor& shifts, const Window& win) {
+  namespace F = torch::nn::functional;
+  const int64_t S = x.size(2), a = win.x0 / 16 * 16, b = std::min(S, (win.x1 + 15) / 16 * 16);
+  auto grid = affine_sampling_grid(draw, scale, rotate, shifts, S, win.y0, win.y1, a, b).to(x.device());
   auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
-  return F::grid_sample(x - fill, grid, opts) + fill;
+  return (F::grid_sample(x - fill, grid, opts) + fill).slice(3, win.x0 - a, win.x1 - a);
 }
 
 }  // namespace
@@ -178,35 +222,34 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   // that of the whole translated image, so the crop stays exact; the gradient flows back
   // through the translation to the untranslated image.
   auto jitter_gen = at::detail::createCPUGenerator(req.seed ^ 0x6a09e667f3bcc909ULL);
-  // The objective of images x in [0, 1]: on the receptive-field crop when there is one.
-  auto evaluate = [&](const torch::Tensor& x) {
-    return loop_win ? crop_objective.evaluate(
-                          model.forward_crop(x.slice(2, loop_win->y0, loop_win->y1).slice(3, loop_win->x0, loop_win->x1), layer.index))
-                    : objective.evaluate(model.forward(x, layer.index));
-  };
   // Scaling and rotation (after jitter, Lucid's order): per image and step, a factor in
   // [1 - scale, 1 + scale] and an angle in [-rotate, rotate] degrees, drawn from the task's seed.
   auto affine_gen = at::detail::createCPUGenerator(req.seed ^ 0xbb67ae8584caa73bULL);
-  torch::Tensor factors, angles;
-  auto draw_affine = [&] {
-    auto u = torch::rand({2, B}, affine_gen, torch::kFloat) * 2.0 - 1.0;
-    factors = 1.0 + s.scale * u[0];
-    angles = u[1] * (s.rotate * 3.14159265358979323846 / 180.0);
-  };
+  torch::Tensor affine_draw;
+  auto draw_affine = [&] { affine_draw = torch::rand({2, B}, affine_gen, torch::kFloat); };
   torch::Tensor shifts;
-  // Each image rolled by its own (dy, dx) with wrap-around (torch::roll's values), as two
-  // gathers for the whole batch: out[i][j] = in[(i - dy) mod H][(j - dx) mod W].
-  auto jittered = [&](const torch::Tensor& x) {
-    const int64_t H = x.size(2), W = x.size(3), Cx = x.size(1);
-    auto sh = shifts.to(x.device());
-    auto iy = (torch::arange(H, sh.options()).view({1, H}) - sh.select(1, 0).view({B, 1})).remainder(H);
-    auto ix = (torch::arange(W, sh.options()).view({1, W}) - sh.select(1, 1).view({B, 1})).remainder(W);
-    auto y = x.gather(2, iy.view({B, 1, H, 1}).expand({B, Cx, H, W}));
-    return y.gather(3, ix.view({B, 1, 1, W}).expand({B, Cx, H, W}));
+  // The part of what the model sees that the optimization needs: the crop when there is one.
+  const Window view = loop_win ? Window{loop_win->y0, loop_win->y1, loop_win->x0, loop_win->x1} : Window{0, S, 0, S};
+  // The view's window of the framed images y [B, C, S + 2 pad, S + 2 pad], each rolled by its
+  // own (dy, dx) with wrap-around (torch::roll's values): out[i][j] = y[(i - dy) mod H][(j - dx)
+  // mod W], as two gathers for the whole batch that read only the window's rows and columns.
+  auto jittered_window = [&](const torch::Tensor& y) {
+    const int64_t H = y.size(2), W = y.size(3), Cx = y.size(1), h = view.h(), w = view.w();
+    auto iy = torch::empty({B, h}, torch::kLong), ix = torch::empty({B, w}, torch::kLong);
+    const int64_t* d = shifts.data_ptr<int64_t>();  // drawn on the host: [B, 2], (dy, dx)
+    int64_t* py = iy.data_ptr<int64_t>();
+    int64_t* px = ix.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < h; ++k) py[b * h + k] = ((view.y0 + pad + k - d[2 * b]) % H + H) % H;
+      for (int64_t k = 0; k < w; ++k) px[b * w + k] = ((view.x0 + pad + k - d[2 * b + 1]) % W + W) % W;
+    }
+    auto rows = y.gather(2, iy.to(y.device()).view({B, 1, h, 1}).expand({B, Cx, h, W}));
+    return rows.gather(3, ix.to(y.device()).view({B, 1, 1, w}).expand({B, Cx, h, w}));
   };
   // What the model sees of images x: pad (mid-grey frame), jitter, scale and rotation, in
-  // Lucid's order, then the centre S x S of the frame. Drawn per step by draw_transforms.
-  // Flips (first, when on) come from their own stream of the task's seed.
+  // Lucid's order, then the centre S x S of the frame; of that, the view's window only. Drawn
+  // per step by draw_transforms. Flips (first, when on) come from their own stream of the
+  // task's seed.
   const bool transforms = jit > 0 || affine || pad > 0 || s.flip;
   const double fill = s.background;
   auto flip_gen = at::detail::createCPUGenerator(req.seed ^ 0x3c6ef372fe94f82bULL);
@@ -221,10 +264,15 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   auto seen = [&](const torch::Tensor& x) {
     namespace F = torch::nn::functional;
     auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
-    if (affine) return scaled_rotated(y, factors, angles, fill, jit > 0 ? shifts : torch::Tensor());
-    if (pad > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
-    if (jit > 0) y = jittered(y);
-    return pad > 0 ? y.slice(2, pad, pad + S).slice(3, pad, pad + S) : y;
+    if (affine) return scaled_rotated(y, affine_draw, s.scale, s.rotate, fill, jit > 0 ? shifts : torch::Tensor(), view);
+    if (pad > 0 && jit > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
+    if (jit > 0) return jittered_window(y);
+    // Without a shift the frame is never seen: the centre is the image itself.
+    return y.slice(2, view.y0, view.y1).slice(3, view.x0, view.x1);
+  };
+  // The objective of the view's window of what the model sees.
+  auto evaluate_view = [&](const torch::Tensor& xw) {
+    return loop_win ? crop_objective.evaluate(model.forward_crop(xw, layer.index)) : objective.evaluate(model.forward(xw, layer.index));
   };
   // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
   // its gradient g; `dims` are v's dimensions but the batch.
@@ -270,8 +318,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     auto mixed = [](const torch::Tensor& m, const torch::Tensor& img) { return torch::einsum("ij,bjyx->biyx", {m, img}); };
     // A background other than 0.5 shifts the sigmoid: a zero spectrum renders to it.
     const double offset = std::log(s.background / (1.0 - s.background));
+    // The scale and the 1/4 as one real factor on the spectrum's (re, im) pairs: the same
+    // values as scaling the complex spectrum and dividing the image by 4 (a power of two), in
+    // one operation fewer each way and without promoting the scale to complex every step.
+    const torch::Tensor render_scale = (scale / 4.0).unsqueeze(-1);
     auto render = [&](const torch::Tensor& spec) {
-      auto img = torch::fft::irfft2(torch::view_as_complex(spec) * scale, c10::IntArrayRef{S, S}, {-2, -1}, "ortho") / 4.0;
+      auto img = torch::fft::irfft2(torch::view_as_complex(spec * render_scale), c10::IntArrayRef{S, S}, {-2, -1}, "ortho");
       if (mix) img = mixed(colour, img);
       return torch::sigmoid(s.background == 0.5 ? img : img + offset);
     };
@@ -288,7 +340,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       draw_transforms();
       spec.requires_grad_(true);
       auto x = render(spec);
-      auto obj = evaluate(seen(x));
+      auto obj = evaluate_view(seen(x));
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -310,7 +362,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     if (transforms) {
       draw_transforms();
       c.requires_grad_(true);
-      auto obj = evaluate(seen(frame.to_image(c)));
+      auto obj = evaluate_view(seen(frame.to_image(c)));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());

@@ -84,6 +84,14 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
 // this 3 x 3 matrix times the optimized ones.
 torch::Tensor colour_decorrelation();
 
+// The sampling grid [B, y1 - y0, x1 - x0, 2] (grid_sample's, align_corners false) of rows
+// [y0, y1) and columns [x0, x1) of a batch of S x S images, each translated by shifts[b] =
+// (dy, dx) pixels (when defined), then scaled about its centre by 1 + scale (2 draw[0][b] - 1)
+// and rotated by rotate (2 draw[1][b] - 1) degrees (draw [2, B] uniform in [0, 1)): affine_grid's
+// values for that window, on the host.
+torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
+                                   int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
+
 // Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
 // [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.
 torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective, const torch::Tensor& images,
