@@ -130,11 +130,21 @@ int dispatch(int argc, char** argv) {
     ro.sweep = target;
     return run_command(ro, &argc, &argv);
   }
+  // A count option below its least value: the option named, nothing run.
+  auto at_least = [&](const char* name, int value, int least) {
+    if (value >= least) return true;
+    std::cerr << "vizsweep " << cmd << ": " << name << ": must be >= " << least << ", got " << value << "\n";
+    return false;
+  };
   if (cmd == "plan") {
+    if (!at_least("--ranks", plan.ranks, 0)) return kExitUsage;  // 0: the tune file's
     plan.sweep = target, plan.out = ro.out;
     return plan_command(plan);
   }
   if (cmd == "tune") {
+    if (!at_least("--ranks", tune.ranks, 1) || !at_least("--threads", tune.threads, 0) || !at_least("--units", tune.units, 1) ||
+        !at_least("--iters", tune.iters, 1) || !at_least("--repeats", tune.repeats, 1))
+      return kExitUsage;
     tune.sweep = target, tune.out = ro.out, tune.formats = vm.count("no-formats") == 0;
     return tune_command(tune);
   }

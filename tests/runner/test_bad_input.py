@@ -202,6 +202,11 @@ class BadInputTest(unittest.TestCase):
             (["slurm", good, "--nodes", "1", "--time", "soon"], "--time"),
             (["run", other, "--out", d], "holds sweep 'good' (spec hash"),
             (["run", good, "--out", d, "--noop-tasks"], "--noop-tasks: needs a new results directory"),
+            (["plan", good, "--out", d, "--ranks", "-2"], "--ranks: must be >= 0, got -2"),
+            (["tune", good, "--out", d, "--ranks", "0"], "--ranks: must be >= 1, got 0"),
+            (["tune", good, "--out", d, "--units", "0"], "--units: must be >= 1, got 0"),
+            (["tune", good, "--out", d, "--iters", "-5"], "--iters: must be >= 1, got -5"),
+            (["tune", good, "--out", d, "--repeats", "0"], "--repeats: must be >= 1, got 0"),
         ]
         before = digest()
         for args, message in cases:
