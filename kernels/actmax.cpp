@@ -95,14 +95,6 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
   return shifted;
 }
 
-// Output rows [y0, y1) and columns [x0, x1) of an S x S image: the receptive-field crop
-// when the task has one, else the whole image.
-struct Window {
-  int64_t y0, y1, x0, x1;
-  int64_t h() const { return y1 - y0; }
-  int64_t w() const { return x1 - x0; }
-};
-
 }  // namespace
 
 // The sampling grid of grid_sample (align_corners false) for the window of each image of a
@@ -113,8 +105,7 @@ struct Window {
 // mapping, computed for the window's positions alone in one pass on the host.
 torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
                                    int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
-  const Window win{y0, y1, x0, x1};
-  const int64_t B = draw.size(1), h = win.h(), w = win.w();
+  const int64_t B = draw.size(1), h = y1 - y0, w = x1 - x0;
   auto u = draw.to(torch::kCPU).contiguous();
   auto d = shifts.defined() ? shifts.to(torch::kCPU).to(torch::kLong).contiguous() : torch::Tensor();
   const float* up = u.data_ptr<float>();
@@ -128,9 +119,9 @@ torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, doub
     const double ty = dp ? -2.0 * static_cast<double>(dp[2 * b]) / side : 0.0;
     const double tx = dp ? -2.0 * static_cast<double>(dp[2 * b + 1]) / side : 0.0;
     for (int64_t i = 0; i < h; ++i) {
-      const double yn = (2.0 * static_cast<double>(win.y0 + i) + 1.0) / side - 1.0;
+      const double yn = (2.0 * static_cast<double>(y0 + i) + 1.0) / side - 1.0;
       for (int64_t j = 0; j < w; ++j, g += 2) {
-        const double xn = (2.0 * static_cast<double>(win.x0 + j) + 1.0) / side - 1.0;
+        const double xn = (2.0 * static_cast<double>(x0 + j) + 1.0) / side - 1.0;
         g[0] = static_cast<float>(c * xn - sn * yn + tx);
         g[1] = static_cast<float>(sn * xn + c * yn + ty);
       }
@@ -153,7 +144,7 @@ namespace {
 // by float rounding (2e-7 here), which Adam on a spectrum amplifies to visibly different
 // images within a dozen steps.
 torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& draw, double scale, double rotate, double fill,
-                             const torch::Tensor& shifts, const Window& win) {
+                             const torch::Tensor& shifts, const Model::InputWindow& win) {
   namespace F = torch::nn::functional;
   const int64_t S = x.size(2), a = win.x0 / 16 * 16, b = std::min(S, (win.x1 + 15) / 16 * 16);
   auto grid = affine_sampling_grid(draw, scale, rotate, shifts, S, win.y0, win.y1, a, b).to(x.device());
@@ -229,12 +220,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   auto draw_affine = [&] { affine_draw = torch::rand({2, B}, affine_gen, torch::kFloat); };
   torch::Tensor shifts;
   // The part of what the model sees that the optimization needs: the crop when there is one.
-  const Window view = loop_win ? Window{loop_win->y0, loop_win->y1, loop_win->x0, loop_win->x1} : Window{0, S, 0, S};
+  const Model::InputWindow view = loop_win.value_or(Model::InputWindow{0, S, 0, S});
   // The view's window of the framed images y [B, C, S + 2 pad, S + 2 pad], each rolled by its
   // own (dy, dx) with wrap-around (torch::roll's values): out[i][j] = y[(i - dy) mod H][(j - dx)
   // mod W], as two gathers for the whole batch that read only the window's rows and columns.
   auto jittered_window = [&](const torch::Tensor& y) {
-    const int64_t H = y.size(2), W = y.size(3), Cx = y.size(1), h = view.h(), w = view.w();
+    const int64_t H = y.size(2), W = y.size(3), Cx = y.size(1), h = view.y1 - view.y0, w = view.x1 - view.x0;
     auto iy = torch::empty({B, h}, torch::kLong), ix = torch::empty({B, w}, torch::kLong);
     const int64_t* d = shifts.data_ptr<int64_t>();  // drawn on the host: [B, 2], (dy, dx)
     int64_t* py = iy.data_ptr<int64_t>();
