@@ -223,7 +223,8 @@ int main(int argc, char** argv) {
     if (check) ref = Model::builtin(o), ref->to(dev);
     if (tune) {
       std::map<std::string, Model> copies;  // one model per format, converted once
-      auto in_format = [&](const ComputeFormat& f) -> const Model& {
+      auto in_format = [&](const ComputeFormat& format) -> const Model& {
+        const ComputeFormat f{format.precision, format.channels_last};  // the weights' format
         auto it = copies.find(f.name());
         if (it != copies.end()) return it->second;
         Model c = model_file.empty() ? Model::builtin(o) : Model::load(model_file);
@@ -240,6 +241,7 @@ int main(int argc, char** argv) {
         auto probe = [&](const ComputeFormat& f, bool warm_up) {
           ActMaxRequest r = req;
           r.settings.iterations = warm_up ? 2 : iters;
+          r.fp32_model = &ref, r.fp32_finish = f.fp32_finish;
           const Model& mf = in_format(f);
           sync(dev);
           const auto t0 = Clock::now();

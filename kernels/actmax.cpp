@@ -178,6 +178,17 @@ torch::Tensor unit_robustness(const Model& model, const UnitObjective& objective
   return robustness_ratio(before, objective.evaluate(model.forward(shifted_copies(images, max_shift, seed), index)));
 }
 
+int fp32_finish_iterations(const Model& model, const ActMaxRequest& req) {
+  if (!(req.fp32_finish >= 0 && req.fp32_finish <= 1))
+    throw Error("fp32_finish", "must be in [0, 1] (the share of the last iterations run in fp32), got " + std::to_string(req.fp32_finish));
+  if (!req.fp32_model || req.fp32_finish == 0) return 0;
+  const Model& f = *req.fp32_model;
+  if (f.precision() != Model::Precision::Fp32 || f.input_size() != model.input_size() || f.device() != model.device() ||
+      f.layers().size() != model.layers().size() || f.info().in_channels != model.info().in_channels)
+    throw Error("fp32_finish", "the finish model must be the same network in fp32, at the same input size, on the same device");
+  return static_cast<int>(std::ceil(req.fp32_finish * req.settings.iterations - 1e-9));
+}
+
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
   const LayerInfo& layer = model.layer(req.layer);
   UnitObjective objective(model, layer, req.units, req.objective);
@@ -187,6 +198,9 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   const int64_t C = model.info().in_channels, S = model.input_size();
   const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(model.device());
   PixelFrame frame(model);
+  // The network each step runs on: `model`, and for the fp32 finish's last steps fp32_model.
+  const int finish = fp32_finish_iterations(model, req);
+  const Model* net = &model;
 
   auto gen = at::detail::createCPUGenerator(req.seed);
   torch::Tensor c = (torch::randn({B, C, S, S}, gen, torch::kFloat) * s.init_std).to(model.device());
@@ -263,7 +277,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   };
   // The objective of the view's window of what the model sees.
   auto evaluate_view = [&](const torch::Tensor& xw) {
-    return loop_win ? crop_objective.evaluate(model.forward_crop(xw, layer.index)) : objective.evaluate(model.forward(xw, layer.index));
+    return loop_win ? crop_objective.evaluate(net->forward_crop(xw, layer.index)) : objective.evaluate(net->forward(xw, layer.index));
   };
   // One ascent step on the optimized variable v (the pixels, or the spectrum under fft) with
   // its gradient g; `dims` are v's dimensions but the batch.
@@ -328,6 +342,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     // Lucid's start: the spectrum drawn from N(0, 0.01^2).
     torch::Tensor spec = (torch::randn({B, C, S, S / 2 + 1, 2}, gen, torch::kFloat) * 0.01).to(model.device());
     for (int it = 0; it < s.iterations; ++it) {
+      if (it == s.iterations - finish) net = req.fp32_model;
       draw_transforms();
       spec.requires_grad_(true);
       auto x = render(spec);
@@ -350,6 +365,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   }
 
   for (int it = 0; s.param == ImageParam::Pixel && it < s.iterations; ++it) {
+    if (it == s.iterations - finish) net = req.fp32_model;
     if (transforms) {
       draw_transforms();
       c.requires_grad_(true);
@@ -359,14 +375,14 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       trace[it].copy_(obj.detach());
     } else if (win) {
       auto cc = c.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1).detach().requires_grad_(true);
-      auto obj = crop_objective.evaluate(model.forward_crop(frame.to_image(cc), layer.index));
+      auto obj = crop_objective.evaluate(net->forward_crop(frame.to_image(cc), layer.index));
       auto g = torch::autograd::grad({obj.sum()}, {cc})[0];
       torch::NoGradGuard ng;
       grad.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1).copy_(g);  // zero outside, as uncropped
       trace[it].copy_(obj.detach());
     } else {
       c.requires_grad_(true);
-      auto obj = objective.evaluate(model.forward(frame.to_image(c), layer.index));
+      auto obj = objective.evaluate(net->forward(frame.to_image(c), layer.index));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -382,10 +398,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   torch::NoGradGuard ng;
   res.images = frame.to_image(c).clamp(0.0, 1.0);
   // The final activation, the argmax flag and robustness read the unit's position only: on
-  // the crop too (every unit at that position shares the receptive field).
+  // the crop too (every unit at that position shares the receptive field). After an fp32
+  // finish, in fp32.
+  const Model& last = finish > 0 ? *req.fp32_model : model;
   auto final_forward = [&](const torch::Tensor& x) {
-    return win ? model.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index)
-               : model.forward(x, layer.index);
+    return win ? last.forward_crop(x.slice(2, win->y0, win->y1).slice(3, win->x0, win->x1), layer.index)
+               : last.forward(x, layer.index);
   };
   // One batched forward pass for the final images and, for robustness, their shifted copies
   // (none with a shift of 0: an image is its own unshifted copy, robustness 1).

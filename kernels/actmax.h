@@ -59,6 +59,12 @@ struct ActMaxRequest {
   // that covers the unit's receptive field (the gradient is exactly zero outside it); the
   // image and the regularizers stay whole. Same results, a fraction of the work.
   bool crop_to_receptive_field = true;
+  // Reduced precision's fp32 finish (ComputeFormat::fp32_finish, kernels/tune.h): the last
+  // fp32_finish_iterations() steps run on fp32_model, the same network in fp32, which
+  // polishes what the reduced precision's rounding left; the final activation and metrics
+  // are then computed in fp32 too. Off when fp32_model is null or fp32_finish is 0.
+  const Model* fp32_model = nullptr;
+  double fp32_finish = 0;
 };
 
 struct ActMaxResult {
@@ -73,6 +79,11 @@ struct ActMaxResult {
   std::string objective;          // description of the objective
   std::string regularizers;       // descriptions joined by "+", "none" if none
 };
+
+// How many of the request's last iterations run on its fp32_model: ceil(fp32_finish x
+// iterations), 0 without one. Throws vizsweep::Error naming fp32_finish outside [0, 1], or for
+// a finish model that is not `model`'s network in fp32 (size, device, layers).
+int fp32_finish_iterations(const Model& model, const ActMaxRequest& req);
 
 // Runs the optimization on the model's device. Deterministic given request.seed on CPU.
 // Throws vizsweep::Error for an unknown layer, a unit out of range, bad settings or no

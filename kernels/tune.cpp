@@ -70,12 +70,21 @@ std::vector<ComputeFormat> candidate_formats(bool cuda, std::vector<FormatTrial>
   return out;
 }
 
+std::string ComputeFormat::name() const {
+  std::string s = precision + (channels_last ? ", channels_last" : "");
+  if (fp32_finish > 0) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, ", fp32_finish %g", fp32_finish);
+    s += buf;
+  }
+  return s;
+}
+
 LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat>& formats,
                        const std::function<FormatProbe(const ComputeFormat&, bool warm_up)>& probe, int repeats) {
   LayerTuning out;
   out.layer = layer;
-  std::vector<FormatProbe> probes;
-  for (const auto& f : formats) {
+  auto measure = [&](const ComputeFormat& f) {
     probe(f, true);
     FormatProbe best;
     for (int r = 0; r < std::max(1, repeats); ++r) {
@@ -84,18 +93,19 @@ LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat
       if (r == 0 || p.seconds < best.seconds) best = std::move(p);
       if (enough) break;
     }
-    probes.push_back(std::move(best));
-  }
+    return best;
+  };
+  std::vector<FormatProbe> probes;
+  for (const auto& f : formats) probes.push_back(measure(f));
   const ComputeFormat base{};
   const auto it = std::find(formats.begin(), formats.end(), base);
   if (it == formats.end()) return out;  // nothing to compare with: keep fp32
-  const FormatProbe& ref = probes[static_cast<size_t>(it - formats.begin())];
+  const FormatProbe ref = probes[static_cast<size_t>(it - formats.begin())];
   double ref_sum = 0;
   for (double v : ref.objective) ref_sum += v;
-  for (size_t i = 0; i < formats.size(); ++i) {
-    const FormatProbe& p = probes[i];
+  auto judge = [&](const ComputeFormat& f, const FormatProbe& p) {
     FormatTrial t;
-    t.format = formats[i];
+    t.format = f;
     t.seconds = p.seconds;
     t.speedup = p.seconds > 0 ? ref.seconds / p.seconds : 1;
     double sum = 0;
@@ -117,7 +127,17 @@ LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat
       std::snprintf(buf, sizeof buf, "hf_energy moved by %.3f (> %.2f)", t.hf_diff, kMaxHfDiff);
       t.pass = false, t.why = buf;
     }
-    out.trials.push_back(t);
+    return t;
+  };
+  for (size_t i = 0; i < formats.size(); ++i) out.trials.push_back(judge(formats[i], probes[i]));
+  // A reduced precision that fails the guard is tried again with an fp32 finish of
+  // kFp32Finish: the fp32 steps at the end recover what the rounding lost, at a few percent
+  // of the time saved. It too must pass the guard to be chosen.
+  for (size_t i = 0, n = out.trials.size(); i < n; ++i) {
+    if (out.trials[i].pass || out.trials[i].format.precision == "fp32" || out.trials[i].format.fp32_finish > 0) continue;
+    ComputeFormat f = out.trials[i].format;
+    f.fp32_finish = kFp32Finish;
+    out.trials.push_back(judge(f, measure(f)));
   }
   // fp32 NCHW first, then the others in order of speed.
   std::stable_sort(out.trials.begin(), out.trials.end(), [&](const FormatTrial& a, const FormatTrial& b) {

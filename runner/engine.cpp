@@ -13,6 +13,7 @@
 #include "kernels/image.h"
 #include "kernels/model.h"
 #include "runner/run_context.h"
+#include "runner/techniques/actmax.h"
 #include "sweeps/hash.h"
 #include "sweeps/technique.h"
 #include "sweeps/idx.h"
@@ -29,6 +30,8 @@ struct Engine::Impl : RunContext {
   // the model the running task uses.
   std::map<sweeps::ComputeFormat, k::Model> formats;
   const k::Model* current = nullptr;
+  const k::Model* finish_model = nullptr;  // the running task's fp32 finish, when it has one
+  double finish = 0;
   sweeps::ModelDesc desc;
   torch::Device device = torch::kCPU;
   int threads = 1;
@@ -39,6 +42,8 @@ struct Engine::Impl : RunContext {
   explicit Impl(const sweeps::SweepSpec& s) : spec(s) {}
 
   const k::Model& model() const override { return current ? *current : *model_; }
+  const k::Model* fp32_model() const override { return finish_model; }
+  double fp32_finish() const override { return finish_model ? finish : 0; }
 
   // The sweep's model, freshly loaded or built, at its input size, on the device, in fp32 NCHW.
   k::Model load() const {
@@ -63,11 +68,11 @@ struct Engine::Impl : RunContext {
     return *m;
   }
 
-  // The model in `format` (the default one, or a copy converted once).
+  // The model in `format`'s precision and layout (the default one, or a copy converted once).
   const k::Model& in_format(const sweeps::ComputeFormat& format, const std::string& field) {
-    const sweeps::ComputeFormat base{spec.precision, spec.channels_last};
-    if (format == base) return *model_;
-    auto it = formats.find(format);
+    const sweeps::ComputeFormat weights{format.precision, format.channels_last};
+    if (weights == sweeps::ComputeFormat{spec.precision, spec.channels_last}) return *model_;
+    auto it = formats.find(weights);
     if (it != formats.end()) return it->second;
     k::Model m = load();
     try {
@@ -75,7 +80,14 @@ struct Engine::Impl : RunContext {
     } catch (const Error& e) {
       throw Error(spec.file + ": " + field, e.reason_only());
     }
-    return formats.emplace(format, m).first->second;
+    return formats.emplace(weights, m).first->second;
+  }
+
+  // The next task computes in `format`: its model, and for an fp32 finish the fp32 NCHW one.
+  void use(const sweeps::ComputeFormat& format, const std::string& field) {
+    current = &in_format(format, field);
+    finish_model = format.fp32_finish > 0 ? &in_format(sweeps::ComputeFormat{}, field) : nullptr;
+    finish = format.fp32_finish;
   }
 
   const k::Classifier& classifier(const std::string& path, const std::string& field) override {
@@ -262,13 +274,13 @@ std::string Engine::model_hash() const {
 nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
   data = TaskData{};
   data.attributes = {{"technique", task.technique}, {"layer", task.layer}, {"canonical", task.canonical}};
-  impl_->current = nullptr;
+  impl_->current = impl_->finish_model = nullptr;
   const auto& spec = impl_->spec;
   sweeps::ComputeFormat format{spec.precision, spec.channels_last};
   if (task.technique == "actmax") {  // SweepSpec::compute
     const auto* L = impl_->desc.find(task.layer);
     format = spec.format_for(task.layer, L ? L->path : "");
-    impl_->current = &impl_->in_format(format, "compute." + task.layer);
+    impl_->use(format, "compute." + task.layer);
   }
   if (!(format == sweeps::ComputeFormat{})) data.attributes["compute"] = format.name();
   for (const auto& e : impl_->spec.sections)
@@ -285,15 +297,12 @@ void sync(const torch::Device& d) {
 Engine::Probe Engine::probe_actmax(const sweeps::Task& task, const sweeps::ComputeFormat& format, int iterations, size_t units) {
   const auto* sec = impl_->spec.get<sweeps::ActmaxSection>();
   if (!sec || task.technique != "actmax") throw std::logic_error("probe_actmax: not an actmax task");
-  k::ActMaxRequest req;
-  req.layer = task.layer;
-  req.units = task.items;
+  impl_->use(format, "compute." + task.layer);
+  k::ActMaxRequest req = actmax_request(*impl_, *sec, task);
+  const k::Model& m = impl_->model();
+  impl_->current = impl_->finish_model = nullptr;
   if (units > 0 && units < req.units.size()) req.units.resize(units);
-  req.objective = sec->objective;
-  req.settings = sec->settings.at(static_cast<size_t>(task.setting));
   req.settings.iterations = iterations;
-  req.seed = task.seed;
-  const auto& m = impl_->in_format(format, "compute." + task.layer);
   const auto& ref = impl_->in_format(sweeps::ComputeFormat{}, "precision");
   sync(impl_->device);
   const auto t0 = std::chrono::steady_clock::now();

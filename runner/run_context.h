@@ -18,6 +18,10 @@ class RunContext {
  public:
   virtual ~RunContext() = default;
   virtual const kernels::Model& model() const = 0;
+  // The running task's fp32 finish (kernels::ComputeFormat::fp32_finish): the same network
+  // in fp32 NCHW and the share of the last iterations it runs; nullptr and 0 without one.
+  virtual const kernels::Model* fp32_model() const { return nullptr; }
+  virtual double fp32_finish() const { return 0; }
   // Items `idx` of an image list as [B, C, S, S] on the device, and their dataset labels (-1
   // when unknown: image files).
   virtual torch::Tensor images(const std::vector<sweeps::ImageSource>& all, const std::vector<int64_t>& idx,

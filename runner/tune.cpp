@@ -2,6 +2,7 @@
 // (kernels/tune.h), and the measured cost of every group of the sweep's tasks for `plan`.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -118,7 +119,8 @@ int tune_command(const TuneOptions& o) {
         std::printf("  %-22s %9.4f %8.2fx %9.4f %9.4f %9.4f  %s%s\n", t.format.name().c_str(), t.seconds, t.speedup, t.reached, t.min_unit,
                     t.hf_diff, t.format == k::ComputeFormat{} ? "reference" : t.pass ? "pass" : "FAIL: ",
                     t.pass ? (t.format == r.chosen && t.format != k::ComputeFormat{} ? " (chosen)" : "") : t.why.c_str());
-        trials.push_back({{"precision", t.format.precision}, {"channels_last", t.format.channels_last}, {"seconds", t.seconds},
+        trials.push_back({{"precision", t.format.precision}, {"channels_last", t.format.channels_last},
+                          {"fp32_finish", t.format.fp32_finish}, {"seconds", t.seconds},
                           {"speedup", t.speedup}, {"reached", t.reached}, {"min_unit", t.min_unit}, {"hf_diff", t.hf_diff},
                           {"pass", t.pass}, {"why", t.why}});
       }
@@ -127,7 +129,8 @@ int tune_command(const TuneOptions& o) {
       chosen[task.layer] = r.chosen;
       order.push_back(task.layer);
       layers.push_back({{"layer", task.layer}, {"units", units}, {"iterations", iters}, {"setting", st.name},
-                        {"precision", r.chosen.precision}, {"channels_last", r.chosen.channels_last}, {"speedup", r.speedup},
+                        {"precision", r.chosen.precision}, {"channels_last", r.chosen.channels_last},
+                        {"fp32_finish", r.chosen.fp32_finish}, {"speedup", r.speedup},
                         {"trials", trials}});
     }
   }
@@ -148,22 +151,27 @@ int tune_command(const TuneOptions& o) {
       // The iteration loop is linear: two short runs give the fixed part (initial and final
       // passes, metrics) and the per-iteration part; the task's time is fixed + I x step.
       // Large tasks are probed on fewer units (about kProbeFlops of work in all), and scaled.
+      // An fp32 finish's last n iterations take fp32's step: fixed + (I - n) x step + n x
+      // fp32's step, each step measured without a finish.
       const int a = std::min(2, st.iterations), b = std::min(8, st.iterations);
       const double probe_cost = task.cost * (1 + a + b) / st.iterations;
       size_t units = task.items.size();
       if (probe_cost > kProbeFlops)
         units = std::max<size_t>(1, static_cast<size_t>(static_cast<double>(units) * kProbeFlops / probe_cost));
-      engine.probe_actmax(task, f, 1, units);  // warm-up: this shape's kernels
-      const double ta = engine.probe_actmax(task, f, a, units).seconds;
-      if (b > a) {
-        const double tb = engine.probe_actmax(task, f, b, units).seconds;
+      auto fixed_and_step = [&](const k::ComputeFormat& format) {
+        engine.probe_actmax(task, format, 1, units);  // warm-up: this shape's kernels
+        const double ta = engine.probe_actmax(task, format, a, units).seconds;
+        if (b <= a) return std::make_pair(ta, 0.0);
+        const double tb = engine.probe_actmax(task, format, b, units).seconds;
         const double step = std::max(0.0, (tb - ta) / (b - a));
-        seconds = std::max(tb, ta - a * step + st.iterations * step);
-      } else {
-        seconds = ta;
-      }
+        return std::make_pair(std::max(0.0, ta - a * step), step);
+      };
+      const auto [fixed, step] = fixed_and_step(k::ComputeFormat{f.precision, f.channels_last});
+      const int n = f.fp32_finish > 0 ? static_cast<int>(std::ceil(f.fp32_finish * st.iterations - 1e-9)) : 0;
+      const double step32 = n > 0 ? fixed_and_step(k::ComputeFormat{}).second : 0.0;
+      seconds = fixed + (st.iterations - n) * step + n * step32;
       seconds *= static_cast<double>(task.items.size()) / static_cast<double>(units);
-      g["precision"] = f.precision, g["channels_last"] = f.channels_last, g["probe_units"] = units;
+      g["precision"] = f.precision, g["channels_last"] = f.channels_last, g["fp32_finish"] = f.fp32_finish, g["probe_units"] = units;
     } else {
       seconds = engine.time_task(task);
     }
@@ -246,13 +254,18 @@ int tune_command(const TuneOptions& o) {
 
   // 3. What to paste.
   std::string snippet;
-  const k::ComputeFormat base{spec.precision, spec.channels_last};
+  const k::ComputeFormat base = spec.default_format();
   for (const auto& layer : order) {
     const auto& f = chosen[layer];
     if (f == base) continue;
-    snippet += "  " + layer + ": {precision: " + f.precision +
-               (f.channels_last != base.channels_last ? std::string(", channels_last: ") + (f.channels_last ? "true" : "false") : "") +
-               "}\n";
+    snippet += "  " + layer + ": {precision: " + f.precision;
+    if (f.channels_last != base.channels_last) snippet += std::string(", channels_last: ") + (f.channels_last ? "true" : "false");
+    if (f.precision != "fp32" && f.fp32_finish != spec.fp32_finish) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, ", fp32_finish: %g", f.fp32_finish);
+      snippet += buf;
+    }
+    snippet += "}\n";
   }
   std::printf("\n");
   if (!o.formats || !actmax) std::printf("formats: not tuned (%s)\n", actmax ? "--no-formats" : "the sweep has no actmax section");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -101,7 +102,7 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
   size_t budget = 1000000;
   r.unique_keys(root, "", 0, budget);
-  std::vector<std::string> keys = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "compute"};
+  std::vector<std::string> keys = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "fp32_finish", "compute"};
   for (const SweepTechnique* t : techniques()) keys.push_back(t->name);
   r.check_keys(root, "", keys);
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
@@ -132,8 +133,15 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   };
   if (root["precision"]) spec.precision = precision(root["precision"], "precision");
   if (root["channels_last"]) spec.channels_last = r.boolean(root["channels_last"], "channels_last");
+  auto finish = [&](const YAML::Node& n, const std::string& field) {
+    const double f = r.number(n, field);
+    if (!(f >= 0 && f <= 1)) r.fail(n, field, "must be in [0, 1] (the share of each optimization's last iterations run in fp32)");
+    return f;
+  };
+  if (root["fp32_finish"]) spec.fp32_finish = finish(root["fp32_finish"], "fp32_finish");
   if (const auto& c = root["compute"]) {
-    if (!c.IsMap()) r.fail(c, "compute", "expected a mapping of layer names to {precision, channels_last}, e.g. fc6: {precision: bf16}");
+    if (!c.IsMap())
+      r.fail(c, "compute", "expected a mapping of layer names to {precision, channels_last, fp32_finish}, e.g. fc6: {precision: bf16}");
     for (const auto& kv : c) {
       SweepSpec::LayerCompute lc;
       lc.layer.name = r.key(kv.first, "compute");
@@ -141,15 +149,23 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
       lc.layer.field = "compute." + lc.layer.name;
       const auto& v = kv.second;
       if (!v.IsMap() || v.size() == 0)
-        r.fail(v, lc.layer.field, "expected {precision: fp32|bf16|fp16, channels_last: true|false}");
-      r.check_keys(v, lc.layer.field, {"precision", "channels_last"});
+        r.fail(v, lc.layer.field, "expected {precision: fp32|bf16|fp16, channels_last: true|false, fp32_finish: 0..1}");
+      r.check_keys(v, lc.layer.field, {"precision", "channels_last", "fp32_finish"});
       if (v["precision"]) lc.precision = precision(v["precision"], lc.layer.field + ".precision");
       if (v["channels_last"]) lc.channels_last = r.boolean(v["channels_last"], lc.layer.field + ".channels_last") ? 1 : 0;
+      if (v["fp32_finish"]) {
+        lc.fp32_finish = finish(v["fp32_finish"], lc.layer.field + ".fp32_finish");
+        if (lc.fp32_finish > 0 && (lc.precision.empty() ? spec.precision : lc.precision) == "fp32")
+          r.fail(v["fp32_finish"], lc.layer.field + ".fp32_finish", "needs a reduced precision (bf16 or fp16) for this layer: it computes in fp32 already");
+      }
       for (const auto& other : spec.compute)
         if (other.layer.name == lc.layer.name) r.fail(kv.first, lc.layer.field, "given twice");
       spec.compute.push_back(std::move(lc));
     }
   }
+  if (spec.fp32_finish > 0 && spec.precision == "fp32" &&
+      std::none_of(spec.compute.begin(), spec.compute.end(), [](const SweepSpec::LayerCompute& c) { return !c.precision.empty() && c.precision != "fp32"; }))
+    r.fail(root["fp32_finish"], "fp32_finish", "needs a reduced precision (precision: bf16 or fp16, for the sweep or a layer of compute:): every layer computes in fp32 already");
 
   const auto& m = root["model"];
   if (!m) r.fail_at(1, "model", "missing: give model.file (TorchScript) or model.builtin (vgg11/13/16/19)");
@@ -221,36 +237,50 @@ std::string image_ids(const std::vector<ImageSource>& images, const std::vector<
   return s;
 }
 
+ComputeFormat SweepSpec::default_format() const { return {precision, channels_last, precision == "fp32" ? 0.0 : fp32_finish}; }
+
 ComputeFormat SweepSpec::format_for(const std::string& alias, const std::string& path) const {
-  ComputeFormat f{precision, channels_last};
+  ComputeFormat f{precision, channels_last, fp32_finish};
   for (const auto& c : compute)
     if (c.layer.name == alias || (!path.empty() && c.layer.name == path)) {
       if (!c.precision.empty()) f.precision = c.precision;
       if (c.channels_last >= 0) f.channels_last = c.channels_last != 0;
+      if (c.fp32_finish >= 0) f.fp32_finish = c.fp32_finish;
     }
+  if (f.precision == "fp32") f.fp32_finish = 0;  // nothing to finish
   return f;
 }
 
 std::string compute_summary(const SweepSpec& spec) {
-  std::string s = ComputeFormat{spec.precision, spec.channels_last}.name(), layers;
+  std::string s = spec.default_format().name(), layers;
   for (const auto& c : spec.compute) layers += (layers.empty() ? "" : "; ") + c.layer.name + ": " + spec.format_for(c.layer.name).name();
   return layers.empty() ? s : s + " (" + layers + ")";
 }
 
 namespace {
-std::string head_of(const SweepSpec& spec, const ModelDesc& model, const std::string& precision) {
-  return "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size) +
-         (precision != "fp32" ? "|precision=" + precision : "");
+// Reduced precision and its fp32 finish change the math: both are in the key (neither is
+// there at their defaults, so keys from before them stay the same).
+std::string head_of(const SweepSpec& spec, const ModelDesc& model, const ComputeFormat& format) {
+  std::string head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size);
+  if (format.precision != "fp32") head += "|precision=" + format.precision;
+  if (format.precision != "fp32" && format.fp32_finish > 0) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "|fp32_finish=%g", format.fp32_finish);
+    head += buf;
+  }
+  return head;
 }
 }  // namespace
 
 std::string Expansion::head_for(const LayerDesc& layer) const {
-  return head_of(spec, model, spec.format_for(layer.alias, layer.path).precision);
+  return head_of(spec, model, spec.format_for(layer.alias, layer.path));
 }
 
 Expansion::Expansion(const SweepSpec& s, const ModelDesc& m, const Reader& r, std::vector<Task>& out)
     : spec(s), model(m), reader(r), out_(out) {
-  head = head_of(spec, model, spec.precision);
+  // The other techniques compute in the sweep's precision, without a finish (it belongs to
+  // activation maximization's iterations, SweepSpec::compute).
+  head = head_of(spec, model, ComputeFormat{spec.precision});
   total_flops = model.layers.empty() ? 0 : model.layers.back().flops_to_here;
   total_bytes = model.layers.empty() ? 0 : model.layers.back().bytes_per_item;
 }

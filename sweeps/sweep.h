@@ -97,6 +97,11 @@ struct SweepSpec {
   // mix layouts as it may mix CPU kinds (README, "Compute format").
   std::string precision = "fp32";
   bool channels_last = false;
+  // Under reduced precision, the share of each optimization's last iterations run in fp32
+  // (kernels::ComputeFormat::fp32_finish); in the key with the precision when above 0.
+  double fp32_finish = 0;
+  // The sweep-level format: precision, channels_last, fp32_finish (0 under fp32).
+  ComputeFormat default_format() const;
   // Per-layer compute formats (the file's `compute:` mapping, e.g. `fc6: {precision: bf16}`):
   // what `vizsweep tune` recommends. A key left out keeps the sweep-level default. They
   // apply to activation maximization tasks, whose quality `tune` guards (reached objective,
@@ -105,6 +110,7 @@ struct SweepSpec {
     Located layer;
     std::string precision;  // "" = the sweep's
     int channels_last = -1; // -1 = the sweep's
+    double fp32_finish = -1; // -1 = the sweep's
   };
   std::vector<LayerCompute> compute;
   // The format tasks of layer `alias` (or its module path `path`) compute in.

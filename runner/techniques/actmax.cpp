@@ -1,16 +1,27 @@
 // Activation maximization: a task optimizes one image per unit (kernels/actmax.h).
 #include <algorithm>
 
-#include "kernels/actmax.h"
+#include "runner/techniques/actmax.h"
+
 #include "kernels/classifier.h"
 #include "kernels/error.h"
 #include "runner/results_dir.h"
-#include "runner/run_context.h"
-#include "sweeps/techniques/actmax.h"
 
 namespace vizsweep::runner {
 
 namespace k = vizsweep::kernels;
+
+k::ActMaxRequest actmax_request(const RunContext& ctx, const sweeps::ActmaxSection& sec, const sweeps::Task& task) {
+  k::ActMaxRequest req;
+  req.layer = task.layer;
+  req.units = task.items;
+  req.objective = sec.objective;
+  req.settings = sec.settings.at(static_cast<size_t>(task.setting));
+  req.seed = task.seed;
+  req.fp32_model = ctx.fp32_model();
+  req.fp32_finish = ctx.fp32_finish();
+  return req;
+}
 
 namespace {
 
@@ -37,12 +48,7 @@ void prepare(RunContext& ctx, const sweeps::Section& section) {
 
 nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps::Task& task, TaskData& data) {
   const auto& sec = static_cast<const sweeps::ActmaxSection&>(section);
-  k::ActMaxRequest req;
-  req.layer = task.layer;
-  req.units = task.items;
-  req.objective = sec.objective;
-  req.settings = sec.settings.at(static_cast<size_t>(task.setting));
-  req.seed = task.seed;
+  const k::ActMaxRequest req = actmax_request(ctx, sec, task);
   auto r = k::activation_maximization(ctx.model(), req);
   // The judge sees the image as stored (8 bits per channel).
   const bool judged = !sec.judge.empty() && task.layer == ctx.model().layers().back().alias;

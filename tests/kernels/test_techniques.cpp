@@ -741,6 +741,62 @@ TEST(ComputeFormat, Bf16StaysWithinItsRoundingAndReachesTheSameOptimum) {
   EXPECT_GT(reached - start, 0.8 * (full - start)) << reached << " vs " << full << " from " << start;
 }
 
+// The fp32 finish (ActMaxRequest::fp32_model): the first iterations run on the bf16 model
+// exactly as without a finish, the last ceil(fp32_finish x iterations) on the fp32 one, and the
+// final activation is the fp32 model's. A finish of 1 is the fp32 run itself, bit for bit.
+// Exact comparisons hold on any CPU: each side is the same computation on the same machine.
+TEST(ComputeFormat, Fp32FinishRunsTheLastIterationsInFp32) {
+  Model ref = small_vgg(), m = small_vgg();
+  m.set_compute(Model::Precision::Bf16, false);
+  ActMaxRequest req;
+  req.layer = "fc8";
+  req.units = {0, 1, 2, 3};
+  req.seed = 3;
+  req.settings.iterations = 10;
+  req.settings.lr_policy = LrPolicy::Normalized;
+  const auto plain = activation_maximization(m, req);
+  const auto full = activation_maximization(ref, req);
+  ActMaxRequest fin = req;
+  fin.fp32_model = &ref;
+  fin.fp32_finish = 0.15;  // ceil(1.5): the last 2 of 10
+  EXPECT_EQ(fp32_finish_iterations(m, fin), 2);
+  const auto r = activation_maximization(m, fin);
+  EXPECT_TRUE(torch::equal(r.objective_trace.slice(0, 0, 8), plain.objective_trace.slice(0, 0, 8)));
+  // Step 8 starts from the same image in both runs; the fp32 model reads it otherwise than
+  // bf16 does, by bf16's rounding (a few percent through 11 layers, never 10).
+  const auto a = r.objective_trace[8], b = plain.objective_trace[8];
+  EXPECT_FALSE(torch::equal(a, b));
+  EXPECT_LT(((a - b).norm() / b.norm()).item<double>(), 0.1) << a << b;
+  {
+    torch::NoGradGuard ng;
+    UnitObjective obj(ref, ref.layer("fc8"), req.units, req.objective);
+    const auto fp32_final = obj.evaluate(ref.forward(r.images, ref.layer("fc8").index));
+    EXPECT_TRUE(torch::allclose(r.final_activation, fp32_final, 1e-5, 1e-6)) << r.final_activation << fp32_final;
+  }
+  fin.fp32_finish = 1;
+  const auto all = activation_maximization(m, fin);
+  EXPECT_TRUE(torch::equal(all.images, full.images));
+  EXPECT_TRUE(torch::equal(all.objective_trace, full.objective_trace));
+  fin.fp32_model = nullptr;  // no finish model: no finish
+  EXPECT_EQ(fp32_finish_iterations(m, fin), 0);
+  EXPECT_TRUE(torch::equal(activation_maximization(m, fin).images, plain.images));
+  // Bad finishes name the field.
+  fin.fp32_model = &ref, fin.fp32_finish = 1.5;
+  try {
+    activation_maximization(m, fin);
+    FAIL() << "fp32_finish 1.5";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fp32_finish"), std::string::npos) << e.what();
+  }
+  fin.fp32_model = &m, fin.fp32_finish = 0.5;  // bf16 is no fp32 finish
+  try {
+    activation_maximization(m, fin);
+    FAIL() << "a bf16 finish model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("same network in fp32"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ComputeFormat, BadSettingsAreClearErrors) {
   Model m = small_vgg();
   try {

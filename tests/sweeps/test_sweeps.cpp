@@ -233,6 +233,41 @@ TEST(SweepParse, PerLayerComputeChangesOnlyThatLayersActmaxKeys) {
   EXPECT_EQ(spec_hash(plain_spec, plain) == spec_hash(spec, tuned), false);
 }
 
+// The fp32 finish is part of the key with its precision (actmax tasks only: the other
+// techniques have no finish), per layer or sweep-wide; a layer in fp32 has none.
+TEST(SweepParse, Fp32FinishIsInTheActmaxKeysWithItsPrecision) {
+  ModelDesc m = tiny_model();
+  const std::string body =
+      "actmax:\n  layers: [conv1_1, fc8]\ninvert:\n  layers: [fc8]\n  images: {dataset: fashion-mnist, count: 2}\n";
+  const auto bf16 = expand(parse("precision: bf16\n" + body), m);
+  const auto spec = parse("precision: bf16\nfp32_finish: 0.04\ncompute:\n  conv1_1: {precision: fp32}\n" + body);
+  EXPECT_EQ(spec.default_format().name(), "bf16, fp32_finish 0.04");
+  EXPECT_EQ(spec.format_for("fc8").name(), "bf16, fp32_finish 0.04");
+  EXPECT_EQ(spec.format_for("conv1_1").name(), "fp32");  // nothing to finish
+  EXPECT_EQ(spec.format_for("conv1_1").fp32_finish, 0.0);
+  const auto finished = expand(spec, m);
+  ASSERT_EQ(bf16.size(), finished.size());
+  int with = 0;
+  for (size_t i = 0; i < finished.size(); ++i) {
+    const auto& t = finished[i];
+    const bool has = t.canonical.find("|precision=bf16|fp32_finish=0.04|") != std::string::npos;
+    if (t.technique == "actmax" && t.layer == "fc8") {
+      EXPECT_TRUE(has) << t.canonical;
+      EXPECT_NE(t.key, bf16[i].key);
+      ++with;
+    } else if (t.technique == "invert") {
+      EXPECT_EQ(t.key, bf16[i].key) << t.canonical;  // bf16, no finish
+    } else {
+      EXPECT_EQ(t.canonical.find("precision"), std::string::npos) << t.canonical;  // conv1_1 in fp32
+    }
+  }
+  EXPECT_GT(with, 0);
+  // Per layer, as tune's snippet writes it.
+  const auto layer = parse("compute:\n  fc8: {precision: bf16, channels_last: true, fp32_finish: 0.04}\n" + body);
+  EXPECT_EQ(layer.format_for("fc8"), (ComputeFormat{"bf16", true, 0.04}));
+  EXPECT_EQ(compute_summary(layer), "fp32 (fc8: bf16, channels_last, fp32_finish 0.04)");
+}
+
 TEST(SweepParse, APresetWithChangedValuesIsThatPresetSoChanged) {
   // {olah2017: {flip: true, background: 0.12}}: the preset's values but the ones given, named
   // after both; its key is the key of the same values given as a grid.
@@ -410,9 +445,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"compute:\n  relu1_1: {precision: bf16}\nactmax:\n  layers: [fc8]\n",
                 "t.yaml:3: compute.relu1_1: \"relu1_1\" is a relu layer"},
         BadCase{"compute:\n  fc8: {precision: bf16, layout: nhwc}\nactmax:\n  layers: [fc8]\n",
-                "t.yaml:3: compute.fc8.layout: unknown key (valid: precision, channels_last)"},
+                "t.yaml:3: compute.fc8.layout: unknown key (valid: precision, channels_last, fp32_finish)"},
         BadCase{"compute:\n  fc8: bf16\nactmax:\n  layers: [fc8]\n",
-                "t.yaml:3: compute.fc8: expected {precision: fp32|bf16|fp16, channels_last: true|false}"},
+                "t.yaml:3: compute.fc8: expected {precision: fp32|bf16|fp16, channels_last: true|false, fp32_finish: 0..1}"},
+        BadCase{"precision: bf16\nfp32_finish: 1.5\nactmax:\n  layers: [conv1_1]\n", "t.yaml:3: fp32_finish: must be in [0, 1]"},
+        BadCase{"precision: bf16\nfp32_finish: -0.1\nactmax:\n  layers: [conv1_1]\n", "t.yaml:3: fp32_finish: must be in [0, 1]"},
+        BadCase{"fp32_finish: 0.04\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: fp32_finish: needs a reduced precision"},
+        BadCase{"compute:\n  fc8: {fp32_finish: 0.1}\nactmax:\n  layers: [fc8]\n",
+                "t.yaml:3: compute.fc8.fp32_finish: needs a reduced precision (bf16 or fp16) for this layer"},
+        BadCase{"compute:\n  fc8: {precision: bf16, fp32_finish: all}\nactmax:\n  layers: [fc8]\n", "t.yaml:3: compute.fc8.fp32_finish:"},
         BadCase{"compute:\n  fc8: {channels_last: maybe}\nactmax:\n  layers: [fc8]\n",
                 "t.yaml:3: compute.fc8.channels_last: expected true or false, got 'maybe'"},
         BadCase{"compute: [fc8]\nactmax:\n  layers: [fc8]\n", "t.yaml:2: compute: expected a mapping of layer names"},
