@@ -113,10 +113,10 @@ int tune_command(const TuneOptions& o) {
         return k::FormatProbe{p.seconds, p.objective, p.hf_energy};
       };
       auto r = k::tune_layer(task.layer, formats, probe, o.repeats);
-      std::printf("  %-22s %9s %9s %9s %9s %9s  %s\n", "format", "seconds", "speed-up", "reached", "min unit", "hf diff", "guard");
+      std::printf("  %-38s %9s %9s %9s %9s %9s  %s\n", "format", "seconds", "speed-up", "reached", "min unit", "hf diff", "guard");
       nlohmann::json trials = nlohmann::json::array();
       for (const auto& t : r.trials) {
-        std::printf("  %-22s %9.4f %8.2fx %9.4f %9.4f %9.4f  %s%s\n", t.format.name().c_str(), t.seconds, t.speedup, t.reached, t.min_unit,
+        std::printf("  %-38s %9.4f %8.2fx %9.4f %9.4f %9.4f  %s%s\n", t.format.name().c_str(), t.seconds, t.speedup, t.reached, t.min_unit,
                     t.hf_diff, t.format == k::ComputeFormat{} ? "reference" : t.pass ? "pass" : "FAIL: ",
                     t.pass ? (t.format == r.chosen && t.format != k::ComputeFormat{} ? " (chosen)" : "") : t.why.c_str());
         trials.push_back({{"precision", t.format.precision}, {"channels_last", t.format.channels_last},

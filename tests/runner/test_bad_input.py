@@ -62,6 +62,10 @@ SWEEP_CASES = [
      "compute.conv1_1.precision: fp16 needs device: cuda"),
     ("per-layer format of a layer not in the model", TINY + ACT + "compute:\n  conv9_9: {precision: bf16}\n", None,
      'compute.conv9_9: no layer "conv9_9" in vgg11'),
+    ("fp32 finish out of range", "precision: bf16\nfp32_finish: 1.5\n" + TINY + ACT, None,
+     "fp32_finish: must be in [0, 1]"),
+    ("fp32 finish for a layer in fp32", TINY + ACT + "compute:\n  conv1_1: {precision: fp32, fp32_finish: 0.04}\n", None,
+     "compute.conv1_1.fp32_finish: needs a reduced precision"),
     # exemplars
     ("k of 0", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, k: 0}\n", None,
      "exemplars.k: must be in [1, 1000], got 0"),
