@@ -43,6 +43,9 @@ TEST(Projection, TaskSecondsScaleTheirGroupsByCost) {
   EXPECT_FALSE(p.seconds({"invert", "fc8", 0, 10}).has_value());
   EXPECT_EQ(p.measured_format("fc8")->name(), "bf16, channels_last");
   EXPECT_EQ(p.measured_format("conv1_1")->name(), "fp32");
+  auto j = tune_json();
+  j["groups"][2]["fp32_finish"] = 0.04;  // fc8 measured with an fp32 finish
+  EXPECT_EQ(*Projection(j).measured_format("fc8"), (vizsweep::sweeps::ComputeFormat{"bf16", true, 0.04}));
   EXPECT_FALSE(p.measured_format("conv2_1").has_value());
 }
 

@@ -276,12 +276,12 @@ class RunnerTest(unittest.TestCase):
             text = f.read()
         path = os.path.join(self.tmp, "small_fc8_bf16.yaml")
         with open(path, "w") as f:
-            f.write(text.replace("threads: 1\n", "threads: 1\ncompute:\n  fc8: {precision: bf16, channels_last: true}\n"))
+            f.write(text.replace("threads: 1\n", "threads: 1\ncompute:\n  fc8: {precision: bf16, channels_last: true, fp32_finish: 0.25}\n"))
         plain, tuned = self.out("per_layer_plain"), self.out("per_layer_bf16")
         for sweep, d in ((SMALL, plain), (path, tuned)):
             r = run(mpirun(1, "run", sweep, "--out", d))
             self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("fp32 (fc8: bf16, channels_last)", r.stderr)
+        self.assertIn("fp32 (fc8: bf16, channels_last, fp32_finish 0.25)", r.stderr)
         ref, got = task_data(plain), task_data(tuned)
         fc8 = {k for k, in index_rows(tuned, "SELECT task_key FROM tasks WHERE technique = 'actmax' AND layer = 'fc8'")}
         self.assertEqual(len(fc8), 6)  # 6 units in tasks of 4, 3 settings
@@ -301,8 +301,8 @@ class RunnerTest(unittest.TestCase):
                 compute = attrs.get("compute")
                 compute = compute.decode() if isinstance(compute, bytes) else compute
             if key in fc8:
-                self.assertIn("|precision=bf16|layer=fc8", canonical)
-                self.assertEqual(compute, "bf16, channels_last")
+                self.assertIn("|precision=bf16|fp32_finish=0.25|layer=fc8", canonical)
+                self.assertEqual(compute, "bf16, channels_last, fp32_finish 0.25")
             else:
                 self.assertNotIn("precision", canonical)
                 self.assertIsNone(compute)
@@ -315,7 +315,7 @@ class RunnerTest(unittest.TestCase):
         # guard verdict, and a choice that is fp32 or a format that passed.
         for layer in ("conv2_1", "conv4_2", "fc8"):
             block = t.stdout.split(f"\n{layer}: ")[1].split("\n\n")[0]
-            rows = {line[2:24].strip(): line for line in block.splitlines()[2:] if line.startswith("  ") and "->" not in line}
+            rows = {line[2:40].strip(): line for line in block.splitlines()[2:] if line.startswith("  ") and "->" not in line}
             self.assertIn("reference", rows["fp32"])
             self.assertIn("fp32, channels_last", rows)
             chosen = block.split("-> ")[1].split(" (")[0]
