@@ -70,16 +70,6 @@ std::vector<ComputeFormat> candidate_formats(bool cuda, std::vector<FormatTrial>
   return out;
 }
 
-std::string ComputeFormat::name() const {
-  std::string s = precision + (channels_last ? ", channels_last" : "");
-  if (fp32_finish > 0) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, ", fp32_finish %g", fp32_finish);
-    s += buf;
-  }
-  return s;
-}
-
 LayerTuning tune_layer(const std::string& layer, const std::vector<ComputeFormat>& formats,
                        const std::function<FormatProbe(const ComputeFormat&, bool warm_up)>& probe, int repeats) {
   LayerTuning out;

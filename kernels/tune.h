@@ -4,6 +4,7 @@
 // GPU machine without the runner's libraries) decide the same way.
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <tuple>
@@ -23,8 +24,17 @@ struct ComputeFormat {
   bool operator<(const ComputeFormat& o) const { return tied() < o.tied(); }
   bool operator==(const ComputeFormat& o) const { return tied() == o.tied(); }
   bool operator!=(const ComputeFormat& o) const { return !(*this == o); }
-  // "fp32", "bf16, channels_last", "bf16, channels_last, fp32_finish 0.04"
-  std::string name() const;
+  // "fp32", "bf16, channels_last", "bf16, channels_last, fp32_finish 0.04" (inline: the
+  // sweep parser, built alone for fuzzing, names formats too)
+  std::string name() const {
+    std::string s = precision + (channels_last ? ", channels_last" : "");
+    if (fp32_finish > 0) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, ", fp32_finish %g", fp32_finish);
+      s += buf;
+    }
+    return s;
+  }
 };
 
 // The fp32 finish `tune` tries for a reduced precision that fails the guard: 4% of the
