@@ -10,6 +10,7 @@
 
 #include "kernels/error.h"
 #include "kernels/metrics.h"
+#include "kernels/tune.h"
 
 namespace vizsweep::kernels {
 
@@ -186,7 +187,7 @@ int fp32_finish_iterations(const Model& model, const ActMaxRequest& req) {
   if (f.precision() != Model::Precision::Fp32 || f.input_size() != model.input_size() || f.device() != model.device() ||
       f.layers().size() != model.layers().size() || f.info().in_channels != model.info().in_channels)
     throw Error("fp32_finish", "the finish model must be the same network in fp32, at the same input size, on the same device");
-  return static_cast<int>(std::ceil(req.fp32_finish * req.settings.iterations - 1e-9));
+  return ComputeFormat{"fp32", false, req.fp32_finish}.finish_iterations(req.settings.iterations);
 }
 
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {

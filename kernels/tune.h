@@ -4,6 +4,7 @@
 // GPU machine without the runner's libraries) decide the same way.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -24,16 +25,20 @@ struct ComputeFormat {
   bool operator<(const ComputeFormat& o) const { return tied() < o.tied(); }
   bool operator==(const ComputeFormat& o) const { return tied() == o.tied(); }
   bool operator!=(const ComputeFormat& o) const { return !(*this == o); }
-  // "fp32", "bf16, channels_last", "bf16, channels_last, fp32_finish 0.04" (inline: the
-  // sweep parser, built alone for fuzzing, names formats too)
+  // fp32_finish as written in names, task keys and sweep files: "0.04".
+  std::string finish_text() const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", fp32_finish);
+    return buf;
+  }
+  // How many of `iterations` the finish runs in fp32: ceil(fp32_finish x iterations).
+  int finish_iterations(int iterations) const {
+    return fp32_finish > 0 ? static_cast<int>(std::ceil(fp32_finish * iterations - 1e-9)) : 0;
+  }
+  // "fp32", "bf16, channels_last", "bf16, channels_last, fp32_finish 0.04" (inline, as the
+  // above: the sweep parser, built alone for fuzzing, names formats too)
   std::string name() const {
-    std::string s = precision + (channels_last ? ", channels_last" : "");
-    if (fp32_finish > 0) {
-      char buf[48];
-      std::snprintf(buf, sizeof buf, ", fp32_finish %g", fp32_finish);
-      s += buf;
-    }
-    return s;
+    return precision + (channels_last ? ", channels_last" : "") + (fp32_finish > 0 ? ", fp32_finish " + finish_text() : "");
   }
 };
 

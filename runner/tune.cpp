@@ -2,7 +2,6 @@
 // (kernels/tune.h), and the measured cost of every group of the sweep's tasks for `plan`.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -167,7 +166,7 @@ int tune_command(const TuneOptions& o) {
         return std::make_pair(std::max(0.0, ta - a * step), step);
       };
       const auto [fixed, step] = fixed_and_step(k::ComputeFormat{f.precision, f.channels_last});
-      const int n = f.fp32_finish > 0 ? static_cast<int>(std::ceil(f.fp32_finish * st.iterations - 1e-9)) : 0;
+      const int n = f.finish_iterations(st.iterations);
       const double step32 = n > 0 ? fixed_and_step(k::ComputeFormat{}).second : 0.0;
       seconds = fixed + (st.iterations - n) * step + n * step32;
       seconds *= static_cast<double>(task.items.size()) / static_cast<double>(units);
@@ -260,11 +259,7 @@ int tune_command(const TuneOptions& o) {
     if (f == base) continue;
     snippet += "  " + layer + ": {precision: " + f.precision;
     if (f.channels_last != base.channels_last) snippet += std::string(", channels_last: ") + (f.channels_last ? "true" : "false");
-    if (f.precision != "fp32" && f.fp32_finish != spec.fp32_finish) {
-      char buf[48];
-      std::snprintf(buf, sizeof buf, ", fp32_finish: %g", f.fp32_finish);
-      snippet += buf;
-    }
+    if (f.precision != "fp32" && f.fp32_finish != spec.fp32_finish) snippet += ", fp32_finish: " + f.finish_text();
     snippet += "}\n";
   }
   std::printf("\n");

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -263,11 +262,7 @@ namespace {
 std::string head_of(const SweepSpec& spec, const ModelDesc& model, const ComputeFormat& format) {
   std::string head = "model=" + spec.model.identity() + "|size=" + std::to_string(model.input_size);
   if (format.precision != "fp32") head += "|precision=" + format.precision;
-  if (format.precision != "fp32" && format.fp32_finish > 0) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "|fp32_finish=%g", format.fp32_finish);
-    head += buf;
-  }
+  if (format.precision != "fp32" && format.fp32_finish > 0) head += "|fp32_finish=" + format.finish_text();
   return head;
 }
 }  // namespace
