@@ -10,7 +10,11 @@
 #      the format named by PROJECT_FORMAT (default "bf16 1": bf16, channels_last);
 #   4. tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h) over fp32, bf16
 #      and fp16, NCHW and NHWC, behind the quality guard (TUNE_ITERS iterations, default 50;
-#      TUNE=0 skips it).
+#      TUNE=0 skips it);
+#   5. the cost of Lucid's parameterization and transforms (--param-cost): per layer of
+#      PARAM_LAYERS (default conv3_3,conv5_3,fc8), the loop's time per iteration under pixel,
+#      fft and fft + olah2017's transforms, uncropped and on the receptive-field crop, at
+#      PARAM_UNITS units (default 4; PARAM_COST=0 skips it).
 #
 #   bench/gpu_check.sh                       # on the GPU machine, from the repository root
 #   bench/gpu_check.sh --stage-headers DIR   # on a Debian machine: copy nlohmann/json.hpp and
@@ -70,4 +74,9 @@ if [ "${TUNE:-1}" != 0 ]; then
   echo "== tune (the quality guard against fp32 NCHW; the fastest format that passes)" | log
   "$BENCH" --device "$DEVICE" --units "${TUNE_UNITS:-8}" --iters "${TUNE_ITERS:-50}" --layers "$LAYERS" --tune 2>&1 | log ||
     echo "failed: tune" | log
+fi
+if [ "${PARAM_COST:-1}" != 0 ]; then
+  echo "== param cost (pixel against fft and fft + transforms, per iteration at the same batch)" | log
+  "$BENCH" --device "$DEVICE" --units "${PARAM_UNITS:-4}" --iters "$ITERS" --layers "${PARAM_LAYERS:-conv3_3,conv5_3,fc8}" \
+    --param-cost 2>&1 | log || echo "failed: param cost" | log
 fi
