@@ -133,6 +133,46 @@ void Coordinator::progress(bool final) {
   std::fflush(stderr);
 }
 
+std::set<int> Coordinator::hold_writers() {
+  std::set<int> asked;
+  if (!local_stopped) local->request_hold();
+  if (remote)
+    for (int r = 1; r < size; ++r)
+      if (!stopped.count(r) && remote->hold(r)) asked.insert(r);
+  const auto until = Clock::now() + std::chrono::duration<double>(hold_seconds);
+  for (;;) {
+    // Read before taking the local reports: a writer reports a task, then holds, so what it
+    // wrote before it held is among the reports taken below.
+    const bool local_held = local_stopped || local->is_held();
+    bool busy = false;
+    json incoming;
+    int from = 0;
+    Remote::Message kind = Remote::Message::kReports;
+    // A rank's kHeld comes after its reports (MPI keeps one sender's messages in order).
+    while (remote && remote->poll(incoming, from, kind)) {
+      busy = true;
+      if (kind == Remote::Message::kHeld) {
+        held.insert(from);
+      } else {
+        handle_all(incoming);  // written before the writer held: recorded as done
+        if (kind == Remote::Message::kRequest) waiting_remote.insert(from);
+      }
+    }
+    bool asks = false;
+    if (!local_stopped && local->take(incoming, asks)) {
+      busy = true;
+      handle_all(incoming);
+      local_waiting = local_waiting || asks;
+    }
+    std::set<int> silent;
+    for (int r : asked)
+      if (!held.count(r)) silent.insert(r);
+    if (!local_held) silent.insert(0);
+    if (silent.empty() || Clock::now() > until) return silent;
+    if (!busy) local->wait(std::chrono::microseconds(200));
+  }
+}
+
 void Coordinator::loop() {
   index.begin();
   const int others = size - 1;
@@ -145,19 +185,32 @@ void Coordinator::loop() {
       queue.clear();  // what is left stays pending in the index for the next run
     }
     if (drained && in_flight > 0 && Clock::now() - drain_started > std::chrono::duration<double>(drain_seconds)) {
+      const std::set<int> silent = hold_writers();
       maybe_commit(true);
       index.commit();
-      std::fprintf(stderr, "[vizsweep] drain deadline passed with %d task(s) in flight: abandoning them\n", in_flight);
-      throw DrainDeadline{};
+      if (in_flight > 0) {
+        std::fprintf(stderr, "[vizsweep] drain deadline passed with %d task(s) in flight: abandoning them\n", in_flight);
+        for (int r : silent)
+          std::fprintf(stderr, "[vizsweep] rank %d's writer did not stop within %.0fs: if the abort cuts its shard write short, "
+                               "`vizsweep verify` names the tasks and the next run recomputes them\n",
+                       r, hold_seconds);
+        throw DrainDeadline{};
+      }
+      // The last tasks were written while the writers were asked to hold: the drain ends as
+      // usual (the held writers only abandon what would have come after).
     }
     bool busy = false;
     json incoming;
     int from = 0;
-    bool request = false;
-    if (remote && remote->poll(incoming, from, request)) {
+    Remote::Message kind = Remote::Message::kReports;
+    if (remote && remote->poll(incoming, from, kind)) {
       busy = true;
-      handle_all(incoming);
-      if (request) waiting_remote.insert(from);
+      if (kind == Remote::Message::kHeld) {
+        held.insert(from);
+      } else {
+        handle_all(incoming);
+        if (kind == Remote::Message::kRequest) waiting_remote.insert(from);
+      }
     }
     json reps;
     bool asked = false;

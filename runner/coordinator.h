@@ -31,11 +31,17 @@ std::string duration(double seconds);
 class Remote {
  public:
   virtual ~Remote() = default;
-  // A message from a rank, when one is waiting: its reports, the rank, and whether it asks
-  // for work (else it only reports written tasks).
-  virtual bool poll(json& reports, int& rank, bool& request) = 0;
+  // What a rank's message is: reports of written tasks, reports with a request for work, or
+  // its writer's answer to hold().
+  enum class Message { kReports, kRequest, kHeld };
+  // A message from a rank, when one is waiting: its reports (none for kHeld), the rank, and
+  // what it is.
+  virtual bool poll(json& reports, int& rank, Message& kind) = 0;
   virtual void assign(int rank, const Assignment& tasks) = 0;
   virtual void stop(int rank) = 0;
+  // Asks the rank's writer to stop writing (see Channel::held); false when the rank cannot
+  // answer (its MPI has no thread support for the writer to use).
+  virtual bool hold(int rank) = 0;
 };
 
 struct Coordinator {
@@ -46,6 +52,7 @@ struct Coordinator {
   double progress_seconds;
   double drain_seconds;
   LocalChannel* local;
+  double hold_seconds = 10;  // at a drain deadline, the longest wait for the writers to hold
   Remote* remote = nullptr;                // the other ranks (size > 1)
   std::function<bool()> drain_requested;   // polled: true once a drain signal came
   bool drained = false;
@@ -63,7 +70,7 @@ struct Coordinator {
   int64_t total = 0, done = 0, failed = 0, done_this_run = 0;
   bool local_stopped = false;
   int idle_polls = 0;
-  std::set<int> stopped;
+  std::set<int> stopped, held;  // ranks told to stop; ranks whose writers hold
   int batched = 0;
   Clock::time_point last_commit = Clock::now(), last_progress = Clock::now(), started = Clock::now();
   bool tty = isatty(STDERR_FILENO);
@@ -76,6 +83,10 @@ struct Coordinator {
   // a fair share of what is left so the last tasks still spread over the ranks).
   static constexpr double kBatchFlops = 2e8;  // about a millisecond of compute
   Assignment next(int rank);
+  // Before a drain deadline's abort: asks every writer to stop between two writes and waits
+  // (up to hold_seconds) until each has, recording the reports that come in meanwhile.
+  // Returns the ranks whose writers did not answer.
+  std::set<int> hold_writers();
   // Commits the index transaction every 256 records or 250 ms (always when forced).
   void maybe_commit(bool force);
   void progress(bool final);

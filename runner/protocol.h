@@ -4,6 +4,8 @@
 //   worker -> coordinator  kResult   JSON array of TaskReports: tasks whose data is written
 //   coordinator -> worker  kTask     int64 task indices (one or more) into the task list
 //   coordinator -> worker  kStop     (empty): no more work, the worker exits its loop
+//   coordinator -> worker  kHold     (empty): the drain deadline passed; stop writing
+//   worker -> coordinator  kHeld     (empty): this rank's writer has stopped, between writes
 //
 // A worker computes the tasks of an assignment one after another and hands each result to
 // its writer thread; the writer sends the task's report (kResult) the moment its data is on
@@ -14,6 +16,11 @@
 //
 // Every rank parses the sweep and expands the same task list, so a task travels as its
 // index. Reports are JSON (MPI_BYTE), self-describing.
+//
+// kHold and kHeld go between the coordinator and a rank's writer thread (the compute thread
+// waits only for kTask and kStop). Before it aborts a run whose drain deadline passed, the
+// coordinator asks every writer to hold and waits for each kHeld (a few seconds at most), so
+// that no rank dies in the middle of a shard write.
 #pragma once
 
 namespace vizsweep::runner::protocol {
@@ -22,5 +29,7 @@ constexpr int kRequest = 11;
 constexpr int kResult = 12;
 constexpr int kTask = 21;
 constexpr int kStop = 22;
+constexpr int kHold = 23;
+constexpr int kHeld = 13;
 
 }  // namespace vizsweep::runner::protocol

@@ -75,7 +75,8 @@ class MpiChannel : public Channel {
     MPI_Status st;
     for (int polls = 0;; ++polls) {
       int flag = 0;
-      MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+      MPI_Iprobe(0, protocol::kTask, MPI_COMM_WORLD, &flag, &st);
+      if (!flag) MPI_Iprobe(0, protocol::kStop, MPI_COMM_WORLD, &flag, &st);
       if (flag) break;
       lk.unlock();
       if (polls < 20) std::this_thread::yield();
@@ -98,6 +99,20 @@ class MpiChannel : public Channel {
     std::string s = reports.dump();
     MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, 0, protocol::kResult, MPI_COMM_WORLD);
   }
+  // Only the writer thread asks; without MPI_THREAD_SERIALIZED it cannot call MPI, and the
+  // coordinator does not ask such ranks to hold (it knows: every rank gets the same level).
+  bool hold_requested() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!serialized_) return false;
+    int flag = 0;
+    MPI_Iprobe(0, protocol::kHold, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    if (flag) MPI_Recv(nullptr, 0, MPI_BYTE, 0, protocol::kHold, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return flag != 0;
+  }
+  void held() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    MPI_Send(nullptr, 0, MPI_BYTE, 0, protocol::kHeld, MPI_COMM_WORLD);
+  }
 
  private:
   bool serialized_;
@@ -108,7 +123,8 @@ class MpiChannel : public Channel {
 // The coordinator's side of ranks > 0.
 class MpiRemote : public Remote {
  public:
-  bool poll(json& reports, int& rank, bool& request) override {
+  explicit MpiRemote(bool serialized) : serialized_(serialized) {}
+  bool poll(json& reports, int& rank, Message& kind) override {
     int flag = 0;
     MPI_Status st;
     MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
@@ -117,15 +133,22 @@ class MpiRemote : public Remote {
     MPI_Get_count(&st, MPI_BYTE, &n);
     std::string buf(static_cast<size_t>(n), '\0');
     MPI_Recv(buf.data(), n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    reports = json::parse(buf);
+    reports = st.MPI_TAG == protocol::kHeld ? json::array() : json::parse(buf);
     rank = st.MPI_SOURCE;
-    request = st.MPI_TAG == protocol::kRequest;
+    kind = st.MPI_TAG == protocol::kRequest ? Message::kRequest : st.MPI_TAG == protocol::kHeld ? Message::kHeld : Message::kReports;
     return true;
   }
   void assign(int rank, const Assignment& a) override {
     MPI_Send(a.data(), static_cast<int>(a.size()), MPI_INT64_T, rank, protocol::kTask, MPI_COMM_WORLD);
   }
   void stop(int rank) override { MPI_Send(nullptr, 0, MPI_INT64_T, rank, protocol::kStop, MPI_COMM_WORLD); }
+  bool hold(int rank) override {
+    if (serialized_) MPI_Send(nullptr, 0, MPI_BYTE, rank, protocol::kHold, MPI_COMM_WORLD);
+    return serialized_;
+  }
+
+ private:
+  bool serialized_;
 };
 
 // Agreement of all ranks on whether setup succeeded: 1 when every rank passes ok = true.
@@ -328,7 +351,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     LocalChannel local;
     const TaskRunner run = [&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); };
     std::thread worker([&] { worker_loop(run, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
-    MpiRemote remote;
+    MpiRemote remote(provided >= MPI_THREAD_SERIALIZED);
     Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
     c.remote = &remote;
     c.drain_requested = [] { return g_drain != 0; };
@@ -345,8 +368,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     try {
       c.loop();
     } catch (const DrainDeadline&) {
-      // The tasks still in flight go back to pending (their partial shard groups, if any,
-      // are never indexed); the index is consistent before the abort takes the other ranks.
+      // Every writer has stopped between two writes (Coordinator::hold_writers). The tasks
+      // still in flight go back to pending (none of their data is indexed); the index is
+      // consistent before the abort takes the other ranks.
       try {
         index->abandon_running();
       } catch (const std::exception& e) {

@@ -43,19 +43,34 @@ class ResultWriter {
   // A task's report, with its data to write first (none: a failed task, reported as is).
   void submit(json report, std::optional<TaskData> data) {
     std::unique_lock<std::mutex> lk(mu_);
-    space_.wait(lk, [&] { return queue_.size() < depth_; });
+    space_.wait(lk, [&] { return held_ || queue_.size() < depth_; });
+    if (held_) return;  // writing has stopped for good: the task is abandoned
     queue_.push_back({std::move(report), std::move(data)});
     cv_.notify_all();
   }
 
  private:
   void run() {
+    bool held = false;
     for (;;) {
+      // Between two writes: does the coordinator want writing to stop (see Channel::held)?
+      if (!held && ch_.hold_requested()) {
+        held = true;
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          held_ = true;
+          queue_.clear();  // abandoned: these tasks go back to pending
+        }
+        space_.notify_all();
+        ch_.held();
+      }
       std::pair<json, std::optional<TaskData>> item;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stop, with everything written and reported
+        cv_.wait_for(lk, std::chrono::milliseconds(20), [&] { return stop_ || (!held && !queue_.empty()); });
+        // Stop: with everything written and reported, or once held, with the rest abandoned.
+        if (stop_ && (held || queue_.empty())) return;
+        if (held || queue_.empty()) continue;
         item = std::move(queue_.front());
         queue_.pop_front();
         space_.notify_all();
@@ -93,7 +108,7 @@ class ResultWriter {
   std::mutex mu_;
   std::condition_variable cv_, space_;
   std::deque<std::pair<json, std::optional<TaskData>>> queue_;
-  bool stop_ = false;
+  bool stop_ = false, held_ = false;
   std::thread thread_;  // last: starts once the members above exist
 };
 

@@ -33,6 +33,13 @@ class Channel {
   virtual Assignment exchange(json reports) = 0;
   // Sends the reports of tasks whose data is written (the writer thread).
   virtual void report(json reports) = 0;
+  // Asked by the writer thread between two writes (and while idle, every 20 ms): whether the
+  // coordinator wants writing to stop because it is about to abort the run (a drain deadline
+  // passed). The writer then calls held() and writes nothing more, so no rank is killed in
+  // the middle of a shard write: HDF5 files are not crash-safe, and a write cut short can
+  // leave the tasks written before it unreadable until the next run recomputes them.
+  virtual bool hold_requested() { return false; }
+  virtual void held() {}
 };
 
 // Rank 0's own worker talks to the coordinator through memory, not MPI.
@@ -67,7 +74,7 @@ class LocalChannel : public Channel {
   // wait, so the local worker's next task goes out the moment it asks.
   void wait(std::chrono::microseconds timeout) {
     std::unique_lock<std::mutex> lk(mu_);
-    wake_.wait_for(lk, timeout, [&] { return requested_ || !reports_.empty(); });
+    wake_.wait_for(lk, timeout, [&] { return requested_ || held_ || !reports_.empty(); });
   }
   void answer(Assignment a) {
     std::lock_guard<std::mutex> lk(mu_);
@@ -75,12 +82,30 @@ class LocalChannel : public Channel {
     answered_ = true;
     answered_cv_.notify_all();
   }
+  bool hold_requested() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return hold_;
+  }
+  void held() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    held_ = true;
+    wake_.notify_one();
+  }
+  // Coordinator side: asks the writer to stop writing, and whether it has.
+  void request_hold() {
+    std::lock_guard<std::mutex> lk(mu_);
+    hold_ = true;
+  }
+  bool is_held() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return held_;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable answered_cv_, wake_;
   json reports_ = json::array();
-  bool requested_ = false, answered_ = false;
+  bool requested_ = false, answered_ = false, hold_ = false, held_ = false;
   Assignment answer_;
 };
 

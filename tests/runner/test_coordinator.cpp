@@ -219,6 +219,72 @@ TEST_F(CoordinatorTest, ADrainLeavesTheRestPendingAndTheNextRunFinishesIt) {
   EXPECT_EQ(states()[TaskState::Done], 8);
 }
 
+TEST_F(CoordinatorTest, ADrainDeadlineHoldsTheWriterBeforeAbandoningTasksInFlight) {
+  // From the third task on, a task computes until released: at the drain (asked once the
+  // third starts) it is in flight, and with a deadline of 0 s the coordinator abandons it.
+  // Before it gives up, the writer must have stopped between two writes (what lets run.cpp
+  // abort every rank without cutting a shard write short): the task finished afterwards is
+  // not written, what is indexed reads back, and the next run computes exactly the rest.
+  // Cheap tasks go out several to an assignment, so how many of the first two were written
+  // before the hold (and how many were still queued for the writer, and abandoned) varies.
+  std::atomic<int> calls{0};
+  std::atomic<bool> release{false};
+  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+    if (++calls >= 3)
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return fake_rows(t, d);
+  };
+  const std::string shard = ResultsDir::shard(0, "deadline");
+  LocalChannel local;
+  std::thread worker([&] { worker_loop(runner, tasks, local, dir.string(), shard, 0, false); });
+  Coordinator c{*index, tasks, 1, spec.max_attempts, 3600.0, 0.0, &local};
+  c.drain_requested = [&] { return calls.load() >= 3; };
+  c.queue.assign(prepared.todo.begin(), prepared.todo.end());
+  c.attempts = prepared.attempts;
+  c.total = static_cast<int64_t>(tasks.size());
+  bool abandoned = false;
+  try {
+    c.loop();
+  } catch (const DrainDeadline&) {
+    abandoned = true;
+  }
+  ASSERT_TRUE(abandoned);
+  EXPECT_TRUE(local.is_held());
+  EXPECT_GE(c.in_flight, 1);
+  EXPECT_LE(c.done, 2);
+  release = true;  // the task in flight finishes now, after the hold: it must not be written
+  local.answer({});
+  worker.join();
+  EXPECT_EQ(index->abandon_running(), c.in_flight);
+  const auto s = states();
+  EXPECT_EQ(s.count(TaskState::Done) ? s.at(TaskState::Done) : 0, c.done);
+  EXPECT_EQ(s.count(TaskState::Running), 0u);
+  std::vector<std::string> datasets;
+  std::set<std::string> indexed;
+  for (const auto& [key, loc] : index->locations()) {
+    EXPECT_EQ(loc.first, shard);
+    datasets.insert(datasets.end(), loc.second.begin(), loc.second.end());
+    indexed.insert(key);
+  }
+  EXPECT_EQ(static_cast<int64_t>(indexed.size()), c.done);
+  const auto rep = check_shard((dir / shard).string(), datasets);
+  if (indexed.empty() && !rep.opened) {
+    EXPECT_FALSE(fs::exists(dir / shard)) << rep.error;  // nothing was written at all
+  } else {
+    ASSERT_TRUE(rep.opened) << rep.error;
+    EXPECT_TRUE(rep.unreadable.empty());
+    EXPECT_EQ(rep.tasks, indexed);  // no group of a task written after the hold
+  }
+  const int64_t first = c.done;
+  index.reset();
+  open_index();
+  EXPECT_EQ(static_cast<int64_t>(prepared.todo.size()), 8 - first);
+  calls = 0;
+  run(runner, nullptr, ResultsDir::shard(0, "after"));
+  EXPECT_EQ(calls.load(), 8 - first);  // nothing computed twice
+  EXPECT_EQ(states()[TaskState::Done], 8);
+}
+
 TEST_F(CoordinatorTest, AShardThatCannotBeWrittenStopsTheRunWithNothingLost) {
   // The shard path is a directory: every write fails; tasks go back to pending, no attempt
   // counted, and the run stops handing out work.
