@@ -46,18 +46,47 @@ hid_t make_dataset(hid_t group, const std::string& name, const std::vector<hsize
 
 }  // namespace
 
-ShardWriter::ShardWriter(const std::string& path) : path_(path) {
+ShardWriter::ShardWriter(const std::string& path, size_t cache_limit, bool hold_metadata)
+    : path_(path), cache_limit_(cache_limit), hold_metadata_(hold_metadata) {
   quiet_hdf5();
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) file_ = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  else file_ = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-  if (file_ < 0) throw StorageError(path, "cannot create or open the shard file (permissions? disk full?)");
+  open();
   if (H5Lexists(file_, "/tasks", H5P_DEFAULT) <= 0) {
     hid_t g = H5Gcreate2(file_, "/tasks", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) throw StorageError(path, "cannot create /tasks");
     H5Gclose(g);
   }
   if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw StorageError(path, "cannot write the shard file");
+}
+
+void ShardWriter::open() {
+  std::error_code ec;
+  if (std::filesystem::exists(path_, ec)) file_ = H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  else file_ = H5Fcreate(path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (file_ < 0) throw StorageError(path_, "cannot create or open the shard file (permissions? disk full?)");
+  // No evictions: dirty metadata reaches the disk only in H5Fflush (see the class comment).
+  // HDF5 accepts that only with the cache's automatic resizing off.
+  if (!hold_metadata_) return;
+  H5AC_cache_config_t c;
+  c.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  bool held = H5Fget_mdc_config(file_, &c) >= 0;
+  if (held) {
+    c.evictions_enabled = false;
+    c.incr_mode = H5C_incr__off;
+    c.flash_incr_mode = H5C_flash_incr__off;
+    c.decr_mode = H5C_decr__off;
+    held = H5Fset_mdc_config(file_, &c) >= 0;
+  }
+  if (!held) {
+    H5Fclose(file_);
+    file_ = -1;
+    throw StorageError(path_, "cannot configure the shard file's metadata cache");
+  }
+}
+
+size_t ShardWriter::cache_bytes() const {
+  size_t max_size = 0, min_clean = 0, cur = 0;
+  int entries = 0;
+  return H5Fget_mdc_size(file_, &max_size, &min_clean, &cur, &entries) >= 0 ? cur : 0;
 }
 
 ShardWriter::~ShardWriter() {
@@ -72,7 +101,9 @@ void ShardWriter::write(const std::string& key, const TaskData& d) {
   if (g < 0) fail("create group");
   struct Closer {
     hid_t g;
-    ~Closer() { H5Gclose(g); }
+    ~Closer() {
+      if (g >= 0) H5Gclose(g);
+    }
   } closer{g};
   for (const auto& [k, v] : d.attributes)
     if (H5LTset_attribute_string(g, ".", k.c_str(), v.c_str()) < 0) fail("attribute " + k);
@@ -100,7 +131,15 @@ void ShardWriter::write(const std::string& key, const TaskData& d) {
     if (ds < 0) fail("dataset " + a.name);
     H5Dclose(ds);
   }
+  closer.g = -1;
+  if (H5Gclose(g) < 0) fail("close group");
   if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) fail("flush");
+  if (cache_bytes() > cache_limit_) {  // everything is on disk: closing writes nothing more
+    H5Fclose(file_);
+    file_ = -1;
+    open();
+    ++reopened_;
+  }
 }
 
 ShardReport check_shard(const std::string& path, const std::vector<std::string>& datasets, bool full_read) {

@@ -39,11 +39,21 @@ struct TaskData {
   std::vector<IntArray> ints;
 };
 
+// A rank's shard file, written one task group at a time and flushed after each. HDF5's
+// metadata cache is kept from writing anything between two flushes (no evictions), so the
+// file on disk stays as the last flush left it while the next group is written: a process
+// killed in the middle of a write (SIGKILL, a node failure, the OOM killer) leaves every task
+// written before it readable. (With HDF5's default cache, entries written out as the cache
+// fills can point past the end of file the superblock records, and the whole /tasks group
+// then fails to read.) The cache so grows with what is written; once it holds more than
+// `cache_limit` bytes after a flush, the file is closed and opened again, which empties it.
+// (hold_metadata = false keeps HDF5's default cache: for bench/bench_shard_kill.cpp's
+// comparison only.)
 class ShardWriter {
  public:
   // Creates (truncating) the file at `path`, or opens it for appending when it exists.
   // Throws vizsweep::Error naming the path.
-  explicit ShardWriter(const std::string& path);
+  explicit ShardWriter(const std::string& path, size_t cache_limit = size_t{64} << 20, bool hold_metadata = true);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -52,10 +62,18 @@ class ShardWriter {
   // Throws vizsweep::Error naming the path (disk full, file size limit, ...).
   void write(const std::string& key, const TaskData& data);
   const std::string& path() const { return path_; }
+  // Bytes in the file's metadata cache now, and how many times the file was opened again to
+  // empty it.
+  size_t cache_bytes() const;
+  int reopened() const { return reopened_; }
 
  private:
+  void open();
   std::string path_;
+  size_t cache_limit_;
+  bool hold_metadata_;
   int64_t file_ = -1;
+  int reopened_ = 0;
 };
 
 // Reading side, for resume checks and `vizsweep verify`.

@@ -139,6 +139,43 @@ TEST(Shard, WhatIsWrittenReadsBackAndDamageIsFound) {
   fs::remove_all(dir);
 }
 
+TEST(Shard, MetadataWaitsForTheFlushAndTheCacheStaysBounded) {
+  // Between two flushes nothing of a shard's metadata is written out, so its cache grows with
+  // what is written: past HDF5's default limit (2 MiB, where it would start writing entries
+  // out) over tasks of 300 images each. Once it holds more than the writer's limit after a
+  // flush, the file is opened again, which empties it: after every write the cache is within
+  // the limit, and everything written reads back.
+  quiet_hdf5();
+  const fs::path dir = fs::temp_directory_path() / ("vizsweep_shard_cache_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  TaskData d;
+  d.attributes = {{"technique", "exemplars"}};
+  for (int i = 0; i < 300; ++i) d.images.push_back({"image_" + std::to_string(i), 8, 8, 3, std::vector<uint8_t>(192, static_cast<uint8_t>(i))});
+  std::vector<std::string> datasets;
+  std::set<std::string> keys;
+  const size_t hdf5_default = size_t{2} << 20, limit = size_t{6} << 20;
+  size_t most = 0;
+  {
+    ShardWriter w((dir / "r0.h5").string(), limit);
+    for (int t = 0; t < 24; ++t) {
+      const std::string key = "task" + std::to_string(t);
+      w.write(key, d);
+      keys.insert(key);
+      for (const auto& im : d.images) datasets.push_back(ResultsDir::dataset(key, im.name));
+      EXPECT_LE(w.cache_bytes(), limit) << "after task " << t;
+      most = std::max(most, w.cache_bytes());
+    }
+    EXPECT_GT(most, hdf5_default);  // nothing was evicted (written out) between flushes
+    EXPECT_GE(w.reopened(), 1);
+  }
+  const auto rep = check_shard((dir / "r0.h5").string(), datasets, true);
+  ASSERT_TRUE(rep.opened) << rep.error;
+  EXPECT_EQ(rep.tasks, keys);
+  EXPECT_TRUE(rep.unreadable.empty()) << rep.unreadable.size() << " unreadable";
+  fs::remove_all(dir);
+}
+
 TEST_F(CoordinatorTest, EveryTaskRunsOnceAndItsRowsAndDataAgree) {
   std::atomic<int> calls{0};
   auto c = run([&](const sweeps::Task& t, TaskData& d) {
