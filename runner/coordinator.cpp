@@ -133,6 +133,29 @@ void Coordinator::progress(bool final) {
   std::fflush(stderr);
 }
 
+bool Coordinator::receive_remote() {
+  json incoming;
+  int from = 0;
+  Remote::Message kind = Remote::Message::kReports;
+  if (!remote || !remote->poll(incoming, from, kind)) return false;
+  if (kind == Remote::Message::kHeld) {
+    held.insert(from);
+  } else {
+    handle_all(incoming);
+    if (kind == Remote::Message::kRequest) waiting_remote.insert(from);
+  }
+  return true;
+}
+
+bool Coordinator::receive_local() {
+  json reports;
+  bool asked = false;
+  if (local_stopped || !local->take(reports, asked)) return false;
+  handle_all(reports);
+  local_waiting = local_waiting || asked;
+  return true;
+}
+
 std::set<int> Coordinator::hold_writers() {
   std::set<int> asked;
   if (!local_stopped) local->request_hold();
@@ -144,26 +167,11 @@ std::set<int> Coordinator::hold_writers() {
     // Read before taking the local reports: a writer reports a task, then holds, so what it
     // wrote before it held is among the reports taken below.
     const bool local_held = local_stopped || local->is_held();
+    // A rank's kHeld comes after its reports (MPI keeps one sender's messages in order);
+    // what was written before a writer held is recorded as done.
     bool busy = false;
-    json incoming;
-    int from = 0;
-    Remote::Message kind = Remote::Message::kReports;
-    // A rank's kHeld comes after its reports (MPI keeps one sender's messages in order).
-    while (remote && remote->poll(incoming, from, kind)) {
-      busy = true;
-      if (kind == Remote::Message::kHeld) {
-        held.insert(from);
-      } else {
-        handle_all(incoming);  // written before the writer held: recorded as done
-        if (kind == Remote::Message::kRequest) waiting_remote.insert(from);
-      }
-    }
-    bool asks = false;
-    if (!local_stopped && local->take(incoming, asks)) {
-      busy = true;
-      handle_all(incoming);
-      local_waiting = local_waiting || asks;
-    }
+    while (receive_remote()) busy = true;
+    busy = receive_local() || busy;
     std::set<int> silent;
     for (int r : asked)
       if (!held.count(r)) silent.insert(r);
@@ -199,26 +207,8 @@ void Coordinator::loop() {
       // The last tasks were written while the writers were asked to hold: the drain ends as
       // usual (the held writers only abandon what would have come after).
     }
-    bool busy = false;
-    json incoming;
-    int from = 0;
-    Remote::Message kind = Remote::Message::kReports;
-    if (remote && remote->poll(incoming, from, kind)) {
-      busy = true;
-      if (kind == Remote::Message::kHeld) {
-        held.insert(from);
-      } else {
-        handle_all(incoming);
-        if (kind == Remote::Message::kRequest) waiting_remote.insert(from);
-      }
-    }
-    json reps;
-    bool asked = false;
-    if (!local_stopped && local->take(reps, asked)) {
-      busy = true;
-      handle_all(reps);
-      local_waiting = local_waiting || asked;
-    }
+    bool busy = receive_remote();
+    busy = receive_local() || busy;
     // Hand out work to every rank that asked.
     for (auto it = waiting_remote.begin(); it != waiting_remote.end() && !queue.empty();) {
       remote->assign(*it, next(*it));

@@ -83,6 +83,11 @@ struct Coordinator {
   // a fair share of what is left so the last tasks still spread over the ranks).
   static constexpr double kBatchFlops = 2e8;  // about a millisecond of compute
   Assignment next(int rank);
+  // One message from another rank, when one is waiting: its reports recorded, a request for
+  // work noted, or its writer's kHeld. False when none was waiting.
+  bool receive_remote();
+  // The local worker's reports and request, when it has any: recorded and noted.
+  bool receive_local();
   // Before a drain deadline's abort: asks every writer to stop between two writes and waits
   // (up to hold_seconds) until each has, recording the reports that come in meanwhile.
   // Returns the ranks whose writers did not answer.
