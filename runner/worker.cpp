@@ -51,11 +51,10 @@ class ResultWriter {
 
  private:
   void run() {
-    bool held = false;
     for (;;) {
       // Between two writes: does the coordinator want writing to stop (see Channel::held)?
-      if (!held && ch_.hold_requested()) {
-        held = true;
+      // (held_ is set by this thread alone, so it reads it here without the lock.)
+      if (!held_ && ch_.hold_requested()) {
         {
           std::lock_guard<std::mutex> lk(mu_);
           held_ = true;
@@ -67,10 +66,10 @@ class ResultWriter {
       std::pair<json, std::optional<TaskData>> item;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait_for(lk, std::chrono::milliseconds(20), [&] { return stop_ || (!held && !queue_.empty()); });
+        cv_.wait_for(lk, std::chrono::milliseconds(20), [&] { return stop_ || (!held_ && !queue_.empty()); });
         // Stop: with everything written and reported, or once held, with the rest abandoned.
-        if (stop_ && (held || queue_.empty())) return;
-        if (held || queue_.empty()) continue;
+        if (stop_ && (held_ || queue_.empty())) return;
+        if (held_ || queue_.empty()) continue;
         item = std::move(queue_.front());
         queue_.pop_front();
         space_.notify_all();
