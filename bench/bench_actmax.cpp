@@ -8,7 +8,7 @@
 //
 //   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
 //                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak] [--project N]
-//                         [--precision fp32|bf16|fp16] [--channels-last 0|1] [--param-cost]
+//                         [--precision fp32|bf16|fp16] [--channels-last 0|1] [--param-cost [--crop-only] [--rounds N]]
 //
 // --precision / --channels-last: the layers compute in that format (Model::set_compute);
 // --peak then times the convolution in it too. Each layer also runs once on an fp32 NCHW
@@ -41,6 +41,8 @@
 //   param_cost layer=L units=U pixel_ms=A fft_ms=B transforms_ms=C fft_ratio=B/A transforms_ratio=C/A
 // plus both on the receptive-field crop, as a sweep runs them (pixel_crop_ms,
 // transforms_crop_ms, crop_ratio; the same as uncropped where the field covers the image).
+// --param-cost --crop-only [--rounds N]: the crop's two columns alone, N times (3 by default),
+// each line measured in its own round.
 // --tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h), for a machine with
 // only LibTorch (bench/gpu_check.sh): --units units of the peer's workload at --iters
 // iterations in every compute format the device has, each on its own copy of the model, the
@@ -164,7 +166,8 @@ double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat
 int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu", model_file;
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
-  bool peak = false, param_cost = false, tune = false;
+  bool peak = false, param_cost = false, tune = false, crop_only = false;
+  int rounds = 3;
   int project = 0, channels_last = 0;
   std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -195,6 +198,8 @@ int main(int argc, char** argv) {
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
     else if (a == "--param-cost") param_cost = true;
+    else if (a == "--crop-only") crop_only = true;
+    else if (a == "--rounds") rounds = integer();
     else if (a == "--tune") tune = true;
     else if (a == "--model") model_file = next();
     else if (a == "--project") project = integer();
@@ -277,6 +282,22 @@ int main(int argc, char** argv) {
         req.robustness_shift = 0;
         req.crop_to_receptive_field = false;
         timed(m, req, 2, dev);  // warm-up
+        if (crop_only) {  // the receptive-field crop alone, pixel against olah2017, `rounds` times
+          const ActMaxSettings olah = actmax_preset("olah2017");
+          ActMaxRequest crop = req;
+          crop.crop_to_receptive_field = true;
+          req.settings.param = ImageParam::Fft;
+          req.settings.decorrelate = olah.decorrelate, req.settings.pad = olah.pad, req.settings.jitter = olah.jitter;
+          req.settings.scale = olah.scale, req.settings.rotate = olah.rotate;
+          req.crop_to_receptive_field = true;
+          for (int r = 0; r < rounds; ++r) {
+            const double a = per_iteration(m, crop, iters, 3, dev), b = per_iteration(m, req, iters, 3, dev);
+            std::printf("param_cost layer=%s units=%d size=%d pixel_crop_ms=%.2f transforms_crop_ms=%.2f crop_ratio=%.3f\n",
+                        name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * a, 1e3 * b, b / a);
+            std::fflush(stdout);
+          }
+          continue;
+        }
         const double pixel = per_iteration(m, req, iters, 3, dev);
         req.settings.param = ImageParam::Fft;
         const double fft = per_iteration(m, req, iters, 3, dev);

@@ -1,12 +1,15 @@
 #include "kernels/actmax.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 #include <torch/fft.h>
 
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "kernels/error.h"
 #include "kernels/metrics.h"
@@ -144,16 +147,69 @@ namespace {
 // task's gradient equals the uncropped one's bit for bit; with runs cut elsewhere it differs
 // by float rounding (2e-7 here), which Adam on a spectrum amplifies to visibly different
 // images within a dozen steps.
-torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& draw, double scale, double rotate, double fill,
-                             const torch::Tensor& shifts, const Model::InputWindow& win) {
+// The columns the resampling computes for a window: [a, b), multiples of 16 around it.
+std::pair<int64_t, int64_t> resampled_columns(const Model::InputWindow& win, int64_t S) {
+  return {win.x0 / 16 * 16, std::min(S, (win.x1 + 15) / 16 * 16)};
+}
+
+// grid: affine_sampling_grid's for the window's rows and resampled_columns, on the host.
+torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& grid, double fill, const Model::InputWindow& win) {
   namespace F = torch::nn::functional;
-  const int64_t S = x.size(2), a = win.x0 / 16 * 16, b = std::min(S, (win.x1 + 15) / 16 * 16);
-  auto grid = affine_sampling_grid(draw, scale, rotate, shifts, S, win.y0, win.y1, a, b).to(x.device());
+  const int64_t a = resampled_columns(win, x.size(2)).first;
   auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
-  return (F::grid_sample(x - fill, grid, opts) + fill).slice(3, win.x0 - a, win.x1 - a);
+  return (F::grid_sample(x - fill, grid.to(x.device()), opts) + fill).slice(3, win.x0 - a, win.x1 - a);
+}
+
+// The image rows [r0, r1) that bilinear sampling at `grid` (normalized, align_corners
+// false) reads from an S-row image, with a row to spare each side for rounding.
+std::pair<int64_t, int64_t> rows_sampled(const torch::Tensor& grid, int64_t S) {
+  auto ys = grid.select(3, 1);
+  const double lo = ys.min().item<double>(), hi = ys.max().item<double>();
+  auto row = [&](double g) { return static_cast<int64_t>(std::floor(((g + 1.0) * S - 1.0) / 2.0)); };
+  return {std::max<int64_t>(0, row(lo) - 1), std::min<int64_t>(S, row(hi) + 3)};
 }
 
 }  // namespace
+
+namespace {
+
+ParallelFor aten_parallel() {
+  return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); };
+}
+
+struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& spec, const SpectralRender* render,
+                               int64_t r0, int64_t r1, double fill) {
+    auto in = spec.contiguous();
+    const int64_t B = in.size(0), C = in.size(1), S = render->side();
+    auto out = torch::empty({B, C, S, S}, in.options());
+    render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel());
+    ctx->save_for_backward({out});
+    ctx->saved_data["render"] = reinterpret_cast<int64_t>(render);
+    ctx->saved_data["r0"] = r0;
+    ctx->saved_data["r1"] = r1;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto* render = reinterpret_cast<const SpectralRender*>(ctx->saved_data["render"].toInt());
+    auto out = ctx->get_saved_variables()[0];
+    auto g = grads[0].contiguous();
+    const int64_t B = out.size(0), C = out.size(1), S = render->side();
+    auto grad = torch::empty({B, C, S, S / 2 + 1, 2}, out.options());
+    render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
+                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel());
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill) {
+  if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(2) != render.side() ||
+      spec.size(3) != render.side() / 2 + 1 || spec.size(4) != 2)
+    throw std::invalid_argument("spectral_render: spec must be a float CPU tensor [B, C, S, S/2 + 1, 2]");
+  return SpectralRenderFunction::apply(spec, &render, r0, r1, fill);
+}
 
 torch::Tensor colour_decorrelation() {
   // Lucid's color_correlation_svd_sqrt (lucid/optvis/param/color.py): the square root of the
@@ -259,18 +315,38 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   const bool transforms = jit > 0 || affine || pad > 0 || s.flip;
   const double fill = s.background;
   auto flip_gen = at::detail::createCPUGenerator(req.seed ^ 0x3c6ef372fe94f82bULL);
-  torch::Tensor flips;
+  torch::Tensor flips, grid;
   auto draw_transforms = [&] {
     if (s.flip) flips = (torch::rand({B}, flip_gen) < 0.5).view({B, 1, 1, 1}).to(model.device());
     if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
-    if (affine) draw_affine();
+    if (affine) {
+      draw_affine();
+      const auto [a, b] = resampled_columns(view, S);
+      grid = affine_sampling_grid(affine_draw, s.scale, s.rotate, jit > 0 ? shifts : torch::Tensor(), S, view.y0, view.y1, a, b);
+    }
+  };
+  // The rows of the image that this step's view reads: those the resampling samples, those
+  // jitter's shifts bring into the window (the rest of the frame is background), or the
+  // view's own; flips move columns only.
+  auto rows_read = [&]() -> std::pair<int64_t, int64_t> {
+    if (affine) return rows_sampled(grid, S);
+    if (jit == 0) return {view.y0, view.y1};
+    const int64_t H = S + 2 * pad, h = view.y1 - view.y0;
+    const int64_t* d = shifts.data_ptr<int64_t>();
+    int64_t lo = S, hi = 0;
+    for (int64_t bb = 0; bb < B; ++bb)
+      for (int64_t k = 0; k < h; ++k) {
+        const int64_t row = ((view.y0 + pad + k - d[2 * bb]) % H + H) % H - pad;
+        if (row >= 0 && row < S) lo = std::min(lo, row), hi = std::max(hi, row + 1);
+      }
+    return {lo, std::max(lo, hi)};
   };
   // Under scaling or rotation, jitter's shift joins their resampling (one grid_sample), and
   // the pad frame is the resampling's fill: what a shift uncovers is `fill`, not wrapped round.
   auto seen = [&](const torch::Tensor& x) {
     namespace F = torch::nn::functional;
     auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
-    if (affine) return scaled_rotated(y, affine_draw, s.scale, s.rotate, fill, jit > 0 ? shifts : torch::Tensor(), view);
+    if (affine) return scaled_rotated(y, grid, fill, view);
     if (pad > 0 && jit > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
     if (jit > 0) return jittered_window(y);
     // Without a shift the frame is never seen: the centre is the image itself.
@@ -328,11 +404,29 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     // values as scaling the complex spectrum and dividing the image by 4 (a power of two), in
     // one operation fewer each way and without promoting the scale to complex every step.
     const torch::Tensor render_scale = (scale / 4.0).unsqueeze(-1);
-    auto render = [&](const torch::Tensor& spec) {
+    // On the CPU, where the side factors into primes up to 13 (224 = 2^5 x 7, 32, 28, 96,
+    // ...), the render is spectral.h's: only the rows this step reads are rendered, in the
+    // same float operations as in the whole image's render, so a crop stays exact; the
+    // orthonormal 1/S is folded into its scale. Elsewhere LibTorch's FFT renders the whole.
+    std::optional<SpectralRender> own;
+    if (model.device().is_cpu() && SpectralRender::supported(S)) {
+      auto factor = (scale.to(torch::kCPU) / (4.0 * static_cast<double>(S))).contiguous();
+      std::vector<float> colours;
+      if (mix) {
+        auto m = colour.to(torch::kCPU).contiguous();
+        colours.assign(m.data_ptr<float>(), m.data_ptr<float>() + 9);
+      }
+      own.emplace(S, std::vector<float>(factor.data_ptr<float>(), factor.data_ptr<float>() + factor.numel()), colours,
+                  static_cast<float>(offset));
+    }
+    // The image, its rows [r0, r1) at least (the others are never read).
+    auto render_rows = [&](const torch::Tensor& spec, int64_t r0, int64_t r1) {
+      if (own) return spectral_render(*own, spec, r0, r1, fill);
       auto img = torch::fft::irfft2(torch::view_as_complex(spec * render_scale), c10::IntArrayRef{S, S}, {-2, -1}, "ortho");
       if (mix) img = mixed(colour, img);
       return torch::sigmoid(s.background == 0.5 ? img : img + offset);
     };
+    auto render = [&](const torch::Tensor& spec) { return render_rows(spec, 0, S); };
     auto unrender = [&](const torch::Tensor& x) {
       auto y = x.clamp(1e-6, 1.0 - 1e-6);
       auto logit = y.log() - (-y).log1p();
@@ -346,7 +440,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       if (it == s.iterations - finish) net = req.fp32_model;
       draw_transforms();
       spec.requires_grad_(true);
-      auto x = render(spec);
+      const auto [r0, r1] = rows_read();
+      auto x = render_rows(spec, r0, r1);
       auto obj = evaluate_view(seen(x));
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;

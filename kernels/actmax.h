@@ -17,6 +17,7 @@
 #include "kernels/model.h"
 #include "kernels/regularizers.h"
 #include "kernels/settings.h"
+#include "kernels/spectral.h"
 
 namespace vizsweep::kernels {
 
@@ -102,6 +103,11 @@ torch::Tensor colour_decorrelation();
 // values for that window, on the host.
 torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
                                    int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
+
+// The spectral render (spectral.h) as a differentiable operation on CPU tensors: spec
+// [B, C, S, S/2 + 1, 2] -> images [B, C, S, S], rows [r0, r1) (rounded out to whole pairs)
+// rendered and `fill` elsewhere; the gradient flows to spec from the rendered rows.
+torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill);
 
 // Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
 // [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.

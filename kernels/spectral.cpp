@@ -1,0 +1,475 @@
+// The spectral render's CPU core (see spectral.h). Compiled with -O3 -ffp-contract=off
+// (kernels/CMakeLists.txt): a multiply and an add stay two roundings in vector and scalar
+// code alike, so a value does not depend on which lane or which clone computed it.
+#include "kernels/spectral.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+// The hot loops in an AVX-512, an AVX2 and a baseline version, chosen once at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VIZ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VIZ_CLONES
+#endif
+#define VIZ_INLINE inline __attribute__((always_inline))
+
+namespace vizsweep::kernels {
+
+namespace {
+
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+
+// exp(sign 2 pi i num / den), exact where the angle is a multiple of a quarter turn.
+void root(int64_t num, int64_t den, int sign, float& re, float& im) {
+  num %= den;
+  if (num < 0) num += den;
+  if ((4 * num) % den == 0) {
+    const int64_t q = 4 * num / den;
+    const float c[4] = {1, 0, -1, 0}, s[4] = {0, 1, 0, -1};
+    re = c[q], im = sign * s[q];
+    return;
+  }
+  const double a = kTwoPi * static_cast<double>(num) / static_cast<double>(den);
+  re = static_cast<float>(std::cos(a));
+  im = static_cast<float>(sign * std::sin(a));
+}
+
+using F = float* __restrict;
+using CF = const float* __restrict;
+
+// Eight columns at a time as one GCC vector (an AVX register; two SSE ones in the baseline
+// clone), the columns left over one at a time by the same template with T = float: the
+// same operations, so the same bits, in either.
+typedef float vf __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 8;
+
+template <class T>
+VIZ_INLINE T load(const float* p) {
+  if constexpr (sizeof(T) == sizeof(float)) {
+    return *p;
+  } else {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+}
+
+template <class T>
+VIZ_INLINE void store(float* p, T v) {
+  if constexpr (sizeof(T) == sizeof(float)) {
+    *p = v;
+  } else {
+    std::memcpy(p, &v, sizeof v);
+  }
+}
+
+// Output row o times the twiddle (cr, ci).
+template <class T>
+VIZ_INLINE void store_turned(F yr, F yi, int64_t o, T vr, T vi, float cr, float ci) {
+  store(yr + o, vr * cr - vi * ci);
+  store(yi + o, vr * ci + vi * cr);
+}
+
+// The radix-P butterfly of one Stockham pass at column offset l: inputs at row offsets
+// in[t], outputs at out[u], output u > 0 turned by twiddle u. The radix's constants: for
+// odd P, cs[t][u] = cos(2 pi t u / P) and sn[t][u] = sign sin(2 pi t u / P), t, u in
+// 1..(P - 1)/2, row-major of side (P - 1)/2.
+template <int P, class T>
+VIZ_INLINE void butterfly(CF xr, CF xi, F yr, F yi, const int64_t* in, const int64_t* out, const float* cr, const float* ci,
+                          const float* cs, const float* sn, int sign, int64_t l) {
+  if constexpr (P == 2) {
+    const T ar = load<T>(xr + in[0] + l), ai = load<T>(xi + in[0] + l);
+    const T br = load<T>(xr + in[1] + l), bi = load<T>(xi + in[1] + l);
+    store(yr + out[0] + l, ar + br);
+    store(yi + out[0] + l, ai + bi);
+    store_turned<T>(yr, yi, out[1] + l, ar - br, ai - bi, cr[1], ci[1]);
+  } else if constexpr (P == 4) {
+    const T a0r = load<T>(xr + in[0] + l), a0i = load<T>(xi + in[0] + l);
+    const T a1r = load<T>(xr + in[1] + l), a1i = load<T>(xi + in[1] + l);
+    const T a2r = load<T>(xr + in[2] + l), a2i = load<T>(xi + in[2] + l);
+    const T a3r = load<T>(xr + in[3] + l), a3i = load<T>(xi + in[3] + l);
+    const T t0r = a0r + a2r, t0i = a0i + a2i, t1r = a0r - a2r, t1i = a0i - a2i;
+    const T t2r = a1r + a3r, t2i = a1i + a3i, t3r = a1r - a3r, t3i = a1i - a3i;
+    store(yr + out[0] + l, t0r + t2r);
+    store(yi + out[0] + l, t0i + t2i);
+    store_turned<T>(yr, yi, out[2] + l, t0r - t2r, t0i - t2i, cr[2], ci[2]);
+    // Output 1 is t1 + sign i t3, output 3 is t1 - sign i t3.
+    const T pr = t1r - t3i, pi = t1i + t3r;  // t1 + i t3
+    const T mr = t1r + t3i, mi = t1i - t3r;  // t1 - i t3
+    if (sign > 0) {
+      store_turned<T>(yr, yi, out[1] + l, pr, pi, cr[1], ci[1]);
+      store_turned<T>(yr, yi, out[3] + l, mr, mi, cr[3], ci[3]);
+    } else {
+      store_turned<T>(yr, yi, out[1] + l, mr, mi, cr[1], ci[1]);
+      store_turned<T>(yr, yi, out[3] + l, pr, pi, cr[3], ci[3]);
+    }
+  } else {
+    // Odd prime P: inputs t and P - t as their sum and difference; output u is
+    // a0 + sum_t s_t cs[t][u] + i sum_t d_t sn[t][u], output P - u the same with - i.
+    constexpr int H = (P - 1) / 2;
+    const T a0r = load<T>(xr + in[0] + l), a0i = load<T>(xi + in[0] + l);
+    T sr[H], si[H], dr[H], di[H];
+    for (int t = 1; t <= H; ++t) {
+      const T ar = load<T>(xr + in[t] + l), ai = load<T>(xi + in[t] + l);
+      const T br = load<T>(xr + in[P - t] + l), bi = load<T>(xi + in[P - t] + l);
+      sr[t - 1] = ar + br, si[t - 1] = ai + bi, dr[t - 1] = ar - br, di[t - 1] = ai - bi;
+    }
+    T x0r = a0r, x0i = a0i;
+    for (int t = 0; t < H; ++t) x0r = x0r + sr[t], x0i = x0i + si[t];
+    store(yr + out[0] + l, x0r);
+    store(yi + out[0] + l, x0i);
+    for (int u = 1; u <= H; ++u) {
+      T Ar = a0r, Ai = a0i;
+      T Br = dr[0] * sn[u - 1], Bi = di[0] * sn[u - 1];
+      for (int t = 0; t < H; ++t) Ar = Ar + sr[t] * cs[t * H + u - 1], Ai = Ai + si[t] * cs[t * H + u - 1];
+      for (int t = 1; t < H; ++t) Br = Br + dr[t] * sn[t * H + u - 1], Bi = Bi + di[t] * sn[t * H + u - 1];
+      store_turned<T>(yr, yi, out[u] + l, Ar - Bi, Ai + Br, cr[u], ci[u]);
+      store_turned<T>(yr, yi, out[P - u] + l, Ar + Bi, Ai - Br, cr[P - u], ci[P - u]);
+    }
+  }
+}
+
+// One Stockham pass of radix P over columns [l0, l1): for pp < m and q < s, the P rows
+// x[q + s (pp + t m)] (t < P) become y[q + s (P pp + u)] = (sum_t x_t om^(t u)) tw^(u pp).
+template <int P>
+VIZ_INLINE void pass(CF xr, CF xi, F yr, F yi, int64_t ld, int64_t l0, int64_t l1, int64_t m, int64_t s, const float* twr,
+                     const float* twi, const float* cs, const float* sn, int sign) {
+  for (int64_t pp = 0; pp < m; ++pp) {
+    float cr[P], ci[P];
+    cr[0] = 1, ci[0] = 0;
+    for (int u = 1; u < P; ++u) cr[u] = twr[pp * (P - 1) + u - 1], ci[u] = twi[pp * (P - 1) + u - 1];
+    for (int64_t q = 0; q < s; ++q) {
+      int64_t in[P], out[P];
+      for (int t = 0; t < P; ++t) in[t] = (q + s * (pp + t * m)) * ld, out[t] = (q + s * (P * pp + t)) * ld;
+      int64_t l = l0;
+      for (; l + kLanes <= l1; l += kLanes) butterfly<P, vf>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
+      for (; l < l1; ++l) butterfly<P, float>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
+    }
+  }
+}
+
+VIZ_CLONES void stockham_pass(int p, const float* xr, const float* xi, float* yr, float* yi, int64_t ld, int64_t l0,
+                              int64_t l1, int64_t m, int64_t s, const float* twr, const float* twi, const float* cs,
+                              const float* sn, int sign) {
+  switch (p) {
+    case 2: pass<2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 4: pass<4>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 3: pass<3>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 5: pass<5>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 7: pass<7>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 11: pass<11>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 13: pass<13>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    default: throw std::logic_error("ColumnDft: unsupported radix");
+  }
+}
+
+std::vector<int> radices(int64_t n) {
+  std::vector<int> out;
+  while (n % 4 == 0) out.push_back(4), n /= 4;
+  for (int p : {2, 3, 5, 7, 11, 13})
+    while (n % p == 0) out.push_back(p), n /= p;
+  if (n != 1) out.clear();
+  return out;
+}
+
+}  // namespace
+
+bool ColumnDft::supported(int64_t n) { return n == 1 || (n > 1 && !radices(n).empty()); }
+
+ColumnDft::ColumnDft(int64_t n) : n_(n) {
+  if (!supported(n)) throw std::invalid_argument("ColumnDft: length " + std::to_string(n) + " has a prime factor above 13");
+  int64_t len = n, s = 1;
+  for (int p : radices(n)) {
+    Stage st;
+    st.p = p, st.m = len / p, st.s = s;
+    for (int si = 0; si < 2; ++si) {
+      const int sign = si == 0 ? 1 : -1;
+      st.twr[si].resize(st.m * (p - 1)), st.twi[si].resize(st.m * (p - 1));
+      for (int64_t pp = 0; pp < st.m; ++pp)
+        for (int u = 1; u < p; ++u)
+          root(u * pp, len, sign, st.twr[si][pp * (p - 1) + u - 1], st.twi[si][pp * (p - 1) + u - 1]);
+      if (p % 2 == 1) {  // the odd radix's cosines and signed sines, [t][u] for t, u in 1..(p - 1)/2
+        const int h = (p - 1) / 2;
+        st.cs[si].resize(h * h), st.sn[si].resize(h * h);
+        for (int t = 1; t <= h; ++t)
+          for (int u = 1; u <= h; ++u) root(t * u, p, sign, st.cs[si][(t - 1) * h + u - 1], st.sn[si][(t - 1) * h + u - 1]);
+      }
+    }
+    stages_.push_back(std::move(st));
+    len /= p, s *= p;
+  }
+}
+
+void ColumnDft::run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign) const {
+  const int si = sign > 0 ? 0 : 1;
+  // Every pass over a block of columns before the next block, so the block stays in cache
+  // (64 columns of a 224-row transform: 230 KB of the four arrays).
+  constexpr int64_t kBlock = 64;
+  for (int64_t b0 = l0; b0 < l1; b0 += kBlock) {
+    const int64_t b1 = std::min(l1, b0 + kBlock);
+    float *xr = re, *xi = im, *yr = wre, *yi = wim;
+    for (const Stage& st : stages_) {
+      stockham_pass(st.p, xr, xi, yr, yi, ld, b0, b1, st.m, st.s, st.twr[si].data(), st.twi[si].data(), st.cs[si].data(),
+                    st.sn[si].data(), sign);
+      std::swap(xr, yr), std::swap(xi, yi);
+    }
+    if (xr != re)
+      for (int64_t k = 0; k < n_; ++k) {
+        std::memcpy(re + k * ld + b0, xr + k * ld + b0, (b1 - b0) * sizeof(float));
+        std::memcpy(im + k * ld + b0, xi + k * ld + b0, (b1 - b0) * sizeof(float));
+      }
+  }
+}
+
+namespace {
+
+// exp(x) for the sigmoid, the same bits in every lane: 2^n exp(r) with n = round(x / ln 2),
+// r = x - n ln 2 in two parts (Cody and Waite), exp(r) by its Taylor polynomial of degree 7
+// (|r| <= 0.35: relative error under 1e-7, about one float rounding).
+VIZ_INLINE float exp_poly(float x) {
+  x = std::min(88.0f, std::max(-87.0f, x));
+  const float t = x * 1.44269504088896341f;
+  const int n = static_cast<int>(t >= 0.0f ? t + 0.5f : t - 0.5f);
+  const float fn = static_cast<float>(n);
+  const float r = (x - fn * 0.693145751953125f) - fn * 1.428606765330187045e-06f;
+  float p = 1.98412698e-4f;
+  p = p * r + 1.38888889e-3f;
+  p = p * r + 8.33333333e-3f;
+  p = p * r + 4.16666667e-2f;
+  p = p * r + 1.66666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int bits = (n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// Rows of the rendered pre-activations -> colour mix, offset, sigmoid; one image row of
+// `C` planes: pre[c][x] (plane stride pstride) -> out[c][x] (plane stride ostride).
+VIZ_CLONES void finish_row(const float* pre, int64_t pstride, int64_t C, int64_t S, const float* colour, float offset,
+                           float* out, int64_t ostride) {
+  for (int64_t c = 0; c < C; ++c) {
+    F o = out + c * ostride;
+    if (colour) {
+      CF p0 = pre, p1 = pre + pstride, p2 = pre + 2 * pstride;
+      const float m0 = colour[3 * c], m1 = colour[3 * c + 1], m2 = colour[3 * c + 2];
+      for (int64_t x = 0; x < S; ++x) {
+        const float v = ((m0 * p0[x] + m1 * p1[x]) + m2 * p2[x]) + offset;
+        o[x] = 1.0f / (1.0f + exp_poly(-v));
+      }
+    } else {
+      CF p = pre + c * pstride;
+      for (int64_t x = 0; x < S; ++x) o[x] = 1.0f / (1.0f + exp_poly(-(p[x] + offset)));
+    }
+  }
+}
+
+// The gradient through the sigmoid and the colour mix, one image row: g = grad_out s (1 - s),
+// then the mix's transpose: gpre[c'][x] = sum_c colour[c][c'] g[c][x].
+VIZ_CLONES void finish_row_backward(const float* grad, const float* out, int64_t ostride, int64_t C, int64_t S,
+                                    const float* colour, float* gpre, int64_t pstride) {
+  if (colour) {
+    CF g0 = grad, g1 = grad + ostride, g2 = grad + 2 * ostride;
+    CF s0 = out, s1 = out + ostride, s2 = out + 2 * ostride;
+    for (int64_t c = 0; c < 3; ++c) {
+      F p = gpre + c * pstride;
+      const float m0 = colour[c], m1 = colour[3 + c], m2 = colour[6 + c];
+      for (int64_t x = 0; x < S; ++x) {
+        const float d0 = g0[x] * (s0[x] * (1.0f - s0[x]));
+        const float d1 = g1[x] * (s1[x] * (1.0f - s1[x]));
+        const float d2 = g2[x] * (s2[x] * (1.0f - s2[x]));
+        p[x] = (m0 * d0 + m1 * d1) + m2 * d2;
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      CF g = grad + c * ostride;
+      CF s = out + c * ostride;
+      F p = gpre + c * pstride;
+      for (int64_t x = 0; x < S; ++x) p[x] = g[x] * (s[x] * (1.0f - s[x]));
+    }
+  }
+}
+
+struct Buffer {
+  std::unique_ptr<float[]> data;
+  explicit Buffer(size_t n) : data(new float[n]) {}
+  float* get() const { return data.get(); }
+};
+
+// Splits [0, n) into the parallel chunks of pf, in slices of at least `grain`.
+void chunks(const ParallelFor& pf, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  const int64_t blocks = (n + grain - 1) / grain;
+  pf(blocks, [&](int64_t b0, int64_t b1) { fn(b0 * grain, std::min(n, b1 * grain)); });
+}
+
+}  // namespace
+
+SpectralRender::SpectralRender(int64_t side, std::vector<float> scale, std::vector<float> colour, float offset)
+    : S_(side), K_(side / 2 + 1), scale_(std::move(scale)), colour_(std::move(colour)), offset_(offset), dft_(side) {
+  if (static_cast<int64_t>(scale_.size()) != S_ * K_) throw std::invalid_argument("SpectralRender: scale is not [S][S/2 + 1]");
+  if (!colour_.empty() && colour_.size() != 9) throw std::invalid_argument("SpectralRender: colour is not 3 x 3");
+}
+
+std::pair<int64_t, int64_t> SpectralRender::rendered_rows(int64_t r0, int64_t r1) const {
+  r0 = std::max<int64_t>(0, r0) / 2 * 2;
+  r1 = std::min(S_, (std::min(S_, r1) + 1) / 2 * 2);
+  return {r0, std::max(r0, r1)};
+}
+
+// Layouts: the spectrum along y, T [S (ky or y)][P][K], planes P = B C side by side so one
+// transform covers them all; the rows' transform along x, Z [S (kx or x)][pairs], where pair
+// j = (plane, m) packs rows a + 2m and a + 2m + 1 as one complex signal (real and imaginary
+// parts), whose two real outputs come out as its real and imaginary parts.
+void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
+                             const ParallelFor& pf) const {
+  if (!colour_.empty() && C != 3) throw std::invalid_argument("SpectralRender: a colour mix needs 3 channels");
+  const int64_t S = S_, K = K_, P = B * C, L1 = P * K;
+  const auto [a, b] = rendered_rows(r0, r1);
+  const int64_t pairs = (b - a + 1) / 2, L2 = P * pairs;
+  Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
+  // The spectrum, scaled, in T's layout.
+  chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
+    for (int64_t ky = k0; ky < k1; ++ky)
+      for (int64_t p = 0; p < P; ++p) {
+        const float* src = spec + (p * S + ky) * K * 2;
+        const float* sc = scale_.data() + ky * K;
+        float* dr = tr.get() + ky * L1 + p * K;
+        float* di = ti.get() + ky * L1 + p * K;
+        for (int64_t kx = 0; kx < K; ++kx) dr[kx] = src[2 * kx] * sc[kx], di[kx] = src[2 * kx + 1] * sc[kx];
+      }
+  });
+  // The inverse transform along y, every column.
+  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, +1); });
+  // Along x, the rows asked for: the Hermitian spectrum of each row extended to all S
+  // frequencies (the imaginary parts at 0 and S/2 do not count, as in irfft), two rows per
+  // complex signal.
+  Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
+  const bool even = S % 2 == 0;
+  chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const bool mirror = k >= K;
+      const int64_t kk = mirror ? S - k : k;
+      const bool real = kk == 0 || (even && kk == S / 2);
+      float* orr = zr.get() + k * L2;
+      float* oi = zi.get() + k * L2;
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t m = 0; m < pairs; ++m) {
+          const int64_t ya = a + 2 * m, yb = ya + 1, j = p * pairs + m;
+          const float ar = tr.get()[ya * L1 + p * K + kk];
+          float ai = real ? 0.0f : ti.get()[ya * L1 + p * K + kk];
+          float br = 0.0f, bi = 0.0f;
+          if (yb < S) br = tr.get()[yb * L1 + p * K + kk], bi = real ? 0.0f : ti.get()[yb * L1 + p * K + kk];
+          if (mirror) ai = -ai, bi = -bi;
+          orr[j] = ar - bi;
+          oi[j] = ai + br;
+        }
+    }
+  });
+  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, +1); });
+  // Rows back to image order, then the colour mix, the offset and the sigmoid; `fill` in the
+  // rows not rendered.
+  const float* colour = colour_.empty() ? nullptr : colour_.data();
+  chunks(pf, B * S, 4, [&](int64_t i0, int64_t i1) {
+    std::vector<float> pre(C * S);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bb = i / S, y = i % S;
+      float* o = out + bb * C * S * S + y * S;
+      if (y < a || y >= b) {
+        for (int64_t c = 0; c < C; ++c) std::fill(o + c * S * S, o + c * S * S + S, fill);
+        continue;
+      }
+      const int64_t m = (y - a) / 2;
+      const float* src = (y - a) % 2 == 0 ? zr.get() : zi.get();
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t j = (bb * C + c) * pairs + m;
+        for (int64_t x = 0; x < S; ++x) pre[c * S + x] = src[x * L2 + j];
+      }
+      finish_row(pre.data(), S, C, S, colour, offset_, o, S * S);
+    }
+  });
+}
+
+void SpectralRender::backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
+                              float* grad_spec, const ParallelFor& pf) const {
+  const int64_t S = S_, K = K_, P = B * C, L1 = P * K;
+  const auto [a, b] = rendered_rows(r0, r1);
+  const int64_t pairs = (b - a + 1) / 2, L2 = P * pairs;
+  const float* colour = colour_.empty() ? nullptr : colour_.data();
+  // Through the sigmoid and the colour mix, each rendered row packed with its pair's other.
+  Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
+  chunks(pf, B * pairs, 2, [&](int64_t i0, int64_t i1) {
+    std::vector<float> g(2 * C * S, 0.0f);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bb = i / pairs, m = i % pairs, ya = a + 2 * m, yb = ya + 1;
+      for (int64_t h = 0; h < 2; ++h) {
+        const int64_t y = ya + h;
+        float* gr = g.data() + h * C * S;
+        if (y >= S) {
+          std::fill(gr, gr + C * S, 0.0f);
+          continue;
+        }
+        const int64_t off = bb * C * S * S + y * S;
+        finish_row_backward(grad_out + off, out + off, S * S, C, S, colour, gr, S);
+      }
+      (void)yb;
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t j = (bb * C + c) * pairs + m;
+        const float* ga = g.data() + c * S;
+        const float* gb = g.data() + C * S + c * S;
+        for (int64_t x = 0; x < S; ++x) zr.get()[x * L2 + j] = ga[x], zi.get()[x * L2 + j] = gb[x];
+      }
+    }
+  });
+  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, -1); });
+  // Each row's transform from the packed one: for row a + 2m, (Z[k] + conj Z[S - k]) / 2,
+  // for row a + 2m + 1, (Z[k] - conj Z[S - k]) / 2i; times irfft's weight (2 inside the
+  // spectrum, 1 at 0 and S/2, whose imaginary parts do not count). Zero outside the rows.
+  Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
+  const bool even = S % 2 == 0;
+  chunks(pf, S, 8, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) {
+      float* dr = tr.get() + y * L1;
+      float* di = ti.get() + y * L1;
+      if (y < a || y >= b) {
+        std::fill(dr, dr + L1, 0.0f), std::fill(di, di + L1, 0.0f);
+        continue;
+      }
+      const int64_t m = (y - a) / 2;
+      const bool second = (y - a) % 2 == 1;
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t j = p * pairs + m;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t k2 = (S - k) % S;
+          const float zr1 = zr.get()[k * L2 + j], zi1 = zi.get()[k * L2 + j];
+          const float zr2 = zr.get()[k2 * L2 + j], zi2 = zi.get()[k2 * L2 + j];
+          float re = second ? zi1 + zi2 : zr1 + zr2;
+          float im = second ? zr2 - zr1 : zi1 - zi2;
+          if (k == 0 || (even && k == S / 2)) re = 0.5f * re, im = 0.0f;
+          dr[p * K + k] = re, di[p * K + k] = im;
+        }
+      }
+    }
+  });
+  // The adjoint of the inverse transform along y: the forward transform.
+  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, -1); });
+  chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
+    for (int64_t ky = k0; ky < k1; ++ky)
+      for (int64_t p = 0; p < P; ++p) {
+        float* dst = grad_spec + (p * S + ky) * K * 2;
+        const float* sc = scale_.data() + ky * K;
+        const float* sr = tr.get() + ky * L1 + p * K;
+        const float* si = ti.get() + ky * L1 + p * K;
+        for (int64_t kx = 0; kx < K; ++kx) dst[2 * kx] = sr[kx] * sc[kx], dst[2 * kx + 1] = si[kx] * sc[kx];
+      }
+  });
+}
+
+}  // namespace vizsweep::kernels
