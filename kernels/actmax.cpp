@@ -181,7 +181,7 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& spec, const SpectralRender* render,
                                int64_t r0, int64_t r1, double fill) {
     auto in = spec.contiguous();
-    const int64_t B = in.size(0), C = in.size(1), S = render->side();
+    const int64_t B = in.size(3), C = in.size(4), S = render->side();
     auto out = torch::empty({B, C, S, S}, in.options());
     render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel());
     ctx->save_for_backward({out});
@@ -195,7 +195,7 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
     auto out = ctx->get_saved_variables()[0];
     auto g = grads[0].contiguous();
     const int64_t B = out.size(0), C = out.size(1), S = render->side();
-    auto grad = torch::empty({B, C, S, S / 2 + 1, 2}, out.options());
+    auto grad = torch::empty({2, S, S / 2 + 1, B, C}, out.options());
     render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
                      ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel());
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
@@ -204,10 +204,14 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
 
 }  // namespace
 
+torch::Tensor spectrum_planar(const torch::Tensor& spec) { return spec.permute({4, 2, 3, 0, 1}).contiguous(); }
+
+torch::Tensor spectrum_interleaved(const torch::Tensor& planar) { return planar.permute({3, 4, 1, 2, 0}).contiguous(); }
+
 torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill) {
-  if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(2) != render.side() ||
-      spec.size(3) != render.side() / 2 + 1 || spec.size(4) != 2)
-    throw std::invalid_argument("spectral_render: spec must be a float CPU tensor [B, C, S, S/2 + 1, 2]");
+  if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(0) != 2 ||
+      spec.size(1) != render.side() || spec.size(2) != render.side() / 2 + 1)
+    throw std::invalid_argument("spectral_render: spec must be a float CPU tensor [2, S, S/2 + 1, B, C]");
   return SpectralRenderFunction::apply(spec, &render, r0, r1, fill);
 }
 
@@ -432,10 +436,15 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       auto logit = y.log() - (-y).log1p();
       if (s.background != 0.5) logit = logit - offset;
       if (mix) logit = mixed(uncolour, logit);
-      return torch::view_as_real(torch::fft::rfft2(logit * 4.0, c10::nullopt, {-2, -1}, "ortho") / scale).contiguous();
+      auto spectrum = torch::view_as_real(torch::fft::rfft2(logit * 4.0, c10::nullopt, {-2, -1}, "ortho") / scale);
+      return own ? spectrum_planar(spectrum) : spectrum.contiguous();
     };
-    // Lucid's start: the spectrum drawn from N(0, 0.01^2).
+    // Lucid's start: the spectrum drawn from N(0, 0.01^2). Under the own render it is kept in
+    // that render's layout (Adam acts element by element; the per-image reductions of the
+    // other step policies run over dimensions {0, 1, 2, 4} there).
     torch::Tensor spec = (torch::randn({B, C, S, S / 2 + 1, 2}, gen, torch::kFloat) * 0.01).to(model.device());
+    if (own) spec = spectrum_planar(spec);
+    const std::vector<int64_t> spec_dims = own ? std::vector<int64_t>{0, 1, 2, 4} : std::vector<int64_t>{1, 2, 3, 4};
     for (int it = 0; it < s.iterations; ++it) {
       if (it == s.iterations - finish) net = req.fp32_model;
       draw_transforms();
@@ -447,7 +456,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
       spec = spec.detach();
-      step(spec, g[0], it, {1, 2, 3, 4});
+      step(spec, g[0], it, spec_dims);
       if (!regs.empty()) {  // on the rendered pixels, in the paper's pixel scale, then back
         auto px = render(spec) * 255.0 - frame.mean255;
         auto px_grad = g[1] / 255.0;

@@ -104,10 +104,14 @@ torch::Tensor colour_decorrelation();
 torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
                                    int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
 
-// The spectral render (spectral.h) as a differentiable operation on CPU tensors: spec
-// [B, C, S, S/2 + 1, 2] -> images [B, C, S, S], rows [r0, r1) (rounded out to whole pairs)
-// rendered and `fill` elsewhere; the gradient flows to spec from the rendered rows.
+// The spectral render (spectral.h) as a differentiable operation on CPU tensors: spec in its
+// layout [2, S, S/2 + 1, B, C] -> images [B, C, S, S], rows [r0, r1) (rounded out to whole
+// pairs) rendered and `fill` elsewhere; the gradient flows to spec from the rendered rows.
 torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill);
+// A spectrum [B, C, S, S/2 + 1, 2] (real, imaginary last, as torch::view_as_real gives it)
+// in the render's layout [2, S, S/2 + 1, B, C], and back.
+torch::Tensor spectrum_planar(const torch::Tensor& spec);
+torch::Tensor spectrum_interleaved(const torch::Tensor& planar);
 
 // Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
 // [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.

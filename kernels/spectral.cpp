@@ -41,11 +41,11 @@ void root(int64_t num, int64_t den, int sign, float& re, float& im) {
 using F = float* __restrict;
 using CF = const float* __restrict;
 
-// Eight columns at a time as one GCC vector (an AVX register; two SSE ones in the baseline
-// clone), the columns left over one at a time by the same template with T = float: the
-// same operations, so the same bits, in either.
-typedef float vf __attribute__((vector_size(32)));
-constexpr int64_t kLanes = 8;
+// Sixteen or eight columns at a time as one GCC vector (AVX-512 or AVX2 registers; SSE ones
+// in the baseline build), the columns left over one at a time by the same template with
+// T = float: the same operations, so the same bits, in every case.
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf16 __attribute__((vector_size(64)));
 
 template <class T>
 VIZ_INLINE T load(const float* p) {
@@ -135,9 +135,11 @@ VIZ_INLINE void butterfly(CF xr, CF xi, F yr, F yi, const int64_t* in, const int
 
 // One Stockham pass of radix P over columns [l0, l1): for pp < m and q < s, the P rows
 // x[q + s (pp + t m)] (t < P) become y[q + s (P pp + u)] = (sum_t x_t om^(t u)) tw^(u pp).
-template <int P>
+// Columns in vectors of V1, then V2, then one at a time.
+template <int P, class V1, class V2>
 VIZ_INLINE void pass(CF xr, CF xi, F yr, F yi, int64_t ld, int64_t l0, int64_t l1, int64_t m, int64_t s, const float* twr,
                      const float* twi, const float* cs, const float* sn, int sign) {
+  constexpr int64_t n1 = sizeof(V1) / sizeof(float), n2 = sizeof(V2) / sizeof(float);
   for (int64_t pp = 0; pp < m; ++pp) {
     float cr[P], ci[P];
     cr[0] = 1, ci[0] = 0;
@@ -146,25 +148,47 @@ VIZ_INLINE void pass(CF xr, CF xi, F yr, F yi, int64_t ld, int64_t l0, int64_t l
       int64_t in[P], out[P];
       for (int t = 0; t < P; ++t) in[t] = (q + s * (pp + t * m)) * ld, out[t] = (q + s * (P * pp + t)) * ld;
       int64_t l = l0;
-      for (; l + kLanes <= l1; l += kLanes) butterfly<P, vf>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
+      for (; l + n1 <= l1; l += n1) butterfly<P, V1>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
+      for (; l + n2 <= l1; l += n2) butterfly<P, V2>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
       for (; l < l1; ++l) butterfly<P, float>(xr, xi, yr, yi, in, out, cr, ci, cs, sn, sign, l);
     }
   }
 }
 
-VIZ_CLONES void stockham_pass(int p, const float* xr, const float* xi, float* yr, float* yi, int64_t ld, int64_t l0,
-                              int64_t l1, int64_t m, int64_t s, const float* twr, const float* twi, const float* cs,
-                              const float* sn, int sign) {
+template <class V1, class V2>
+VIZ_INLINE void any_pass(int p, const float* xr, const float* xi, float* yr, float* yi, int64_t ld, int64_t l0, int64_t l1,
+                         int64_t m, int64_t s, const float* twr, const float* twi, const float* cs, const float* sn, int sign) {
   switch (p) {
-    case 2: pass<2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 4: pass<4>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 3: pass<3>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 5: pass<5>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 7: pass<7>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 11: pass<11>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
-    case 13: pass<13>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 2: pass<2, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 4: pass<4, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 3: pass<3, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 5: pass<5, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 7: pass<7, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 11: pass<11, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
+    case 13: pass<13, V1, V2>(xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign); break;
     default: throw std::logic_error("ColumnDft: unsupported radix");
   }
+}
+
+#define VIZ_PASS_ARGS                                                                                                  \
+  int p, const float *xr, const float *xi, float *yr, float *yi, int64_t ld, int64_t l0, int64_t l1, int64_t m, int64_t s, \
+      const float *twr, const float *twi, const float *cs, const float *sn, int sign
+#define VIZ_PASS_CALL p, xr, xi, yr, yi, ld, l0, l1, m, s, twr, twi, cs, sn, sign
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target("avx512f"))) void pass_avx512(VIZ_PASS_ARGS) { any_pass<vf16, vf8>(VIZ_PASS_CALL); }
+__attribute__((target("avx2"))) void pass_avx2(VIZ_PASS_ARGS) { any_pass<vf8, vf8>(VIZ_PASS_CALL); }
+#endif
+void pass_baseline(VIZ_PASS_ARGS) { any_pass<vf8, vf8>(VIZ_PASS_CALL); }
+
+// The widest version this CPU runs (all give the same bits).
+void stockham_pass(VIZ_PASS_ARGS) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const int level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+  if (level == 2) return pass_avx512(VIZ_PASS_CALL);
+  if (level == 1) return pass_avx2(VIZ_PASS_CALL);
+#endif
+  pass_baseline(VIZ_PASS_CALL);
 }
 
 std::vector<int> radices(int64_t n) {
@@ -324,33 +348,36 @@ std::pair<int64_t, int64_t> SpectralRender::rendered_rows(int64_t r0, int64_t r1
   return {r0, std::max(r0, r1)};
 }
 
-// Layouts: the spectrum along y, T [S (ky or y)][P][K], planes P = B C side by side so one
-// transform covers them all; the rows' transform along x, Z [S (kx or x)][pairs], where pair
-// j = (plane, m) packs rows a + 2m and a + 2m + 1 as one complex signal (real and imaginary
-// parts), whose two real outputs come out as its real and imaginary parts.
+// Layouts: the spectrum (the optimized variable too) and the transform along y, T [S (ky or
+// y)][K][P], real and imaginary parts apart, the planes P = B C innermost so one transform
+// covers them all; the transform along x, Z [S (kx or x)][pairs][P], where pair m
+// packs rows a + 2m and a + 2m + 1 of every plane as one complex signal (real and imaginary
+// parts), whose two real outputs come out as its real and imaginary parts. Moving between
+// the two is a copy of whole P-vectors; only the image, with P outermost, is transposed.
 void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
                              const ParallelFor& pf) const {
   if (!colour_.empty() && C != 3) throw std::invalid_argument("SpectralRender: a colour mix needs 3 channels");
-  const int64_t S = S_, K = K_, P = B * C, L1 = P * K;
+  const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
-  const int64_t pairs = (b - a + 1) / 2, L2 = P * pairs;
+  const int64_t pairs = (b - a + 1) / 2, L2 = pairs * P;
   Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
-  // The spectrum, scaled, in T's layout.
+  // The spectrum, scaled.
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t ky = k0; ky < k1; ++ky)
-      for (int64_t p = 0; p < P; ++p) {
-        const float* src = spec + (p * S + ky) * K * 2;
-        const float* sc = scale_.data() + ky * K;
-        float* dr = tr.get() + ky * L1 + p * K;
-        float* di = ti.get() + ky * L1 + p * K;
-        for (int64_t kx = 0; kx < K; ++kx) dr[kx] = src[2 * kx] * sc[kx], di[kx] = src[2 * kx + 1] * sc[kx];
+      for (int64_t kx = 0; kx < K; ++kx) {
+        const float f = scale_[ky * K + kx];
+        const int64_t o = ky * L1 + kx * P;
+        CF sr = spec + o;
+        CF si = spec + S * L1 + o;
+        F dr = tr.get() + o;
+        F di = ti.get() + o;
+        for (int64_t p = 0; p < P; ++p) dr[p] = sr[p] * f, di[p] = si[p] * f;
       }
   });
   // The inverse transform along y, every column.
   chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, +1); });
-  // Along x, the rows asked for: the Hermitian spectrum of each row extended to all S
-  // frequencies (the imaginary parts at 0 and S/2 do not count, as in irfft), two rows per
-  // complex signal.
+  // Along x, the rows asked for: each row's Hermitian spectrum extended to all S frequencies
+  // (the imaginary parts at 0 and S/2 do not count, as in irfft), two rows per signal.
   Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
   const bool even = S % 2 == 0;
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
@@ -358,80 +385,76 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
       const bool mirror = k >= K;
       const int64_t kk = mirror ? S - k : k;
       const bool real = kk == 0 || (even && kk == S / 2);
-      float* orr = zr.get() + k * L2;
-      float* oi = zi.get() + k * L2;
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t m = 0; m < pairs; ++m) {
-          const int64_t ya = a + 2 * m, yb = ya + 1, j = p * pairs + m;
-          const float ar = tr.get()[ya * L1 + p * K + kk];
-          float ai = real ? 0.0f : ti.get()[ya * L1 + p * K + kk];
-          float br = 0.0f, bi = 0.0f;
-          if (yb < S) br = tr.get()[yb * L1 + p * K + kk], bi = real ? 0.0f : ti.get()[yb * L1 + p * K + kk];
-          if (mirror) ai = -ai, bi = -bi;
-          orr[j] = ar - bi;
-          oi[j] = ai + br;
+      const float sign = mirror ? -1.0f : 1.0f;
+      for (int64_t m = 0; m < pairs; ++m) {
+        const int64_t ya = a + 2 * m, yb = ya + 1;
+        CF ar = tr.get() + ya * L1 + kk * P;
+        CF ai = ti.get() + ya * L1 + kk * P;
+        F orr = zr.get() + k * L2 + m * P;
+        F oi = zi.get() + k * L2 + m * P;
+        if (yb < S) {
+          CF br = tr.get() + yb * L1 + kk * P;
+          CF bi = ti.get() + yb * L1 + kk * P;
+          if (real) {
+            for (int64_t p = 0; p < P; ++p) orr[p] = ar[p], oi[p] = br[p];
+          } else {
+            for (int64_t p = 0; p < P; ++p) orr[p] = ar[p] - sign * bi[p], oi[p] = sign * ai[p] + br[p];
+          }
+        } else {
+          for (int64_t p = 0; p < P; ++p) orr[p] = ar[p], oi[p] = real ? 0.0f : sign * ai[p];
         }
+      }
     }
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, +1); });
   // Rows back to image order, then the colour mix, the offset and the sigmoid; `fill` in the
   // rows not rendered.
   const float* colour = colour_.empty() ? nullptr : colour_.data();
-  chunks(pf, B * S, 4, [&](int64_t i0, int64_t i1) {
-    std::vector<float> pre(C * S);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t bb = i / S, y = i % S;
-      float* o = out + bb * C * S * S + y * S;
+  chunks(pf, S, 2, [&](int64_t y0, int64_t y1) {
+    std::vector<float> pre(P * S);
+    for (int64_t y = y0; y < y1; ++y) {
       if (y < a || y >= b) {
-        for (int64_t c = 0; c < C; ++c) std::fill(o + c * S * S, o + c * S * S + S, fill);
+        for (int64_t p = 0; p < P; ++p) std::fill(out + (p * S + y) * S, out + (p * S + y) * S + S, fill);
         continue;
       }
-      const int64_t m = (y - a) / 2;
-      const float* src = (y - a) % 2 == 0 ? zr.get() : zi.get();
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t j = (bb * C + c) * pairs + m;
-        for (int64_t x = 0; x < S; ++x) pre[c * S + x] = src[x * L2 + j];
-      }
-      finish_row(pre.data(), S, C, S, colour, offset_, o, S * S);
+      const float* src = ((y - a) % 2 == 0 ? zr.get() : zi.get()) + (y - a) / 2 * P;
+      for (int64_t x = 0; x < S; ++x)
+        for (int64_t p = 0; p < P; ++p) pre[p * S + x] = src[x * L2 + p];
+      for (int64_t bb = 0; bb < B; ++bb) finish_row(pre.data() + bb * C * S, S, C, S, colour, offset_, out + (bb * C * S + y) * S, S * S);
     }
   });
 }
 
 void SpectralRender::backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
                               float* grad_spec, const ParallelFor& pf) const {
-  const int64_t S = S_, K = K_, P = B * C, L1 = P * K;
+  const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
-  const int64_t pairs = (b - a + 1) / 2, L2 = P * pairs;
+  const int64_t pairs = (b - a + 1) / 2, L2 = pairs * P;
   const float* colour = colour_.empty() ? nullptr : colour_.data();
-  // Through the sigmoid and the colour mix, each rendered row packed with its pair's other.
+  // Through the sigmoid and the colour mix, each rendered row into its pair's signal (a row
+  // past the image's last, for odd S, is zero).
   Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
-  chunks(pf, B * pairs, 2, [&](int64_t i0, int64_t i1) {
-    std::vector<float> g(2 * C * S, 0.0f);
+  chunks(pf, 2 * pairs, 2, [&](int64_t i0, int64_t i1) {
+    std::vector<float> g(P * S);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t bb = i / pairs, m = i % pairs, ya = a + 2 * m, yb = ya + 1;
-      for (int64_t h = 0; h < 2; ++h) {
-        const int64_t y = ya + h;
-        float* gr = g.data() + h * C * S;
-        if (y >= S) {
-          std::fill(gr, gr + C * S, 0.0f);
-          continue;
-        }
-        const int64_t off = bb * C * S * S + y * S;
-        finish_row_backward(grad_out + off, out + off, S * S, C, S, colour, gr, S);
+      const int64_t y = a + i;
+      float* dst = (i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P;
+      if (y >= S) {
+        for (int64_t x = 0; x < S; ++x) std::fill(dst + x * L2, dst + x * L2 + P, 0.0f);
+        continue;
       }
-      (void)yb;
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t j = (bb * C + c) * pairs + m;
-        const float* ga = g.data() + c * S;
-        const float* gb = g.data() + C * S + c * S;
-        for (int64_t x = 0; x < S; ++x) zr.get()[x * L2 + j] = ga[x], zi.get()[x * L2 + j] = gb[x];
+      for (int64_t bb = 0; bb < B; ++bb) {
+        const int64_t off = (bb * C * S + y) * S;
+        finish_row_backward(grad_out + off, out + off, S * S, C, S, colour, g.data() + bb * C * S, S);
       }
+      for (int64_t x = 0; x < S; ++x)
+        for (int64_t p = 0; p < P; ++p) dst[x * L2 + p] = g[p * S + x];
     }
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, -1); });
-  // Each row's transform from the packed one: for row a + 2m, (Z[k] + conj Z[S - k]) / 2,
-  // for row a + 2m + 1, (Z[k] - conj Z[S - k]) / 2i; times irfft's weight (2 inside the
-  // spectrum, 1 at 0 and S/2, whose imaginary parts do not count). Zero outside the rows.
+  // Each row's transform from its pair's: for row a + 2m, (Z[k] + conj Z[S - k]) / 2, for row
+  // a + 2m + 1, (Z[k] - conj Z[S - k]) / 2i; times irfft's weight (2 inside the spectrum, 1
+  // at 0 and S/2, whose imaginary parts do not count). Zero outside the rows.
   Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
   const bool even = S % 2 == 0;
   chunks(pf, S, 8, [&](int64_t y0, int64_t y1) {
@@ -444,16 +467,24 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
       }
       const int64_t m = (y - a) / 2;
       const bool second = (y - a) % 2 == 1;
-      for (int64_t p = 0; p < P; ++p) {
-        const int64_t j = p * pairs + m;
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t k2 = (S - k) % S;
-          const float zr1 = zr.get()[k * L2 + j], zi1 = zi.get()[k * L2 + j];
-          const float zr2 = zr.get()[k2 * L2 + j], zi2 = zi.get()[k2 * L2 + j];
-          float re = second ? zi1 + zi2 : zr1 + zr2;
-          float im = second ? zr2 - zr1 : zi1 - zi2;
-          if (k == 0 || (even && k == S / 2)) re = 0.5f * re, im = 0.0f;
-          dr[p * K + k] = re, di[p * K + k] = im;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t k2 = (S - k) % S;
+        CF z1r = zr.get() + k * L2 + m * P;
+        CF z1i = zi.get() + k * L2 + m * P;
+        CF z2r = zr.get() + k2 * L2 + m * P;
+        CF z2i = zi.get() + k2 * L2 + m * P;
+        F orr = dr + k * P;
+        F oi = di + k * P;
+        if (k == 0 || (even && k == S / 2)) {
+          if (second) {
+            for (int64_t p = 0; p < P; ++p) orr[p] = 0.5f * (z1i[p] + z2i[p]), oi[p] = 0.0f;
+          } else {
+            for (int64_t p = 0; p < P; ++p) orr[p] = 0.5f * (z1r[p] + z2r[p]), oi[p] = 0.0f;
+          }
+        } else if (second) {
+          for (int64_t p = 0; p < P; ++p) orr[p] = z1i[p] + z2i[p], oi[p] = z2r[p] - z1r[p];
+        } else {
+          for (int64_t p = 0; p < P; ++p) orr[p] = z1r[p] + z2r[p], oi[p] = z1i[p] - z2i[p];
         }
       }
     }
@@ -462,12 +493,14 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
   chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, -1); });
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t ky = k0; ky < k1; ++ky)
-      for (int64_t p = 0; p < P; ++p) {
-        float* dst = grad_spec + (p * S + ky) * K * 2;
-        const float* sc = scale_.data() + ky * K;
-        const float* sr = tr.get() + ky * L1 + p * K;
-        const float* si = ti.get() + ky * L1 + p * K;
-        for (int64_t kx = 0; kx < K; ++kx) dst[2 * kx] = sr[kx] * sc[kx], dst[2 * kx + 1] = si[kx] * sc[kx];
+      for (int64_t kx = 0; kx < K; ++kx) {
+        const float f = scale_[ky * K + kx];
+        const int64_t o = ky * L1 + kx * P;
+        CF sr = tr.get() + o;
+        CF si = ti.get() + o;
+        F dr = grad_spec + o;
+        F di = grad_spec + S * L1 + o;
+        for (int64_t p = 0; p < P; ++p) dr[p] = sr[p] * f, di[p] = si[p] * f;
       }
   });
 }

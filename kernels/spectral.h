@@ -59,12 +59,12 @@ class SpectralRender {
   int64_t side() const { return S_; }
   // The rows actually rendered for a request of rows [r0, r1): rounded out to whole pairs.
   std::pair<int64_t, int64_t> rendered_rows(int64_t r0, int64_t r1) const;
-  // spec [B][C][S][S/2 + 1][2] (real, imaginary) -> out [B][C][S][S]: the rendered rows, and
-  // `fill` in every other row.
+  // spec [2][S][S/2 + 1][B][C] (the real parts, then the imaginary parts; ky, kx, then the
+  // planes innermost) -> out [B][C][S][S]: the rendered rows, and `fill` in every other row.
   void forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
                const ParallelFor& pf) const;
   // The gradient of the rendered rows' loss: grad_out and out [B][C][S][S] (rows outside the
-  // rendered ones are not read) -> grad_spec [B][C][S][S/2 + 1][2].
+  // rendered ones are not read) -> grad_spec in spec's layout.
   void backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
                 float* grad_spec, const ParallelFor& pf) const;
 

@@ -103,9 +103,9 @@ TEST(Spectral, RenderMatchesLibTorchsFftValuesAndGradients) {
       auto a = spec.clone().requires_grad_(true);
       auto want = reference_render(a, scale, colour, offset);
       auto want_grad = torch::autograd::grad({(want * weight).sum()}, {a})[0];
-      auto b = spec.clone().requires_grad_(true);
+      auto b = spectrum_planar(spec).requires_grad_(true);
       auto got = spectral_render(render, b, 0, S, 0.5);
-      auto got_grad = torch::autograd::grad({(got * weight).sum()}, {b})[0];
+      auto got_grad = spectrum_interleaved(torch::autograd::grad({(got * weight).sum()}, {b})[0]);
       EXPECT_LT((got - want).abs().max().item<double>(), 2e-6) << "S " << S << " mix " << mix;
       const double g = want_grad.abs().max().item<double>();
       EXPECT_LT((got_grad - want_grad).abs().max().item<double>(), 1e-5 * g) << "S " << S << " mix " << mix;
@@ -129,7 +129,7 @@ TEST(Spectral, SomeRowsRenderAndDifferentiateAsTheWholeImageDoes) {
       EXPECT_LE(a, r0);
       EXPECT_GE(b, r1);
       EXPECT_LE(b - a, r1 - r0 + 2);
-      auto whole_in = spec.clone().requires_grad_(true), part_in = spec.clone().requires_grad_(true);
+      auto whole_in = spectrum_planar(spec).requires_grad_(true), part_in = spectrum_planar(spec).requires_grad_(true);
       auto whole = spectral_render(render, whole_in, 0, S, 0.25);
       auto part = spectral_render(render, part_in, r0, r1, 0.25);
       EXPECT_TRUE(torch::equal(whole.slice(2, a, b), part.slice(2, a, b))) << S << " rows " << r0 << ".." << r1;
@@ -145,14 +145,22 @@ TEST(Spectral, SomeRowsRenderAndDifferentiateAsTheWholeImageDoes) {
   }
 }
 
+TEST(Spectral, LayoutRoundTrips) {
+  auto spec = torch::randn({2, 3, 8, 5, 2});
+  auto planar = spectrum_planar(spec);
+  EXPECT_EQ(planar.sizes(), (std::vector<int64_t>{2, 8, 5, 2, 3}));
+  EXPECT_EQ(planar[1][4][3][1][2].item<float>(), spec[1][2][4][3][1].item<float>());
+  EXPECT_TRUE(torch::equal(spectrum_interleaved(planar), spec));
+}
+
 TEST(Spectral, ThreadsDoNotChangeTheBits) {
   // The render and its gradient with the work split over threads (ATen's pool) and serially.
   const int64_t S = 96, B = 4, C = 3, K = S / 2 + 1;
   torch::manual_seed(3);
-  auto spec = torch::randn({B, C, S, K, 2});
+  auto spec = torch::randn({2, S, K, B, C});
   auto scale = torch::rand({S, K});
   SpectralRender render(S, values(scale), {}, 0.0f);
-  auto out1 = torch::empty({B, C, S, S}), out2 = torch::empty({B, C, S, S});
+  auto out1 = torch::empty({B, C, S, S});
   render.forward(spec.data_ptr<float>(), B, C, 10, 50, 0.5f, out1.data_ptr<float>(), serial());
   const int threads = torch::get_num_threads();
   torch::set_num_threads(2);
@@ -160,12 +168,11 @@ TEST(Spectral, ThreadsDoNotChangeTheBits) {
   torch::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(out, out1));
   auto g = torch::randn({B, C, S, S});
-  auto grad1 = torch::empty({B, C, S, K, 2}), grad2 = torch::empty({B, C, S, K, 2});
+  auto grad1 = torch::empty({2, S, K, B, C}), grad2 = torch::empty({2, S, K, B, C});
   render.backward(g.data_ptr<float>(), out1.data_ptr<float>(), B, C, 10, 50, grad1.data_ptr<float>(), serial());
   torch::set_num_threads(2);
   render.backward(g.data_ptr<float>(), out1.data_ptr<float>(), B, C, 10, 50, grad2.data_ptr<float>(),
                   [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); });
   torch::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(grad1, grad2));
-  (void)out2;
 }
