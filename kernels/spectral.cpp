@@ -327,6 +327,14 @@ struct Buffer {
   float* get() const { return data.get(); }
 };
 
+// Below this many floats in the spectrum, a render runs on the calling thread: waking a
+// second thread costs more than it saves (32 images of 32 px: 35,000).
+constexpr int64_t kParallelFloats = 1 << 17;
+
+ParallelFor serial_for() {
+  return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { fn(0, n); };
+}
+
 // Splits [0, n) into the parallel chunks of pf, in slices of at least `grain`.
 void chunks(const ParallelFor& pf, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
@@ -355,7 +363,8 @@ std::pair<int64_t, int64_t> SpectralRender::rendered_rows(int64_t r0, int64_t r1
 // parts), whose two real outputs come out as its real and imaginary parts. Moving between
 // the two is a copy of whole P-vectors; only the image, with P outermost, is transposed.
 void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
-                             const ParallelFor& pf) const {
+                             const ParallelFor& parallel) const {
+  const ParallelFor& pf = 2 * S_ * K_ * B * C < kParallelFloats ? serial_for() : parallel;
   if (!colour_.empty() && C != 3) throw std::invalid_argument("SpectralRender: a colour mix needs 3 channels");
   const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
@@ -426,7 +435,8 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
 }
 
 void SpectralRender::backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
-                              float* grad_spec, const ParallelFor& pf) const {
+                              float* grad_spec, const ParallelFor& parallel) const {
+  const ParallelFor& pf = 2 * S_ * K_ * B * C < kParallelFloats ? serial_for() : parallel;
   const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
   const int64_t pairs = (b - a + 1) / 2, L2 = pairs * P;
