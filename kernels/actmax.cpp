@@ -136,6 +136,11 @@ torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, doub
 
 namespace {
 
+// The columns the resampling computes for a window: [a, b), multiples of 16 around it.
+std::pair<int64_t, int64_t> resampled_columns(const Model::InputWindow& win, int64_t S) {
+  return {win.x0 / 16 * 16, std::min(S, (win.x1 + 15) / 16 * 16)};
+}
+
 // The window of each image of x [B, C, S, S] in [0, 1] translated by shifts[b] (when defined),
 // then scaled and rotated about its centre (affine_sampling_grid), in one bilinear resampling
 // of the whole image, the uncovered border `fill` (0.5: mid-grey). Only the window's rows are
@@ -146,13 +151,8 @@ namespace {
 // and where the image side is a multiple of 16 those runs are the whole image's, so a cropped
 // task's gradient equals the uncropped one's bit for bit; with runs cut elsewhere it differs
 // by float rounding (2e-7 here), which Adam on a spectrum amplifies to visibly different
-// images within a dozen steps.
-// The columns the resampling computes for a window: [a, b), multiples of 16 around it.
-std::pair<int64_t, int64_t> resampled_columns(const Model::InputWindow& win, int64_t S) {
-  return {win.x0 / 16 * 16, std::min(S, (win.x1 + 15) / 16 * 16)};
-}
-
-// grid: affine_sampling_grid's for the window's rows and resampled_columns, on the host.
+// images within a dozen steps. grid: affine_sampling_grid's for the window's rows and
+// resampled_columns, drawn for the step on the host.
 torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& grid, double fill, const Model::InputWindow& win) {
   namespace F = torch::nn::functional;
   const int64_t a = resampled_columns(win, x.size(2)).first;
