@@ -163,8 +163,8 @@ torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& grid, 
 // The image rows [r0, r1) that bilinear sampling at `grid` (normalized, align_corners
 // false) reads from an S-row image, with a row to spare each side for rounding.
 std::pair<int64_t, int64_t> rows_sampled(const torch::Tensor& grid, int64_t S) {
-  auto ys = grid.select(3, 1);
-  const double lo = ys.min().item<double>(), hi = ys.max().item<double>();
+  const auto [min, max] = torch::aminmax(grid.select(3, 1));
+  const double lo = min.item<double>(), hi = max.item<double>();
   auto row = [&](double g) { return static_cast<int64_t>(std::floor(((g + 1.0) * S - 1.0) / 2.0)); };
   return {std::max<int64_t>(0, row(lo) - 1), std::min<int64_t>(S, row(hi) + 3)};
 }
@@ -404,10 +404,6 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     auto mixed = [](const torch::Tensor& m, const torch::Tensor& img) { return torch::einsum("ij,bjyx->biyx", {m, img}); };
     // A background other than 0.5 shifts the sigmoid: a zero spectrum renders to it.
     const double offset = std::log(s.background / (1.0 - s.background));
-    // The scale and the 1/4 as one real factor on the spectrum's (re, im) pairs: the same
-    // values as scaling the complex spectrum and dividing the image by 4 (a power of two), in
-    // one operation fewer each way and without promoting the scale to complex every step.
-    const torch::Tensor render_scale = (scale / 4.0).unsqueeze(-1);
     // On the CPU, where the side factors into primes up to 13 (224 = 2^5 x 7, 32, 28, 96,
     // ...), the render is spectral.h's: only the rows this step reads are rendered, in the
     // same float operations as in the whole image's render, so a crop stays exact; the
@@ -423,6 +419,10 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       own.emplace(S, std::vector<float>(factor.data_ptr<float>(), factor.data_ptr<float>() + factor.numel()), colours,
                   static_cast<float>(offset));
     }
+    // LibTorch's render: the scale and the 1/4 as one real factor on the spectrum's (re, im)
+    // pairs, the same values as scaling the complex spectrum and dividing the image by 4 (a
+    // power of two), in one operation fewer each way and without a complex scale every step.
+    const torch::Tensor render_scale = own ? torch::Tensor() : (scale / 4.0).unsqueeze(-1);
     // The image, its rows [r0, r1) at least (the others are never read).
     auto render_rows = [&](const torch::Tensor& spec, int64_t r0, int64_t r1) {
       if (own) return spectral_render(*own, spec, r0, r1, fill);
