@@ -13,6 +13,7 @@
 
 #include "kernels/error.h"
 #include "kernels/metrics.h"
+#include "kernels/resample.h"
 #include "kernels/tune.h"
 
 namespace vizsweep::kernels {
@@ -107,30 +108,33 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
 // degrees, drawn as draw[0][b] and draw[1][b] (uniform in [0, 1)): output position p samples
 // the input at M^-1 p - d, d the shift in normalized units (2 per image side); affine_grid's
 // mapping, computed for the window's positions alone in one pass on the host.
-torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
-                                   int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
-  const int64_t B = draw.size(1), h = y1 - y0, w = x1 - x0;
+namespace {
+
+// Each image's affine map (resample.h) from the draws and shifts of affine_sampling_grid.
+std::vector<AffineMap> affine_maps(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts, int64_t S) {
+  const int64_t B = draw.size(1);
   auto u = draw.to(torch::kCPU).contiguous();
   auto d = shifts.defined() ? shifts.to(torch::kCPU).to(torch::kLong).contiguous() : torch::Tensor();
   const float* up = u.data_ptr<float>();
   const int64_t* dp = d.defined() ? d.data_ptr<int64_t>() : nullptr;
-  auto grid = torch::empty({B, h, w, 2}, torch::kFloat);
+  const double radians = rotate * 3.14159265358979323846 / 180.0;
+  std::vector<AffineMap> maps;
+  for (int64_t b = 0; b < B; ++b)
+    maps.push_back(AffineMap::of(1.0 + scale * (2.0 * up[b] - 1.0), radians * (2.0 * up[B + b] - 1.0), dp ? dp[2 * b] : 0,
+                                 dp ? dp[2 * b + 1] : 0, S));
+  return maps;
+}
+
+}  // namespace
+
+torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
+                                   int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+  const auto maps = affine_maps(draw, scale, rotate, shifts, S);
+  auto grid = torch::empty({static_cast<int64_t>(maps.size()), y1 - y0, x1 - x0, 2}, torch::kFloat);
   float* g = grid.data_ptr<float>();
-  const double side = static_cast<double>(S), radians = rotate * 3.14159265358979323846 / 180.0;
-  for (int64_t b = 0; b < B; ++b) {
-    const double factor = 1.0 + scale * (2.0 * up[b] - 1.0), angle = radians * (2.0 * up[B + b] - 1.0);
-    const double c = std::cos(angle) / factor, sn = std::sin(angle) / factor;
-    const double ty = dp ? -2.0 * static_cast<double>(dp[2 * b]) / side : 0.0;
-    const double tx = dp ? -2.0 * static_cast<double>(dp[2 * b + 1]) / side : 0.0;
-    for (int64_t i = 0; i < h; ++i) {
-      const double yn = (2.0 * static_cast<double>(y0 + i) + 1.0) / side - 1.0;
-      for (int64_t j = 0; j < w; ++j, g += 2) {
-        const double xn = (2.0 * static_cast<double>(x0 + j) + 1.0) / side - 1.0;
-        g[0] = static_cast<float>(c * xn - sn * yn + tx);
-        g[1] = static_cast<float>(sn * xn + c * yn + ty);
-      }
-    }
-  }
+  for (const AffineMap& m : maps)
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t x = x0; x < x1; ++x, g += 2) m.at(y, x, S, g[0], g[1]);
   return grid;
 }
 
@@ -143,16 +147,12 @@ std::pair<int64_t, int64_t> resampled_columns(const Model::InputWindow& win, int
 
 // The window of each image of x [B, C, S, S] in [0, 1] translated by shifts[b] (when defined),
 // then scaled and rotated about its centre (affine_sampling_grid), in one bilinear resampling
-// of the whole image, the uncovered border `fill` (0.5: mid-grey). Only the window's rows are
-// computed, and of those the columns from a multiple of 16 to a multiple of 16 around the
-// window's: under a receptive-field crop the resampling and its gradient cost about the
-// crop's size, not the image's. The alignment keeps the gradient's sums in the whole image's
-// order: grid_sample's CPU kernel walks its output in runs of one vector (at most 16 floats),
-// and where the image side is a multiple of 16 those runs are the whole image's, so a cropped
-// task's gradient equals the uncropped one's bit for bit; with runs cut elsewhere it differs
-// by float rounding (2e-7 here), which Adam on a spectrum amplifies to visibly different
-// images within a dozen steps. grid: affine_sampling_grid's for the window's rows and
-// resampled_columns, drawn for the step on the host.
+// of the whole image, the uncovered border `fill` (0.5: mid-grey), with grid_sample: the
+// resampling off the CPU (on the CPU, resample.h's). Only the window's rows are computed, and
+// of those the columns from a multiple of 16 to a multiple of 16 around the window's, which
+// keeps a CPU gradient's sums in the whole image's order (grid_sample's CPU kernel walks its
+// output in runs of one vector, at most 16 floats). grid: affine_sampling_grid's for the
+// window's rows and resampled_columns, drawn for the step on the host.
 torch::Tensor scaled_rotated(const torch::Tensor& x, const torch::Tensor& grid, double fill, const Model::InputWindow& win) {
   namespace F = torch::nn::functional;
   const int64_t a = resampled_columns(win, x.size(2)).first;
@@ -202,6 +202,56 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
   }
 };
 
+// The render's rows alone: spec -> the band [B, C, a1 - a0, S] of rendered rows [a0, a1).
+struct SpectralBandFunction : torch::autograd::Function<SpectralBandFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& spec, const SpectralRender* render,
+                               int64_t r0, int64_t r1) {
+    auto in = spec.contiguous();
+    const int64_t B = in.size(3), C = in.size(4), S = render->side();
+    const auto [a, b] = render->rendered_rows(r0, r1);
+    auto out = torch::empty({B, C, b - a, S}, in.options());
+    render->forward(in.data_ptr<float>(), B, C, r0, r1, 0.0f, out.data_ptr<float>(), aten_parallel(), /*band=*/true);
+    ctx->save_for_backward({out});
+    ctx->saved_data["render"] = reinterpret_cast<int64_t>(render);
+    ctx->saved_data["r0"] = r0;
+    ctx->saved_data["r1"] = r1;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto* render = reinterpret_cast<const SpectralRender*>(ctx->saved_data["render"].toInt());
+    auto out = ctx->get_saved_variables()[0];
+    auto g = grads[0].contiguous();
+    const int64_t B = out.size(0), C = out.size(1), S = render->side();
+    auto grad = torch::empty({2, S, S / 2 + 1, B, C}, out.options());
+    render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
+                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel(), /*band=*/true);
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// resample.h's resampling: x [B, C, n, S], image rows [row0, row0 + n) -> the window [B, C, h, w].
+struct AffineResampleFunction : torch::autograd::Function<AffineResampleFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const AffineResample* rs,
+                               int64_t row0, double fill) {
+    auto in = x.contiguous();
+    const int64_t C = in.size(1), n = in.size(2);
+    auto out = torch::empty({rs->batch(), C, rs->height(), rs->width()}, in.options());
+    rs->forward(in.data_ptr<float>(), C, row0, n, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel());
+    ctx->saved_data["rs"] = reinterpret_cast<int64_t>(rs);
+    ctx->saved_data["row0"] = row0;
+    ctx->saved_data["n"] = n;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto* rs = reinterpret_cast<const AffineResample*>(ctx->saved_data["rs"].toInt());
+    auto g = grads[0].contiguous();
+    const int64_t C = g.size(1), n = ctx->saved_data["n"].toInt(), S = rs->side();
+    auto grad = torch::empty({rs->batch(), C, n, S}, g.options());
+    rs->backward(g.data_ptr<float>(), C, ctx->saved_data["row0"].toInt(), n, grad.data_ptr<float>(), aten_parallel());
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor spectrum_planar(const torch::Tensor& spec) { return spec.permute({4, 2, 3, 0, 1}).contiguous(); }
@@ -213,6 +263,13 @@ torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor&
       spec.size(1) != render.side() || spec.size(2) != render.side() / 2 + 1)
     throw std::invalid_argument("spectral_render: spec must be a float CPU tensor [2, S, S/2 + 1, B, C]");
   return SpectralRenderFunction::apply(spec, &render, r0, r1, fill);
+}
+
+torch::Tensor spectral_render_band(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1) {
+  if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(0) != 2 ||
+      spec.size(1) != render.side() || spec.size(2) != render.side() / 2 + 1)
+    throw std::invalid_argument("spectral_render_band: spec must be a float CPU tensor [2, S, S/2 + 1, B, C]");
+  return SpectralBandFunction::apply(spec, &render, r0, r1);
 }
 
 torch::Tensor colour_decorrelation() {
@@ -320,20 +377,29 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   const double fill = s.background;
   auto flip_gen = at::detail::createCPUGenerator(req.seed ^ 0x3c6ef372fe94f82bULL);
   torch::Tensor flips, grid;
+  // Scale and rotation resample on the CPU with resample.h (the view's window of outputs,
+  // from a band of input rows), elsewhere with grid_sample at `grid`.
+  const bool own_resample = model.device().is_cpu();
+  std::optional<AffineResample> resampler;
   auto draw_transforms = [&] {
     if (s.flip) flips = (torch::rand({B}, flip_gen) < 0.5).view({B, 1, 1, 1}).to(model.device());
     if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
     if (affine) {
       draw_affine();
-      const auto [a, b] = resampled_columns(view, S);
-      grid = affine_sampling_grid(affine_draw, s.scale, s.rotate, jit > 0 ? shifts : torch::Tensor(), S, view.y0, view.y1, a, b);
+      const torch::Tensor shift = jit > 0 ? shifts : torch::Tensor();
+      if (own_resample) {
+        resampler.emplace(affine_maps(affine_draw, s.scale, s.rotate, shift, S), S, view.y0, view.y1, view.x0, view.x1);
+      } else {
+        const auto [a, b] = resampled_columns(view, S);
+        grid = affine_sampling_grid(affine_draw, s.scale, s.rotate, shift, S, view.y0, view.y1, a, b);
+      }
     }
   };
   // The rows of the image that this step's view reads: those the resampling samples, those
   // jitter's shifts bring into the window (the rest of the frame is background), or the
   // view's own; flips move columns only.
   auto rows_read = [&]() -> std::pair<int64_t, int64_t> {
-    if (affine) return rows_sampled(grid, S);
+    if (affine) return resampler ? resampler->rows() : rows_sampled(grid, S);
     if (jit == 0) return {view.y0, view.y1};
     const int64_t H = S + 2 * pad, h = view.y1 - view.y0;
     const int64_t* d = shifts.data_ptr<int64_t>();
@@ -345,12 +411,13 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       }
     return {lo, std::max(lo, hi)};
   };
-  // Under scaling or rotation, jitter's shift joins their resampling (one grid_sample), and
+  // Under scaling or rotation, jitter's shift joins their resampling (one per step), and
   // the pad frame is the resampling's fill: what a shift uncovers is `fill`, not wrapped round.
-  auto seen = [&](const torch::Tensor& x) {
+  // x: the images, or on the CPU under scaling or rotation the band of their rows from row0.
+  auto seen = [&](const torch::Tensor& x, int64_t row0) {
     namespace F = torch::nn::functional;
     auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
-    if (affine) return scaled_rotated(y, grid, fill, view);
+    if (affine) return resampler ? AffineResampleFunction::apply(y, &*resampler, row0, fill) : scaled_rotated(y, grid, fill, view);
     if (pad > 0 && jit > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
     if (jit > 0) return jittered_window(y);
     // Without a shift the frame is never seen: the centre is the image itself.
@@ -450,8 +517,11 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       draw_transforms();
       spec.requires_grad_(true);
       const auto [r0, r1] = rows_read();
-      auto x = render_rows(spec, r0, r1);
-      auto obj = evaluate_view(seen(x));
+      // Into resample.h's resampling, the band of rendered rows alone (from row0).
+      const bool band = own && resampler;
+      const int64_t row0 = band ? own->rendered_rows(r0, r1).first : 0;
+      auto x = band ? spectral_render_band(*own, spec, r0, r1) : render_rows(spec, r0, r1);
+      auto obj = evaluate_view(seen(x, row0));
       auto g = regs.empty() ? torch::autograd::grad({obj.sum()}, {spec}) : torch::autograd::grad({obj.sum()}, {spec, x});
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());
@@ -460,6 +530,11 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       if (!regs.empty()) {  // on the rendered pixels, in the paper's pixel scale, then back
         auto px = render(spec) * 255.0 - frame.mean255;
         auto px_grad = g[1] / 255.0;
+        if (band) {  // the band's gradient in the whole image (zero in the rows not read)
+          auto whole = torch::zeros({B, C, S, S}, px_grad.options());
+          whole.slice(2, row0, row0 + px_grad.size(2)).copy_(px_grad);
+          px_grad = whole;
+        }
         for (const auto& r : regs) r->apply(px, px_grad, it);
         px = torch::max(torch::min(px, frame.hi), frame.lo);
         spec = unrender(frame.to_image(px));
@@ -474,7 +549,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     if (transforms) {
       draw_transforms();
       c.requires_grad_(true);
-      auto obj = evaluate_view(seen(frame.to_image(c)));
+      auto obj = evaluate_view(seen(frame.to_image(c), 0));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];
       torch::NoGradGuard ng;
       trace[it].copy_(obj.detach());

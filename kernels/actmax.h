@@ -108,6 +108,8 @@ torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, doub
 // layout [2, S, S/2 + 1, B, C] -> images [B, C, S, S], rows [r0, r1) (rounded out to whole
 // pairs) rendered and `fill` elsewhere; the gradient flows to spec from the rendered rows.
 torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill);
+// The rendered rows alone: the band [B, C, a1 - a0, S] of rows [a0, a1) = rendered_rows(r0, r1).
+torch::Tensor spectral_render_band(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1);
 // A spectrum [B, C, S, S/2 + 1, 2] (real, imaginary last, as torch::view_as_real gives it)
 // in the render's layout [2, S, S/2 + 1, B, C], and back.
 torch::Tensor spectrum_planar(const torch::Tensor& spec);

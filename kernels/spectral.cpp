@@ -9,13 +9,7 @@
 #include <memory>
 #include <stdexcept>
 
-// The hot loops in an AVX-512, an AVX2 and a baseline version, chosen once at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VIZ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VIZ_CLONES
-#endif
-#define VIZ_INLINE inline __attribute__((always_inline))
+#include "kernels/clones.h"
 
 namespace vizsweep::kernels {
 
@@ -363,7 +357,7 @@ std::pair<int64_t, int64_t> SpectralRender::rendered_rows(int64_t r0, int64_t r1
 // parts), whose two real outputs come out as its real and imaginary parts. Moving between
 // the two is a copy of whole P-vectors; only the image, with P outermost, is transposed.
 void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
-                             const ParallelFor& parallel) const {
+                             const ParallelFor& parallel, bool band) const {
   const ParallelFor& pf = 2 * S_ * K_ * B * C < kParallelFloats ? serial_for() : parallel;
   if (!colour_.empty() && C != 3) throw std::invalid_argument("SpectralRender: a colour mix needs 3 channels");
   const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
@@ -417,11 +411,12 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, +1); });
   // Rows back to image order, then the colour mix, the offset and the sigmoid; `fill` in the
-  // rows not rendered.
+  // rows not rendered (in the whole image's layout). out holds H rows per plane from row top.
   const float* colour = colour_.empty() ? nullptr : colour_.data();
-  chunks(pf, S, 2, [&](int64_t y0, int64_t y1) {
+  const int64_t H = band ? b - a : S, top = band ? a : 0;
+  chunks(pf, H, 2, [&](int64_t i0, int64_t i1) {
     std::vector<float> pre(P * S);
-    for (int64_t y = y0; y < y1; ++y) {
+    for (int64_t y = top + i0; y < top + i1; ++y) {
       if (y < a || y >= b) {
         for (int64_t p = 0; p < P; ++p) std::fill(out + (p * S + y) * S, out + (p * S + y) * S + S, fill);
         continue;
@@ -429,18 +424,20 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
       const float* src = ((y - a) % 2 == 0 ? zr.get() : zi.get()) + (y - a) / 2 * P;
       for (int64_t x = 0; x < S; ++x)
         for (int64_t p = 0; p < P; ++p) pre[p * S + x] = src[x * L2 + p];
-      for (int64_t bb = 0; bb < B; ++bb) finish_row(pre.data() + bb * C * S, S, C, S, colour, offset_, out + (bb * C * S + y) * S, S * S);
+      for (int64_t bb = 0; bb < B; ++bb)
+        finish_row(pre.data() + bb * C * S, S, C, S, colour, offset_, out + (bb * C * H + y - top) * S, H * S);
     }
   });
 }
 
 void SpectralRender::backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
-                              float* grad_spec, const ParallelFor& parallel) const {
+                              float* grad_spec, const ParallelFor& parallel, bool band) const {
   const ParallelFor& pf = 2 * S_ * K_ * B * C < kParallelFloats ? serial_for() : parallel;
   const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
   const int64_t pairs = (b - a + 1) / 2, L2 = pairs * P;
   const float* colour = colour_.empty() ? nullptr : colour_.data();
+  const int64_t H = band ? b - a : S, top = band ? a : 0;  // grad_out's and out's rows, from row top
   // Through the sigmoid and the colour mix, each rendered row into its pair's signal (a row
   // past the image's last, for odd S, is zero).
   Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
@@ -454,8 +451,8 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
         continue;
       }
       for (int64_t bb = 0; bb < B; ++bb) {
-        const int64_t off = (bb * C * S + y) * S;
-        finish_row_backward(grad_out + off, out + off, S * S, C, S, colour, g.data() + bb * C * S, S);
+        const int64_t off = (bb * C * H + y - top) * S;
+        finish_row_backward(grad_out + off, out + off, H * S, C, S, colour, g.data() + bb * C * S, S);
       }
       for (int64_t x = 0; x < S; ++x)
         for (int64_t p = 0; p < P; ++p) dst[x * L2 + p] = g[p * S + x];

@@ -61,12 +61,14 @@ class SpectralRender {
   std::pair<int64_t, int64_t> rendered_rows(int64_t r0, int64_t r1) const;
   // spec [2][S][S/2 + 1][B][C] (the real parts, then the imaginary parts; ky, kx, then the
   // planes innermost) -> out [B][C][S][S]: the rendered rows, and `fill` in every other row.
+  // With `band`, out is [B][C][a1 - a0][S], the rendered rows [a0, a1) alone (fill unused).
   void forward(const float* spec, int64_t B, int64_t C, int64_t r0, int64_t r1, float fill, float* out,
-               const ParallelFor& pf) const;
+               const ParallelFor& pf, bool band = false) const;
   // The gradient of the rendered rows' loss: grad_out and out [B][C][S][S] (rows outside the
-  // rendered ones are not read) -> grad_spec in spec's layout.
+  // rendered ones are not read), or with `band` [B][C][a1 - a0][S] as forward writes it ->
+  // grad_spec in spec's layout.
   void backward(const float* grad_out, const float* out, int64_t B, int64_t C, int64_t r0, int64_t r1,
-                float* grad_spec, const ParallelFor& pf) const;
+                float* grad_spec, const ParallelFor& pf, bool band = false) const;
 
  private:
   int64_t S_, K_;

@@ -120,7 +120,7 @@ TEST(Spectral, SomeRowsRenderAndDifferentiateAsTheWholeImageDoes) {
   // Rows [r0, r1) (rounded out to pairs) are the whole render's rows bit for bit, the other
   // rows are the fill; and a loss on rows inside that range has the same spectrum gradient,
   // bit for bit, whether the whole image or only those rows were rendered: what keeps a
-  // receptive-field crop exact.
+  // receptive-field crop exact. The same for the band of rendered rows alone.
   for (int64_t S : {224, 21}) {
     const int64_t B = 3, C = 3, K = S / 2 + 1;
     torch::manual_seed(7);
@@ -144,6 +144,12 @@ TEST(Spectral, SomeRowsRenderAndDifferentiateAsTheWholeImageDoes) {
       auto gp = torch::autograd::grad({(part * weight).sum()}, {part_in})[0];
       EXPECT_TRUE(torch::equal(gw, gp)) << S << " rows " << r0 << ".." << r1;
       EXPECT_GT(gw.abs().max().item<double>(), 0.0);
+      // The band alone (what the transforms' resampling reads): the same rows and gradient.
+      auto band_in = spectrum_planar(spec).requires_grad_(true);
+      auto band = spectral_render_band(render, band_in, r0, r1);
+      EXPECT_TRUE(torch::equal(band, whole.slice(2, a, b))) << S << " rows " << r0 << ".." << r1;
+      auto gb = torch::autograd::grad({(band * weight.slice(2, a, b)).sum()}, {band_in})[0];
+      EXPECT_TRUE(torch::equal(gw, gb)) << S << " rows " << r0 << ".." << r1;
     }
   }
 }
