@@ -42,7 +42,11 @@
 // plus both on the receptive-field crop, as a sweep runs them (pixel_crop_ms,
 // transforms_crop_ms, crop_ratio; the same as uncropped where the field covers the image).
 // --param-cost --crop-only [--rounds N]: the crop's two columns alone, N times (3 by default),
-// each line measured in its own round.
+// each line measured in its own round; on the CPU also render_ms, one forward and backward
+// pass of the spectral render at the same batch (the whole spectrum, the window's rows: what
+// every fft step costs at least beyond pixel's, however cheap the rest), and least_ratio,
+// (pixel_crop_ms + render_ms) / pixel_crop_ms, the lowest crop_ratio the fft
+// parameterization could reach there.
 // --tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h), for a machine with
 // only LibTorch (bench/gpu_check.sh): --units units of the peer's workload at --iters
 // iterations in every compute format the device has, each on its own copy of the model, the
@@ -66,6 +70,7 @@
 #include "kernels/actmax.h"
 #include "kernels/error.h"
 #include "kernels/model.h"
+#include "kernels/spectral.h"
 #include "kernels/tune.h"
 
 using namespace vizsweep::kernels;
@@ -154,6 +159,31 @@ double timed(const Model& m, const ActMaxRequest& req, int n, const torch::Devic
 
 // The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
 // median of `repeat` such pairs.
+// Seconds per forward and backward pass of the spectral render (spectral.h) for `units`
+// images of the model, for the rows of the centre unit's receptive field of `layer` (all
+// rows without one): the median of 5 runs of 20.
+double render_cost(const Model& m, const std::string& layer, int64_t units) {
+  const int64_t S = m.input_size(), C = m.info().in_channels, K = S / 2 + 1;
+  if (!SpectralRender::supported(S)) return 0.0;
+  const LayerInfo& L = m.layer(layer);
+  const auto win = L.shape.size() == 3 ? m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2) : std::nullopt;
+  const int64_t r0 = win ? win->y0 : 0, r1 = win ? win->y1 : S;
+  SpectralRender render(S, std::vector<float>(S * K, 1.0f / S), C == 3 ? std::vector<float>(9, 0.3f) : std::vector<float>{}, 0.0f);
+  auto spec = torch::randn({2, S, K, units, C}) * 0.01;
+  std::vector<double> v;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i) {
+      auto in = spec.detach().requires_grad_(true);
+      auto band = spectral_render_band(render, in, r0, r1);
+      auto g = torch::autograd::grad({band.sum()}, {in});
+    }
+    v.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 20);
+  }
+  std::sort(v.begin(), v.end());
+  return v[2];
+}
+
 double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
   std::vector<double> v;
   for (int r = 0; r < repeat; ++r) v.push_back((timed(m, req, 2 * n, dev) - timed(m, req, n, dev)) / n);
@@ -290,10 +320,15 @@ int main(int argc, char** argv) {
           req.settings.decorrelate = olah.decorrelate, req.settings.pad = olah.pad, req.settings.jitter = olah.jitter;
           req.settings.scale = olah.scale, req.settings.rotate = olah.rotate;
           req.crop_to_receptive_field = true;
+          // The least any fft step can cost beyond pixel's: rendering the whole spectrum and
+          // differentiating it (spectral.h, the window's rows), at this batch, on the CPU.
+          const double render = dev.is_cpu() ? render_cost(m, name, static_cast<int64_t>(req.units.size())) : 0.0;
           for (int r = 0; r < rounds; ++r) {
             const double a = per_iteration(m, crop, iters, 3, dev), b = per_iteration(m, req, iters, 3, dev);
-            std::printf("param_cost layer=%s units=%d size=%d pixel_crop_ms=%.2f transforms_crop_ms=%.2f crop_ratio=%.3f\n",
-                        name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * a, 1e3 * b, b / a);
+            std::printf("param_cost layer=%s units=%d size=%d pixel_crop_ms=%.2f transforms_crop_ms=%.2f crop_ratio=%.3f "
+                        "render_ms=%.2f least_ratio=%.3f\n",
+                        name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * a, 1e3 * b, b / a,
+                        1e3 * render, (a + render) / a);
             std::fflush(stdout);
           }
           continue;

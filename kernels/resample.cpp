@@ -95,8 +95,18 @@ void AffineResample::forward(const float* in, int64_t C, int64_t row0, int64_t n
         float* o = out + (b * C + c) * hw;
         for (int64_t k = 0; k < hw; ++k) {
           const int64_t t = b * hw + k;
+          const int32_t ix = tx_[t], iy = ty_[t];
           float v = 0.0f;
-          taps(tx_[t], ty_[t], fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { v += w * (plane[(r - row0) * S + col] - fill); });
+          if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s sums, unrolled
+            const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
+            const float* p = plane + (iy - row0) * S + ix;
+            v += wx0 * wy0 * (p[0] - fill);
+            v += fx * wy0 * (p[1] - fill);
+            v += wx0 * fy * (p[S] - fill);
+            v += fx * fy * (p[S + 1] - fill);
+          } else {
+            taps(ix, iy, fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { v += w * (plane[(r - row0) * S + col] - fill); });
+          }
           o[k] = v + fill;
         }
       }
