@@ -177,44 +177,21 @@ ParallelFor aten_parallel() {
   return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); };
 }
 
+// spec -> the images [B, C, S, S] (rows outside the rendered ones `fill`), or with `band`
+// the rendered rows [a0, a1) alone, [B, C, a1 - a0, S].
 struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& spec, const SpectralRender* render,
-                               int64_t r0, int64_t r1, double fill) {
-    auto in = spec.contiguous();
-    const int64_t B = in.size(3), C = in.size(4), S = render->side();
-    auto out = torch::empty({B, C, S, S}, in.options());
-    render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel());
-    ctx->save_for_backward({out});
-    ctx->saved_data["render"] = reinterpret_cast<int64_t>(render);
-    ctx->saved_data["r0"] = r0;
-    ctx->saved_data["r1"] = r1;
-    return out;
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
-    const auto* render = reinterpret_cast<const SpectralRender*>(ctx->saved_data["render"].toInt());
-    auto out = ctx->get_saved_variables()[0];
-    auto g = grads[0].contiguous();
-    const int64_t B = out.size(0), C = out.size(1), S = render->side();
-    auto grad = torch::empty({2, S, S / 2 + 1, B, C}, out.options());
-    render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
-                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel());
-    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
-  }
-};
-
-// The render's rows alone: spec -> the band [B, C, a1 - a0, S] of rendered rows [a0, a1).
-struct SpectralBandFunction : torch::autograd::Function<SpectralBandFunction> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& spec, const SpectralRender* render,
-                               int64_t r0, int64_t r1) {
+                               int64_t r0, int64_t r1, double fill, bool band) {
     auto in = spec.contiguous();
     const int64_t B = in.size(3), C = in.size(4), S = render->side();
     const auto [a, b] = render->rendered_rows(r0, r1);
-    auto out = torch::empty({B, C, b - a, S}, in.options());
-    render->forward(in.data_ptr<float>(), B, C, r0, r1, 0.0f, out.data_ptr<float>(), aten_parallel(), /*band=*/true);
+    auto out = torch::empty({B, C, band ? b - a : S, S}, in.options());
+    render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel(), band);
     ctx->save_for_backward({out});
     ctx->saved_data["render"] = reinterpret_cast<int64_t>(render);
     ctx->saved_data["r0"] = r0;
     ctx->saved_data["r1"] = r1;
+    ctx->saved_data["band"] = band;
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
@@ -224,8 +201,8 @@ struct SpectralBandFunction : torch::autograd::Function<SpectralBandFunction> {
     const int64_t B = out.size(0), C = out.size(1), S = render->side();
     auto grad = torch::empty({2, S, S / 2 + 1, B, C}, out.options());
     render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
-                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel(), /*band=*/true);
-    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel(), ctx->saved_data["band"].toBool());
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -258,18 +235,24 @@ torch::Tensor spectrum_planar(const torch::Tensor& spec) { return spec.permute({
 
 torch::Tensor spectrum_interleaved(const torch::Tensor& planar) { return planar.permute({3, 4, 1, 2, 0}).contiguous(); }
 
-torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill) {
+namespace {
+
+void check_spectrum(const SpectralRender& render, const torch::Tensor& spec) {
   if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(0) != 2 ||
       spec.size(1) != render.side() || spec.size(2) != render.side() / 2 + 1)
     throw std::invalid_argument("spectral_render: spec must be a float CPU tensor [2, S, S/2 + 1, B, C]");
-  return SpectralRenderFunction::apply(spec, &render, r0, r1, fill);
+}
+
+}  // namespace
+
+torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill) {
+  check_spectrum(render, spec);
+  return SpectralRenderFunction::apply(spec, &render, r0, r1, fill, false);
 }
 
 torch::Tensor spectral_render_band(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1) {
-  if (!spec.device().is_cpu() || spec.scalar_type() != torch::kFloat || spec.dim() != 5 || spec.size(0) != 2 ||
-      spec.size(1) != render.side() || spec.size(2) != render.side() / 2 + 1)
-    throw std::invalid_argument("spectral_render_band: spec must be a float CPU tensor [2, S, S/2 + 1, B, C]");
-  return SpectralBandFunction::apply(spec, &render, r0, r1);
+  check_spectrum(render, spec);
+  return SpectralRenderFunction::apply(spec, &render, r0, r1, 0.0, true);
 }
 
 torch::Tensor colour_decorrelation() {

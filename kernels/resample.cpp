@@ -81,56 +81,62 @@ VIZ_INLINE void taps(int32_t ix, int32_t iy, float fx, float fy, int64_t S, Fn&&
   }
 }
 
+// fn(b, c) for every plane of B images of C channels, the images split among pf's threads.
+template <class Fn>
+void each_plane(const ParallelFor& pf, int64_t B, int64_t C, Fn&& fn) {
+  pf(B, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t c = 0; c < C; ++c) fn(b, c);
+  });
+}
+
 }  // namespace
+
+void AffineResample::check_band(int64_t row0, int64_t nrows) const {
+  if (r0_ < r1_ && (row0 > r0_ || row0 + nrows < r1_))
+    throw std::invalid_argument("AffineResample: the input rows do not cover the rows read");
+}
 
 void AffineResample::forward(const float* in, int64_t C, int64_t row0, int64_t nrows, float fill, float* out,
                              const ParallelFor& pf) const {
-  if (r0_ < r1_ && (row0 > r0_ || row0 + nrows < r1_))
-    throw std::invalid_argument("AffineResample: the input rows do not cover the rows read");
+  check_band(row0, nrows);
   const int64_t hw = height() * width(), S = S_;
-  pf(batch(), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t c = 0; c < C; ++c) {
-        const float* plane = in + (b * C + c) * nrows * S;
-        float* o = out + (b * C + c) * hw;
-        for (int64_t k = 0; k < hw; ++k) {
-          const int64_t t = b * hw + k;
-          const int32_t ix = tx_[t], iy = ty_[t];
-          float v = 0.0f;
-          if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s sums, unrolled
-            const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
-            const float* p = plane + (iy - row0) * S + ix;
-            v += wx0 * wy0 * (p[0] - fill);
-            v += fx * wy0 * (p[1] - fill);
-            v += wx0 * fy * (p[S] - fill);
-            v += fx * fy * (p[S + 1] - fill);
-          } else {
-            taps(ix, iy, fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { v += w * (plane[(r - row0) * S + col] - fill); });
-          }
-          o[k] = v + fill;
-        }
+  each_plane(pf, batch(), C, [&](int64_t b, int64_t c) {
+    const float* plane = in + (b * C + c) * nrows * S;
+    float* o = out + (b * C + c) * hw;
+    for (int64_t k = 0; k < hw; ++k) {
+      const int64_t t = b * hw + k;
+      const int32_t ix = tx_[t], iy = ty_[t];
+      float v = 0.0f;
+      if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s sums, unrolled
+        const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
+        const float* p = plane + (iy - row0) * S + ix;
+        v += wx0 * wy0 * (p[0] - fill);
+        v += fx * wy0 * (p[1] - fill);
+        v += wx0 * fy * (p[S] - fill);
+        v += fx * fy * (p[S + 1] - fill);
+      } else {
+        taps(ix, iy, fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { v += w * (plane[(r - row0) * S + col] - fill); });
       }
+      o[k] = v + fill;
+    }
   });
 }
 
 void AffineResample::backward(const float* grad_out, int64_t C, int64_t row0, int64_t nrows, float* grad_in,
                               const ParallelFor& pf) const {
-  if (r0_ < r1_ && (row0 > r0_ || row0 + nrows < r1_))
-    throw std::invalid_argument("AffineResample: the input rows do not cover the rows read");
+  check_band(row0, nrows);
   const int64_t hw = height() * width(), S = S_;
-  pf(batch(), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t c = 0; c < C; ++c) {
-        float* plane = grad_in + (b * C + c) * nrows * S;
-        std::memset(plane, 0, sizeof(float) * nrows * S);
-        const float* g = grad_out + (b * C + c) * hw;
-        // The plane gathers its contributions output by output, in row-major order.
-        for (int64_t k = 0; k < hw; ++k) {
-          const int64_t t = b * hw + k;
-          const float gk = g[k];
-          taps(tx_[t], ty_[t], fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { plane[(r - row0) * S + col] += w * gk; });
-        }
-      }
+  each_plane(pf, batch(), C, [&](int64_t b, int64_t c) {
+    float* plane = grad_in + (b * C + c) * nrows * S;
+    std::memset(plane, 0, sizeof(float) * nrows * S);
+    const float* g = grad_out + (b * C + c) * hw;
+    // The plane gathers its contributions output by output, in row-major order.
+    for (int64_t k = 0; k < hw; ++k) {
+      const int64_t t = b * hw + k;
+      const float gk = g[k];
+      taps(tx_[t], ty_[t], fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { plane[(r - row0) * S + col] += w * gk; });
+    }
   });
 }
 

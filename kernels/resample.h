@@ -63,6 +63,7 @@ class AffineResample {
   void backward(const float* grad_out, int64_t C, int64_t row0, int64_t nrows, float* grad_in, const ParallelFor& pf) const;
 
  private:
+  void check_band(int64_t row0, int64_t nrows) const;  // the band [row0, row0 + nrows) covers rows()
   std::vector<AffineMap> maps_;
   int64_t S_, y0_, y1_, x0_, x1_;
   // Per output pixel (b, i, j): the top-left tap (column, row; may lie off the image) and
