@@ -157,8 +157,6 @@ double timed(const Model& m, const ActMaxRequest& req, int n, const torch::Devic
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
-// median of `repeat` such pairs.
 // Seconds per forward and backward pass of the spectral render (spectral.h) for `units`
 // images of the model, for the rows of the centre unit's receptive field of `layer` (all
 // rows without one): the median of 5 runs of 20.
@@ -184,6 +182,8 @@ double render_cost(const Model& m, const std::string& layer, int64_t units) {
   return v[2];
 }
 
+// The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
+// median of `repeat` such pairs.
 double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
   std::vector<double> v;
   for (int r = 0; r < repeat; ++r) v.push_back((timed(m, req, 2 * n, dev) - timed(m, req, n, dev)) / n);

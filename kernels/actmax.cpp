@@ -100,16 +100,6 @@ torch::Tensor shifted_copies(const torch::Tensor& images, int max_shift, uint64_
   return shifted;
 }
 
-}  // namespace
-
-// The sampling grid of grid_sample (align_corners false) for the window of each image of a
-// batch of side S, translated by shifts[b] = (dy, dx) pixels (when defined), then scaled about
-// its centre by a factor in [1 - scale, 1 + scale] and rotated by an angle in [-rotate, rotate]
-// degrees, drawn as draw[0][b] and draw[1][b] (uniform in [0, 1)): output position p samples
-// the input at M^-1 p - d, d the shift in normalized units (2 per image side); affine_grid's
-// mapping, computed for the window's positions alone in one pass on the host.
-namespace {
-
 // Each image's affine map (resample.h) from the draws and shifts of affine_sampling_grid.
 std::vector<AffineMap> affine_maps(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts, int64_t S) {
   const int64_t B = draw.size(1);
@@ -127,6 +117,12 @@ std::vector<AffineMap> affine_maps(const torch::Tensor& draw, double scale, doub
 
 }  // namespace
 
+// The sampling grid of grid_sample (align_corners false) for the window of each image of a
+// batch of side S, translated by shifts[b] = (dy, dx) pixels (when defined), then scaled about
+// its centre by a factor in [1 - scale, 1 + scale] and rotated by an angle in [-rotate, rotate]
+// degrees, drawn as draw[0][b] and draw[1][b] (uniform in [0, 1)): output position p samples
+// the input at M^-1 p - d, d the shift in normalized units (2 per image side); affine_grid's
+// mapping, computed for the window's positions alone in one pass on the host.
 torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
                                    int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
   const auto maps = affine_maps(draw, scale, rotate, shifts, S);

@@ -47,8 +47,8 @@ struct AffineMap {
 class AffineResample {
  public:
   // One map per image; the output window [y0, y1) x [x0, x1) of S x S images.
-  AffineResample(std::vector<AffineMap> maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
-  int64_t batch() const { return static_cast<int64_t>(maps_.size()); }
+  AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
+  int64_t batch() const { return B_; }
   int64_t side() const { return S_; }
   int64_t height() const { return y1_ - y0_; }
   int64_t width() const { return x1_ - x0_; }
@@ -64,8 +64,7 @@ class AffineResample {
 
  private:
   void check_band(int64_t row0, int64_t nrows) const;  // the band [row0, row0 + nrows) covers rows()
-  std::vector<AffineMap> maps_;
-  int64_t S_, y0_, y1_, x0_, x1_;
+  int64_t B_, S_, y0_, y1_, x0_, x1_;
   // Per output pixel (b, i, j): the top-left tap (column, row; may lie off the image) and
   // the fractional parts of the source position.
   std::vector<int32_t> tx_, ty_;
