@@ -47,6 +47,12 @@
 // every fft step costs at least beyond pixel's, however cheap the rest), and least_ratio,
 // (pixel_crop_ms + render_ms) / pixel_crop_ms, the lowest crop_ratio the fft
 // parameterization could reach there.
+// --pool-cost [--rounds N]: per max-pooling stage of the model (2 x 2, stride 2), on the
+// activations that --units images bring to it, one forward and backward pass of LibTorch's
+// max_pool2d against the project's (model.h's max_pool2x2, which the stages use on the
+// CPU), for two kinds of image: uniform noise and a smooth one (a blurred noise image):
+//   pool layer=L input=NxCxHxW image=noise|smooth torch_ms=A own_ms=B speedup=A/B
+// the median of N rounds (3 by default) of 20 passes each, the two timed alternately.
 // --tune: per layer, the decision `vizsweep tune` makes (kernels/tune.h), for a machine with
 // only LibTorch (bench/gpu_check.sh): --units units of the peer's workload at --iters
 // iterations in every compute format the device has, each on its own copy of the model, the
@@ -182,6 +188,28 @@ double render_cost(const Model& m, const std::string& layer, int64_t units) {
   return v[2];
 }
 
+// Milliseconds per forward and backward pass of LibTorch's max pooling and of max_pool2x2 on
+// x: the medians of `rounds` rounds of 20 passes each.
+std::pair<double, double> pool_cost(const torch::Tensor& x, int rounds) {
+  auto pass = [&](bool own) {
+    auto in = x.detach().requires_grad_(true);
+    auto y = own ? max_pool2x2(in) : torch::max_pool2d(in, {2, 2}, {2, 2});
+    return torch::autograd::grad({y}, {in}, {torch::ones_like(y)})[0];
+  };
+  std::vector<double> a, b;
+  for (int r = 0; r < rounds + 1; ++r) {
+    for (int own = 0; own < 2; ++own) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < 20; ++i) pass(own != 0);
+      const double ms = std::chrono::duration<double>(Clock::now() - t0).count() / 20 * 1e3;
+      if (r > 0) (own ? b : a).push_back(ms);  // round 0 warms up
+    }
+  }
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return {a[a.size() / 2], b[b.size() / 2]};
+}
+
 // The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
 // median of `repeat` such pairs.
 double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
@@ -196,7 +224,7 @@ double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat
 int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu", model_file;
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
-  bool peak = false, param_cost = false, tune = false, crop_only = false;
+  bool peak = false, param_cost = false, tune = false, crop_only = false, pool = false;
   int rounds = 3;
   int project = 0, channels_last = 0;
   std::string precision = "fp32";
@@ -231,6 +259,7 @@ int main(int argc, char** argv) {
     else if (a == "--crop-only") crop_only = true;
     else if (a == "--rounds") rounds = integer();
     else if (a == "--tune") tune = true;
+    else if (a == "--pool-cost") pool = true;
     else if (a == "--model") model_file = next();
     else if (a == "--project") project = integer();
     else if (a == "--precision") precision = next();
@@ -256,6 +285,32 @@ int main(int argc, char** argv) {
     const bool check = prec != Model::Precision::Fp32 || channels_last != 0;
     std::optional<Model> ref;  // fp32 NCHW, the same weights before conversion
     if (check) ref = Model::builtin(o), ref->to(dev);
+    if (pool) {
+      if (!dev.is_cpu()) throw std::invalid_argument("--pool-cost: the CPU only (the GPU keeps LibTorch's pooling)");
+      const int64_t S = m.input_size(), C = m.info().in_channels;
+      auto gen = at::detail::createCPUGenerator(1);
+      auto noise = torch::rand({units, C, S, S}, gen);
+      auto k = torch::ones({C, 1, 9, 9}) / 81.0;  // a 9 x 9 box blur per channel, twice
+      auto smooth = torch::conv2d(torch::conv2d(noise, k, {}, 1, 4, 1, C), k, {}, 1, 4, 1, C);
+      smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min());
+      for (const auto& [image, x] : {std::pair<const char*, torch::Tensor>{"noise", noise}, {"smooth", smooth}}) {
+        torch::NoGradGuard ng;
+        const auto outs = m.forward_all(x);
+        for (const auto& L : m.layers()) {
+          if (L.kind != LayerKind::MaxPool || L.index == 0) continue;
+          const auto& in = outs[static_cast<size_t>(L.index) - 1];
+          if (in.dim() != 4 || in.size(2) < 2 || in.size(3) < 2) continue;
+          torch::GradMode::set_enabled(true);
+          const auto [a, b] = pool_cost(in.contiguous(), rounds);
+          torch::GradMode::set_enabled(false);
+          std::printf("pool layer=%s input=%ldx%ldx%ldx%ld image=%s torch_ms=%.3f own_ms=%.3f speedup=%.2f\n",
+                      L.alias.c_str(), static_cast<long>(in.size(0)), static_cast<long>(in.size(1)),
+                      static_cast<long>(in.size(2)), static_cast<long>(in.size(3)), image, a, b, a / b);
+          std::fflush(stdout);
+        }
+      }
+      return 0;
+    }
     if (tune) {
       std::map<std::string, Model> copies;  // one model per format, converted once
       auto in_format = [&](const ComputeFormat& format) -> const Model& {

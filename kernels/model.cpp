@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 
 #include "kernels/error.h"
 #include "kernels/names.h"
+#include "kernels/pool.h"
 
 namespace vizsweep::kernels {
 
@@ -623,6 +625,54 @@ torch::Tensor to_compute(const Model::Impl& impl, torch::Tensor h) {
 
 torch::Tensor to_fp32(torch::Tensor h) { return h.scalar_type() == torch::kFloat ? h : h.to(torch::kFloat); }
 
+// VGG's max pooling (2 x 2, stride 2) on float NCHW CPU tensors: pool.h's forward, in time
+// independent of the data, and LibTorch's gradient from its indices (the same values as
+// LibTorch's max_pool2d throughout).
+struct MaxPool2x2Function : torch::autograd::Function<MaxPool2x2Function> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    auto out = torch::empty({N, C, H / 2, W / 2}, x.options());
+    auto index = torch::empty({N, C, H / 2, W / 2}, x.options().dtype(torch::kLong));
+    // Planes split among the threads in runs of at least 16k inputs (smaller work stays on one).
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, H * W));
+    max_pool2x2(x.data_ptr<float>(), N * C, H, W, out.data_ptr<float>(), index.data_ptr<int64_t>(),
+                [grain](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, grain, fn); });
+    ctx->save_for_backward({x, index});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return {at::max_pool2d_with_indices_backward(grads[0], saved[0], {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, saved[1])};
+  }
+};
+
+bool pools_2x2(const torch::Tensor& x) {
+  return x.dim() == 4 && x.size(2) >= 2 && x.size(3) >= 2 && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+         x.is_contiguous();
+}
+
+// Stage st on h: max_pool2x2 where it computes the stage (a 2 x 2 window, stride 2, no
+// padding or dilation, and no ceil-mode window past an odd edge, on a float NCHW CPU tensor)
+// and is the faster (rows of 8 inputs or more: on shorter ones LibTorch's loop costs less,
+// `vizsweep-bench-actmax --pool-cost`), the stage's own module elsewhere.
+torch::Tensor apply_stage(const Stage& st, const torch::Tensor& h) {
+  const Geometry& g = st.geo;
+  if (st.kind == LayerKind::MaxPool && g.kernel == 2 && g.stride == 2 && g.padding == 0 && g.dilation == 1 &&
+      pools_2x2(h) && h.size(3) >= 8 && (!g.ceil_mode || (h.size(2) % 2 == 0 && h.size(3) % 2 == 0)))
+    return MaxPool2x2Function::apply(h);
+  return st.fn(h);
+}
+
+}  // namespace
+
+torch::Tensor max_pool2x2(const torch::Tensor& x) {
+  if (!x.defined() || !pools_2x2(x))
+    throw std::invalid_argument("max_pool2x2: x must be a contiguous float CPU tensor [N, C, H, W], H and W at least 2");
+  return MaxPool2x2Function::apply(x);
+}
+
+namespace {
+
 // The layers 0..upto on h (normalized input). ReLUs run in place, as in torchvision's VGG:
 // the layer before a ReLU (conv, linear, batch norm) needs its own output neither later nor
 // for its gradient, so this saves a tensor per layer; forward_all keeps every output distinct.
@@ -631,7 +681,7 @@ torch::Tensor run_stages(const Model::Impl& impl, torch::Tensor h, int upto) {
   for (int i = 0; i <= upto; ++i) {
     const Stage& st = impl.stages[static_cast<size_t>(i)];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
-    h = st.kind == LayerKind::ReLU && i > 0 ? torch::relu_(h) : st.fn(h);
+    h = st.kind == LayerKind::ReLU && i > 0 ? torch::relu_(h) : apply_stage(st, h);
   }
   return to_fp32(h);
 }
@@ -715,7 +765,7 @@ std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) 
   for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
-    h = st.fn(h);
+    h = apply_stage(st, h);
     // TorchScript ReLUs run in place: keep a copy of what the next layer may overwrite.
     bool next_in_place = i < static_cast<size_t>(upto) &&
                          (impl_->stages[i + 1].kind == LayerKind::ReLU || impl_->stages[i + 1].kind == LayerKind::Dropout);
@@ -732,7 +782,7 @@ void Model::forward_each(const torch::Tensor& x, int upto,
   for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
-    h = st.fn(h);
+    h = apply_stage(st, h);
     visit(static_cast<int>(i), to_fp32(h));  // before the next layer (an in-place ReLU) changes it
   }
 }

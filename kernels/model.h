@@ -158,6 +158,13 @@ torch::ScalarType precision_dtype(Model::Precision p);
 const char* precision_name(Model::Precision p);
 Model::Precision parse_precision(const std::string& name, const std::string& field = "precision");
 
+// VGG's max pooling, 2 x 2 windows at stride 2 without padding, of a float NCHW CPU tensor
+// [N, C, H, W] (H, W >= 2): pool.h's forward, whose time does not depend on the data, with
+// LibTorch's gradient; the same values and gradient as torch::max_pool2d(x, 2, 2). The
+// model's pooling stages of that shape run through it. Throws std::invalid_argument on any
+// other tensor.
+torch::Tensor max_pool2x2(const torch::Tensor& x);
+
 // Whether the process keeps freed memory for reuse (glibc's allocator tuned at start-up, unless
 // MALLOC_* environment variables are set; model.cpp says why).
 bool keeps_freed_memory();
