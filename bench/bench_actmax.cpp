@@ -294,15 +294,15 @@ int main(int argc, char** argv) {
       auto smooth = torch::conv2d(torch::conv2d(noise, k, {}, 1, 4, 1, C), k, {}, 1, 4, 1, C);
       smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min());
       for (const auto& [image, x] : {std::pair<const char*, torch::Tensor>{"noise", noise}, {"smooth", smooth}}) {
-        torch::NoGradGuard ng;
-        const auto outs = m.forward_all(x);
+        const auto outs = [&] {
+          torch::NoGradGuard ng;
+          return m.forward_all(x);
+        }();
         for (const auto& L : m.layers()) {
           if (L.kind != LayerKind::MaxPool || L.index == 0) continue;
           const auto& in = outs[static_cast<size_t>(L.index) - 1];
           if (in.dim() != 4 || in.size(2) < 2 || in.size(3) < 2) continue;
-          torch::GradMode::set_enabled(true);
           const auto [a, b] = pool_cost(in.contiguous(), rounds);
-          torch::GradMode::set_enabled(false);
           std::printf("pool layer=%s input=%ldx%ldx%ldx%ld image=%s torch_ms=%.3f own_ms=%.3f speedup=%.2f\n",
                       L.alias.c_str(), static_cast<long>(in.size(0)), static_cast<long>(in.size(1)),
                       static_cast<long>(in.size(2)), static_cast<long>(in.size(3)), image, a, b, a / b);
