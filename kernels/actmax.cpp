@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "kernels/adam.h"
 #include "kernels/error.h"
 #include "kernels/metrics.h"
 #include "kernels/resample.h"
@@ -416,6 +417,12 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       v.add_(g / (g.abs().mean(dims, /*keepdim=*/true) + 1e-12), s.lr);
     } else if (s.lr_policy == LrPolicy::Adam) {
       if (!adam_m.defined()) adam_m = torch::zeros_like(v), adam_v = torch::zeros_like(v);
+      if (v.device().is_cpu() && v.scalar_type() == torch::kFloat && v.is_contiguous()) {  // adam.h's one pass
+        const auto gc = g.contiguous();
+        adam_update(v.data_ptr<float>(), gc.data_ptr<float>(), adam_m.data_ptr<float>(), adam_v.data_ptr<float>(), v.numel(),
+                    AdamStep{s.lr, s.adam_beta1, s.adam_beta2, it + 1}, aten_parallel());
+        return;
+      }
       const double t = it + 1;
       adam_m.mul_(s.adam_beta1).add_(g, 1.0 - s.adam_beta1);
       adam_v.mul_(s.adam_beta2).addcmul_(g, g, 1.0 - s.adam_beta2);

@@ -135,7 +135,17 @@ void AffineResample::backward(const float* grad_out, int64_t C, int64_t row0, in
     for (int64_t k = 0; k < hw; ++k) {
       const int64_t t = b * hw + k;
       const float gk = g[k];
-      taps(tx_[t], ty_[t], fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { plane[(r - row0) * S + col] += w * gk; });
+      const int32_t ix = tx_[t], iy = ty_[t];
+      if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s products, unrolled
+        const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
+        float* p = plane + (iy - row0) * S + ix;
+        p[0] += wx0 * wy0 * gk;
+        p[1] += fx * wy0 * gk;
+        p[S] += wx0 * fy * gk;
+        p[S + 1] += fx * fy * gk;
+      } else {
+        taps(ix, iy, fx_[t], fy_[t], S, [&](int64_t r, int64_t col, float w) { plane[(r - row0) * S + col] += w * gk; });
+      }
     }
   });
 }

@@ -315,6 +315,43 @@ VIZ_CLONES void finish_row_backward(const float* grad, const float* out, int64_t
   }
 }
 
+// dst[c * dld + r] = src[r * sld + c] for r < R, c < n: in 8 x 8 tiles of vector shuffles
+// (unpacks, then pairs, then halves), the rest one by one. Moves values, computes none.
+VIZ_CLONES void transpose(const float* __restrict src, int64_t sld, int64_t R, int64_t n, float* __restrict dst, int64_t dld) {
+  int64_t r = 0;
+  for (; r + 8 <= R; r += 8) {
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) {
+      vf8 x[8], t[8], u[8];
+      for (int i = 0; i < 8; ++i) x[i] = load<vf8>(src + (r + i) * sld + c);
+      typedef int vi8 __attribute__((vector_size(32)));
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(x[i], x[i + 1], vi8{0, 8, 1, 9, 4, 12, 5, 13});
+        t[i + 1] = __builtin_shuffle(x[i], x[i + 1], vi8{2, 10, 3, 11, 6, 14, 7, 15});
+      }
+      for (int i = 0; i < 8; i += 4) {
+        u[i] = __builtin_shuffle(t[i], t[i + 2], vi8{0, 1, 8, 9, 4, 5, 12, 13});
+        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], vi8{2, 3, 10, 11, 6, 7, 14, 15});
+        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], vi8{0, 1, 8, 9, 4, 5, 12, 13});
+        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], vi8{2, 3, 10, 11, 6, 7, 14, 15});
+      }
+      // u[j] (j < 4) holds columns j and j + 4 of rows 0-3, u[4 + j] the same of rows 4-7.
+      for (int j = 0; j < 4; ++j) {
+        store(dst + (c + j) * dld + r, __builtin_shuffle(u[j], u[j + 4], vi8{0, 1, 2, 3, 8, 9, 10, 11}));
+        store(dst + (c + j + 4) * dld + r, __builtin_shuffle(u[j], u[j + 4], vi8{4, 5, 6, 7, 12, 13, 14, 15}));
+      }
+    }
+    for (; c < n; ++c)
+      for (int64_t i = r; i < r + 8; ++i) dst[c * dld + i] = src[i * sld + c];
+  }
+  for (; r < R; ++r)
+    for (int64_t c = 0; c < n; ++c) dst[c * dld + r] = src[r * sld + c];
+}
+
+// A plane stride of at least n floats that is not a multiple of 1 KiB: the transposes' stores
+// to consecutive planes then fall in different cache sets.
+int64_t padded(int64_t n) { return (n + 15) / 16 * 16 + 16; }
+
 struct Buffer {
   std::unique_ptr<float[]> data;
   explicit Buffer(size_t n) : data(new float[n]) {}
@@ -410,22 +447,25 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
     }
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, +1); });
-  // Rows back to image order, then the colour mix, the offset and the sigmoid; `fill` in the
-  // rows not rendered (in the whole image's layout). out holds H rows per plane from row top.
+  // The rendered rows back to image order, pre [P][b - a][S], then per image the colour mix,
+  // the offset and the sigmoid into out, which holds H rows per plane from row top; `fill` in
+  // the rows not rendered (in the whole image's layout).
   const float* colour = colour_.empty() ? nullptr : colour_.data();
-  const int64_t H = band ? b - a : S, top = band ? a : 0;
-  chunks(pf, H, 2, [&](int64_t i0, int64_t i1) {
-    std::vector<float> pre(P * S);
-    for (int64_t y = top + i0; y < top + i1; ++y) {
-      if (y < a || y >= b) {
-        for (int64_t p = 0; p < P; ++p) std::fill(out + (p * S + y) * S, out + (p * S + y) * S + S, fill);
-        continue;
+  const int64_t H = band ? b - a : S, top = band ? a : 0, rows = b - a, ps = padded(rows * S);
+  Buffer pre(P * ps);
+  chunks(pf, rows, 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      transpose((i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P, L2, S, P, pre.get() + i * S, ps);
+  });
+  chunks(pf, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t bb = b0; bb < b1; ++bb) {
+      float* o = out + bb * C * H * S;
+      finish_row(pre.get() + bb * C * ps, ps, C, rows * S, colour, offset_, o + (a - top) * S, H * S);
+      if (band) continue;
+      for (int64_t c = 0; c < C; ++c) {
+        std::fill(o + c * H * S, o + c * H * S + a * S, fill);
+        std::fill(o + c * H * S + b * S, o + (c + 1) * H * S, fill);
       }
-      const float* src = ((y - a) % 2 == 0 ? zr.get() : zi.get()) + (y - a) / 2 * P;
-      for (int64_t x = 0; x < S; ++x)
-        for (int64_t p = 0; p < P; ++p) pre[p * S + x] = src[x * L2 + p];
-      for (int64_t bb = 0; bb < B; ++bb)
-        finish_row(pre.data() + bb * C * S, S, C, S, colour, offset_, out + (bb * C * H + y - top) * S, H * S);
     }
   });
 }
@@ -440,23 +480,19 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
   const int64_t H = band ? b - a : S, top = band ? a : 0;  // grad_out's and out's rows, from row top
   // Through the sigmoid and the colour mix, each rendered row into its pair's signal (a row
   // past the image's last, for odd S, is zero).
-  Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
-  chunks(pf, 2 * pairs, 2, [&](int64_t i0, int64_t i1) {
-    std::vector<float> g(P * S);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t y = a + i;
-      float* dst = (i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P;
-      if (y >= S) {
-        for (int64_t x = 0; x < S; ++x) std::fill(dst + x * L2, dst + x * L2 + P, 0.0f);
-        continue;
-      }
-      for (int64_t bb = 0; bb < B; ++bb) {
-        const int64_t off = (bb * C * H + y - top) * S;
-        finish_row_backward(grad_out + off, out + off, H * S, C, S, colour, g.data() + bb * C * S, S);
-      }
-      for (int64_t x = 0; x < S; ++x)
-        for (int64_t p = 0; p < P; ++p) dst[x * L2 + p] = g[p * S + x];
+  const int64_t rows = b - a, R2 = 2 * pairs, ps = padded(R2 * S);
+  Buffer gpre(P * ps), zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
+  chunks(pf, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t bb = b0; bb < b1; ++bb) {
+      const int64_t off = bb * C * H * S + (a - top) * S;
+      float* g = gpre.get() + bb * C * ps;
+      finish_row_backward(grad_out + off, out + off, H * S, C, rows * S, colour, g, ps);
+      for (int64_t c = 0; c < C; ++c) std::fill(g + c * ps + rows * S, g + c * ps + R2 * S, 0.0f);
     }
+  });
+  chunks(pf, R2, 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      transpose(gpre.get() + i * S, ps, P, S, (i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P, L2);
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, -1); });
   // Each row's transform from its pair's: for row a + 2m, (Z[k] + conj Z[S - k]) / 2, for row
