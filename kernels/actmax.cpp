@@ -368,7 +368,9 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       draw_affine();
       const torch::Tensor shift = jit > 0 ? shifts : torch::Tensor();
       if (own_resample) {
-        resampler.emplace(affine_maps(affine_draw, s.scale, s.rotate, shift, S), S, view.y0, view.y1, view.x0, view.x1);
+        const auto maps = affine_maps(affine_draw, s.scale, s.rotate, shift, S);
+        if (resampler) resampler->assign(maps, S, view.y0, view.y1, view.x0, view.x1);  // the last step's storage
+        else resampler.emplace(maps, S, view.y0, view.y1, view.x0, view.x1);
       } else {
         const auto [a, b] = resampled_columns(view, S);
         grid = affine_sampling_grid(affine_draw, s.scale, s.rotate, shift, S, view.y0, view.y1, a, b);

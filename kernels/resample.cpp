@@ -42,19 +42,23 @@ VIZ_CLONES void row_taps(const AffineMap& m, double yn, const double* __restrict
 
 }  // namespace
 
-AffineResample::AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1)
-    : B_(static_cast<int64_t>(maps.size())), S_(S), y0_(y0), y1_(y1), x0_(x0), x1_(x1) {
+AffineResample::AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+  assign(maps, S, y0, y1, x0, x1);
+}
+
+void AffineResample::assign(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
   if (S < 1 || y0 < 0 || x0 < 0 || y1 > S || x1 > S || y0 >= y1 || x0 >= x1)
     throw std::invalid_argument("AffineResample: the window is not inside the image");
+  B_ = static_cast<int64_t>(maps.size()), S_ = S, y0_ = y0, y1_ = y1, x0_ = x0, x1_ = x1;
   const int64_t n = batch() * height() * width();
-  tx_.resize(n), ty_.resize(n), fx_.resize(n), fy_.resize(n);
-  std::vector<double> xn(x1 - x0);
-  for (int64_t x = x0; x < x1; ++x) xn[x - x0] = AffineMap::normalized(x, S);
+  tx_.resize(n), ty_.resize(n), fx_.resize(n), fy_.resize(n);  // every entry is written below
+  xn_.resize(x1 - x0);
+  for (int64_t x = x0; x < x1; ++x) xn_[x - x0] = AffineMap::normalized(x, S);
   const int64_t w = x1 - x0;
   int64_t k = 0;
   for (const AffineMap& m : maps)
     for (int64_t y = y0; y < y1; ++y, k += w)
-      row_taps(m, AffineMap::normalized(y, S), xn.data(), w, static_cast<float>(S), &tx_[k], &ty_[k], &fx_[k], &fy_[k]);
+      row_taps(m, AffineMap::normalized(y, S), xn_.data(), w, static_cast<float>(S), &tx_[k], &ty_[k], &fx_[k], &fy_[k]);
   int32_t lo = static_cast<int32_t>(S), hi = -1;  // the top-left taps' rows, of taps whose columns meet the image
   for (int64_t t = 0; t < n; ++t)
     if (tx_[t] + 1 >= 0 && tx_[t] < S) lo = std::min(lo, ty_[t]), hi = std::max(hi, ty_[t]);

@@ -48,6 +48,8 @@ class AffineResample {
  public:
   // One map per image; the output window [y0, y1) x [x0, x1) of S x S images.
   AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
+  // The same as constructing anew, reusing this one's storage (a step's new draws).
+  void assign(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
   int64_t batch() const { return B_; }
   int64_t side() const { return S_; }
   int64_t height() const { return y1_ - y0_; }
@@ -64,11 +66,12 @@ class AffineResample {
 
  private:
   void check_band(int64_t row0, int64_t nrows) const;  // the band [row0, row0 + nrows) covers rows()
-  int64_t B_, S_, y0_, y1_, x0_, x1_;
+  int64_t B_ = 0, S_ = 0, y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;
   // Per output pixel (b, i, j): the top-left tap (column, row; may lie off the image) and
   // the fractional parts of the source position.
   std::vector<int32_t> tx_, ty_;
   std::vector<float> fx_, fy_;
+  std::vector<double> xn_;  // the window's columns' normalized positions
   int64_t r0_ = 0, r1_ = 0;
 };
 
