@@ -170,10 +170,6 @@ std::pair<int64_t, int64_t> rows_sampled(const torch::Tensor& grid, int64_t S) {
 
 namespace {
 
-ParallelFor aten_parallel() {
-  return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); };
-}
-
 // spec -> the images [B, C, S, S] (rows outside the rendered ones `fill`), or with `band`
 // the rendered rows [a0, a1) alone, [B, C, a1 - a0, S].
 struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction> {
@@ -183,7 +179,7 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
     const int64_t B = in.size(3), C = in.size(4), S = render->side();
     const auto [a, b] = render->rendered_rows(r0, r1);
     auto out = torch::empty({B, C, band ? b - a : S, S}, in.options());
-    render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel(), band);
+    render->forward(in.data_ptr<float>(), B, C, r0, r1, static_cast<float>(fill), out.data_ptr<float>(), intra_op_parallel(), band);
     ctx->save_for_backward({out});
     ctx->saved_data["render"] = reinterpret_cast<int64_t>(render);
     ctx->saved_data["r0"] = r0;
@@ -198,7 +194,7 @@ struct SpectralRenderFunction : torch::autograd::Function<SpectralRenderFunction
     const int64_t B = out.size(0), C = out.size(1), S = render->side();
     auto grad = torch::empty({2, S, S / 2 + 1, B, C}, out.options());
     render->backward(g.data_ptr<float>(), out.data_ptr<float>(), B, C, ctx->saved_data["r0"].toInt(),
-                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), aten_parallel(), ctx->saved_data["band"].toBool());
+                     ctx->saved_data["r1"].toInt(), grad.data_ptr<float>(), intra_op_parallel(), ctx->saved_data["band"].toBool());
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -210,7 +206,7 @@ struct AffineResampleFunction : torch::autograd::Function<AffineResampleFunction
     auto in = x.contiguous();
     const int64_t C = in.size(1), n = in.size(2);
     auto out = torch::empty({rs->batch(), C, rs->height(), rs->width()}, in.options());
-    rs->forward(in.data_ptr<float>(), C, row0, n, static_cast<float>(fill), out.data_ptr<float>(), aten_parallel());
+    rs->forward(in.data_ptr<float>(), C, row0, n, static_cast<float>(fill), out.data_ptr<float>(), intra_op_parallel());
     ctx->saved_data["rs"] = reinterpret_cast<int64_t>(rs);
     ctx->saved_data["row0"] = row0;
     ctx->saved_data["n"] = n;
@@ -221,7 +217,7 @@ struct AffineResampleFunction : torch::autograd::Function<AffineResampleFunction
     auto g = grads[0].contiguous();
     const int64_t C = g.size(1), n = ctx->saved_data["n"].toInt(), S = rs->side();
     auto grad = torch::empty({rs->batch(), C, n, S}, g.options());
-    rs->backward(g.data_ptr<float>(), C, ctx->saved_data["row0"].toInt(), n, grad.data_ptr<float>(), aten_parallel());
+    rs->backward(g.data_ptr<float>(), C, ctx->saved_data["row0"].toInt(), n, grad.data_ptr<float>(), intra_op_parallel());
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -422,7 +418,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
       if (v.device().is_cpu() && v.scalar_type() == torch::kFloat && v.is_contiguous()) {  // adam.h's one pass
         const auto gc = g.contiguous();
         adam_update(v.data_ptr<float>(), gc.data_ptr<float>(), adam_m.data_ptr<float>(), adam_v.data_ptr<float>(), v.numel(),
-                    AdamStep{s.lr, s.adam_beta1, s.adam_beta2, it + 1}, aten_parallel());
+                    AdamStep{s.lr, s.adam_beta1, s.adam_beta2, it + 1}, intra_op_parallel());
         return;
       }
       const double t = it + 1;

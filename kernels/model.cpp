@@ -635,8 +635,7 @@ struct MaxPool2x2Function : torch::autograd::Function<MaxPool2x2Function> {
     auto index = torch::empty({N, C, H / 2, W / 2}, x.options().dtype(torch::kLong));
     // Planes split among the threads in runs of at least 16k inputs (smaller work stays on one).
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, H * W));
-    max_pool2x2(x.data_ptr<float>(), N * C, H, W, out.data_ptr<float>(), index.data_ptr<int64_t>(),
-                [grain](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, grain, fn); });
+    max_pool2x2(x.data_ptr<float>(), N * C, H, W, out.data_ptr<float>(), index.data_ptr<int64_t>(), intra_op_parallel(grain));
     ctx->save_for_backward({x, index});
     return out;
   }
@@ -811,6 +810,10 @@ const bool kKeepFreedMemory = [] {
 }  // namespace
 
 bool keeps_freed_memory() { return kKeepFreedMemory; }
+
+ParallelFor intra_op_parallel(int64_t grain) {
+  return [grain](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, grain, fn); };
+}
 
 int set_threads(int n) {
   if (n <= 0) {

@@ -16,6 +16,8 @@
 
 #include <torch/types.h>
 
+#include "kernels/spectral.h"  // ParallelFor
+
 namespace vizsweep::kernels {
 
 enum class LayerKind { Conv, BatchNorm, ReLU, MaxPool, AvgPool, Dropout, Linear };
@@ -168,6 +170,11 @@ torch::Tensor max_pool2x2(const torch::Tensor& x);
 // Whether the process keeps freed memory for reuse (glibc's allocator tuned at start-up, unless
 // MALLOC_* environment variables are set; model.cpp says why).
 bool keeps_freed_memory();
+
+// The kernels' ParallelFor on ATen's intra-op threads: at::parallel_for with `grain`
+// (chunks of at least that many items). The kernels compile with OpenMP, so the region this
+// runs is a real one (kernels/CMakeLists.txt); fewer items than grain stay on the caller.
+ParallelFor intra_op_parallel(int64_t grain = 1);
 
 // Sets ATen's intra-op thread count; n <= 0 means the cores available to this process.
 // Returns the count now in force.

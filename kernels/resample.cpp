@@ -85,6 +85,9 @@ VIZ_INLINE void taps(int32_t ix, int32_t iy, float fx, float fy, int64_t S, Fn&&
   }
 }
 
+// Whether all four taps from top-left (ix, iy) lie inside an S x S image.
+VIZ_INLINE bool all_taps_inside(int32_t ix, int32_t iy, int64_t S) { return ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S; }
+
 // fn(b, c) for every plane of B images of C channels, the images split among pf's threads.
 template <class Fn>
 void each_plane(const ParallelFor& pf, int64_t B, int64_t C, Fn&& fn) {
@@ -112,7 +115,7 @@ void AffineResample::forward(const float* in, int64_t C, int64_t row0, int64_t n
       const int64_t t = b * hw + k;
       const int32_t ix = tx_[t], iy = ty_[t];
       float v = 0.0f;
-      if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s sums, unrolled
+      if (all_taps_inside(ix, iy, S)) {  // taps()'s sums, unrolled
         const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
         const float* p = plane + (iy - row0) * S + ix;
         v += wx0 * wy0 * (p[0] - fill);
@@ -140,7 +143,7 @@ void AffineResample::backward(const float* grad_out, int64_t C, int64_t row0, in
       const int64_t t = b * hw + k;
       const float gk = g[k];
       const int32_t ix = tx_[t], iy = ty_[t];
-      if (ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S) {  // all four taps inside: taps()'s products, unrolled
+      if (all_taps_inside(ix, iy, S)) {  // taps()'s products, unrolled
         const float fx = fx_[t], fy = fy_[t], wx0 = 1.0f - fx, wy0 = 1.0f - fy;
         float* p = plane + (iy - row0) * S + ix;
         p[0] += wx0 * wy0 * gk;

@@ -9,14 +9,11 @@
 #include <functional>
 
 #include "kernels/adam.h"
+#include "kernels/model.h"
 
 using namespace vizsweep::kernels;
 
 namespace {
-
-ParallelFor on_threads() {
-  return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); };
-}
 
 struct State {
   torch::Tensor v, m, s;
@@ -75,7 +72,7 @@ TEST(Adam, MatchesTheDoublePrecisionUpdate) {
     const auto grads = gradients(n, 40, 11 + n);
     const auto v0 = torch::randn({n}, at::detail::createCPUGenerator(5));
     for (const AdamStep& base : {AdamStep{0.05, 0.9, 0.999, 1}, AdamStep{2.0, 0.5, 0.9, 1}}) {
-      const State own = run_own(v0, grads, base, on_threads());
+      const State own = run_own(v0, grads, base, intra_op_parallel());
       const State ref = run_reference(v0, grads, base);
       const double tol_v = 40 * 6e-8 * (ref.v.abs().max().item<double>() + 4 * base.lr);
       EXPECT_LT((own.v.to(torch::kDouble) - ref.v).abs().max().item<double>(), tol_v) << "n " << n << " lr " << base.lr;
@@ -84,7 +81,7 @@ TEST(Adam, MatchesTheDoublePrecisionUpdate) {
       EXPECT_LT(((own.m.to(torch::kDouble) - ref.m).abs() / (ref.m_scale + 1e-30)).max().item<double>(), 1e-5) << "n " << n;
       EXPECT_LT(((own.s.to(torch::kDouble) - ref.s).abs() / (ref.s.abs() + 1e-30)).max().item<double>(), 1e-5) << "n " << n;
       // The first step, bias-corrected, is lr in the gradient's sign (|g| >= 1e-4 >> 1e-8).
-      const State first = run_own(v0, {grads[0]}, base, on_threads());
+      const State first = run_own(v0, {grads[0]}, base, intra_op_parallel());
       const auto big = grads[0].abs() > 1e-4;
       const auto step = (first.v - v0).masked_select(big), want = (grads[0].sign() * base.lr).masked_select(big);
       if (step.numel() > 0)
@@ -105,7 +102,7 @@ TEST(Adam, TheSameBitsOnOneThreadAndOnSeveral) {
   const State one = run_own(v0, grads, base, serial);
   const int threads = at::get_num_threads();
   at::set_num_threads(2);
-  const State two = run_own(v0, grads, base, on_threads());
+  const State two = run_own(v0, grads, base, intra_op_parallel());
   at::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(one.v, two.v));
   EXPECT_TRUE(torch::equal(one.m, two.m));

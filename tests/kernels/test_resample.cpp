@@ -20,10 +20,6 @@ ParallelFor serial() {
   return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { fn(0, n); };
 }
 
-ParallelFor threads() {
-  return [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); };
-}
-
 // Per image: a scale in [0.8, 1.2], an angle up to 20 degrees either way and a shift of up to
 // 5 pixels, image 0 shifted far enough that part of its window samples off the image.
 std::vector<AffineMap> random_maps(int64_t B, int64_t S, uint64_t seed) {
@@ -129,8 +125,8 @@ TEST(Resample, ABandOfRowsAndAWindowGiveTheWholeImagesBits) {
   EXPECT_EQ(grad_whole.slice(2, r1, S).abs().max().item<double>(), 0.0);
   // A wider band, and two threads, change nothing.
   auto wide = x.slice(2, r0 - 3, std::min(S, r1 + 2));
-  EXPECT_TRUE(torch::equal(resampled(window, wide, r0 - 3, fill, threads()), out));
-  EXPECT_TRUE(torch::equal(gradient(window, go, r0 - 3, wide.size(2), threads()).slice(2, 3, 3 + r1 - r0), grad));
+  EXPECT_TRUE(torch::equal(resampled(window, wide, r0 - 3, fill, intra_op_parallel()), out));
+  EXPECT_TRUE(torch::equal(gradient(window, go, r0 - 3, wide.size(2), intra_op_parallel()).slice(2, 3, 3 + r1 - r0), grad));
   // A band that misses a row the window reads is refused.
   EXPECT_THROW(resampled(window, x.slice(2, r0 + 1, r1), r0 + 1, fill, serial()), std::invalid_argument);
 }

@@ -180,8 +180,7 @@ TEST(Spectral, ThreadsDoNotChangeTheBits) {
   auto grad1 = torch::empty({2, S, K, B, C}), grad2 = torch::empty({2, S, K, B, C});
   render.backward(g.data_ptr<float>(), out1.data_ptr<float>(), B, C, 10, 50, grad1.data_ptr<float>(), serial());
   torch::set_num_threads(2);
-  render.backward(g.data_ptr<float>(), out1.data_ptr<float>(), B, C, 10, 50, grad2.data_ptr<float>(),
-                  [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); });
+  render.backward(g.data_ptr<float>(), out1.data_ptr<float>(), B, C, 10, 50, grad2.data_ptr<float>(), intra_op_parallel());
   torch::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(grad1, grad2));
 }
