@@ -324,8 +324,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   // Scaling and rotation (after jitter, Lucid's order): per image and step, a factor in
   // [1 - scale, 1 + scale] and an angle in [-rotate, rotate] degrees, drawn from the task's seed.
   auto affine_gen = at::detail::createCPUGenerator(req.seed ^ 0xbb67ae8584caa73bULL);
-  torch::Tensor affine_draw;
-  auto draw_affine = [&] { affine_draw = torch::rand({2, B}, affine_gen, torch::kFloat); };
+  torch::Tensor affine_draw;  // [2, B]: the step's scale and angle draws, uniform in [0, 1)
   torch::Tensor shifts;
   // The part of what the model sees that the optimization needs: the crop when there is one.
   const Model::InputWindow view = loop_win.value_or(Model::InputWindow{0, S, 0, S});
@@ -347,26 +346,49 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   };
   // What the model sees of images x: pad (mid-grey frame), jitter, scale and rotation, in
   // Lucid's order, then the centre S x S of the frame; of that, the view's window only. Drawn
-  // per step by draw_transforms. Flips (first, when on) come from their own stream of the
-  // task's seed.
+  // per step by draw_transforms. Flips (first, when on: each image mirrored left to right
+  // with probability 1/2) come from their own stream of the task's seed.
   const bool transforms = jit > 0 || affine || pad > 0 || s.flip;
   const double fill = s.background;
   auto flip_gen = at::detail::createCPUGenerator(req.seed ^ 0x3c6ef372fe94f82bULL);
   torch::Tensor flips, grid;
   // Scale and rotation resample on the CPU with resample.h (the view's window of outputs,
-  // from a band of input rows), elsewhere with grid_sample at `grid`.
+  // from a band of input rows; the flips too, as mirrored reads), elsewhere with grid_sample
+  // at `grid`.
   const bool own_resample = model.device().is_cpu();
+  const bool flip_in_resample = affine && own_resample;
   std::optional<AffineResample> resampler;
-  auto draw_transforms = [&] {
-    if (s.flip) flips = (torch::rand({B}, flip_gen) < 0.5).view({B, 1, 1, 1}).to(model.device());
-    if (jit > 0) shifts = torch::randint(-jit, jit + 1, {B, 2}, jitter_gen, torch::kLong);
+  std::vector<uint8_t> mirrored;  // the step's flips, for the resampler
+  // Each kind of draw (flips, shifts, scale and angle) comes from its own generator, so
+  // drawing kDrawAhead steps of one kind at once gives the values one draw per step would,
+  // for a fraction of the calls.
+  constexpr int kDrawAhead = 64;
+  torch::Tensor flip_block, shift_block, affine_block;  // steps [block0, block0 + kDrawAhead)
+  int block0 = -1;
+  auto draw_transforms = [&](int it) {
+    if (block0 < 0 || it >= block0 + kDrawAhead) {
+      block0 = it;
+      const int64_t n = std::min(kDrawAhead, s.iterations - it);
+      if (s.flip) flip_block = torch::rand({n, B}, flip_gen);
+      if (jit > 0) shift_block = torch::randint(-jit, jit + 1, {n, B, 2}, jitter_gen, torch::kLong);
+      if (affine) affine_block = torch::rand({n, 2, B}, affine_gen, torch::kFloat);
+    }
+    const int64_t i = it - block0;
+    if (s.flip && flip_in_resample) {
+      const float* u = flip_block[i].data_ptr<float>();
+      mirrored.resize(B);
+      for (int64_t b = 0; b < B; ++b) mirrored[b] = u[b] < 0.5f;
+    } else if (s.flip) {
+      flips = (flip_block[i] < 0.5).view({B, 1, 1, 1}).to(model.device());
+    }
+    if (jit > 0) shifts = shift_block[i];
     if (affine) {
-      draw_affine();
+      affine_draw = affine_block[i];
       const torch::Tensor shift = jit > 0 ? shifts : torch::Tensor();
       if (own_resample) {
         const auto maps = affine_maps(affine_draw, s.scale, s.rotate, shift, S);
-        if (resampler) resampler->assign(maps, S, view.y0, view.y1, view.x0, view.x1);  // the last step's storage
-        else resampler.emplace(maps, S, view.y0, view.y1, view.x0, view.x1);
+        if (!resampler) resampler.emplace();
+        resampler->assign(maps, S, view.y0, view.y1, view.x0, view.x1, mirrored, intra_op_parallel());
       } else {
         const auto [a, b] = resampled_columns(view, S);
         grid = affine_sampling_grid(affine_draw, s.scale, s.rotate, shift, S, view.y0, view.y1, a, b);
@@ -394,7 +416,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   // x: the images, or on the CPU under scaling or rotation the band of their rows from row0.
   auto seen = [&](const torch::Tensor& x, int64_t row0) {
     namespace F = torch::nn::functional;
-    auto y = s.flip ? torch::where(flips, x.flip({3}), x) : x;
+    auto y = s.flip && !flip_in_resample ? torch::where(flips, x.flip({3}), x) : x;
     if (affine) return resampler ? AffineResampleFunction::apply(y, &*resampler, row0, fill) : scaled_rotated(y, grid, fill, view);
     if (pad > 0 && jit > 0) y = F::pad(y - fill, F::PadFuncOptions({pad, pad, pad, pad})) + fill;
     if (jit > 0) return jittered_window(y);
@@ -498,7 +520,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     const std::vector<int64_t> spec_dims = own ? std::vector<int64_t>{0, 1, 2, 4} : std::vector<int64_t>{1, 2, 3, 4};
     for (int it = 0; it < s.iterations; ++it) {
       if (it == s.iterations - finish) net = req.fp32_model;
-      draw_transforms();
+      draw_transforms(it);
       spec.requires_grad_(true);
       const auto [r0, r1] = rows_read();
       // Into resample.h's resampling, the band of rendered rows alone (from row0).
@@ -531,7 +553,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   for (int it = 0; s.param == ImageParam::Pixel && it < s.iterations; ++it) {
     if (it == s.iterations - finish) net = req.fp32_model;
     if (transforms) {
-      draw_transforms();
+      draw_transforms(it);
       c.requires_grad_(true);
       auto obj = evaluate_view(seen(frame.to_image(c), 0));
       grad = torch::autograd::grad({obj.sum()}, {c})[0];

@@ -46,10 +46,18 @@ struct AffineMap {
 
 class AffineResample {
  public:
-  // One map per image; the output window [y0, y1) x [x0, x1) of S x S images.
-  AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
-  // The same as constructing anew, reusing this one's storage (a step's new draws).
-  void assign(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
+  AffineResample() = default;  // no images until assign
+  // One map per image; the output window [y0, y1) x [x0, x1) of S x S images. mirrored (one
+  // flag per image, or empty for none): image b's input is first mirrored left to right
+  // (column c read as column S - 1 - c), a flip done by the resampling itself: the same
+  // values and gradient as resampling the flipped image.
+  AffineResample(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+                 const std::vector<uint8_t>& mirrored = {});
+  // The same as constructing anew, reusing this one's storage (a step's new draws). With pf,
+  // each image's taps are computed on the thread that resamples that image (forward and
+  // backward split the images among pf's threads the same way), where they are then read.
+  void assign(const std::vector<AffineMap>& maps, int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+              const std::vector<uint8_t>& mirrored = {}, const ParallelFor& pf = {});
   int64_t batch() const { return B_; }
   int64_t side() const { return S_; }
   int64_t height() const { return y1_ - y0_; }
@@ -71,7 +79,9 @@ class AffineResample {
   // the fractional parts of the source position.
   std::vector<int32_t> tx_, ty_;
   std::vector<float> fx_, fy_;
-  std::vector<double> xn_;  // the window's columns' normalized positions
+  std::vector<double> xn_, yn_;  // the window's pixels' normalized positions, row-major
+  std::vector<uint8_t> mirrored_;  // per image, or empty
+  std::vector<int32_t> lo_, hi_;     // per image, the range of image_taps's rows
   int64_t r0_ = 0, r1_ = 0;
 };
 

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
 
 #include "kernels/clones.h"
@@ -222,7 +221,8 @@ ColumnDft::ColumnDft(int64_t n) : n_(n) {
   }
 }
 
-void ColumnDft::run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign) const {
+void ColumnDft::run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign,
+                    bool copy_back) const {
   const int si = sign > 0 ? 0 : 1;
   // Every pass over a block of columns before the next block, so the block stays in cache
   // (64 columns of a 224-row transform: 230 KB of the four arrays).
@@ -235,7 +235,7 @@ void ColumnDft::run(float* re, float* im, float* wre, float* wim, int64_t ld, in
                     st.sn[si].data(), sign);
       std::swap(xr, yr), std::swap(xi, yi);
     }
-    if (xr != re)
+    if (xr != re && copy_back)
       for (int64_t k = 0; k < n_; ++k) {
         std::memcpy(re + k * ld + b0, xr + k * ld + b0, (b1 - b0) * sizeof(float));
         std::memcpy(im + k * ld + b0, xi + k * ld + b0, (b1 - b0) * sizeof(float));
@@ -352,12 +352,6 @@ VIZ_CLONES void transpose(const float* __restrict src, int64_t sld, int64_t R, i
 // to consecutive planes then fall in different cache sets.
 int64_t padded(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 
-struct Buffer {
-  std::unique_ptr<float[]> data;
-  explicit Buffer(size_t n) : data(new float[n]) {}
-  float* get() const { return data.get(); }
-};
-
 // Below this many floats in the spectrum, a render runs on the calling thread: waking a
 // second thread costs more than it saves (32 images of 32 px: 35,000).
 constexpr int64_t kParallelFloats = 1 << 17;
@@ -381,6 +375,12 @@ SpectralRender::SpectralRender(int64_t side, std::vector<float> scale, std::vect
   if (!colour_.empty() && colour_.size() != 9) throw std::invalid_argument("SpectralRender: colour is not 3 x 3");
 }
 
+float* SpectralRender::scratch(int slot, int64_t n) const {
+  std::vector<float>& v = scratch_[slot];
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
 std::pair<int64_t, int64_t> SpectralRender::rendered_rows(int64_t r0, int64_t r1) const {
   r0 = std::max<int64_t>(0, r0) / 2 * 2;
   r1 = std::min(S_, (std::min(S_, r1) + 1) / 2 * 2);
@@ -400,7 +400,7 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
   const int64_t S = S_, K = K_, P = B * C, L1 = K * P;
   const auto [a, b] = rendered_rows(r0, r1);
   const int64_t pairs = (b - a + 1) / 2, L2 = pairs * P;
-  Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
+  float *tr = scratch(0, S * L1), *ti = scratch(1, S * L1), *wr = scratch(2, S * L1), *wi = scratch(3, S * L1);
   // The spectrum, scaled.
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t ky = k0; ky < k1; ++ky)
@@ -409,16 +409,18 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
         const int64_t o = ky * L1 + kx * P;
         CF sr = spec + o;
         CF si = spec + S * L1 + o;
-        F dr = tr.get() + o;
-        F di = ti.get() + o;
+        F dr = tr + o;
+        F di = ti + o;
         for (int64_t p = 0; p < P; ++p) dr[p] = sr[p] * f, di[p] = si[p] * f;
       }
   });
   // The inverse transform along y, every column.
-  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, +1); });
+  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr, ti, wr, wi, L1, l0, l1, +1, false); });
+  const float* yr = dft_.in_scratch() ? wr : tr;  // where the transform left its result
+  const float* yi = dft_.in_scratch() ? wi : ti;
   // Along x, the rows asked for: each row's Hermitian spectrum extended to all S frequencies
   // (the imaginary parts at 0 and S/2 do not count, as in irfft), two rows per signal.
-  Buffer zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
+  float *zr = scratch(4, S * L2), *zi = scratch(5, S * L2), *vr = scratch(6, S * L2), *vi = scratch(7, S * L2);
   const bool even = S % 2 == 0;
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
@@ -428,13 +430,13 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
       const float sign = mirror ? -1.0f : 1.0f;
       for (int64_t m = 0; m < pairs; ++m) {
         const int64_t ya = a + 2 * m, yb = ya + 1;
-        CF ar = tr.get() + ya * L1 + kk * P;
-        CF ai = ti.get() + ya * L1 + kk * P;
-        F orr = zr.get() + k * L2 + m * P;
-        F oi = zi.get() + k * L2 + m * P;
+        CF ar = yr + ya * L1 + kk * P;
+        CF ai = yi + ya * L1 + kk * P;
+        F orr = zr + k * L2 + m * P;
+        F oi = zi + k * L2 + m * P;
         if (yb < S) {
-          CF br = tr.get() + yb * L1 + kk * P;
-          CF bi = ti.get() + yb * L1 + kk * P;
+          CF br = yr + yb * L1 + kk * P;
+          CF bi = yi + yb * L1 + kk * P;
           if (real) {
             for (int64_t p = 0; p < P; ++p) orr[p] = ar[p], oi[p] = br[p];
           } else {
@@ -446,21 +448,23 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
       }
     }
   });
-  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, +1); });
+  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr, zi, vr, vi, L2, l0, l1, +1, false); });
+  const float* xr = dft_.in_scratch() ? vr : zr;
+  const float* xi = dft_.in_scratch() ? vi : zi;
   // The rendered rows back to image order, pre [P][b - a][S], then per image the colour mix,
   // the offset and the sigmoid into out, which holds H rows per plane from row top; `fill` in
   // the rows not rendered (in the whole image's layout).
   const float* colour = colour_.empty() ? nullptr : colour_.data();
   const int64_t H = band ? b - a : S, top = band ? a : 0, rows = b - a, ps = padded(rows * S);
-  Buffer pre(P * ps);
+  float* pre = scratch(8, P * ps);
   chunks(pf, rows, 2, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      transpose((i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P, L2, S, P, pre.get() + i * S, ps);
+      transpose((i % 2 == 0 ? xr : xi) + i / 2 * P, L2, S, P, pre + i * S, ps);
   });
   chunks(pf, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t bb = b0; bb < b1; ++bb) {
       float* o = out + bb * C * H * S;
-      finish_row(pre.get() + bb * C * ps, ps, C, rows * S, colour, offset_, o + (a - top) * S, H * S);
+      finish_row(pre + bb * C * ps, ps, C, rows * S, colour, offset_, o + (a - top) * S, H * S);
       if (band) continue;
       for (int64_t c = 0; c < C; ++c) {
         std::fill(o + c * H * S, o + c * H * S + a * S, fill);
@@ -481,29 +485,32 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
   // Through the sigmoid and the colour mix, each rendered row into its pair's signal (a row
   // past the image's last, for odd S, is zero).
   const int64_t rows = b - a, R2 = 2 * pairs, ps = padded(R2 * S);
-  Buffer gpre(P * ps), zr(S * L2), zi(S * L2), vr(S * L2), vi(S * L2);
+  float *gpre = scratch(8, P * ps), *zr = scratch(4, S * L2), *zi = scratch(5, S * L2), *vr = scratch(6, S * L2),
+        *vi = scratch(7, S * L2);
   chunks(pf, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t bb = b0; bb < b1; ++bb) {
       const int64_t off = bb * C * H * S + (a - top) * S;
-      float* g = gpre.get() + bb * C * ps;
+      float* g = gpre + bb * C * ps;
       finish_row_backward(grad_out + off, out + off, H * S, C, rows * S, colour, g, ps);
       for (int64_t c = 0; c < C; ++c) std::fill(g + c * ps + rows * S, g + c * ps + R2 * S, 0.0f);
     }
   });
   chunks(pf, R2, 2, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
-      transpose(gpre.get() + i * S, ps, P, S, (i % 2 == 0 ? zr.get() : zi.get()) + i / 2 * P, L2);
+      transpose(gpre + i * S, ps, P, S, (i % 2 == 0 ? zr : zi) + i / 2 * P, L2);
   });
-  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr.get(), zi.get(), vr.get(), vi.get(), L2, l0, l1, -1); });
+  chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr, zi, vr, vi, L2, l0, l1, -1, false); });
+  const float* ur = dft_.in_scratch() ? vr : zr;  // where the transform left its result
+  const float* ui = dft_.in_scratch() ? vi : zi;
   // Each row's transform from its pair's: for row a + 2m, (Z[k] + conj Z[S - k]) / 2, for row
   // a + 2m + 1, (Z[k] - conj Z[S - k]) / 2i; times irfft's weight (2 inside the spectrum, 1
   // at 0 and S/2, whose imaginary parts do not count). Zero outside the rows.
-  Buffer tr(S * L1), ti(S * L1), wr(S * L1), wi(S * L1);
+  float *tr = scratch(0, S * L1), *ti = scratch(1, S * L1), *wr = scratch(2, S * L1), *wi = scratch(3, S * L1);
   const bool even = S % 2 == 0;
   chunks(pf, S, 8, [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y) {
-      float* dr = tr.get() + y * L1;
-      float* di = ti.get() + y * L1;
+      float* dr = tr + y * L1;
+      float* di = ti + y * L1;
       if (y < a || y >= b) {
         std::fill(dr, dr + L1, 0.0f), std::fill(di, di + L1, 0.0f);
         continue;
@@ -512,10 +519,10 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
       const bool second = (y - a) % 2 == 1;
       for (int64_t k = 0; k < K; ++k) {
         const int64_t k2 = (S - k) % S;
-        CF z1r = zr.get() + k * L2 + m * P;
-        CF z1i = zi.get() + k * L2 + m * P;
-        CF z2r = zr.get() + k2 * L2 + m * P;
-        CF z2i = zi.get() + k2 * L2 + m * P;
+        CF z1r = ur + k * L2 + m * P;
+        CF z1i = ui + k * L2 + m * P;
+        CF z2r = ur + k2 * L2 + m * P;
+        CF z2i = ui + k2 * L2 + m * P;
         F orr = dr + k * P;
         F oi = di + k * P;
         if (k == 0 || (even && k == S / 2)) {
@@ -533,14 +540,16 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
     }
   });
   // The adjoint of the inverse transform along y: the forward transform.
-  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr.get(), ti.get(), wr.get(), wi.get(), L1, l0, l1, -1); });
+  chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr, ti, wr, wi, L1, l0, l1, -1, false); });
+  const float* yr = dft_.in_scratch() ? wr : tr;
+  const float* yi = dft_.in_scratch() ? wi : ti;
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t ky = k0; ky < k1; ++ky)
       for (int64_t kx = 0; kx < K; ++kx) {
         const float f = scale_[ky * K + kx];
         const int64_t o = ky * L1 + kx * P;
-        CF sr = tr.get() + o;
-        CF si = ti.get() + o;
+        CF sr = yr + o;
+        CF si = yi + o;
         F dr = grad_spec + o;
         F di = grad_spec + S * L1 + o;
         for (int64_t p = 0; p < P; ++p) dr[p] = sr[p] * f, di[p] = si[p] * f;

@@ -34,8 +34,12 @@ class ColumnDft {
   // n's prime factors are all at most 13.
   static bool supported(int64_t n);
   int64_t size() const { return n_; }
-  // In place on (re, im); (wre, wim) is scratch of the same shape. sign is +1 or -1.
-  void run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign) const;
+  // In place on (re, im); (wre, wim) is scratch of the same shape. sign is +1 or -1. With
+  // copy_back false, the result stays where the last pass wrote it: in (wre, wim) when
+  // in_scratch(), the copy back saved.
+  void run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign,
+           bool copy_back = true) const;
+  bool in_scratch() const { return stages_.size() % 2 == 1; }
 
  private:
   struct Stage {
@@ -71,10 +75,15 @@ class SpectralRender {
                 float* grad_spec, const ParallelFor& pf, bool band = false) const;
 
  private:
+  // Scratch array `slot` of at least n floats, kept from call to call: a render reuses the
+  // memory its last call left in this core's cache instead of fresh allocations. So one
+  // object serves one call at a time (a task's own render does).
+  float* scratch(int slot, int64_t n) const;
   int64_t S_, K_;
   std::vector<float> scale_, colour_;
   float offset_;
   ColumnDft dft_;
+  mutable std::vector<float> scratch_[9];
 };
 
 }  // namespace vizsweep::kernels

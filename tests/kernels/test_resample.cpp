@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
 
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -129,6 +130,42 @@ TEST(Resample, ABandOfRowsAndAWindowGiveTheWholeImagesBits) {
   EXPECT_TRUE(torch::equal(gradient(window, go, r0 - 3, wide.size(2), intra_op_parallel()).slice(2, 3, 3 + r1 - r0), grad));
   // A band that misses a row the window reads is refused.
   EXPECT_THROW(resampled(window, x.slice(2, r0 + 1, r1), r0 + 1, fill, serial()), std::invalid_argument);
+}
+
+TEST(Resample, MirroredImagesResampleAsTheirFlips) {
+  // A mirror flag makes the resampling read its image flipped left to right: the values and
+  // the gradient are those of resampling the flipped image (the gradient flipped back), bit
+  // for bit, on the whole image and on a window from a band of rows, on one thread and two.
+  // Image 0 samples partly off the image (the edge taps' path), image 2 is not mirrored.
+  const int64_t S = 32, B = 4, C = 3;
+  auto gen = at::detail::createCPUGenerator(11);
+  auto x = torch::rand({B, C, S, S}, gen);
+  const auto maps = random_maps(B, S, 5);
+  const std::vector<uint8_t> mirrored = {1, 1, 0, 1};
+  auto flipped = x.clone();
+  for (int64_t b = 0; b < B; ++b)
+    if (mirrored[b]) flipped[b].copy_(x[b].flip({2}));
+  auto unflip = [&](torch::Tensor g) {
+    for (int64_t b = 0; b < B; ++b)
+      if (mirrored[b]) g[b].copy_(g[b].flip({2}));
+    return g;
+  };
+  const float fill = 0.4f;
+  for (const auto& w : std::vector<std::array<int64_t, 4>>{{0, S, 0, S}, {9, 23, 5, 19}}) {
+    AffineResample plain(maps, S, w[0], w[1], w[2], w[3]), mirror;
+    mirror.assign(maps, S, w[0], w[1], w[2], w[3], mirrored, intra_op_parallel());
+    ASSERT_EQ(mirror.rows(), plain.rows()) << "a flip moves columns only";
+    const auto [r0, r1] = plain.rows();
+    auto go = torch::randn({B, C, w[1] - w[0], w[3] - w[2]}, gen);
+    auto ref = resampled(plain, flipped.slice(2, r0, r1), r0, fill, serial());
+    auto ref_grad = unflip(gradient(plain, go, r0, r1 - r0, serial()));
+    for (const ParallelFor& pf : {serial(), intra_op_parallel()}) {
+      EXPECT_TRUE(torch::equal(resampled(mirror, x.slice(2, r0, r1), r0, fill, pf), ref)) << "window from row " << w[0];
+      EXPECT_TRUE(torch::equal(gradient(mirror, go, r0, r1 - r0, pf), ref_grad)) << "window from row " << w[0];
+    }
+    EXPECT_FALSE(torch::equal(resampled(plain, x.slice(2, r0, r1), r0, fill, serial()), ref)) << "the flags matter";
+  }
+  EXPECT_THROW(AffineResample(maps, S, 0, S, 0, S, {1, 0}), std::invalid_argument);
 }
 
 TEST(Resample, RowsReadFollowTheMaps) {
