@@ -43,10 +43,11 @@
 // transforms_crop_ms, crop_ratio; the same as uncropped where the field covers the image).
 // --param-cost --crop-only [--rounds N]: the crop's two columns alone, N times (3 by default),
 // each line measured in its own round; on the CPU also render_ms, one forward and backward
-// pass of the spectral render at the same batch (the whole spectrum, the window's rows: what
-// every fft step costs at least beyond pixel's, however cheap the rest), and least_ratio,
-// (pixel_crop_ms + render_ms) / pixel_crop_ms, the lowest crop_ratio the fft
-// parameterization could reach there.
+// pass of the spectral render at the same batch on its own (the whole spectrum, the
+// window's rows), and render_share, render_ms / pixel_crop_ms: the render's size against
+// the pixel step. Not a floor for crop_ratio: the fft step leaves out work the pixel step
+// does (clamping the pixels to the valid range, copying the crop's gradient into the
+// image's), and in the loop the render's inputs may be cold.
 // --pool-cost [--rounds N]: per max-pooling stage of the model (2 x 2, stride 2), on the
 // activations that --units images bring to it, one forward and backward pass of LibTorch's
 // max_pool2d against the project's (model.h's max_pool2x2, which the stages use on the
@@ -375,15 +376,15 @@ int main(int argc, char** argv) {
           req.settings.decorrelate = olah.decorrelate, req.settings.pad = olah.pad, req.settings.jitter = olah.jitter;
           req.settings.scale = olah.scale, req.settings.rotate = olah.rotate;
           req.crop_to_receptive_field = true;
-          // The least any fft step can cost beyond pixel's: rendering the whole spectrum and
-          // differentiating it (spectral.h, the window's rows), at this batch, on the CPU.
+          // Rendering the whole spectrum and differentiating it (spectral.h, the window's
+          // rows), at this batch, on the CPU.
           const double render = dev.is_cpu() ? render_cost(m, name, static_cast<int64_t>(req.units.size())) : 0.0;
           for (int r = 0; r < rounds; ++r) {
             const double a = per_iteration(m, crop, iters, 3, dev), b = per_iteration(m, req, iters, 3, dev);
             std::printf("param_cost layer=%s units=%d size=%d pixel_crop_ms=%.2f transforms_crop_ms=%.2f crop_ratio=%.3f "
-                        "render_ms=%.2f least_ratio=%.3f\n",
+                        "render_ms=%.2f render_share=%.3f\n",
                         name.c_str(), static_cast<int>(req.units.size()), static_cast<int>(m.input_size()), 1e3 * a, 1e3 * b, b / a,
-                        1e3 * render, (a + render) / a);
+                        1e3 * render, render / a);
             std::fflush(stdout);
           }
           continue;

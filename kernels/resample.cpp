@@ -83,7 +83,7 @@ void AffineResample::assign(const std::vector<AffineMap>& maps, int64_t S, int64
       image_taps(maps[b], xn_.data(), yn_.data(), hw, static_cast<int32_t>(S), &tx_[b * hw], &ty_[b * hw], &fx_[b * hw], &fy_[b * hw],
                  lo_[b], hi_[b]);
   };
-  if (pf) pf(B_, some);
+  if (pf && split()) pf(B_, some);
   else some(0, B_);
   const int32_t lo = B_ ? *std::min_element(lo_.begin(), lo_.end()) : static_cast<int32_t>(S);
   const int32_t hi = B_ ? *std::max_element(hi_.begin(), hi_.end()) : -1;
@@ -114,13 +114,16 @@ VIZ_INLINE void taps(int32_t ix, int32_t iy, float fx, float fy, int64_t S, Fn&&
 // Whether all four taps from top-left (ix, iy) lie inside an S x S image.
 VIZ_INLINE bool all_taps_inside(int32_t ix, int32_t iy, int64_t S) { return ix >= 0 && ix + 1 < S && iy >= 0 && iy + 1 < S; }
 
-// fn(b, c) for every plane of B images of C channels, the images split among pf's threads.
+// fn(b, c) for every plane of B images of C channels, the images split among pf's threads
+// when `split`, else all on the calling thread.
 template <class Fn>
-void each_plane(const ParallelFor& pf, int64_t B, int64_t C, Fn&& fn) {
-  pf(B, [&](int64_t b0, int64_t b1) {
+void each_plane(const ParallelFor& pf, bool split, int64_t B, int64_t C, Fn&& fn) {
+  auto some = [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t c = 0; c < C; ++c) fn(b, c);
-  });
+  };
+  if (split) pf(B, some);
+  else some(0, B);
 }
 
 // One plane's n outputs o[k] = fill + sum over the taps inside the image of weight x
@@ -162,7 +165,7 @@ void AffineResample::forward(const float* in, int64_t C, int64_t row0, int64_t n
                              const ParallelFor& pf) const {
   check_band(row0, nrows);
   const int64_t hw = height() * width();
-  each_plane(pf, batch(), C, [&](int64_t b, int64_t c) {
+  each_plane(pf, split(), batch(), C, [&](int64_t b, int64_t c) {
     float* o = out + (b * C + c) * hw;
     if (r0_ == r1_ || nrows == 0) {  // every tap off the image
       std::fill(o, o + hw, fill);
@@ -179,7 +182,7 @@ void AffineResample::backward(const float* grad_out, int64_t C, int64_t row0, in
                               const ParallelFor& pf) const {
   check_band(row0, nrows);
   const int64_t hw = height() * width(), w = width(), S = S_;
-  each_plane(pf, batch(), C, [&](int64_t b, int64_t c) {
+  each_plane(pf, split(), batch(), C, [&](int64_t b, int64_t c) {
     float* plane = grad_in + (b * C + c) * nrows * S;
     std::memset(plane, 0, sizeof(float) * nrows * S);
     const float* g = grad_out + (b * C + c) * hw;

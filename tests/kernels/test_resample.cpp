@@ -102,15 +102,18 @@ TEST(Resample, ABandOfRowsAndAWindowGiveTheWholeImagesBits) {
   const std::vector<AffineMap> maps = {AffineMap::of(0.9, 0.15, -2, 3, S), AffineMap::of(1.1, -0.1, 1, 0, S),
                                        AffineMap::of(1.05, 0.05, 3, -2, S), AffineMap::of(0.95, -0.17, 0, 1, S)};
   const float fill = 0.5f;
-  // The whole image's outputs and the gradient of a loss that reads the window alone.
-  AffineResample whole(maps, S, 0, S, 0, S);
+  // The whole image's outputs and the gradient of a loss that reads the window alone, the
+  // images split between two threads (6,400 outputs: AffineResample::split), the window's
+  // 484 on one.
+  AffineResample whole;
+  whole.assign(maps, S, 0, S, 0, S, {}, intra_op_parallel());
   const int64_t y0 = 13, y1 = 24, x0 = 9, x1 = 20;
   AffineResample window(maps, S, y0, y1, x0, x1);
   auto go = torch::randn({B, C, y1 - y0, x1 - x0}, gen);
   auto go_whole = torch::zeros({B, C, S, S});
   go_whole.slice(2, y0, y1).slice(3, x0, x1).copy_(go);
-  auto out_whole = resampled(whole, x, 0, fill, serial());
-  auto grad_whole = gradient(whole, go_whole, 0, S, serial());
+  auto out_whole = resampled(whole, x, 0, fill, intra_op_parallel());
+  auto grad_whole = gradient(whole, go_whole, 0, S, intra_op_parallel());
   // The window reads a band of rows: from a band just covering it, its values and gradient
   // are the whole image's, bit for bit, and nothing outside the band has a gradient.
   const auto [r0, r1] = window.rows();
@@ -124,7 +127,7 @@ TEST(Resample, ABandOfRowsAndAWindowGiveTheWholeImagesBits) {
   EXPECT_TRUE(torch::equal(grad, grad_whole.slice(2, r0, r1)));
   EXPECT_EQ(grad_whole.slice(2, 0, r0).abs().max().item<double>(), 0.0);
   EXPECT_EQ(grad_whole.slice(2, r1, S).abs().max().item<double>(), 0.0);
-  // A wider band, and two threads, change nothing.
+  // A wider band changes nothing.
   auto wide = x.slice(2, r0 - 3, std::min(S, r1 + 2));
   EXPECT_TRUE(torch::equal(resampled(window, wide, r0 - 3, fill, intra_op_parallel()), out));
   EXPECT_TRUE(torch::equal(gradient(window, go, r0 - 3, wide.size(2), intra_op_parallel()).slice(2, 3, 3 + r1 - r0), grad));
