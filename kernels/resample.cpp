@@ -68,7 +68,7 @@ void AffineResample::assign(const std::vector<AffineMap>& maps, int64_t S, int64
     throw std::invalid_argument("AffineResample: one mirror flag per image");
   mirrored_ = mirrored;
   const int64_t w = x1 - x0, hw = (y1 - y0) * w;
-  if (S != S_ || y0 != y0_ || y1 != y1_ || x0 != x0_ || x1 != x1_ || static_cast<int64_t>(xn_.size()) != hw) {
+  if (S != S_ || y0 != y0_ || y1 != y1_ || x0 != x0_ || x1 != x1_) {
     xn_.resize(hw), yn_.resize(hw);  // the window's pixels' normalized positions, row-major
     for (int64_t k = 0; k < hw; ++k)
       xn_[k] = AffineMap::normalized(x0 + k % w, S), yn_[k] = AffineMap::normalized(y0 + k / w, S);
@@ -172,9 +172,9 @@ void AffineResample::forward(const float* in, int64_t C, int64_t row0, int64_t n
       return;
     }
     const int64_t t = b * hw;
-    const bool mirror = !mirrored_.empty() && mirrored_[b];
-    forward_plane(in + (b * C + c) * nrows * S_, static_cast<int32_t>(S_), static_cast<int32_t>(row0),
-                  mirror ? static_cast<int32_t>(S_ - 1) : 0, mirror ? -1 : 1, &tx_[t], &ty_[t], &fx_[t], &fy_[t], hw, fill, o);
+    const auto [c0, d] = columns(b);
+    forward_plane(in + (b * C + c) * nrows * S_, static_cast<int32_t>(S_), static_cast<int32_t>(row0), static_cast<int32_t>(c0),
+                  static_cast<int32_t>(d), &tx_[t], &ty_[t], &fx_[t], &fy_[t], hw, fill, o);
   });
 }
 
@@ -186,8 +186,7 @@ void AffineResample::backward(const float* grad_out, int64_t C, int64_t row0, in
     float* plane = grad_in + (b * C + c) * nrows * S;
     std::memset(plane, 0, sizeof(float) * nrows * S);
     const float* g = grad_out + (b * C + c) * hw;
-    const bool mirror = !mirrored_.empty() && mirrored_[b];
-    const int64_t c0 = mirror ? S - 1 : 0, d = mirror ? -1 : 1;  // tap column col at c0 + d col
+    const auto [c0, d] = columns(b);  // tap column col at c0 + d col
     // The plane gathers its contributions output by output, in row-major order. Along an
     // output row, consecutive outputs whose four taps all lie inside share taps: the same
     // four, or the right two of the one the left two of the next. Their products are summed

@@ -78,6 +78,10 @@ class AffineResample {
   // from 4,096 output pixels of the batch (a 32 px model's 18 x 18 crop of 32 images has
   // 10,368; an 8 x 8 one 2,048, where a parallel region costs more than it saves).
   bool split() const { return B_ * (y1_ - y0_) * (x1_ - x0_) >= 4096; }
+  // Image b's tap column col is read at column c0 + d col: (0, 1), or mirrored (S - 1, -1).
+  std::pair<int64_t, int64_t> columns(int64_t b) const {
+    return !mirrored_.empty() && mirrored_[b] ? std::pair<int64_t, int64_t>{S_ - 1, -1} : std::pair<int64_t, int64_t>{0, 1};
+  }
   int64_t B_ = 0, S_ = 0, y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;
   // Per output pixel (b, i, j): the top-left tap (column, row; may lie off the image) and
   // the fractional parts of the source position.

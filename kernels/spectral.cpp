@@ -416,8 +416,7 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
   });
   // The inverse transform along y, every column.
   chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr, ti, wr, wi, L1, l0, l1, +1, false); });
-  const float* yr = dft_.in_scratch() ? wr : tr;  // where the transform left its result
-  const float* yi = dft_.in_scratch() ? wi : ti;
+  const float *yr = dft_.result(tr, wr), *yi = dft_.result(ti, wi);
   // Along x, the rows asked for: each row's Hermitian spectrum extended to all S frequencies
   // (the imaginary parts at 0 and S/2 do not count, as in irfft), two rows per signal.
   float *zr = scratch(4, S * L2), *zi = scratch(5, S * L2), *vr = scratch(6, S * L2), *vi = scratch(7, S * L2);
@@ -449,8 +448,7 @@ void SpectralRender::forward(const float* spec, int64_t B, int64_t C, int64_t r0
     }
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr, zi, vr, vi, L2, l0, l1, +1, false); });
-  const float* xr = dft_.in_scratch() ? vr : zr;
-  const float* xi = dft_.in_scratch() ? vi : zi;
+  const float *xr = dft_.result(zr, vr), *xi = dft_.result(zi, vi);
   // The rendered rows back to image order, pre [P][b - a][S], then per image the colour mix,
   // the offset and the sigmoid into out, which holds H rows per plane from row top; `fill` in
   // the rows not rendered (in the whole image's layout).
@@ -500,8 +498,7 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
       transpose(gpre + i * S, ps, P, S, (i % 2 == 0 ? zr : zi) + i / 2 * P, L2);
   });
   chunks(pf, L2, 64, [&](int64_t l0, int64_t l1) { dft_.run(zr, zi, vr, vi, L2, l0, l1, -1, false); });
-  const float* ur = dft_.in_scratch() ? vr : zr;  // where the transform left its result
-  const float* ui = dft_.in_scratch() ? vi : zi;
+  const float *ur = dft_.result(zr, vr), *ui = dft_.result(zi, vi);
   // Each row's transform from its pair's: for row a + 2m, (Z[k] + conj Z[S - k]) / 2, for row
   // a + 2m + 1, (Z[k] - conj Z[S - k]) / 2i; times irfft's weight (2 inside the spectrum, 1
   // at 0 and S/2, whose imaginary parts do not count). Zero outside the rows.
@@ -541,8 +538,7 @@ void SpectralRender::backward(const float* grad_out, const float* out, int64_t B
   });
   // The adjoint of the inverse transform along y: the forward transform.
   chunks(pf, L1, 64, [&](int64_t l0, int64_t l1) { dft_.run(tr, ti, wr, wi, L1, l0, l1, -1, false); });
-  const float* yr = dft_.in_scratch() ? wr : tr;
-  const float* yi = dft_.in_scratch() ? wi : ti;
+  const float *yr = dft_.result(tr, wr), *yi = dft_.result(ti, wi);
   chunks(pf, S, 8, [&](int64_t k0, int64_t k1) {
     for (int64_t ky = k0; ky < k1; ++ky)
       for (int64_t kx = 0; kx < K; ++kx) {

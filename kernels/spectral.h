@@ -40,6 +40,8 @@ class ColumnDft {
   void run(float* re, float* im, float* wre, float* wim, int64_t ld, int64_t l0, int64_t l1, int sign,
            bool copy_back = true) const;
   bool in_scratch() const { return stages_.size() % 2 == 1; }
+  // Where a run without copy_back left its result: x (re or im), or its scratch w.
+  const float* result(const float* x, const float* w) const { return in_scratch() ? w : x; }
 
  private:
   struct Stage {
