@@ -36,7 +36,10 @@ CREATE TABLE IF NOT EXISTS sweeps (
 -- (one per hyperparameter); tests/runner/test_index.cpp fails when the two disagree.
 CREATE TABLE IF NOT EXISTS actmax_settings (
   setting_id      INTEGER PRIMARY KEY,
-  name            TEXT NOT NULL,                -- preset name, "grid-N" or "random-N"
+  name            TEXT NOT NULL,                -- a preset's name; "preset+key=value,..." for a preset
+                                                -- with changed values; a grid's "key=value,..." of its
+                                                -- varying keys ("grid" when none varies); "random-N";
+                                                -- "default" (docs/sweep-files.md)
   objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean')),
   iterations      INTEGER NOT NULL CHECK (iterations >= 1),
   lr_policy       TEXT NOT NULL CHECK (lr_policy IN ('constant', 'progress', 'normalized', 'adam')),

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from analysis import atlas, best, exemplars, featuremaps, fgsm, grid, invert
+from analysis import answers, atlas, best, exemplars, featuremaps, fgsm, grid, invert
 from analysis.index import AnalysisError
 
 
@@ -10,6 +10,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m analysis", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     best.add_parser(sub)
+    answers.add_parser(sub)
     grid.add_parser(sub)
     fgsm.add_parser(sub)
     invert.add_parser(sub)

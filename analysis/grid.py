@@ -32,11 +32,7 @@ def select(db, args):
            f"WHERE t.layer IN ({','.join('?' * len(layers))})")
     params = list(layers)
     if args.setting:
-        names = args.setting.split(",")
-        known = {r[0] for r in db.execute("SELECT name FROM actmax_settings")}
-        for n in names:
-            if n not in known:
-                raise AnalysisError(f"--setting: no setting named {n!r} (have {', '.join(sorted(known))})")
+        names = setting_names(db, args.setting)
         sql += f" AND s.name IN ({','.join('?' * len(names))})"
         params += names
     if args.seed is not None:
@@ -54,6 +50,21 @@ def select(db, args):
         raise AnalysisError(f"no finished activation-maximization results for layer {', '.join(layers)} "
                             "with these filters")
     return rows
+
+
+def setting_names(db, values):
+    """The settings that --setting values select. A value is one setting's exact name, as the index
+    holds it (names such as olah2017+background=0.12,jitter=0.1,flip=true contain commas); only a
+    value that is no setting's name is read as a comma-separated list of names."""
+    known = {r[0] for r in db.execute("SELECT name FROM actmax_settings")}
+    names = []
+    for value in values:
+        for n in [value] if value in known else value.split(","):
+            if n not in known:
+                raise AnalysisError(f"--setting: no setting named {n!r} (have {'; '.join(sorted(known))})")
+            if n not in names:
+                names.append(n)
+    return names
 
 
 def label(dim, value, names, layer_of_unit):
@@ -183,7 +194,9 @@ def add_parser(sub):
     p.add_argument("--cols", default="unit", help="dimension of the columns (default unit)")
     p.add_argument("--units", help="units as ranges, like 0-9,12 (default all)")
     p.add_argument("--first", type=int, help="only the first N units (after --units)")
-    p.add_argument("--setting", help="comma-separated setting names (default all)")
+    p.add_argument("--setting", action="append", metavar="NAME",
+                   help="a setting's exact name as the index holds it (repeat for several; a value "
+                        "that is no name is read as comma-separated names; default all)")
     p.add_argument("--seed", type=int, help="one seed (default all)")
     p.add_argument("--metric", help="value printed under each image (default score; activation for an "
                                     "index older than schema 1.4): " +

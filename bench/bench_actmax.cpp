@@ -29,7 +29,7 @@
 // seconds and unit_iters_per_s time the whole call; gflops is the loop's own rate (the time of
 // a run with twice the iterations minus this one's), counting the work on the crop.
 // and with --peak:  peak conv gflops=P
-// bench/run_bench.sh runs it next to the plain-PyTorch peer and prints the ratios.
+// bench/run_bench.py runs it next to the plain-PyTorch peer and prints the ratios.
 //
 // --param-cost: per layer, the loop's time per iteration (the difference of runs of 2x and
 // 1x --iters) at the same batch of --units, all with Adam and uncropped (the forward work

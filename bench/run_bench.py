@@ -24,9 +24,16 @@ exemplars: the exemplar scan of Fashion-MNIST's 60,000 training images for every
 layer of the default model, against a bare batched forward pass over the same images
 (vizsweep-bench-exemplars).
 
+--markdown FILE also writes what each section printed into FILE's generated block (between
+its "BEGIN run_bench" and "END run_bench" lines: docs/performance.md), with the machine, the
+date and the command named once; a section that fails is written as failed, with its error.
+
 Needs the build (scripts/build.sh: build/bench/vizsweep-bench-actmax) and Debian's
 python3-torch and python3-torchvision. Prints a table; never a pass/fail test.
 """
+import contextlib
+import datetime
+import io
 import argparse
 import math
 import os
@@ -66,22 +73,87 @@ def main():
     p.add_argument("--format-iters", type=int, default=50, help="iterations per run of the formats benchmark")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="also write each section's output into FILE's generated block (docs/performance.md)")
     a = p.parse_args()
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
-    only = set(a.only.split(","))
-    if "actmax" in only:
-        bench_actmax(a)
-    if "formats" in only:
-        bench_formats(a)
-    if "runner" in only:
-        bench_runner(a)
-    if "index" in only:
-        bench_index(a)
-    if "exemplars" in only:
-        bench_exemplars(a)
-    if "plan" in only:
-        bench_plan(a)
+    only = a.only.split(",")
+    sections = {"actmax": bench_actmax, "formats": bench_formats, "runner": bench_runner, "index": bench_index,
+                "exemplars": bench_exemplars, "plan": bench_plan}
+    for name in only:
+        if name not in sections:
+            p.error(f"--only: no section {name!r} (have {', '.join(sections)})")
+    if a.markdown and not os.path.isfile(a.markdown):
+        p.error(f"--markdown: no such file {a.markdown}")
+    outputs = []
+    for name in sections:
+        if name not in only:
+            continue
+        if not a.markdown:
+            sections[name](a)
+            continue
+        buf = io.StringIO()
+        failed = None
+        with contextlib.redirect_stdout(Tee(sys.stdout, buf)):
+            try:
+                sections[name](a)
+            except (SystemExit, Exception) as e:  # a section that fails is reported, the others run
+                failed = str(e) or type(e).__name__
+                print(f"run_bench: section {name} failed: {failed}")
+        outputs.append((name, buf.getvalue().strip("\n"), failed))
+    if a.markdown:
+        write_markdown(a, outputs)
+
+
+class Tee(io.TextIOBase):
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+def machine_name():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+        model = m.group(1).strip() if m else model
+        flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+        flags = set(flags.group(1).split()) if flags else set()
+        units = [u for u in ("avx512f", "avx512_bf16", "amx_bf16") if u in flags]
+        model += f" ({', '.join(units) if units else 'no AVX-512'})"
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def write_markdown(a, outputs):
+    """Replaces the generated block of a.markdown with the sections' outputs."""
+    begin, end = "<!-- BEGIN run_bench", "<!-- END run_bench -->"
+    with open(a.markdown) as f:
+        text = f.read()
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < i:
+        sys.exit(f"run_bench: {a.markdown} has no '{begin} ... -->' ... '{end}' block")
+    head = text[:text.index("\n", i) + 1]
+    args = " ".join(sys.argv[1:])
+    block = [f"Machine: {machine_name()}; {a.threads} threads; {datetime.date.today().isoformat()}; "
+             f"`bench/run_bench.py {args}`.", ""]
+    for name, out, failed in outputs:
+        block.append(f"**{name}**" + (f" (failed: {failed})" if failed else "") + ":")
+        block += ["", "```text", out, "```", ""]
+    with open(a.markdown, "w") as f:
+        f.write(head + "\n".join(block) + text[j:])
+    print(f"run_bench: wrote {len(outputs)} sections into {a.markdown}")
 
 
 def seconds_of(text):

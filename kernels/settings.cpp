@@ -247,7 +247,7 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("adam policy: decay of the squared gradient's running mean"));
     v.push_back(real_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
                     .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
-                          "before the forward pass (wrap-around, or against grey under pad); below 1 a fraction "
+                          "before the forward pass (wrap-around, or against the background under pad); below 1 a fraction "
                           "of the input size, else whole pixels; less than the input size"));
     v.push_back(choice_field<A>("param", &A::param, {"pixel", "fft"}, "parameterization").new_in_key_only_when_set()
                     .help("what is optimized: the pixels, or a 1/f-scaled spectrum rendered through a sigmoid "
@@ -257,14 +257,14 @@ const std::vector<Field<A>>& actmax_table() {
     // Schema 1.3.
     v.push_back(real_field<A>("scale", &A::scale).range(0, 1, false, true).off("0").new_in_key_only_when_set()
                     .help("every step, scale each image about its centre by a random factor in "
-                          "[1 - scale, 1 + scale] (after jitter; the uncovered border is mid-grey)"));
+                          "[1 - scale, 1 + scale] (after jitter; the uncovered border takes the background level)"));
     v.push_back(real_field<A>("rotate", &A::rotate).range(0, 180).off("0").new_in_key_only_when_set()
                     .help("every step, rotate each image about its centre by a random angle in "
                           "[-rotate, rotate] degrees (with scale, one resampling)"));
     // Schema 1.4.
     v.push_back(real_field<A>("pad", &A::pad).at_least(0).off("0").new_in_key_only_when_set()
-                    .help("the transforms act on the image framed by pad pixels of mid-grey and the model "
-                          "sees the centre (jitter then moves it against grey); below 1 a fraction of the "
+                    .help("the transforms act on the image framed by pad pixels of the background level and the "
+                          "model sees the centre (jitter then moves it against that frame); below 1 a fraction of the "
                           "input size, else whole pixels; less than the input size"));
     v.push_back(bool_field<A>("decorrelate", &A::decorrelate).off("0").new_in_key_only_when_set()
                     .help("fft on 3-channel models: optimize in Lucid's decorrelated colour basis (no effect "

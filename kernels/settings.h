@@ -53,17 +53,17 @@ struct ActMaxSettings {
   double adam_beta2 = 0.999;      // adam policy: decay of the squared gradient's running mean
   double jitter = 0;              // transformation robustness: every step, each image is
                                   // translated by a random (dy, dx) in [-jitter, jitter] pixels
-                                  // before the forward pass (wrap-around; against grey under
-                                  // pad); a size (transform_pixels); 0 = off
+                                  // before the forward pass (wrap-around; against `background`
+                                  // under pad); a size (transform_pixels); 0 = off
   ImageParam param = ImageParam::Pixel;
   double decay_power = 1.0;       // fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power
   // Added in schema 1.3: random scaling and rotation about the image centre, every step after
-  // jitter (Lucid's order), the uncovered border mid-grey; 0 = off.
+  // jitter (Lucid's order), the uncovered border at `background`; 0 = off.
   double scale = 0.0;             // each image scaled by a factor in [1 - scale, 1 + scale], [0, 1)
   double rotate = 0.0;            // and rotated by an angle in [-rotate, rotate] degrees, [0, 180]
   // Added in schema 1.4:
   double pad = 0.0;               // the transforms act on the image framed by `pad` pixels of
-                                  // mid-grey, and the model sees the centre of the result (a
+                                  // `background`, and the model sees the centre of the result (a
                                   // size, transform_pixels); 0 = off
   bool decorrelate = false;       // fft on 3-channel models: the channels are Lucid's decorrelated
                                   // colour basis (the ImageNet colour covariance's square root)

@@ -58,6 +58,8 @@ int status_command(const std::string& dir, bool check = false);
 int verify_command(const std::string& dir);
 // Every hyperparameter of every technique, from its one declaration: type, range, default,
 // the value that switches it off, whether it is always in the task key, and what it does.
-int params_command();
+// `vizsweep params`: every hyperparameter and preset; with markdown, docs/sweep-files.md's
+// generated reference part.
+int params_command(bool markdown);
 
 }  // namespace vizsweep::runner

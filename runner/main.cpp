@@ -14,6 +14,7 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/version.h"
 #include "runner/slurm.h"
 
 namespace po = boost::program_options;
@@ -33,7 +34,7 @@ const char* kUsage =
     "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
     "  params          list every technique's hyperparameters: type, range, default, what each does\n"
     "\n"
-    "'vizsweep COMMAND --help' lists a command's options.\n";
+    "'vizsweep COMMAND --help' lists a command's options; 'vizsweep --version' prints the version.\n";
 
 int dispatch(int argc, char** argv) {
   if (argc < 2) {
@@ -45,7 +46,23 @@ int dispatch(int argc, char** argv) {
     std::cout << kUsage;
     return kExitOk;
   }
-  if (cmd == "params") return params_command();
+  if (cmd == "--version" || cmd == "version") {
+    std::cout << "vizsweep " << VIZSWEEP_VERSION << "\n";
+    return kExitOk;
+  }
+  if (cmd == "params") {
+    const std::string opt = argc > 2 ? argv[2] : "";
+    if (opt == "-h" || opt == "--help") {
+      std::cout << "usage: vizsweep params [--markdown]\n"
+                   "  --markdown    the reference part of docs/sweep-files.md (keys, hyperparameters, presets)\n";
+      return kExitOk;
+    }
+    if (argc > 3 || (argc == 3 && opt != "--markdown")) {
+      std::cerr << "vizsweep params: unknown option '" << (argc == 3 ? opt : argv[3]) << "' (have --markdown)\n";
+      return kExitUsage;
+    }
+    return params_command(opt == "--markdown");
+  }
   if (cmd != "plan" && cmd != "tune" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
     std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;
     return kExitUsage;
@@ -86,7 +103,9 @@ int dispatch(int argc, char** argv) {
     opts.add_options()("nodes", po::value(&so.nodes)->default_value(1), "nodes")(
         "gpus-per-node", po::value(&so.gpus_per_node)->default_value(0), "GPUs per node: one rank each (0: a CPU job)")(
         "ranks-per-node", po::value(&so.ranks_per_node)->default_value(1), "ranks per node of a CPU job")(
-        "time", po::value(&so.time), "time limit of each allocation, [D-]HH:MM:SS (required)")(
+        "time", po::value(&so.time),
+        "time limit of each allocation, [D-]HH:MM:SS (default: suggested from the projection after `vizsweep tune`; "
+        "required without one)")(
         "partition", po::value(&so.partition), "partition")("account", po::value(&so.account), "account")(
         "cpus-per-gpu", po::value(&so.cpus_per_gpu)->default_value(0), "CPU cores per rank (0: the site's default)")(
         "mem", po::value(&so.mem), "memory per node, e.g. 64G")(
@@ -94,6 +113,8 @@ int dispatch(int argc, char** argv) {
         "gpu-form", po::value(&so.gpu_form)->default_value("gpus-per-task"), "how to ask for GPUs: gpus-per-task or gres")(
         "drain-seconds", po::value(&so.drain_seconds)->default_value(120), "signal the job this long before its time limit")(
         "chain-limit", po::value(&so.chain_limit)->default_value(20), "most automatic requeues of the job")(
+        "journal", po::value(&so.journal)->default_value("wal"),
+        "the run's SQLite journal mode: wal, or delete for results on NFS, Lustre or GPFS (WAL does not work there)")(
         "submit", po::bool_switch(&so.submit), "run sbatch and print the job id");
   }
   bool check = false;

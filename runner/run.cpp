@@ -32,6 +32,7 @@
 #include "runner/protocol.h"
 #include "runner/shard.h"
 #include "runner/task_state.h"
+#include "runner/version.h"
 #include "runner/worker.h"
 #include "sweeps/sweep.h"
 
@@ -321,7 +322,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       lock = std::make_unique<DirLock>(dir);
       index = std::make_unique<ResultIndex>(ResultsDir(dir).index(), false, o.journal);
       SweepRecord rec{spec->name, spec->text, sweeps::spec_hash(*spec, tasks), spec->model.builtin() ? spec->model.identity() : spec->model.file,
-                      engine->model_hash(), "0.1.0", Engine::torch_version()};
+                      engine->model_hash(), VIZSWEEP_VERSION, Engine::torch_version()};
       prepared = prepare_run(*index, *spec, tasks, rec, engine->model().classes, dir);
       const int64_t already = prepared.already;
       const int abandoned = prepared.abandoned, retried = prepared.retried, invalid = prepared.invalid;

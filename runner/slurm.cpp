@@ -64,6 +64,7 @@ std::string sbatch_script(const SlurmJob& j) {
   if (j.drain_seconds < 30) throw Error("--drain-seconds", "must be >= 30 (Slurm's signals can come a minute early or late)");
   if (j.chain_limit < 0) throw Error("--chain-limit", "must be >= 0");
   if (j.gpu_form != "gpus-per-task" && j.gpu_form != "gres") throw Error("--gpu-form", "expected gpus-per-task or gres");
+  if (j.journal != "wal" && j.journal != "delete") throw Error("--journal", "expected wal or delete, got '" + j.journal + "'");
   check_time(j.time);
   const int ranks = j.gpus_per_node > 0 ? j.gpus_per_node : j.ranks_per_node;
   std::ostringstream s;
@@ -104,6 +105,7 @@ std::string sbatch_script(const SlurmJob& j) {
       {"OUT", quote(j.out)},
       {"CHAIN_LIMIT", std::to_string(j.chain_limit)},
       {"RUN_DRAIN_SECONDS", std::to_string(std::max(10, j.drain_seconds - 20))},
+      {"JOURNAL", j.journal},
       {"EXIT_USAGE", std::to_string(kExitUsage)},
       {"EXIT_TASKS_FAILED", std::to_string(kExitTasksFailed)},
       {"EXIT_DRAINED", std::to_string(kExitDrained)},
@@ -181,6 +183,7 @@ int slurm_command(const SlurmOptions& o) {
   j.partition = o.partition, j.account = o.account, j.mem = o.mem, j.extra_sbatch = o.extra_sbatch, j.gpu_form = o.gpu_form;
   j.drain_seconds = o.drain_seconds;
   j.chain_limit = o.chain_limit;
+  j.journal = o.journal;
   std::string text = sbatch_script(j);
   fs::create_directories(dir.slurm());
   std::string path = dir.sbatch(spec.name);

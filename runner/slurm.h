@@ -20,6 +20,7 @@ struct SlurmJob {
   std::string gpu_form = "gpus-per-task";  // or "gres": --gres=gpu:G per node
   int drain_seconds = 120;      // signal this long before the time limit
   int chain_limit = 20;         // most requeues of one job before it gives up
+  std::string journal = "wal";  // the index's SQLite journal: wal, or delete for NFS, Lustre, GPFS
 };
 
 // The script (pure: same job, same text). Throws vizsweep::Error for a bad option.
@@ -28,7 +29,7 @@ std::string sbatch_script(const SlurmJob& job);
 struct SlurmOptions {
   std::string sweep, out;
   int nodes = 1, gpus_per_node = 0, ranks_per_node = 0, cpus_per_gpu = 0, drain_seconds = 120, chain_limit = 20;
-  std::string time, partition, account, mem, extra_sbatch, gpu_form = "gpus-per-task";
+  std::string time, partition, account, mem, extra_sbatch, gpu_form = "gpus-per-task", journal = "wal";
   bool submit = false;
 };
 // Validates the sweep, writes <results dir>/slurm/<name>.sbatch and, with submit, runs

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Configures and builds vizsweep in build/ (Ninja, -j2 by default; override with JOBS).
-# Extra arguments go to cmake's configure step, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch.
+#   scripts/build.sh [--target T]... [CMAKE_ARGS...]
+# --target builds only those targets (the quickstart: vizsweep); other arguments go to
+# cmake's configure step, e.g. -DCMAKE_PREFIX_PATH=/opt/libtorch -DVIZSWEEP_BUILD_TESTS=OFF.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-cmake -S . -B "$BUILD_DIR" -G Ninja "$@"
-cmake --build "$BUILD_DIR" -j "$JOBS"
+TARGETS=()
+CONFIGURE=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) TARGETS+=(--target "$2"); shift 2 ;;
+    *) CONFIGURE+=("$1"); shift ;;
+  esac
+done
+cmake -S . -B "$BUILD_DIR" -G Ninja ${CONFIGURE[@]+"${CONFIGURE[@]}"}
+cmake --build "$BUILD_DIR" -j "$JOBS" ${TARGETS[@]+"${TARGETS[@]}"}

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package vizsweep needs to build, test and run.
+# Installs the Debian 12 packages vizsweep needs.
+#   scripts/setup.sh              everything: build, run, analysis and every test (test.sh)
+#   scripts/setup.sh --quickstart what the quickstart needs: build vizsweep, run, analysis
 # Idempotent; needs root (or sudo). Safe to run with no standard input (CI).
 set -euo pipefail
 
@@ -9,27 +11,34 @@ export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
   # toolchain
-  build-essential cmake ninja-build ccache pkg-config git
+  build-essential cmake ninja-build ccache pkg-config
   # compute core: LibTorch (+ OpenBLAS: the reference BLAS is ~15x slower)
   libtorch-dev libopenblas0-openmp
   # runner
-  libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libsqlite3-dev sqlite3
+  libopenmpi-dev openmpi-bin libhdf5-dev libsqlite3-dev
   libyaml-cpp-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
   # images
   libstb-dev
-  # tests
-  libgtest-dev googletest
-  # model export, analysis scripts (Debian's /usr/bin/python3)
-  python3 python3-torch python3-torchvision python3-numpy python3-h5py python3-matplotlib
-  # headless browser check of the atlas pages
-  chromium
-  # the sweep-file fuzzer (libFuzzer, sanitizers)
-  clang libclang-rt-14-dev
-  # real data for the default model and tests
+  # analysis scripts (Debian's /usr/bin/python3)
+  python3 python3-numpy python3-h5py python3-matplotlib
+  # real data for the default model and the quickstart
   dataset-fashion-mnist
-  # a real one-node Slurm cluster for the tests (started and stopped by the tests themselves)
-  slurmctld slurmd slurm-client munge
 )
+if [ "${1:-}" != "--quickstart" ]; then
+  PACKAGES+=(
+    git hdf5-tools sqlite3
+    # tests
+    libgtest-dev googletest
+    # model export and the tests' references (torchvision's definitions)
+    python3-torch python3-torchvision
+    # headless browser check of the atlas pages
+    chromium
+    # the sweep-file fuzzer (libFuzzer, sanitizers)
+    clang libclang-rt-14-dev
+    # a real one-node Slurm cluster for the tests (started and stopped by the tests themselves)
+    slurmctld slurmd slurm-client munge
+  )
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

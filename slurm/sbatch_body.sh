@@ -22,7 +22,7 @@ cancelled() {
 }
 trap drain USR1
 trap cancelled TERM
-srun --mpi=pmix --kill-on-bad-exit=1 "$VIZSWEEP" run "$SWEEP" --out "$OUT" --drain-seconds @RUN_DRAIN_SECONDS@ --progress-seconds 60 &
+srun --mpi=pmix --kill-on-bad-exit=1 "$VIZSWEEP" run "$SWEEP" --out "$OUT" --drain-seconds @RUN_DRAIN_SECONDS@ --journal @JOURNAL@ --progress-seconds 60 &
 STEP=$!
 while true; do  # wait returns early when the trap runs: wait until the step has ended
   wait "$STEP"; RC=$?

@@ -101,8 +101,7 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   if (!root.IsMap()) r.fail_at(1, "sweep", "expected a mapping with model and technique sections");
   size_t budget = 1000000;
   r.unique_keys(root, "", 0, budget);
-  std::vector<std::string> keys = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision", "channels_last", "fp32_finish", "compute"};
-  for (const SweepTechnique* t : techniques()) keys.push_back(t->name);
+  std::vector<std::string> keys = root_keys();
   r.check_keys(root, "", keys);
   spec.name = root["name"] ? r.str(root["name"], "name") : fs::path(file).stem().string();
   if (spec.name.empty() || spec.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos ||
@@ -209,6 +208,16 @@ SweepSpec parse_checked(const std::string& text, const std::string& file, const 
   return spec;
 }
 }  // namespace
+
+const std::vector<std::string>& root_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> k = {"name", "model", "device", "threads", "max_attempts", "batch_memory_gb", "precision",
+                                  "channels_last", "fp32_finish", "compute"};
+    for (const SweepTechnique* t : techniques()) k.push_back(t->name);
+    return k;
+  }();
+  return keys;
+}
 
 SweepSpec load_sweep(const std::string& path) {
   std::ifstream f(path);

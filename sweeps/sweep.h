@@ -130,6 +130,8 @@ struct SweepSpec {
 // ones are errors that list the valid ones), types, ranges, grids, presets, image files.
 // Throws vizsweep::Error "file:line: field: reason".
 SweepSpec load_sweep(const std::string& path);
+// A sweep file's top-level keys: the sweep-wide ones, then one section per technique.
+const std::vector<std::string>& root_keys();
 SweepSpec parse_sweep(const std::string& text, const std::string& file_for_errors, const std::string& dir);
 
 struct Task {

@@ -216,6 +216,35 @@ class AnalysisTest(unittest.TestCase):
         self.assertLess(png[:y0].min(), 100, "column labels above the tiles")
         self.assertLess(png[y0 + 64:y0 + 64 + grid.VALUE].min(), 100, "values under the tiles")
 
+    def test_grid_selects_a_setting_by_its_exact_name_commas_and_all(self):
+        # A preset with changed values is named preset+key=value,key=value: the commas belong to
+        # the name, and --setting must select it as the index holds it.
+        sweep = self.out("commas.yaml")
+        with open(sweep, "w") as f:
+            f.write("name: commas\n"
+                    "model: {builtin: vgg11, width: 0.0625, in_channels: 1, num_classes: 10, fc_width: 32, "
+                    "pool: 1, input_size: 32, seed: 1}\nthreads: 1\n"
+                    "actmax:\n  layers: [fc8]\n  units: 0-3\n"
+                    "  presets: [unregularized, {unregularized: {blur_radius: 0.5, blur_every: 2}}]\n"
+                    "  grid: {iterations: 5}\n")
+        d = self.out("commas")
+        r = subprocess.run([VIZSWEEP, "run", sweep, "--out", d], capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        names = [n for (n,) in db.execute("SELECT name FROM actmax_settings ORDER BY setting_id")]
+        db.close()
+        changed = "unregularized+blur_radius=0.5,blur_every=2"
+        self.assertEqual(names, ["unregularized", changed])
+        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", changed)
+        self.assertIn("1 settings x 4 units", stdout)
+        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", changed, "--setting", "unregularized")
+        self.assertIn("2 settings x 4 units", stdout)
+        # a value that is no setting's name still reads as a comma-separated list
+        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", "unregularized,unregularized")
+        self.assertIn("1 settings x 4 units", stdout)
+        self.fails(("grid", d, "-o", self.out("x.png"), "--setting", "unregularized+blur_radius=0.5"),
+                   "no setting named 'unregularized+blur_radius=0.5'")
+
     def test_grid_paginates_and_takes_any_two_dimensions(self):
         out = self.out("pages.png")
         stdout = self.ok("grid", self.dir, "-o", out, "--layer", "conv2_1", "--max-cols", "4", "--tile", "32")
