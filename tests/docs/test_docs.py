@@ -263,6 +263,21 @@ class Docs(unittest.TestCase):
         for name, _, sql in answers.ANSWERS:
             self.assertIn(sql, text, f"cookbook lacks {name}")
 
+    def test_sql_in_the_docs_runs_on_a_fresh_index(self):
+        db = sqlite3.connect(":memory:")
+        db.executescript(read("results_schema.sql"))
+        found = 0
+        for rel in DOCS:
+            text = read(rel)
+            for sql in re.findall(r'sqlite3 [^"\n]*"\s*(SELECT .*?);?"', text, re.S) + \
+                    re.findall(r"```sql\n(.*?)```", text, re.S):
+                found += 1
+                try:
+                    db.execute(sql).fetchall()
+                except sqlite3.Error as e:
+                    self.fail(f"{rel}: {e}:\n{sql}")
+        self.assertGreater(found, len(answers.ANSWERS))
+
     def test_annotated_sweep_file_uses_real_keys(self):
         _, ref = help_of(VIZSWEEP, "params", "--markdown")
         keys = {}
