@@ -59,11 +59,10 @@ def setting_names(db, values):
     known = {r[0] for r in db.execute("SELECT name FROM actmax_settings")}
     names = []
     for value in values:
-        for n in [value] if value in known else value.split(","):
-            if n not in known:
-                raise AnalysisError(f"--setting: no setting named {n!r} (have {'; '.join(sorted(known))})")
-            if n not in names:
-                names.append(n)
+        parts = [value] if value in known else value.split(",")
+        if any(n not in known for n in parts):
+            raise AnalysisError(f"--setting: no setting named {value!r} (have {'; '.join(sorted(known))})")
+        names += [n for n in parts if n not in names]
     return names
 
 

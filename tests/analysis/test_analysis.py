@@ -225,25 +225,25 @@ class AnalysisTest(unittest.TestCase):
                     "model: {builtin: vgg11, width: 0.0625, in_channels: 1, num_classes: 10, fc_width: 32, "
                     "pool: 1, input_size: 32, seed: 1}\nthreads: 1\n"
                     "actmax:\n  layers: [fc8]\n  units: 0-3\n"
-                    "  presets: [unregularized, {unregularized: {blur_radius: 0.5, blur_every: 2}}]\n"
-                    "  grid: {iterations: 5}\n")
+                    "  presets: [{unregularized: {iterations: 5}},\n"
+                    "            {unregularized: {iterations: 5, blur_radius: 0.5, blur_every: 2}}]\n")
         d = self.out("commas")
         r = subprocess.run([VIZSWEEP, "run", sweep, "--out", d], capture_output=True, text=True, timeout=600)
         self.assertEqual(r.returncode, 0, r.stderr)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
         names = [n for (n,) in db.execute("SELECT name FROM actmax_settings ORDER BY setting_id")]
         db.close()
-        changed = "unregularized+blur_radius=0.5,blur_every=2"
-        self.assertEqual(names, ["unregularized", changed])
+        plain, changed = "unregularized+iterations=5", "unregularized+iterations=5,blur_radius=0.5,blur_every=2"
+        self.assertEqual(names, [plain, changed])
         stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", changed)
         self.assertIn("1 settings x 4 units", stdout)
-        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", changed, "--setting", "unregularized")
+        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", changed, "--setting", plain)
         self.assertIn("2 settings x 4 units", stdout)
-        # a value that is no setting's name still reads as a comma-separated list
-        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", "unregularized,unregularized")
+        # a value that is no setting's name still reads as a comma-separated list of names
+        stdout = self.ok("grid", d, "-o", self.out("commas.png"), "--setting", f"{plain},{plain}")
         self.assertIn("1 settings x 4 units", stdout)
-        self.fails(("grid", d, "-o", self.out("x.png"), "--setting", "unregularized+blur_radius=0.5"),
-                   "no setting named 'unregularized+blur_radius=0.5'")
+        self.fails(("grid", d, "-o", self.out("x.png"), "--setting", "unregularized+iterations=5,blur_radius=0.5"),
+                   "no setting named 'unregularized+iterations=5,blur_radius=0.5'")
 
     def test_grid_paginates_and_takes_any_two_dimensions(self):
         out = self.out("pages.png")
