@@ -54,3 +54,19 @@ else
   # off by a power loss is redone by running this again.
   $SUDO apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "${missing[@]}"
 fi
+
+# Debian's libtorch computes its matrix products through libblas.so.3, and must get the OpenMP
+# build of OpenBLAS (libopenblas0-openmp, above): the reference BLAS is about 15x slower, and the
+# pthread build, which libtorch's own dependency (libopenblas0) installs on a fresh machine and
+# whose alternative has the higher priority, starts threads of its own beside LibTorch's. So the
+# OpenMP build is selected explicitly.
+for alt in /usr/lib/*/openblas-openmp/libblas.so.3 /usr/lib/*/openblas-openmp/liblapack.so.3; do
+  [ -e "$alt" ] || continue
+  lib="$(basename "$alt")"
+  triple="$(basename "$(dirname "$(dirname "$alt")")")"
+  link="/usr/lib/$triple/$lib"
+  if [ "$(readlink -f "$link")" != "$(readlink -f "$alt")" ]; then
+    echo "setup: $lib -> the OpenMP build of OpenBLAS (was $(readlink -f "$link"))"
+    $SUDO update-alternatives --quiet --set "$lib-$triple" "$alt"
+  fi
+done

@@ -70,12 +70,9 @@ def times_table(performance_text):
 
 
 def machine():
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        return f"{m.group(1).strip() if m else 'unknown CPU'}, {os.cpu_count()} cores"
-    except OSError:
-        return "unknown machine"
+    """The CPU kind as scripts/cpu_kind.sh names it (model, family, cores, bf16 and AMX units)."""
+    r = subprocess.run([os.path.join(ROOT, "scripts", "cpu_kind.sh")], capture_output=True, text=True)
+    return r.stdout.strip().removeprefix("cpu: ") if r.returncode == 0 and r.stdout.strip() else "unknown machine"
 
 
 def quickstart_answers(results, only=None):
