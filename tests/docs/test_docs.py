@@ -106,6 +106,11 @@ def analysis_commands():
     return set(m.group(1).split(",")) if m else set()
 
 
+def has_flag(text, flag):
+    """flag appears in text as a whole option name (--pareto is not in --pareto-front)."""
+    return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text) is not None
+
+
 def flags(tokens):
     return [t.split("=")[0] for t in tokens if re.match(r"^--[a-z][\w-]*", t) or t == "-o"]
 
@@ -127,7 +132,7 @@ def check_command(toks):
             return [f"vizsweep has no command '{sub}'"]
         rc, text = help_of(VIZSWEEP, sub, "--help")
         for f in flags(rest[1:]):
-            if f not in text and f != "--help":
+            if not has_flag(text, f) and f != "--help":
                 problems.append(f"vizsweep {sub} has no option {f}")
         return problems
     for i in range(len(toks) - 1):
@@ -140,7 +145,7 @@ def check_command(toks):
                 return [f"python3 -m analysis has no subcommand '{sub}'"]
             _, text = help_of(PYTHON, "-m", "analysis", sub, "--help")
             for f in flags(rest[1:]):
-                if f not in text:
+                if not has_flag(text, f):
                     problems.append(f"python3 -m analysis {sub} has no option {f}")
             return problems
     for i, t in enumerate(toks):
@@ -157,7 +162,7 @@ def check_command(toks):
             text = "".join(read(os.path.relpath(p, ROOT)) for p in sorted(glob.glob(os.path.join(path, "*")))) \
                 if os.path.isdir(path) else read(source)
             for f in flags(toks[i + 1:]):
-                if f != "-o" and f not in text:
+                if f != "-o" and not has_flag(text, f):
                     problems.append(f"{t} has no option {f} (not in {source})")
             return problems
     return []
@@ -222,6 +227,7 @@ class Docs(unittest.TestCase):
 
     def test_the_checker_finds_what_is_missing(self):
         # A flag removed from a program (or never there), a command, a script, a link, a path.
+        self.assertFalse(has_flag("--pareto-front  only the front", "--pareto"))
         self.assertIn("vizsweep run has no option --no-such-flag",
                       check_command(shlex.split("vizsweep run SWEEP --out DIR --no-such-flag")))
         self.assertEqual(check_command(shlex.split("./build/runner/vizsweep run SWEEP --out DIR --journal delete")), [])
