@@ -85,6 +85,16 @@ TEST(Sbatch, BadOptionsAreClearErrors) {
   fails([](SlurmJob& j) { j.drain_seconds = 5; }, "--drain-seconds");
   fails([](SlurmJob& j) { j.extra_sbatch = "rm -rf /"; }, "--extra-sbatch");
   fails([](SlurmJob& j) { j.gpu_form = "mig"; }, "--gpu-form");
+  fails([](SlurmJob& j) { j.journal = "truncate"; }, "--journal");
+}
+
+// Results on NFS, Lustre or GPFS: the run in the job gets the journal mode the user chose.
+TEST(Sbatch, JournalModeReachesTheRun) {
+  SlurmJob j = job();
+  EXPECT_NE(sbatch_script(j).find(" --journal wal "), std::string::npos);
+  j.journal = "delete";
+  const std::string text = sbatch_script(j);
+  EXPECT_NE(text.find("\"$VIZSWEEP\" run \"$SWEEP\" --out \"$OUT\" --drain-seconds 100 --journal delete "), std::string::npos) << text;
 }
 
 TEST(Sbatch, PathsAreQuotedForTheShell) {
