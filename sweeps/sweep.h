@@ -2,7 +2,7 @@
 // seen only through ModelDesc, which the runner fills from the kernels' layer table.
 //
 // A sweep file (YAML) names the model, the input size, the device policy and one section
-// per technique; see sweeps/examples/ and the README. Every error names the file, the line
+// per technique; see sweeps/examples/ and docs/sweep-files.md. Every error names the file, the line
 // and the field: `sweeps/x.yaml:12: actmax.layers[3]: no layer "conv6_1" in vgg16 (...)`.
 #pragma once
 
@@ -94,7 +94,7 @@ struct SweepSpec {
   // fp32. The layout (channels_last) computes the same sums in another order, as another
   // CPU kind's kernels do: its rounding differences grow over an optimization (to 0.7% of a
   // unit's activation after 30 steps), and it is not in the key, so a results directory may
-  // mix layouts as it may mix CPU kinds (README, "Compute format").
+  // mix layouts as it may mix CPU kinds (docs/performance.md, "Compute format").
   std::string precision = "fp32";
   bool channels_last = false;
   // Under reduced precision, the share of each optimization's last iterations run in fp32

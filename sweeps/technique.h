@@ -5,7 +5,7 @@
 //
 // Each technique is one file in sweeps/techniques/ (with its section type in a header there)
 // and one in runner/techniques/; both folders are read by CMake, so a new file is all it takes
-// to register one (README, "Adding a technique").
+// to register one (docs/design.md, "Adding a technique").
 #pragma once
 
 #include <functional>

@@ -97,7 +97,7 @@ TEST(DefaultModel, IterativeFgsmSucceedsWhereOneStepDoesNot) {
   }
   auto x = t.x.index({correct}), y = t.y.index({correct});
   ASSERT_GT(x.size(0), 400);
-  const double eps = 0.1;  // at 0.05 ten steps reach about 93%; see the README's table
+  const double eps = 0.1;  // at 0.05 ten steps reach about 93%; see docs/models.md's table
   FgsmSettings one;
   one.eps = eps;
   FgsmSettings ten = one;

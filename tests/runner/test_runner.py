@@ -227,7 +227,7 @@ class RunnerTest(unittest.TestCase):
             r = run(mpirun(1, "run", path, "--out", self.out(label)))
             self.assertEqual(r.returncode, 0, label + ": " + r.stderr)
         ref, nhwc, bf16 = task_data(self.out("nchw")), task_data(self.out("nhwc")), task_data(self.out("bf16"))
-        # The layout is not part of the keys (README, "Compute format"): NHWC runs the same math
+        # The layout is not part of the keys (docs/performance.md, "Compute format"): NHWC runs the same math
         # in another order of float operations, as another CPU kind's kernels do, and a results
         # directory may hold tasks of both, as it may hold tasks from both kinds of CPU.
         self.assertEqual(set(ref), set(nhwc))
