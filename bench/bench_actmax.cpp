@@ -26,9 +26,11 @@
 //
 // Prints one line per layer:
 //   vizsweep layer=L units=U iters=I size=S crop=HxW seconds=T unit_iters_per_s=R gflops=G
+//            gflops_slowest=A gflops_fastest=B rounds=N
 // seconds and unit_iters_per_s time the whole call; gflops is the loop's own rate (the time of
-// a run with twice the iterations minus this one's), counting the work on the crop.
-// and with --peak:  peak conv gflops=P
+// a run with twice the iterations minus that of one with --iters, the median of --rounds such
+// pairs; the slowest and fastest round beside it), counting the work on the crop.
+// and with --peak:  peak conv gflops=P (the fastest of five VGG16 convolution shapes)
 // bench/run_bench.py runs it next to the plain-PyTorch peer and prints the ratios.
 //
 // --param-cost: per layer, the loop's time per iteration (the difference of runs of 2x and
@@ -112,30 +114,40 @@ double loop_flops(const Model& m, int upto, int64_t h, int64_t w) {
   return 2.0 * f;  // forward + backward to the input
 }
 
-// FLOP/s of a large convolution (VGG16 conv3 shape: 256 -> 256 channels, 3x3, 56x56, batch 8),
-// forward and backward to the input, as the optimization loop runs it: the machine's peak
-// for this kind of work through oneDNN (CPU) or cuDNN (CUDA).
+// FLOP/s of 3x3 convolutions of VGG16's shapes (64 channels at 56 px in cache up to 512
+// channels at 14 px; 256 -> 256 at 56 px, batch 8, the largest), forward and backward to the
+// input, as the optimization loop runs them: the machine's peak for this kind of work through
+// oneDNN (CPU) or cuDNN (CUDA) is the fastest of them, each the best of `reps` runs. A loop
+// of such convolutions cannot run faster than that (a single shape is no bound: small
+// convolutions that stay in cache can outrun a large one).
 double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision precision, bool channels_last) {
   torch::NoGradGuard no_weights_grad;
   const auto dtype = precision_dtype(precision);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  auto w = (torch::randn({256, 256, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
-  const int64_t B = 8, S = 56;
-  double flops = 2.0 * 2.0 * 256 * 256 * 9 * S * S * B;
-  auto run = [&] {
-    torch::AutoGradMode on(true);
-    auto x = torch::randn({B, 256, S, S}, torch::TensorOptions().device(dev)).to(dtype).contiguous(format).requires_grad_(true);
-    auto y = torch::conv2d(x, w, {}, 1, 1);
-    auto g = torch::autograd::grad({y.sum()}, {x})[0];
-    return g;
+  struct Shape {
+    int64_t channels, side, batch;
   };
-  run();
-  sync(dev);
-  auto t0 = Clock::now();
-  for (int r = 0; r < reps; ++r) run();
-  sync(dev);
-  double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-  return flops * reps / dt;
+  double best = 0;
+  for (const Shape& sh : {Shape{64, 56, 4}, Shape{128, 42, 4}, Shape{256, 56, 8}, Shape{256, 28, 8}, Shape{512, 14, 8}}) {
+    const int64_t C = sh.channels, S = sh.side, B = sh.batch;
+    auto w = (torch::randn({C, C, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
+    const double flops = 2.0 * 2.0 * static_cast<double>(C * C * 9 * S * S * B);
+    auto run = [&] {
+      torch::AutoGradMode on(true);
+      auto x = torch::randn({B, C, S, S}, torch::TensorOptions().device(dev)).to(dtype).contiguous(format).requires_grad_(true);
+      auto y = torch::conv2d(x, w, {}, 1, 1);
+      return torch::autograd::grad({y.sum()}, {x})[0];
+    };
+    run();  // warm-up
+    for (int r = 0; r < reps; ++r) {
+      sync(dev);
+      auto t0 = Clock::now();
+      run();
+      sync(dev);
+      best = std::max(best, flops / std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  }
+  return best;
 }
 
 // The peer's workload on `units` units of `layer`: normalized steps, L2 decay 1e-4, a
@@ -449,15 +461,22 @@ int main(int argc, char** argv) {
       // The whole call (initial noise, the loop, final activation, robustness and metrics):
       // what a task costs, as the peer's loop is what its user's script costs.
       double dt = timed(m, req, iters, dev);
-      // The loop alone: the difference of a run twice as long.
-      double per_iter = (timed(m, req, 2 * iters, dev) - dt) / iters;  // <= 0 only when noise swamps the loop
+      // The loop alone: the difference of a run twice as long and one as long, --rounds
+      // times; the median, and the fastest and slowest round as the spread.
+      std::vector<double> rounds_s;
+      for (int r = 0; r < std::max(1, rounds); ++r)
+        rounds_s.push_back((timed(m, req, 2 * iters, dev) - timed(m, req, iters, dev)) / iters);
+      std::sort(rounds_s.begin(), rounds_s.end());
       int64_t h = size, w = size;
       if (crop && L.spatial())
         if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;
-      double gflops = per_iter > 0 ? loop_flops(m, L.index, h, w) * units / per_iter / 1e9 : -1;
-      std::printf("vizsweep layer=%s units=%d iters=%d size=%d crop=%lldx%lld seconds=%.3f unit_iters_per_s=%.3f gflops=%.2f\n",
+      const double work = loop_flops(m, L.index, h, w) * units;
+      auto rate = [&](double per_iter) { return per_iter > 0 ? work / per_iter / 1e9 : -1; };  // <= 0: noise swamped it
+      std::printf("vizsweep layer=%s units=%d iters=%d size=%d crop=%lldx%lld seconds=%.3f unit_iters_per_s=%.3f gflops=%.2f "
+                  "gflops_slowest=%.2f gflops_fastest=%.2f rounds=%zu\n",
                   name.c_str(), units, iters, size, static_cast<long long>(h), static_cast<long long>(w), dt,
-                  units * iters / dt, gflops);
+                  units * iters / dt, rate(rounds_s[rounds_s.size() / 2]), rate(rounds_s.back()), rate(rounds_s.front()),
+                  rounds_s.size());
       std::fflush(stdout);
       if (check) {
         ActMaxRequest c = req;
