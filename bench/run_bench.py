@@ -137,7 +137,9 @@ def machine_name():
 
 
 def write_markdown(a, outputs):
-    """Replaces the generated block of a.markdown with the sections' outputs."""
+    """Writes the sections' outputs into a.markdown's generated block. Sections this run did not
+    run are kept from the block when it was written on the same machine (each says its date and
+    command); on another machine the block starts anew, so the machine is named once."""
     begin, end = "<!-- BEGIN run_bench", "<!-- END run_bench -->"
     with open(a.markdown) as f:
         text = f.read()
@@ -145,15 +147,21 @@ def write_markdown(a, outputs):
     if i < 0 or j < i:
         sys.exit(f"run_bench: {a.markdown} has no '{begin} ... -->' ... '{end}' block")
     head = text[:text.index("\n", i) + 1]
-    args = " ".join(sys.argv[1:])
-    block = [f"Machine: {machine_name()}; {a.threads} threads; {datetime.date.today().isoformat()}; "
-             f"`bench/run_bench.py {args}`.", ""]
+    old = text[len(head):j]
+    machine = f"Machine: {machine_name()}; {a.threads} threads."
+    kept = {}
+    if old.startswith(machine):
+        for m in re.finditer(r"^\*\*(\w+)\*\*.*?(?=^\*\*\w+\*\*|\Z)", old, re.M | re.S):
+            kept[m.group(1)] = m.group(0).rstrip("\n") + "\n"
+    stamp = f"{datetime.date.today().isoformat()}, `bench/run_bench.py {' '.join(sys.argv[1:])}`"
     for name, out, failed in outputs:
-        block.append(f"**{name}**" + (f" (failed: {failed})" if failed else "") + ":")
-        block += ["", "```text", out, "```", ""]
+        kept[name] = (f"**{name}** ({stamp}" + (f"; failed: {failed}" if failed else "") + "):\n\n"
+                      f"```text\n{out}\n```\n")
+    order = ["actmax", "formats", "runner", "index", "exemplars", "plan"]
+    block = machine + "\n\n" + "\n".join(kept[n] for n in order if n in kept)
     with open(a.markdown, "w") as f:
-        f.write(head + "\n".join(block) + text[j:])
-    print(f"run_bench: wrote {len(outputs)} sections into {a.markdown}")
+        f.write(head + block + text[j:])
+    print(f"run_bench: wrote {len(outputs)} sections into {a.markdown} ({len(kept)} in all)")
 
 
 def seconds_of(text):
