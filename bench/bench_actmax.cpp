@@ -223,12 +223,18 @@ std::pair<double, double> pool_cost(const torch::Tensor& x, int rounds) {
   return {a[a.size() / 2], b[b.size() / 2]};
 }
 
-// The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, the
-// median of `repeat` such pairs.
-double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
+// The loop's seconds per iteration: runs of 2n and n iterations, the difference over n, for
+// each of `repeat` such pairs (at least one), fastest first.
+std::vector<double> per_iteration_rounds(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
   std::vector<double> v;
-  for (int r = 0; r < repeat; ++r) v.push_back((timed(m, req, 2 * n, dev) - timed(m, req, n, dev)) / n);
+  for (int r = 0; r < std::max(1, repeat); ++r) v.push_back((timed(m, req, 2 * n, dev) - timed(m, req, n, dev)) / n);
   std::sort(v.begin(), v.end());
+  return v;
+}
+
+// Their median.
+double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat, const torch::Device& dev) {
+  const auto v = per_iteration_rounds(m, req, n, repeat, dev);
   return v[v.size() / 2];
 }
 
@@ -463,10 +469,7 @@ int main(int argc, char** argv) {
       double dt = timed(m, req, iters, dev);
       // The loop alone: the difference of a run twice as long and one as long, --rounds
       // times; the median, and the fastest and slowest round as the spread.
-      std::vector<double> rounds_s;
-      for (int r = 0; r < std::max(1, rounds); ++r)
-        rounds_s.push_back((timed(m, req, 2 * iters, dev) - timed(m, req, iters, dev)) / iters);
-      std::sort(rounds_s.begin(), rounds_s.end());
+      const std::vector<double> rounds_s = per_iteration_rounds(m, req, iters, rounds, dev);
       int64_t h = size, w = size;
       if (crop && L.spatial())
         if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;

@@ -121,19 +121,9 @@ class Tee(io.TextIOBase):
 
 
 def machine_name():
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-        model = m.group(1).strip() if m else model
-        flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-        flags = set(flags.group(1).split()) if flags else set()
-        units = [u for u in ("avx512f", "avx512_bf16", "amx_bf16") if u in flags]
-        model += f" ({', '.join(units) if units else 'no AVX-512'})"
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
+    """The CPU kind as scripts/cpu_kind.sh names it (model, family, cores, bf16 and AMX units)."""
+    r = subprocess.run([os.path.join(ROOT, "scripts", "cpu_kind.sh")], capture_output=True, text=True)
+    return r.stdout.strip().removeprefix("cpu: ") if r.returncode == 0 and r.stdout.strip() else "unknown machine"
 
 
 def write_markdown(a, outputs):

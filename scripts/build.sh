@@ -12,7 +12,9 @@ TARGETS=()
 CONFIGURE=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --target) TARGETS+=(--target "$2"); shift 2 ;;
+    --target)
+      if [ $# -lt 2 ]; then echo "build.sh: --target needs a target name (e.g. vizsweep)" >&2; exit 2; fi
+      TARGETS+=(--target "$2"); shift 2 ;;
     *) CONFIGURE+=("$1"); shift ;;
   esac
 done

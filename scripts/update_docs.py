@@ -23,7 +23,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 from analysis import answers  # noqa: E402
+from run_bench import machine_name  # noqa: E402  (the CPU kind, as the benchmark block names it)
 
 
 def block(text, name):
@@ -69,12 +71,6 @@ def times_table(performance_text):
     return re.sub(r"\n{3,}", "\n\n", text) + "\n"
 
 
-def machine():
-    """The CPU kind as scripts/cpu_kind.sh names it (model, family, cores, bf16 and AMX units)."""
-    r = subprocess.run([os.path.join(ROOT, "scripts", "cpu_kind.sh")], capture_output=True, text=True)
-    return r.stdout.strip().removeprefix("cpu: ") if r.returncode == 0 and r.stdout.strip() else "unknown machine"
-
-
 def quickstart_answers(results, only=None):
     args = [sys.executable, "-m", "analysis", "answers", results, "--markdown"]
     for n in only or []:
@@ -106,7 +102,7 @@ def main():
     if a.quickstart:
         if a.check:
             p.error("--check compares what follows from the code alone; it takes no --quickstart")
-        note = f"Machine: {machine()}; `python3 -m analysis answers` on the quickstart's results.\n\n"
+        note = f"Machine: {machine_name()}; `python3 -m analysis answers` on the quickstart's results.\n\n"
         want.setdefault("docs/quickstart.md", {})["answers"] = note + quickstart_answers(a.quickstart)
         want["README.md"]["sample"] = note + quickstart_answers(a.quickstart, ["best_settings", "class_images"])
     stale = []

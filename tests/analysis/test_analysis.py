@@ -216,6 +216,21 @@ class AnalysisTest(unittest.TestCase):
         self.assertLess(png[:y0].min(), 100, "column labels above the tiles")
         self.assertLess(png[y0 + 64:y0 + 64 + grid.VALUE].min(), 100, "values under the tiles")
 
+    def test_answers_are_the_views_rows(self):
+        # The FGSM answer against the view it reads; an answer whose technique the sweep lacks
+        # says so; --markdown gives tables; an unknown answer is an error naming it.
+        out = self.ok("answers", self.dir, "--only", "fgsm_success")
+        want = self.db.execute("SELECT COUNT(*) FROM fgsm_success").fetchone()[0]
+        lines = out.strip().splitlines()
+        self.assertEqual(lines[1].split(), ["eps", "steps", "images", "clean_correct", "success_rate",
+                                            "adversarial_accuracy"])
+        self.assertEqual(len(lines) - 3, want)  # title, header, rule, one line per row
+        self.assertIn("(no results)", self.ok("answers", self.dir, "--only", "exemplars_of_a_unit"))
+        md = self.ok("answers", self.dir, "--only", "best_settings", "--markdown")
+        self.assertIn("| layer | best_score | highest_activation | least_hf_energy |", md)
+        self.assertEqual(md.count("\n| conv"), 2)  # conv2_1 and conv4_2
+        self.fails(("answers", self.dir, "--only", "everything"), "--only: no answer named 'everything'")
+
     def test_grid_selects_a_setting_by_its_exact_name_commas_and_all(self):
         # A preset with changed values is named preset+key=value,key=value: the commas belong to
         # the name, and --setting must select it as the index holds it.

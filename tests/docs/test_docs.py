@@ -337,6 +337,28 @@ class Docs(unittest.TestCase):
             self.assertIn(f"**{page_pct}", read("docs/models.md"))
         self.assertIn("**92.2%**", read("README.md"))
 
+    def test_the_readmes_counts_are_the_sweep_files(self):
+        # The README's counts of what the quickstart and the VGG16 example run, against what
+        # `vizsweep plan` counts in those sweep files.
+        words = {5: "five", 6: "six"}
+        readme = " ".join(read("README.md").split())
+        rc, plan = help_of(VIZSWEEP, "plan", os.path.join(ROOT, "sweeps", "examples", "quickstart.yaml"))
+        self.assertEqual(rc, 0, plan)
+        actmax = plan.split("\nactmax ")[1].split("total")[0]
+        rows = re.findall(r"^\s+(\w+)\s+\d+\s+([\d,]+)\s+(\d+)\s", actmax, re.M)
+        convs = [r for r in rows if r[0].startswith("conv")]
+        settings = {int(r[2]) for r in rows}
+        self.assertEqual(len(settings), 1)
+        settings = settings.pop()
+        class_units = int(dict((r[0], r[1]) for r in rows)["fc8"].replace(",", "")) // settings
+        images = re.search(r"^exemplars .*?\n\s+\*\s+\d+\s+([\d,]+)", plan, re.M | re.S).group(1)
+        self.assertIn(f"The quickstart maps {words[len(convs)]} conv layers and the {class_units} class units under "
+                      f"{words[settings]} settings, scans the {images} test images", readme)
+        rc, plan = help_of(VIZSWEEP, "plan", os.path.join(ROOT, "sweeps", "examples", "vgg16_all_units.yaml"))
+        self.assertEqual(rc, 0, plan)
+        units = re.search(r"^actmax: ([\d,]+) units x", plan, re.M).group(1)
+        self.assertIn(f"All {units} units of VGG16", readme)
+
     def test_the_checklists_name_real_places(self):
         _, ref = help_of(VIZSWEEP, "params", "--markdown")
         techniques = [t for t in re.findall(r"^\| `(\w+)` \|", ref, re.M) if os.path.exists(
