@@ -56,10 +56,9 @@ int run_command(const RunOptions& o, int* argc, char*** argv);
 int status_command(const std::string& dir, bool check = false);
 // Checks every indexed result is readable in its shard and every shard group is indexed.
 int verify_command(const std::string& dir);
-// Every hyperparameter of every technique, from its one declaration: type, range, default,
-// the value that switches it off, whether it is always in the task key, and what it does.
-// `vizsweep params`: every hyperparameter and preset; with markdown, docs/sweep-files.md's
-// generated reference part.
+// `vizsweep params`: every hyperparameter of every technique, from its one declaration (type,
+// range, default, the value that switches it off, whether it is always in the task key, what it
+// does), and every preset's values; with markdown, docs/sweep-files.md's generated reference.
 int params_command(bool markdown);
 
 }  // namespace vizsweep::runner

@@ -58,7 +58,7 @@ int dispatch(int argc, char** argv) {
       return kExitOk;
     }
     if (argc > 3 || (argc == 3 && opt != "--markdown")) {
-      std::cerr << "vizsweep params: unknown option '" << (argc == 3 ? opt : argv[3]) << "' (have --markdown)\n";
+      std::cerr << "vizsweep params: unknown option '" << (opt != "--markdown" ? opt : argv[3]) << "' (have --markdown)\n";
       return kExitUsage;
     }
     return params_command(opt == "--markdown");
