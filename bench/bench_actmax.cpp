@@ -7,12 +7,14 @@
 // peak a large oneDNN convolution reaches in the same process.
 //
 //   vizsweep-bench-actmax [--layers conv1_2,conv2_2,...] [--units 4] [--iters 10] [--size 224]
-//                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak] [--project N]
-//                         [--precision fp32|bf16|fp16] [--channels-last 0|1] [--param-cost [--crop-only] [--rounds N]]
+//                         [--threads 2] [--crop 1] [--device cpu|cuda] [--peak | --peak-only] [--project N]
+//                         [--precision fp32|bf16|fp16] [--channels-last 0|1] [--check 0|1] [--rounds N]
+//                         [--param-cost [--crop-only]]
 //
 // --precision / --channels-last: the layers compute in that format (Model::set_compute);
 // --peak then times the convolution in it too. Each layer also runs once on an fp32 NCHW
-// copy of the model from the same seed, and a line says how far the results moved:
+// copy of the model from the same seed (unless --check 0), and a line says how far the
+// results moved:
 //   check layer=L precision=P channels_last=C image_max_diff=D reached=R
 // image_max_diff: the largest pixel difference of the final images (pixels in [0, 1]);
 // reached: the objective of this run's final images, evaluated by the fp32 model, over the
@@ -27,10 +29,15 @@
 // Prints one line per layer:
 //   vizsweep layer=L units=U iters=I size=S crop=HxW seconds=T unit_iters_per_s=R gflops=G
 //            gflops_slowest=A gflops_fastest=B rounds=N
+// (--rounds 0: the whole call alone, no gflops fields)
 // seconds and unit_iters_per_s time the whole call; gflops is the loop's own rate (the time of
 // a run with twice the iterations minus that of one with --iters, the median of --rounds such
 // pairs; the slowest and fastest round beside it), counting the work on the crop.
-// and with --peak:  peak conv gflops=P (the fastest of five VGG16 convolution shapes)
+// and with --peak:  peak conv gflops=P shapes=N (the fastest of five VGG16 convolution shapes
+// and of the N convolutions the loops of --layers execute at --units images, each on its own,
+// the best of 5 runs: the loop, made of such convolutions, cannot outrun them);
+// --peak-only measures no loop and prints each shape's rate before that line:
+//   peak shape=BxCxHxW->K gflops=G
 // bench/run_bench.py runs it next to the plain-PyTorch peer and prints the ratios.
 //
 // --param-cost: per layer, the loop's time per iteration (the difference of runs of 2x and
@@ -114,27 +121,57 @@ double loop_flops(const Model& m, int upto, int64_t h, int64_t w) {
   return 2.0 * f;  // forward + backward to the input
 }
 
-// FLOP/s of 3x3 convolutions of VGG16's shapes (64 channels at 56 px in cache up to 512
-// channels at 14 px; 256 -> 256 at 56 px, batch 8, the largest), forward and backward to the
-// input, as the optimization loop runs them: the machine's peak for this kind of work through
-// oneDNN (CPU) or cuDNN (CUDA) is the fastest of them, each the best of `reps` runs. A loop
-// of such convolutions cannot run faster than that (a single shape is no bound: small
-// convolutions that stay in cache can outrun a large one).
-double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision precision, bool channels_last) {
+// A 3x3 convolution (stride 1, padding 1) as the loop runs it: channels in and out, the
+// output's side, the batch.
+struct ConvShape {
+  int64_t in, out, side, batch;
+};
+
+// The convolutions the loop executes for `batch` images of `layer` on an input of side `h`
+// (the crop's, or the whole image): every convolution on the path, at its cropped size.
+std::vector<ConvShape> loop_shapes(const Model& m, const LayerInfo& layer, int64_t h, int64_t batch) {
+  std::vector<ConvShape> v;
+  int64_t in = m.info().in_channels;
+  const double full = static_cast<double>(m.input_size());
+  for (const auto& L : m.layers()) {
+    if (L.index > layer.index) break;
+    if (L.kind != LayerKind::Conv) continue;
+    v.push_back({in, L.units, std::max<int64_t>(1, std::llround(static_cast<double>(L.shape[1]) * static_cast<double>(h) / full)),
+                 batch});
+    in = L.units;
+  }
+  return v;
+}
+
+// FLOP/s of 3x3 convolutions, forward and backward to the input, as the optimization loop
+// runs them: the machine's peak for this kind of work through oneDNN (CPU) or cuDNN (CUDA)
+// is the fastest of them, each the best of `reps` runs. The shapes: five of VGG16's (64
+// channels at 56 px in cache up to 512 channels at 14 px; 256 -> 256 at 56 px, batch 8, the
+// largest) and `extra`, every convolution the measured loops execute. A loop of
+// convolutions cannot run faster than its fastest convolution alone, so a loop rate above
+// this bound is noise, not work (a single shape is no bound: small convolutions that stay
+// in cache can outrun a large one).
+double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision precision, bool channels_last,
+                       std::vector<ConvShape> extra = {}, bool verbose = false) {
   torch::NoGradGuard no_weights_grad;
   const auto dtype = precision_dtype(precision);
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  struct Shape {
-    int64_t channels, side, batch;
-  };
+  std::vector<ConvShape> shapes{{64, 64, 56, 4}, {128, 128, 42, 4}, {256, 256, 56, 8}, {256, 256, 28, 8}, {512, 512, 14, 8}};
+  for (const auto& e : extra) {
+    const bool seen = std::any_of(shapes.begin(), shapes.end(), [&](const ConvShape& s) {
+      return s.in == e.in && s.out == e.out && s.side == e.side && s.batch == e.batch;
+    });
+    if (!seen) shapes.push_back(e);
+  }
   double best = 0;
-  for (const Shape& sh : {Shape{64, 56, 4}, Shape{128, 42, 4}, Shape{256, 56, 8}, Shape{256, 28, 8}, Shape{512, 14, 8}}) {
-    const int64_t C = sh.channels, S = sh.side, B = sh.batch;
-    auto w = (torch::randn({C, C, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
-    const double flops = 2.0 * 2.0 * static_cast<double>(C * C * 9 * S * S * B);
+  for (const ConvShape& sh : shapes) {
+    double fastest = 0;
+    const int64_t S = sh.side, B = sh.batch;
+    auto w = (torch::randn({sh.out, sh.in, 3, 3}, torch::TensorOptions().device(dev)) * 0.01).to(dtype).contiguous(format);
+    const double flops = 2.0 * 2.0 * static_cast<double>(sh.out * sh.in * 9 * S * S * B);
     auto run = [&] {
       torch::AutoGradMode on(true);
-      auto x = torch::randn({B, C, S, S}, torch::TensorOptions().device(dev)).to(dtype).contiguous(format).requires_grad_(true);
+      auto x = torch::randn({B, sh.in, S, S}, torch::TensorOptions().device(dev)).to(dtype).contiguous(format).requires_grad_(true);
       auto y = torch::conv2d(x, w, {}, 1, 1);
       return torch::autograd::grad({y.sum()}, {x})[0];
     };
@@ -144,8 +181,12 @@ double peak_conv_flops(const torch::Device& dev, int reps, Model::Precision prec
       auto t0 = Clock::now();
       run();
       sync(dev);
-      best = std::max(best, flops / std::chrono::duration<double>(Clock::now() - t0).count());
+      fastest = std::max(fastest, flops / std::chrono::duration<double>(Clock::now() - t0).count());
     }
+    if (verbose)
+      std::printf("peak shape=%lldx%lldx%lldx%lld->%lld gflops=%.2f\n", static_cast<long long>(B), static_cast<long long>(sh.in),
+                  static_cast<long long>(S), static_cast<long long>(S), static_cast<long long>(sh.out), fastest / 1e9);
+    best = std::max(best, fastest);
   }
   return best;
 }
@@ -243,9 +284,9 @@ double per_iteration(const Model& m, const ActMaxRequest& req, int n, int repeat
 int main(int argc, char** argv) {
   std::string layers = "conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8", device = "cpu", model_file;
   int units = 4, iters = 10, size = 224, threads = 2, crop = 1;
-  bool peak = false, param_cost = false, tune = false, crop_only = false, pool = false;
+  bool peak = false, peak_only = false, param_cost = false, tune = false, crop_only = false, pool = false;
   int rounds = 3;
-  int project = 0, channels_last = 0;
+  int project = 0, channels_last = 0, check_format = 1;
   std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -274,6 +315,7 @@ int main(int argc, char** argv) {
     else if (a == "--crop") crop = integer();
     else if (a == "--device") device = next();
     else if (a == "--peak") peak = true;
+    else if (a == "--peak-only") peak = peak_only = true;
     else if (a == "--param-cost") param_cost = true;
     else if (a == "--crop-only") crop_only = true;
     else if (a == "--rounds") rounds = integer();
@@ -283,13 +325,14 @@ int main(int argc, char** argv) {
     else if (a == "--project") project = integer();
     else if (a == "--precision") precision = next();
     else if (a == "--channels-last") channels_last = integer();
+    else if (a == "--check") check_format = integer();
     else {
       std::fprintf(stderr, "vizsweep-bench-actmax: unknown option %s (see the header of bench/bench_actmax.cpp)\n", a.c_str());
       return 2;
     }
   }
-  if (units < 1 || iters < 1 || size < 32 || threads < 1 || project < 0) {
-    std::fprintf(stderr, "vizsweep-bench-actmax: --units, --iters >= 1, --size >= 32, --threads >= 1, --project >= 0\n");
+  if (units < 1 || iters < 1 || size < 32 || threads < 1 || project < 0 || rounds < 0) {
+    std::fprintf(stderr, "vizsweep-bench-actmax: --units, --iters >= 1, --size >= 32, --threads >= 1, --project, --rounds >= 0\n");
     return 2;
   }
   try {
@@ -301,7 +344,7 @@ int main(int argc, char** argv) {
     m.to(dev);
     const Model::Precision prec = parse_precision(precision, "--precision");
     m.set_compute(prec, channels_last != 0);
-    const bool check = prec != Model::Precision::Fp32 || channels_last != 0;
+    const bool check = check_format != 0 && (prec != Model::Precision::Fp32 || channels_last != 0);
     std::optional<Model> ref;  // fp32 NCHW, the same weights before conversion
     if (check) ref = Model::builtin(o), ref->to(dev);
     if (pool) {
@@ -452,7 +495,20 @@ int main(int argc, char** argv) {
                   project, device.c_str(), total, total / 60);
       return 0;
     }
+    // The window the loop computes for `L`: the centre unit's receptive field, or the image.
+    auto loop_side = [&](const LayerInfo& L) {
+      int64_t h = size, w = size;
+      if (crop && L.spatial())
+        if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;
+      return std::pair<int64_t, int64_t>{h, w};
+    };
+    std::vector<ConvShape> executed;  // every convolution the measured loops run, for the peak
     for (const auto& name : split(layers)) {
+      const auto more = loop_shapes(m, m.layer(name), loop_side(m.layer(name)).first, units);
+      executed.insert(executed.end(), more.begin(), more.end());
+    }
+    for (const auto& name : split(layers)) {
+      if (peak_only) break;
       const LayerInfo& L = m.layer(name);
       ActMaxRequest req = peer_request(name, units);
       req.settings.iterations = iters;
@@ -469,17 +525,17 @@ int main(int argc, char** argv) {
       double dt = timed(m, req, iters, dev);
       // The loop alone: the difference of a run twice as long and one as long, --rounds
       // times; the median, and the fastest and slowest round as the spread.
-      const std::vector<double> rounds_s = per_iteration_rounds(m, req, iters, rounds, dev);
-      int64_t h = size, w = size;
-      if (crop && L.spatial())
-        if (auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) h = win->y1 - win->y0, w = win->x1 - win->x0;
-      const double work = loop_flops(m, L.index, h, w) * units;
-      auto rate = [&](double per_iter) { return per_iter > 0 ? work / per_iter / 1e9 : -1; };  // <= 0: noise swamped it
-      std::printf("vizsweep layer=%s units=%d iters=%d size=%d crop=%lldx%lld seconds=%.3f unit_iters_per_s=%.3f gflops=%.2f "
-                  "gflops_slowest=%.2f gflops_fastest=%.2f rounds=%zu\n",
-                  name.c_str(), units, iters, size, static_cast<long long>(h), static_cast<long long>(w), dt,
-                  units * iters / dt, rate(rounds_s[rounds_s.size() / 2]), rate(rounds_s.back()), rate(rounds_s.front()),
-                  rounds_s.size());
+      const auto [h, w] = loop_side(L);
+      std::printf("vizsweep layer=%s units=%d iters=%d size=%d crop=%lldx%lld seconds=%.3f unit_iters_per_s=%.3f", name.c_str(),
+                  units, iters, size, static_cast<long long>(h), static_cast<long long>(w), dt, units * iters / dt);
+      if (rounds > 0) {
+        const std::vector<double> rounds_s = per_iteration_rounds(m, req, iters, rounds, dev);
+        const double work = loop_flops(m, L.index, h, w) * units;
+        auto rate = [&](double per_iter) { return per_iter > 0 ? work / per_iter / 1e9 : -1; };  // <= 0: noise swamped it
+        std::printf(" gflops=%.2f gflops_slowest=%.2f gflops_fastest=%.2f", rate(rounds_s[rounds_s.size() / 2]),
+                    rate(rounds_s.back()), rate(rounds_s.front()));
+      }
+      std::printf(" rounds=%d\n", rounds);
       std::fflush(stdout);
       if (check) {
         ActMaxRequest c = req;
@@ -495,8 +551,10 @@ int main(int argc, char** argv) {
       }
     }
     if (peak) {
-      std::printf("peak conv gflops=%.2f\n", peak_conv_flops(dev, 3, prec, channels_last != 0) / 1e9);
-      if (check) std::printf("peak conv fp32 nchw gflops=%.2f\n", peak_conv_flops(dev, 3, Model::Precision::Fp32, false) / 1e9);
+      std::printf("peak conv gflops=%.2f shapes=%zu\n", peak_conv_flops(dev, 5, prec, channels_last != 0, executed, peak_only) / 1e9,
+                  executed.size());
+      if (check)
+        std::printf("peak conv fp32 nchw gflops=%.2f\n", peak_conv_flops(dev, 5, Model::Precision::Fp32, false, executed) / 1e9);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vizsweep-bench-actmax: error: %s\n", e.what());

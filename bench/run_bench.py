@@ -11,10 +11,10 @@ a careful PyTorch user writes). Workload: torchvision's VGG16 (seeded random wei
     /usr/bin/python3 bench/run_bench.py [--only actmax,formats,runner,index,exemplars,plan] [--threads N] [--units 4] [--iters 10] [--repeat 3]
 
 formats: each side in its fastest compute format on this machine (fp32 or bf16, NCHW or
-channels_last; --format-iters iterations, 50 by default, so that the final forward pass is a
-small part of the work): vizsweep's is the one `vizsweep tune` would choose
-(vizsweep-bench-actmax --tune: the fastest that passes the quality guard of kernels/tune.h);
-the peer's are plain PyTorch (torch.autocast, channels_last), the fastest of all four.
+channels_last; --format-iters iterations, 8 by default): vizsweep's is the one `vizsweep tune`
+would choose (vizsweep-bench-actmax --tune: the fastest that passes the quality guard of
+kernels/tune.h); the peer's are plain PyTorch (torch.autocast, channels_last), the fastest of
+all four, each timed once to find it; then the two take turns for --repeat rounds.
 plan: `vizsweep tune` and `vizsweep plan --ranks 2` on tests/runner/small.yaml and the
 quickstart, then the run itself on 2 ranks: the projected wall time against the measured one.
 runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
@@ -68,16 +68,23 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--repeat", type=int, default=3, help="rounds per layer (actmax); the median of each side is shown")
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
-    p.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "vizsweep-bench-actmax"))
+    p.add_argument("--build", default=os.path.join(ROOT, "build"), help="the build directory (scripts/build.sh's)")
     p.add_argument("--only", default="actmax,formats,runner,index,exemplars,plan", help="which benchmarks (comma-separated)")
-    p.add_argument("--format-iters", type=int, default=50, help="iterations per run of the formats benchmark")
+    p.add_argument("--format-iters", type=int, default=8, help="iterations per run of the formats benchmark")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
+    p.add_argument("--exemplar-images", type=int, default=60000, help="training images the exemplars benchmark scans")
+    p.add_argument("--plan-sweeps", default="small,quickstart",
+                   help="sweeps the plan benchmark projects and runs: small (tests/runner/small.yaml), quickstart")
     p.add_argument("--markdown", metavar="FILE",
                    help="also write each section's output into FILE's generated block (docs/performance.md)")
     a = p.parse_args()
+    a.bench = os.path.join(a.build, "bench", "vizsweep-bench-actmax")
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
+    for name in a.plan_sweeps.split(","):
+        if name not in PLAN_SWEEPS:
+            p.error(f"--plan-sweeps: no sweep {name!r} (have {', '.join(PLAN_SWEEPS)})")
     only = a.only.split(",")
     sections = {"actmax": bench_actmax, "formats": bench_formats, "runner": bench_runner, "index": bench_index,
                 "exemplars": bench_exemplars, "plan": bench_plan}
@@ -160,15 +167,19 @@ def seconds_of(text):
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+) (h|min|s)\b", text))
 
 
+PLAN_SWEEPS = {"small": os.path.join(ROOT, "tests", "runner", "small.yaml"),
+               "quickstart": os.path.join(ROOT, "sweeps", "examples", "quickstart.yaml")}
+
+
 def bench_plan(a):
     import tempfile
     import time
-    exe = os.path.join(ROOT, "build", "runner", "vizsweep")
+    exe = os.path.join(a.build, "runner", "vizsweep")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     print("\nplan: projected (vizsweep tune, then plan --ranks 2) against measured wall time of the run on 2 ranks")
     print(f"{'sweep':<12} {'tune s':>7} {'projected':>12} {'measured':>12} {'ratio':>6}")
-    for name, sweep in (("small", os.path.join(ROOT, "tests", "runner", "small.yaml")),
-                        ("quickstart", os.path.join(ROOT, "sweeps", "examples", "quickstart.yaml"))):
+    for name in a.plan_sweeps.split(","):
+        sweep = PLAN_SWEEPS[name]
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, name)
             t0 = time.monotonic()
@@ -190,10 +201,10 @@ def bench_plan(a):
 
 
 def bench_exemplars(a):
-    exe = os.path.join(ROOT, "build", "bench", "vizsweep-bench-exemplars")
+    exe = os.path.join(a.build, "bench", "vizsweep-bench-exemplars")
     if not os.path.exists(exe):
         sys.exit(f"run_bench: {exe} is not built (scripts/build.sh)")
-    out = run([exe, "--threads", str(a.threads), "--repeat", str(max(2, a.repeat)),
+    out = run([exe, "--threads", str(a.threads), "--repeat", str(max(2, a.repeat)), "--count", str(a.exemplar_images),
                "--model", os.path.join(ROOT, "models", "fashion_vgg11.pt")])
     f = dict(kv.split("=") for kv in out.split()[1:])
     print(f"\nexemplars: {int(f['images']):,} images, every unit of {f['layers']} layers ({int(f['units']):,} units), "
@@ -211,89 +222,103 @@ def bench_actmax(a):
           f"{a.units} units x {a.iters} iterations per layer")
     peer = os.path.join(ROOT, "bench", "peer_actmax.py")
     common = ["--units", str(a.units), "--iters", str(a.iters), "--threads", str(a.threads)]
-    peak = rate(run([a.bench, "--layers", "fc8", "--units", "1", "--iters", "1", "--rounds", "1", "--peak",
-                     "--threads", str(a.threads)]),
-                "peak conv gflops")
-    print(f"{'layer':<8} {'crop':>8} {'vizsweep':>9} {'naive':>8} {'batched':>8} {'x naive':>8} {'x batched':>9} "
-          f"{'GFLOP/s':>8} {'of peak':>8}")
-    logs, worst = [], math.inf
+    # The peak: the fastest of VGG16's convolution shapes and of every convolution the loops
+    # below execute (their cropped sizes, this batch), each alone. The loops are made of them.
+    # Measured before and after the loops, the higher kept: a shared machine's speed drifts.
+    peak_cmd = [a.bench, "--layers", a.layers, "--units", str(a.units), "--peak-only", "--threads", str(a.threads)]
+    peaks = [rate(run(peak_cmd), "peak conv gflops")]
+    rows, logs, worst = [], [], math.inf
     for layer in a.layers.split(","):
         # The three programs take turns, --repeat rounds, and each keeps its median: on a shared
         # machine a burst of load then hits every side alike instead of one measurement.
-        vs, gfs, fastest, nvs, bvs = [], [], [], [], []
+        vs, gfs, spread, nvs, bvs = [], [], [], [], []
         # The loop's rate wants several rounds: --repeat of them here, or 3 inside one call.
         rounds = ["--rounds", "1" if a.repeat >= 3 else "3"]
         for _ in range(a.repeat):
             out = run([a.bench, "--layers", layer] + common + rounds)
             vs.append(rate(out))
             gfs.append(rate(out, "gflops"))
-            fastest.append(rate(out, "gflops_fastest"))
-            fastest.append(rate(out, "gflops_slowest"))
+            spread += [rate(out, "gflops_fastest"), rate(out, "gflops_slowest")]
             crop = re.search(r"crop=([0-9x]+)", out).group(1)
             nvs.append(rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + common)))
             bvs.append(rate(run([sys.executable, peer, "--mode", "batched", "--layer", layer] + common)))
         v, gf, nv, bv = (statistics.median(x) for x in (vs, gfs, nvs, bvs))
         logs.append(math.log(v / nv))
         worst = min(worst, v / bv)
+        rows.append((layer, crop, v, nv, bv, gf, spread))
+        print(f"  {layer} measured", file=sys.stderr, flush=True)
+    peaks.append(rate(run(peak_cmd), "peak conv gflops"))
+    peak = max(peaks)
+    print(f"{'layer':<8} {'crop':>8} {'vizsweep':>9} {'naive':>8} {'batched':>8} {'x naive':>8} {'x batched':>9} "
+          f"{'GFLOP/s':>8} {'of peak':>8}")
+    for layer, crop, v, nv, bv, gf, spread in rows:
         # A rate above the peak measured in this run is no measurement: noise in the difference
         # of two runs, not work done. Such a layer prints "unstable", never the number.
-        if gf <= 0 or min(fastest) <= 0:
+        if gf <= 0 or min(spread) <= 0:
             loop = f"{'noise':>8} {'':>8}"
-        elif max(fastest) > peak:
+        elif max(spread) > peak:
             loop = f"{'unstable':>8} {'':>8}"
         else:
-            loop = f"{gf:8.1f} {100 * gf / peak:7.0f}% ({100 * min(fastest) / peak:.0f}-{100 * max(fastest) / peak:.0f}%)"
-        print(f"{layer:<8} {crop:>8} {v:9.2f} {nv:8.2f} {bv:8.2f} {v / nv:8.2f} {v / bv:9.2f} {loop}", flush=True)
+            loop = f"{gf:8.1f} {100 * gf / peak:7.0f}% ({100 * min(spread) / peak:.0f}-{100 * max(spread) / peak:.0f}%)"
+        print(f"{layer:<8} {crop:>8} {v:9.2f} {nv:8.2f} {bv:8.2f} {v / nv:8.2f} {v / bv:9.2f} {loop}")
     print(f"unit-iterations per second, median of {a.repeat} rounds. Geometric mean against naive: {math.exp(sum(logs) / len(logs)):.2f}x "
           f"(target >= 5); lowest against batched: {worst:.2f}x (target >= 1)")
-    print(f"convolution peak here (the fastest of five VGG16 3x3 convolution shapes, forward + input gradient): "
-          f"{peak:.1f} GFLOP/s; GFLOP/s: the optimization loop's own rate (a run with twice the iterations minus one "
-          "with them), counting the work executed (the crop's, where cropped), the median of the rounds and in brackets "
-          "the slowest and fastest round's share of the peak; 'unstable' where a round came out above the peak")
+    print(f"convolution peak here (forward + input gradient; the fastest of five VGG16 3x3 convolution shapes and of "
+          f"every convolution the loops above execute, each alone, best of 5; measured before and after the loops: "
+          f"{peaks[0]:.1f} and {peaks[1]:.1f}): {peak:.1f} GFLOP/s. GFLOP/s: the optimization loop's own rate (a run with "
+          "twice the iterations minus one with them), counting the work executed (the crop's, where cropped), the median "
+          "of the rounds and in brackets the slowest and fastest round's share of the peak; 'unstable' where a round "
+          "came out above the peak", flush=True)
 
 
 FORMATS = (("fp32", 0), ("fp32", 1), ("bf16", 0), ("bf16", 1))
 
 
 def bench_formats(a):
+    """Each side in its fastest format. To finish all six layers in minutes on 2 cores it trades
+    rounds, not the comparison: --format-iters iterations (8), vizsweep's format the one its
+    tuner already chose (no other format timed), the peer's four formats timed once each to
+    find its fastest, then that one and vizsweep's taking turns for --repeat rounds (medians);
+    the naive peer once (fp32, it only sets the scale)."""
     if not os.access(a.bench, os.X_OK):
         sys.exit(f"run_bench: {a.bench} is not built (scripts/build.sh)")
     peer = os.path.join(ROOT, "bench", "peer_actmax.py")
     common = ["--units", str(a.units), "--iters", str(a.format_iters), "--threads", str(a.threads)]
-    print(f"\nformats: each side in its fastest format here; {a.units} units x {a.format_iters} iterations, "
-          f"median of {a.repeat} rounds")
+    print(f"\nformats: each side in its fastest format here; {a.units} units x {a.format_iters} iterations; "
+          f"the peer's formats once each, then the two fastest in turns, median of {a.repeat} rounds")
     print(f"{'layer':<8} {'vizsweep':>22} {'reached':>8} {'peer (batched)':>22} {'x peer':>7} {'x naive fp32':>13}")
     logs = []
+    fmt = lambda f: ["--precision", f[0], "--channels-last", str(f[1])]  # noqa: E731
+    name = lambda f: f"{f[0]}{'+CL' if f[1] else ''}"  # noqa: E731
     for layer in a.layers.split(","):
-        ours, theirs = {}, {}
-        naive = statistics.median(rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + common))
-                                  for _ in range(a.repeat))
+        naive = rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + common))
         # vizsweep's format: what `vizsweep tune` chooses here (kernels/tune.h).
         tuned = run([a.bench, "--layers", layer, "--tune"] + common)
         chosen = re.search(r"chosen=(\S+?)(,? channels_last)? speedup", tuned)
         best = (chosen.group(1), 1 if chosen.group(2) else 0)
         reached = float(re.search(rf"format={best[0]}{', channels_last' if best[1] else ''} \S+ \S+ reached=([0-9.]+)",
                                   tuned).group(1)) if best != ("fp32", 0) else 1.0
-        for prec, cl in FORMATS:
-            fmt = ["--precision", prec, "--channels-last", str(cl)]
-            if (prec, cl) == best:
-                ours[best] = statistics.median(rate(run([a.bench, "--layers", layer] + common + fmt)) for _ in range(a.repeat))
-            theirs[(prec, cl)] = statistics.median(
-                rate(run([sys.executable, peer, "--mode", "batched", "--layer", layer] + common + fmt)) for _ in range(a.repeat))
-        pbest = max(theirs, key=theirs.get)
-        v = ours[best]
-        name = lambda f: f"{f[0]}{'+CL' if f[1] else ''}"  # noqa: E731
+        peer_cmd = lambda f: [sys.executable, peer, "--mode", "batched", "--layer", layer] + common + fmt(f)  # noqa: E731
+        once = {f: rate(run(peer_cmd(f))) for f in FORMATS}
+        pbest = max(once, key=once.get)
+        ours, theirs = [], []
+        for _ in range(a.repeat):
+            # The whole call as a task runs it; no loop-rate rounds, no fp32 check (the tuner's guard
+            # has checked this format: "reached").
+            ours.append(rate(run([a.bench, "--layers", layer, "--rounds", "0", "--check", "0"] + common + fmt(best))))
+            theirs.append(rate(run(peer_cmd(pbest))))
+        v, t = statistics.median(ours), statistics.median(theirs)
         logs.append(math.log(v / naive))
-        print(f"{layer:<8} {name(best):>10} {v:11.2f} {reached:8.3f} {name(pbest):>10} {theirs[pbest]:11.2f} "
-              f"{v / theirs[pbest]:7.2f} {v / naive:13.2f}", flush=True)
-    print(f"unit-iterations per second; CL: channels_last. Geometric mean against the naive fp32 peer: "
-          f"{math.exp(sum(logs) / len(logs)):.2f}x (target >= 5); x peer: against the batched peer in its own fastest "
-          "format (target >= 1)")
+        print(f"{layer:<8} {name(best):>10} {v:11.2f} {reached:8.3f} {name(pbest):>10} {t:11.2f} "
+              f"{v / t:7.2f} {v / naive:13.2f}", flush=True)
+    print(f"unit-iterations per second; CL: channels_last; reached: the objective vizsweep's format reaches against "
+          f"fp32's (the tuner's guard). Geometric mean against the naive fp32 peer: {math.exp(sum(logs) / len(logs)):.2f}x "
+          "(target >= 5); x peer: against the batched peer in its own fastest format (target >= 1)")
 
 
 def bench_runner(a):
     import tempfile
-    vizsweep = os.path.join(ROOT, "build", "runner", "vizsweep")
+    vizsweep = os.path.join(a.build, "runner", "vizsweep")
     images = a.tasks // 5
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     print(f"runner: {a.tasks:,} no-op tasks (FGSM, one image per task, 5 eps) through the coordinator")
@@ -330,7 +355,7 @@ def bench_index(a):
     import time
     sys.path.insert(0, ROOT)
     from analysis.best import ranking
-    exe = os.path.join(ROOT, "build", "runner", "vizsweep")
+    exe = os.path.join(a.build, "runner", "vizsweep")
     units_vgg16 = 13416  # every conv and fc unit of VGG16
     settings = max(1, round(a.rows / units_vgg16))
     with tempfile.TemporaryDirectory(prefix="vizsweep_bench_") as tmp:

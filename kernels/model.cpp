@@ -1,4 +1,5 @@
 #include "kernels/model.h"
+#include "kernels/graph.h"
 
 #include <malloc.h>
 #include <sched.h>
@@ -33,6 +34,7 @@ const char* layer_kind_name(LayerKind kind) {
     case LayerKind::AvgPool: return "avgpool";
     case LayerKind::Dropout: return "dropout";
     case LayerKind::Linear: return "fc";
+    case LayerKind::Other: return "other";
   }
   return "?";
 }
@@ -75,6 +77,7 @@ struct Model::Impl {
   bool channels_last = false;
   std::shared_ptr<torch::nn::Module> net;   // built-in models own their modules here
   std::optional<torch::jit::Module> script; // loaded models
+  std::shared_ptr<GraphNet> graph;          // loaded models that are not VGG chains
 };
 
 namespace {
@@ -397,29 +400,53 @@ Model Model::linear(const torch::Tensor& weight, const torch::Tensor& bias, Mode
   return m;
 }
 
+namespace {
+
+// The VGG chain of a loaded module: its stages, or false (and no stages) when it is not one.
+bool vgg_stages(const std::string& path, const torch::jit::Module& mod, std::vector<Stage>& stages) {
+  if (!mod.hasattr("features") || !mod.hasattr("classifier") || !mod.attr("features").isModule() ||
+      !mod.attr("classifier").isModule())
+    return false;
+  try {
+    for (const auto& c : mod.attr("features").toModule().named_children())
+      stages.push_back(script_stage(path, "features." + c.name, c.value));
+    if (mod.hasattr("avgpool") && mod.attr("avgpool").isModule())
+      stages.push_back(script_stage(path, "avgpool", mod.attr("avgpool").toModule()));
+    bool first = true;
+    for (const auto& c : mod.attr("classifier").toModule().named_children()) {
+      stages.push_back(script_stage(path, "classifier." + c.name, c.value));
+      stages.back().flatten_before = first;
+      first = false;
+    }
+    if (first) throw Error(path, "empty classifier");
+  } catch (const Error&) {  // a module of another kind: the model is a graph
+    stages.clear();
+    return false;
+  }
+  return true;
+}
+
+// The kind of a graph tap, from its module class or operation.
+LayerKind tap_kind(const std::string& type) {
+  static const std::map<std::string, LayerKind> kinds{
+      {"Conv2d", LayerKind::Conv},        {"BatchNorm2d", LayerKind::BatchNorm}, {"ReLU", LayerKind::ReLU},
+      {"relu", LayerKind::ReLU},          {"MaxPool2d", LayerKind::MaxPool},     {"max_pool2d", LayerKind::MaxPool},
+      {"AvgPool2d", LayerKind::AvgPool},  {"AdaptiveAvgPool2d", LayerKind::AvgPool},
+      {"adaptive_avg_pool2d", LayerKind::AvgPool}, {"avg_pool2d", LayerKind::AvgPool},
+      {"Dropout", LayerKind::Dropout},    {"Linear", LayerKind::Linear}};
+  auto it = kinds.find(type);
+  return it == kinds.end() ? LayerKind::Other : it->second;
+}
+
+}  // namespace
+
 Model Model::load(const std::string& path, torch::Device device) {
   std::string meta;
   torch::jit::Module mod = load_script(path, device, meta);
 
   auto impl = std::make_shared<Impl>();
-  if (!mod.hasattr("features") || !mod.hasattr("classifier"))
-    throw Error(path, "not a VGG-style model: needs submodules 'features' and 'classifier' (torchvision layout)");
-  auto children = [&](const std::string& name) {
-    auto v = mod.attr(name);
-    if (!v.isModule()) throw Error(path, "not a VGG-style model: '" + name + "' is not a module");
-    return v.toModule();
-  };
-  for (const auto& c : children("features").named_children())
-    impl->stages.push_back(script_stage(path, "features." + c.name, c.value));
-  if (mod.hasattr("avgpool") && mod.attr("avgpool").isModule())
-    impl->stages.push_back(script_stage(path, "avgpool", children("avgpool")));
-  bool first = true;
-  for (const auto& c : children("classifier").named_children()) {
-    impl->stages.push_back(script_stage(path, "classifier." + c.name, c.value));
-    impl->stages.back().flatten_before = first;
-    first = false;
-  }
-  if (impl->stages.empty() || first) throw Error(path, "not a VGG-style model: empty classifier");
+  const bool vgg = vgg_stages(path, mod, impl->stages);
+  if (!vgg) impl->graph = GraphNet::build(mod, path);
   impl->script = mod;
   impl->to = [mod](torch::Device d) mutable { mod.to(d); };
   impl->to_dtype = [mod](torch::ScalarType t) mutable { mod.to(t); };
@@ -435,21 +462,34 @@ Model Model::load(const std::string& path, torch::Device device) {
   m.device_ = device;
   m.info_.source = path;
   // Geometry defaults from the weights; metadata overrides.
-  for (const auto& st : impl->stages) {
-    if (st.kind == LayerKind::Conv) {
-      m.info_.in_channels = st.geo.in_units;
-      break;
+  m.info_.num_classes = 0;
+  if (vgg) {
+    for (const auto& st : impl->stages) {
+      if (st.kind == LayerKind::Conv) {
+        m.info_.in_channels = st.geo.in_units;
+        break;
+      }
+    }
+    for (const auto& st : impl->stages)
+      if (st.kind == LayerKind::Linear) m.info_.num_classes = st.geo.out_units;
+  } else {
+    // The first convolution's input channels and the last linear layer's outputs; the
+    // logits' shape is checked against them once the graph has run (set_input_size).
+    m.info_.in_channels = 0;
+    m.info_.arch = "graph";
+    for (const auto& p : mod.parameters()) {
+      if (p.dim() == 4 && m.info_.in_channels == 0) m.info_.in_channels = p.size(1);
+      if (p.dim() == 2) m.info_.num_classes = p.size(0);
     }
   }
-  m.info_.num_classes = 0;
-  for (const auto& st : impl->stages)
-    if (st.kind == LayerKind::Linear) m.info_.num_classes = st.geo.out_units;
   apply_model_meta(path, meta, m.info_);
   m.mean_ = torch::tensor(m.info_.mean, torch::kFloat).view({1, -1, 1, 1}).to(device);
   m.std_ = torch::tensor(m.info_.std, torch::kFloat).view({1, -1, 1, 1}).to(device);
   m.set_input_size(m.info_.input_size);
   return m;
 }
+
+bool Model::is_graph() const { return impl_->graph != nullptr; }
 
 void Model::to(torch::Device device) {
   if (impl_->precision == Precision::Fp16 && !device.is_cuda())
@@ -500,6 +540,10 @@ bool Model::channels_last() const { return impl_->channels_last; }
 
 void Model::set_input_size(int64_t side) {
   if (side < 1) throw Error("input_size", "must be >= 1, got " + std::to_string(side));
+  if (impl_->graph) {
+    set_graph_table(side);
+    return;
+  }
   std::vector<LayerInfo> table;
   int64_t c = info_.in_channels, s = side, rf = 1, jump = 1;
   bool flat = false;
@@ -588,11 +632,41 @@ void Model::set_input_size(int64_t side) {
   input_size_ = side;
 }
 
+void Model::set_graph_table(int64_t side) {
+  GraphNet& g = *impl_->graph;
+  g.probe(info_.in_channels, side);
+  std::vector<LayerInfo> table;
+  for (const GraphTap& t : g.taps()) {
+    LayerInfo L;
+    L.index = static_cast<int>(table.size());
+    L.path = L.alias = t.name;
+    L.other_names = t.aliases;
+    L.type = t.type;
+    L.kind = tap_kind(t.type);
+    L.shape = t.shape;
+    L.units = t.shape[0];
+    L.rf_size = side;  // the whole image until the receptive-field analysis of the graph says less
+    L.rf_stride = 0;
+    L.flops = t.flops;
+    L.flops_to_here = t.flops_to_here;
+    table.push_back(std::move(L));
+  }
+  const auto& y = g.output_shape();
+  if (y.size() != 2 || y[1] != info_.num_classes)
+    throw Error(info_.source, "forward returns a " + shape_string(y) + " tensor for one image, not logits [1, " +
+                                  std::to_string(info_.num_classes) + "] (one per class)");
+  layers_ = std::move(table);
+  input_size_ = side;
+}
+
 const LayerInfo& Model::layer(const std::string& name) const {
   for (const auto& L : layers_)
     if (L.alias == name) return L;
   for (const auto& L : layers_)
     if (L.path == name) return L;
+  for (const auto& L : layers_)
+    for (const auto& n : L.other_names)
+      if (n == name) return L;
   std::vector<std::string> aliases;
   for (const auto& L : layers_) aliases.push_back(L.alias);
   std::string has = summarize_layer_names(aliases);
@@ -690,6 +764,7 @@ torch::Tensor run_stages(const Model::Impl& impl, torch::Tensor h, int upto) {
 torch::Tensor Model::forward(const torch::Tensor& x, int upto) const {
   check_input(x);
   if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
+  if (impl_->graph) return to_fp32(impl_->graph->run(to_compute(*impl_, (x - mean_) / std_), upto));
   return run_stages(*impl_, (x - mean_) / std_, upto);
 }
 
@@ -700,6 +775,7 @@ namespace {
 bool dependency_interval(const Model::Impl& impl, int upto, int64_t out_y, int64_t out_x, bool exact, int64_t lo[2],
                          int64_t hi[2], int64_t& total) {
   lo[0] = hi[0] = out_y, lo[1] = hi[1] = out_x, total = 1;
+  if (impl.graph) return false;  // graph models run uncropped (no receptive-field analysis of the graph yet)
   for (int i = upto; i >= 0; --i) {  // the interval of positions the output depends on, layer by layer
     const Stage& st = impl.stages[static_cast<size_t>(i)];
     if (st.kind == LayerKind::AvgPool) return false;
@@ -752,6 +828,7 @@ torch::Tensor Model::forward_crop(const torch::Tensor& x, int upto) const {
   if (!x.defined() || x.dim() != 4 || x.size(1) != info_.in_channels)
     throw Error("input", "expected images of shape [B, " + std::to_string(info_.in_channels) + ", H, W]");
   if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
+  if (impl_->graph) return to_fp32(impl_->graph->run(to_compute(*impl_, (x - mean_) / std_), upto));
   return run_stages(*impl_, (x - mean_) / std_, upto);
 }
 
@@ -761,6 +838,10 @@ std::vector<torch::Tensor> Model::forward_all(const torch::Tensor& x, int upto) 
   if (upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
   std::vector<torch::Tensor> outs;
   torch::Tensor h = to_compute(*impl_, (x - mean_) / std_);
+  if (impl_->graph) {
+    for (auto& t : impl_->graph->run_all(h, upto)) outs.push_back(to_fp32(t));
+    return outs;
+  }
   for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);
@@ -778,6 +859,11 @@ void Model::forward_each(const torch::Tensor& x, int upto,
   check_input(x);
   if (upto < 0 || upto > last_index()) throw Error("layer", "index " + std::to_string(upto) + " out of range");
   torch::Tensor h = to_compute(*impl_, (x - mean_) / std_);
+  if (impl_->graph) {
+    const auto outs = impl_->graph->run_all(h, upto);
+    for (size_t i = 0; i < outs.size(); ++i) visit(static_cast<int>(i), to_fp32(outs[i]));
+    return;
+  }
   for (size_t i = 0; i <= static_cast<size_t>(upto); ++i) {
     const Stage& st = impl_->stages[i];
     if (st.flatten_before && h.dim() > 2) h = h.flatten(1);

@@ -20,13 +20,16 @@
 
 namespace vizsweep::kernels {
 
-enum class LayerKind { Conv, BatchNorm, ReLU, MaxPool, AvgPool, Dropout, Linear };
+// Other: a tap of a graph model of any other kind (LayerInfo::type says which).
+enum class LayerKind { Conv, BatchNorm, ReLU, MaxPool, AvgPool, Dropout, Linear, Other };
 const char* layer_kind_name(LayerKind kind);
 
 struct LayerInfo {
   int index = 0;              // position in the forward order
   std::string path;           // torchvision module path, e.g. "features.28"
-  std::string alias;          // Caffe-style name, e.g. "conv5_3", "fc8"
+  std::string alias;          // Caffe-style name, e.g. "conv5_3", "fc8"; a graph model's tap name
+  std::vector<std::string> other_names;  // a graph model's other call sites of this tensor
+  std::string type;           // the module class or operation ("Conv2d", "Bottleneck", "add")
   LayerKind kind = LayerKind::Conv;
   std::vector<int64_t> shape; // per-image output shape: {C, H, W} or {N}
   int64_t units = 0;          // channels (spatial layers) or features (fc layers)
@@ -71,10 +74,13 @@ class Model {
   // Throws vizsweep::Error naming the bad option (unknown arch, width <= 0, ...).
   static Model builtin(const VggOptions& opts);
 
-  // Loads a TorchScript file with a VGG-style layout (submodules features, [avgpool],
-  // classifier). Metadata comes from its "vizsweep.json" extra file when present, else
-  // ImageNet normalization for 3 channels and 0.5/0.5 otherwise. Throws vizsweep::Error
-  // naming `path` for a missing, unreadable, corrupt or non-VGG file.
+  // Loads a TorchScript file. A VGG-style layout (submodules features, [avgpool], classifier
+  // of Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Dropout, Linear) keeps its
+  // Caffe-style aliases; any other module whose forward maps one image tensor to logits
+  // [N, K] is a graph of taps (graph.h). Metadata comes from its "vizsweep.json" extra file
+  // when present, else ImageNet normalization for 3 channels and 0.5/0.5 otherwise. Throws
+  // vizsweep::Error naming `path` for a missing, unreadable or corrupt file, or a forward of
+  // another signature.
   static Model load(const std::string& path, torch::Device device = torch::kCPU);
 
   // A model that is one Linear layer (classifier.0) on the flattened image: logits =
@@ -103,7 +109,11 @@ class Model {
   // Recomputes the table; throws if a layer's output would be empty at this size.
   void set_input_size(int64_t side);
 
-  // Finds a layer by alias or path. Throws vizsweep::Error listing the valid names.
+  // Whether the layers are a graph model's taps (graph.h) rather than a VGG chain.
+  bool is_graph() const;
+
+  // Finds a layer by alias, path or (graph models) any of its call sites. Throws
+  // vizsweep::Error listing the valid names.
   const LayerInfo& layer(const std::string& name) const;
   // Throws vizsweep::Error if unit is outside [0, layer.units).
   void check_unit(const LayerInfo& layer, int64_t unit) const;
@@ -146,6 +156,7 @@ class Model {
  private:
   Model() = default;
   void check_input(const torch::Tensor& x) const;
+  void set_graph_table(int64_t side);
   std::shared_ptr<Impl> impl_;
   ModelInfo info_;
   std::vector<LayerInfo> layers_;

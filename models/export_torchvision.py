@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""Export a torchvision VGG to a TorchScript file that vizsweep loads.
+"""Export a torchvision classifier to a TorchScript file that vizsweep loads: any of
+torchvision's classification models (vgg16, resnet50, densenet121, googlenet,
+mobilenet_v3_small, efficientnet_b0, convnext_tiny, vit_b_16, ...).
 
 The file carries its own metadata (architecture, input normalization, input size,
 class names) as the TorchScript extra file "vizsweep.json", so every vizsweep
@@ -17,6 +19,11 @@ the C++ side computes the same logits.
 
 --width and --in-channels build the same torchvision VGG class with scaled channel
 counts (a small VGG for tests and for the trained default model).
+
+Other architectures are scripted (torch.jit.script) unless their scripted forward returns
+something other than a tensor of logits (googlenet and inception_v3 return a tuple), which
+are traced instead (--mode trace|script|auto). --input-size also builds vision transformers
+for that image size (vit_b_16 at 64 px: a 4 x 4 patch grid).
 
 --arch resnet_small is a different family for judging: a residual network of
 torchvision's BasicBlock (batch norm, identity shortcuts), widths 32/64/128 times
@@ -78,28 +85,44 @@ def resnet_small(width, in_channels, num_classes):
     return torch.nn.Sequential(*layers)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=sorted(ARCHS) + list(JUDGE_ARCHS), default="vgg16")
-    p.add_argument("--weights", default="none",
-                   help="'none' (seeded random weights, works offline) or a torchvision weights "
-                        "name such as IMAGENET1K_V1 (downloads them)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = torchvision's VGG)")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--fc-width", type=int, default=0, help="hidden fc units (default 4096 * width)")
-    p.add_argument("--pool", type=int, default=7, help="adaptive avgpool output side (torchvision: 7)")
-    p.add_argument("--input-size", type=int, default=224, help="recorded input size in pixels")
-    p.add_argument("--reference", metavar="PREFIX", help="also write PREFIX.input.pt and PREFIX.output.pt")
-    p.add_argument("--reference-size", type=int, default=0, help="side of the reference images (default --input-size)")
-    p.add_argument("-o", "--output", required=True)
-    a = p.parse_args(argv)
+def to_torchscript(model, a):
+    """Scripted, or traced on a seeded batch where the scripted forward returns no tensor."""
+    if a.mode in ("auto", "script"):
+        scripted = torch.jit.script(model)
+        if a.mode == "script":
+            return scripted
+        with torch.no_grad():
+            out = scripted(torch.zeros(1, a.in_channels, a.input_size, a.input_size))
+        if isinstance(out, torch.Tensor):
+            return scripted
+    x = torch.rand(1, a.in_channels, a.input_size, a.input_size, generator=torch.Generator().manual_seed(a.seed))
+    with torch.no_grad():
+        return torch.jit.trace(model, x, check_trace=False)
 
+
+def build(a):
+    """The model the arguments name, from a.seed, and its class names (None: "0".."K-1")."""
     torch.manual_seed(a.seed)
     standard = a.width == 1.0 and a.in_channels == 3 and a.num_classes == 1000 and a.fc_width == 0 and a.pool == 7
     categories = None
-    if a.arch in JUDGE_ARCHS:
+    builder = getattr(torchvision.models, a.arch, None)
+    if a.arch not in ARCHS and a.arch not in JUDGE_ARCHS and not callable(builder):
+        sys.exit(f"export_torchvision: --arch {a.arch!r} is not a torchvision classification model")
+    if a.arch not in ARCHS and a.arch not in JUDGE_ARCHS:
+        if a.in_channels != 3 or a.width != 1.0 or a.fc_width or a.pool != 7:
+            sys.exit(f"export_torchvision: --arch {a.arch}: --width, --in-channels, --fc-width and --pool are for VGGs")
+        kw = {"num_classes": a.num_classes}
+        if a.arch.startswith("vit_"):
+            kw["image_size"] = a.input_size
+        if a.arch in ("googlenet", "inception_v3"):
+            kw.update(aux_logits=False, init_weights=True)
+        if a.weights.lower() == "none":
+            model = builder(weights=None, **kw)
+        else:
+            model, categories = pretrained(a)
+        if categories is None and a.num_classes == 1000:
+            categories = list(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
+    elif a.arch in JUDGE_ARCHS:
         if a.weights.lower() != "none":
             sys.exit(f"export_torchvision: --arch {a.arch} has no pretrained weights; use --weights none")
         model = resnet_small(a.width, a.in_channels, a.num_classes)
@@ -114,14 +137,46 @@ def main(argv=None):
         if not standard:
             sys.exit("export_torchvision: pretrained weights need the standard architecture "
                      "(--width 1 --in-channels 3 --num-classes 1000 --pool 7)")
-        enum = torchvision.models.get_model_weights(a.arch)
-        try:
-            weights = enum[a.weights]
-        except KeyError:
-            sys.exit(f"export_torchvision: --weights {a.weights!r}: not one of "
-                     f"{', '.join(w.name for w in enum)} or none")
-        model = getattr(torchvision.models, a.arch)(weights=weights)
-        categories = list(weights.meta["categories"])
+        model, categories = pretrained(a)
+    return model, categories
+
+
+def pretrained(a):
+    """torchvision's model with the named weights (downloads them) and their class names."""
+    enum = torchvision.models.get_model_weights(a.arch)
+    try:
+        weights = enum[a.weights]
+    except KeyError:
+        sys.exit(f"export_torchvision: --weights {a.weights!r}: not one of {', '.join(w.name for w in enum)} or none")
+    return getattr(torchvision.models, a.arch)(weights=weights), list(weights.meta["categories"])
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="vgg16",
+                   help="a torchvision classification model (vgg16, resnet50, vit_b_16, ...) or resnet_small")
+    p.add_argument("--mode", choices=["auto", "script", "trace"], default="auto",
+                   help="how the model becomes TorchScript (auto: script, trace where that returns no tensor)")
+    p.add_argument("--weights", default="none",
+                   help="'none' (seeded random weights, works offline) or a torchvision weights "
+                        "name such as IMAGENET1K_V1 (downloads them)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = torchvision's VGG)")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--fc-width", type=int, default=0, help="hidden fc units (default 4096 * width)")
+    p.add_argument("--pool", type=int, default=7, help="adaptive avgpool output side (torchvision: 7)")
+    p.add_argument("--input-size", type=int, default=224, help="recorded input size in pixels")
+    p.add_argument("--reference", metavar="PREFIX", help="also write PREFIX.input.pt and PREFIX.output.pt")
+    p.add_argument("--reference-size", type=int, default=0, help="side of the reference images (default --input-size)")
+    p.add_argument("-o", "--output", required=True)
+    return p
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+
+    model, categories = build(a)
     model.eval()
     for q in model.parameters():
         q.requires_grad_(False)
@@ -144,7 +199,7 @@ def main(argv=None):
         "std": std,
         "classes": categories if categories else [str(i) for i in range(a.num_classes)],
     }
-    scripted = torch.jit.script(model)
+    scripted = to_torchscript(model, a)
     scripted.save(a.output, _extra_files={"vizsweep.json": json.dumps(meta)})
 
     if a.reference:

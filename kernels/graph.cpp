@@ -1,0 +1,455 @@
+// Any TorchScript classifier as a graph of taps (graph.h): the walk over its forward, the taps'
+// names, the prefix graphs and their interpreter.
+#include "kernels/graph.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
+#include <torch/script.h>
+
+#include "kernels/error.h"
+
+namespace vizsweep::kernels {
+
+namespace jit = torch::jit;
+
+namespace {
+
+// One tap before deduplication: a call site and the graph output that holds its value.
+struct Site {
+  std::string name, type;
+  bool module_call = true;
+  size_t output = 0;  // index into the graph's outputs
+};
+
+// Tensor operations written in a forward between module calls that make a tap of their own.
+const std::map<std::string, std::string>& functional_ops() {
+  static const std::map<std::string, std::string> ops{
+      {"aten::add", "add"},          {"aten::add_", "add"},       {"aten::cat", "cat"},
+      {"aten::mul", "mul"},          {"aten::mul_", "mul"},       {"aten::flatten", "flatten"},
+      {"aten::mean", "mean"},        {"aten::relu", "relu"},      {"aten::relu_", "relu"},
+      {"aten::adaptive_avg_pool2d", "adaptive_avg_pool2d"},       {"aten::max_pool2d", "max_pool2d"},
+      {"aten::avg_pool2d", "avg_pool2d"},                         {"aten::gelu", "gelu"},
+      {"aten::silu", "silu"},        {"aten::silu_", "silu"},     {"aten::hardswish", "hardswish"},
+      {"aten::hardswish_", "hardswish"}, {"aten::permute", "permute"}, {"aten::layer_norm", "layer_norm"},
+  };
+  return ops;
+}
+
+// In-place operations the walk rewrites out of place, so no later node changes a tap's output.
+const std::set<std::string>& in_place_ops() {
+  static const std::set<std::string> ops{"aten::relu_",    "aten::add_",     "aten::mul_",       "aten::sub_",
+                                         "aten::div_",     "aten::sigmoid_", "aten::hardswish_", "aten::hardsigmoid_",
+                                         "aten::silu_",    "aten::hardtanh_", "aten::clamp_",    "aten::leaky_relu_",
+                                         "aten::elu_",     "aten::tanh_",    "aten::gelu_"};
+  return ops;
+}
+
+bool is_tensor(const jit::Value* v) { return v->type()->kind() == c10::TypeKind::TensorType; }
+
+// The module path of a module value: the chain of prim::GetAttr from the graph's self.
+std::string module_path(const jit::Value* v, const jit::Value* self) {
+  std::vector<std::string> parts;
+  while (v != self) {
+    const jit::Node* n = v->node();
+    if (n->kind() != c10::prim::GetAttr) return "";
+    parts.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string p;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) p += (p.empty() ? "" : ".") + *it;
+  return p;
+}
+
+// The first call left in the block (depth first, nested blocks included).
+jit::Node* find_call(jit::Block* b) {
+  for (jit::Node* n : b->nodes()) {
+    if (n->kind() == c10::prim::CallMethod || n->kind() == c10::prim::CallFunction) return n;
+    for (jit::Block* sub : n->blocks())
+      if (jit::Node* c = find_call(sub)) return c;
+  }
+  return nullptr;
+}
+
+void each_node(jit::Block* b, const std::function<void(jit::Node*)>& f) {
+  for (jit::Node* n : b->nodes()) {
+    f(n);
+    for (jit::Block* sub : n->blocks()) each_node(sub, f);
+  }
+}
+
+// A module in eval mode: every `self.training` becomes false and the branches it guards fold.
+void fold_training(std::shared_ptr<jit::Graph> g) {
+  std::vector<jit::Node*> reads;
+  each_node(g->block(), [&](jit::Node* n) {
+    if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") reads.push_back(n);
+  });
+  if (reads.empty()) return;
+  for (jit::Node* n : reads) {
+    jit::WithInsertPoint guard(n);
+    n->output()->replaceAllUsesWith(g->insertConstant(false));
+    n->destroy();
+  }
+  jit::ConstantPropagation(g);
+}
+
+std::string short_type(const jit::Value* module) {
+  auto cls = module->type()->cast<c10::ClassType>();
+  return cls && cls->name() ? cls->name()->name() : "module";
+}
+
+}  // namespace
+
+struct GraphNet::Impl {
+  jit::Module module;
+  std::shared_ptr<jit::Graph> graph;  // inlined; outputs: the logits, then one per site
+  std::vector<Site> sites;            // deduplicated, in graph order
+  std::vector<std::vector<std::string>> aliases;
+  std::vector<GraphTap> taps;
+  std::vector<size_t> tap_site;       // taps[i] comes from sites[tap_site[i]]
+  std::vector<int64_t> output_shape;  // of the probe's run
+  mutable std::mutex mu;
+  mutable std::map<std::vector<size_t>, std::shared_ptr<jit::Code>> codes;  // by the outputs kept
+
+  // A graph computing only `outputs` (indices into graph's outputs), compiled once.
+  jit::Code& code(const std::vector<size_t>& outputs) const {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = codes.find(outputs);
+    if (it != codes.end()) return *it->second;
+    auto g = graph->copy();
+    std::vector<jit::Value*> keep;
+    for (size_t i : outputs) keep.push_back(g->outputs()[i]);
+    while (!g->outputs().empty()) g->eraseOutput(g->outputs().size() - 1);
+    for (jit::Value* v : keep) g->registerOutput(v);
+    jit::EliminateDeadCode(g);
+    auto c = std::make_shared<jit::Code>(g, "vizsweep_tap");
+    return *codes.emplace(outputs, c).first->second;
+  }
+
+  std::vector<torch::Tensor> exec(const std::vector<size_t>& outputs, const torch::Tensor& x) const {
+    jit::Code& c = code(outputs);
+    jit::Stack stack{c10::IValue(module._ivalue()), c10::IValue(x)};
+    jit::InterpreterState(c).run(stack);
+    std::vector<torch::Tensor> out;
+    for (auto& v : stack) out.push_back(v.toTensor());
+    return out;
+  }
+
+  // A site's raw output in the tap's layout.
+  torch::Tensor shaped(const GraphTap& t, const torch::Tensor& raw) const {
+    switch (t.layout) {
+      case TapLayout::Map:
+      case TapLayout::Vector:
+        return raw;
+      case TapLayout::Tokens: {
+        auto p = t.class_token ? raw.slice(1, 1) : raw;  // [N, grid^2, D]
+        return p.transpose(1, 2).reshape({raw.size(0), raw.size(2), t.grid, t.grid});
+      }
+      case TapLayout::ClassToken:
+        return raw.select(1, 0);
+    }
+    return raw;
+  }
+};
+
+GraphNet::GraphNet() : impl_(std::make_unique<Impl>()) {}
+GraphNet::~GraphNet() = default;
+
+std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, const std::string& file) {
+  std::shared_ptr<GraphNet> net(new GraphNet());
+  Impl& I = *net->impl_;
+  I.module = module;
+  auto method = module.find_method("forward");
+  if (!method) throw Error(file, "the module has no forward method");
+  auto g = jit::toGraphFunction(method->function()).graph()->copy();
+  if (g->inputs().size() != 2)
+    throw Error(file, "forward takes " + std::to_string(g->inputs().size() - 1) +
+                          " inputs; vizsweep needs one image tensor [N, C, H, W]");
+  if (!is_tensor(g->inputs()[1]))
+    throw Error(file, "forward's input is a " + g->inputs()[1]->type()->repr_str() + ", not an image tensor [N, C, H, W]");
+  if (g->outputs().size() != 1 || !is_tensor(g->outputs()[0]))
+    throw Error(file, "forward returns " + (g->outputs().size() == 1 ? g->outputs()[0]->type()->repr_str() : "several values") +
+                          ", not a tensor of logits [N, K] (export with models/export_torchvision.py, which traces "
+                          "models whose scripted forward returns a tuple)");
+  jit::Value* self = g->inputs()[0];
+
+  // Inline every call, outermost first, remembering which module's forward each node came from
+  // and registering each module call's output as a graph output (so it survives the rewrites).
+  std::unordered_map<jit::Node*, std::string> owner;
+  std::map<std::string, int> calls;  // forward calls per module path
+  std::vector<Site> sites;
+  std::set<std::string> has_children;
+  for (int guard = 0;; ++guard) {
+    if (guard > 200000) throw Error(file, "the forward graph does not finish inlining (a recursive call?)");
+    fold_training(g);
+    jit::Node* n = find_call(g->block());
+    if (!n) break;
+    const std::string own = owner.count(n) ? owner[n] : "";
+    jit::Node* before = n->prev();
+    jit::Node* after = n->next();
+    std::string path = own;
+    bool module_forward = false;
+    std::string type;
+    std::vector<jit::Value*> outs;
+    if (n->kind() == c10::prim::CallMethod) {
+      auto cls = n->input(0)->type()->cast<c10::ClassType>();
+      if (!cls) throw Error(file, "a call to " + n->s(c10::attr::name) + " on a " + n->input(0)->type()->repr_str() +
+                                      " (module interfaces are not supported)");
+      const std::string p = module_path(n->input(0), self);
+      const std::string name = n->s(c10::attr::name);
+      if (!p.empty()) path = p;
+      module_forward = name == "forward" && !p.empty();
+      type = short_type(n->input(0));
+      auto& fn = jit::toGraphFunction(cls->getMethod(name));
+      outs = jit::inlineCallTo(n, &fn, fn.graph().get());  // its own graph: calls not yet inlined
+    } else {
+      auto fn = n->input(0)->type()->expect<c10::FunctionType>()->function();
+      n->removeInput(0);
+      auto& gf = jit::toGraphFunction(*fn);
+      outs = jit::inlineCallTo(n, &gf, gf.graph().get());
+    }
+    for (jit::Node* m = before->next(); m != after; m = m->next()) {
+      owner[m] = path;
+      for (jit::Block* b : m->blocks()) each_node(b, [&](jit::Node* k) { owner[k] = path; });
+    }
+    if (module_forward) {
+      const auto dot = path.rfind('.');
+      has_children.insert(dot == std::string::npos ? "" : path.substr(0, dot));
+      const int k = ++calls[path];
+      if (std::getenv("VIZSWEEP_GRAPH_DEBUG")) std::fprintf(stderr, "call %s outs=%zu tensor=%d top=%d\n", path.c_str(), outs.size(), outs.empty() ? -1 : (int)is_tensor(outs[0]), outs.empty() ? -1 : (int)(outs[0]->node()->owningBlock() == g->block()));
+      if (outs.size() == 1 && is_tensor(outs[0]) && outs[0]->node()->owningBlock() == g->block()) {
+        sites.push_back({k == 1 ? path : path + ":" + std::to_string(k), type, true, g->registerOutput(outs[0])});
+      }
+    }
+  }
+
+  // In-place operations out of place: later uses of the operand see the new value instead.
+  std::vector<jit::Node*> in_place;
+  each_node(g->block(), [&](jit::Node* n) {
+    if (in_place_ops().count(n->kind().toQualString())) in_place.push_back(n);
+  });
+  for (jit::Node* n : in_place) {
+    std::string q = n->kind().toQualString();
+    q.pop_back();
+    jit::Node* f = g->create(c10::Symbol::fromQualString(q), n->inputs(), 1);
+    f->insertBefore(n);
+    f->output()->setType(n->output()->type());
+    if (owner.count(n)) owner[f] = owner[n];
+    // Later readers of the operand read the result; the graph's outputs (the taps) keep the
+    // operand's value from before the operation.
+    const auto uses = n->input(0)->uses();
+    for (const jit::Use& u : uses)
+      if (u.user != g->return_node() && u.user != n && u.user != f && u.user->isAfter(n)) u.user->replaceInput(u.offset, f->output());
+    n->output()->replaceAllUsesWith(f->output());
+    owner.erase(n);
+    n->destroy();
+  }
+  jit::EliminateDeadCode(g);
+
+  // Operations between module calls: in a module that calls others (a block) or in the
+  // model's own forward, not inside a leaf module such as Conv2d.
+  std::map<std::string, int> ops_seen;
+  for (jit::Node* n : g->block()->nodes()) {
+    auto op = functional_ops().find(n->kind().toQualString());
+    if (op == functional_ops().end() || n->outputs().size() != 1 || !is_tensor(n->output())) continue;
+    const std::string own = owner.count(n) ? owner[n] : "";
+    if (!own.empty() && !has_children.count(own)) continue;  // a leaf module's own operation
+    const int k = ++ops_seen[own + ":" + op->second];
+    const std::string name = own + ":" + op->second + (k == 1 ? "" : ":" + std::to_string(k));
+    sites.push_back({name, op->second, false, g->registerOutput(n->output())});
+  }
+
+  // One tap per tensor: the first site registered for it (the outermost call) names it.
+  std::map<const jit::Value*, size_t> first;
+  std::vector<Site> unique;
+  std::vector<std::vector<std::string>> aliases;
+  for (const Site& s : sites) {
+    const jit::Value* v = g->outputs()[s.output];
+    auto it = first.find(v);
+    if (it != first.end()) {
+      aliases[it->second].push_back(s.name);
+      continue;
+    }
+    first[v] = unique.size();
+    unique.push_back(s);
+    aliases.emplace_back();
+  }
+  // In graph order: by the position of the node that computes each tap.
+  std::unordered_map<const jit::Node*, size_t> order;
+  size_t pos = 0;
+  for (jit::Node* n : g->block()->nodes()) order[n] = pos++;
+  std::vector<size_t> idx(unique.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  auto where = [&](size_t i) {
+    const jit::Node* n = g->outputs()[unique[i].output]->node();
+    if (n->kind() == c10::prim::Param) return size_t{0};
+    auto it = order.find(n);
+    if (it == order.end()) throw Error(file, "internal: tap " + unique[i].name + " is computed by " + n->kind().toQualString() + " outside the graph's body");
+    return it->second + 1;
+  };
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return where(a) < where(b); });
+  for (size_t i : idx) {
+    I.sites.push_back(unique[i]);
+    I.aliases.push_back(aliases[i]);
+  }
+  if (I.sites.empty()) throw Error(file, "no call site in forward returns a tensor: nothing to visualize");
+  I.graph = g;
+  return net;
+}
+
+void GraphNet::probe(int64_t channels, int64_t side) {
+  Impl& I = *impl_;
+  torch::NoGradGuard ng;
+  // The whole graph with every site and, for each convolution, linear layer and matrix
+  // product, its output and the operand that gives its inner size: shapes and FLOPs.
+  auto g = I.graph->copy();
+  struct Flop {
+    jit::Node* node;
+    size_t out, operand;
+    bool conv;
+  };
+  std::vector<Flop> flops;
+  for (jit::Node* n : g->block()->nodes()) {
+    const std::string k = n->kind().toQualString();
+    const bool conv = k == "aten::conv2d" || k == "aten::_convolution" || k == "aten::convolution";
+    int operand = conv || k == "aten::linear" ? 1 : k == "aten::addmm" ? 1 : (k == "aten::matmul" || k == "aten::bmm" || k == "aten::mm") ? 0 : -1;
+    if (operand < 0 || n->outputs().size() != 1) continue;
+    const size_t out = g->registerOutput(n->output());
+    const size_t op = g->registerOutput(n->input(static_cast<size_t>(operand)));
+    flops.push_back({n, out, op, conv});
+  }
+  std::vector<size_t> all(g->outputs().size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  jit::Code code(g, "vizsweep_probe");
+  jit::Stack stack{c10::IValue(I.module._ivalue()),
+                   c10::IValue(torch::zeros({1, channels, side, side}, torch::TensorOptions().dtype(torch::kFloat)))};
+  try {
+    jit::InterpreterState(code).run(stack);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    throw Error("input_size", std::to_string(side) + " px does not run through this model: " + what.substr(0, what.find('\n')));
+  }
+  I.output_shape.clear();
+  if (stack[0].isTensor()) I.output_shape.assign(stack[0].toTensor().sizes().begin(), stack[0].toTensor().sizes().end());
+  std::unordered_map<const jit::Node*, double> node_flops;
+  for (const Flop& f : flops) {
+    const auto out = stack[f.out].toTensor(), op = stack[f.operand].toTensor();
+    double macs;
+    if (f.conv) macs = static_cast<double>(op.numel()) * static_cast<double>(out.size(-1) * out.size(-2));
+    else if (f.node->kind().toQualString() == std::string("aten::linear"))
+      macs = static_cast<double>(out.numel()) * static_cast<double>(op.size(-1));
+    else
+      macs = static_cast<double>(out.numel()) * static_cast<double>(op.size(-1));
+    node_flops[f.node] = 2.0 * macs;
+  }
+  auto to_here = [&](const jit::Value* v) {  // every node v depends on
+    std::unordered_set<const jit::Node*> seen;
+    std::vector<const jit::Node*> todo{v->node()};
+    double sum = 0;
+    while (!todo.empty()) {
+      const jit::Node* n = todo.back();
+      todo.pop_back();
+      if (!seen.insert(n).second) continue;
+      auto it = node_flops.find(n);
+      if (it != node_flops.end()) sum += it->second;
+      for (const jit::Value* in : n->inputs()) todo.push_back(in->node());
+      for (const jit::Block* b : n->blocks())
+        for (const jit::Node* m : b->nodes()) todo.push_back(m);
+    }
+    return sum;
+  };
+
+  I.taps.clear();
+  I.tap_site.clear();
+  for (size_t s = 0; s < I.sites.size(); ++s) {
+    const Site& site = I.sites[s];
+    const c10::IValue& val = stack[site.output];
+    if (!val.isTensor()) continue;
+    const auto t = val.toTensor();
+    if (t.dim() < 2 || t.dim() > 4 || t.size(0) != 1 || !t.is_floating_point()) continue;
+    GraphTap tap;
+    tap.name = site.name;
+    tap.aliases = I.aliases[s];
+    tap.type = site.type;
+    tap.module_call = site.module_call;
+    tap.raw_shape.assign(t.sizes().begin() + 1, t.sizes().end());
+    const jit::Value* v = g->outputs()[site.output];
+    auto own = node_flops.find(v->node());
+    tap.flops = own != node_flops.end() ? own->second : static_cast<double>(t.numel());
+    tap.flops_to_here = to_here(v);
+    if (t.dim() == 4) {
+      tap.layout = TapLayout::Map;
+      tap.shape = tap.raw_shape;
+    } else if (t.dim() == 2) {
+      tap.layout = TapLayout::Vector;
+      tap.shape = tap.raw_shape;
+    } else {
+      const int64_t T = t.size(1), D = t.size(2);
+      const auto root = [](int64_t n) {
+        const auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+        return r > 0 && r * r == n ? r : 0;
+      };
+      if (root(T - 1) > 0) tap.grid = root(T - 1), tap.class_token = true;
+      else if (root(T) > 0) tap.grid = root(T);
+      else continue;  // tokens that lie on no square grid
+      tap.layout = TapLayout::Tokens;
+      tap.shape = {D, tap.grid, tap.grid};
+    }
+    I.taps.push_back(tap);
+    I.tap_site.push_back(s);
+    if (tap.layout == TapLayout::Tokens && tap.class_token) {
+      GraphTap cls = tap;
+      cls.name = tap.name + ":cls";
+      cls.aliases.clear();
+      for (const auto& a : tap.aliases) cls.aliases.push_back(a + ":cls");
+      cls.layout = TapLayout::ClassToken;
+      cls.shape = {tap.raw_shape[1]};
+      I.taps.push_back(cls);
+      I.tap_site.push_back(s);
+    }
+  }
+  I.codes.clear();
+}
+
+const std::vector<GraphTap>& GraphNet::taps() const { return impl_->taps; }
+const std::vector<int64_t>& GraphNet::output_shape() const { return impl_->output_shape; }
+
+torch::Tensor GraphNet::run(const torch::Tensor& x, int index) const {
+  const Impl& I = *impl_;
+  const auto& t = I.taps.at(static_cast<size_t>(index));
+  return I.shaped(t, I.exec({I.sites[I.tap_site[static_cast<size_t>(index)]].output}, x)[0]);
+}
+
+std::vector<torch::Tensor> GraphNet::run_all(const torch::Tensor& x, int upto) const {
+  const Impl& I = *impl_;
+  std::vector<size_t> outputs;
+  std::map<size_t, size_t> slot;  // graph output -> position in outputs
+  for (int i = 0; i <= upto; ++i) {
+    const size_t o = I.sites[I.tap_site[static_cast<size_t>(i)]].output;
+    if (slot.emplace(o, outputs.size()).second) outputs.push_back(o);
+  }
+  auto raw = I.exec(outputs, x);
+  std::vector<torch::Tensor> out;
+  for (int i = 0; i <= upto; ++i) {
+    const size_t o = I.sites[I.tap_site[static_cast<size_t>(i)]].output;
+    out.push_back(I.shaped(I.taps[static_cast<size_t>(i)], raw[slot[o]]));
+  }
+  return out;
+}
+
+torch::Tensor GraphNet::logits(const torch::Tensor& x) const { return impl_->exec({0}, x)[0]; }
+
+}  // namespace vizsweep::kernels
