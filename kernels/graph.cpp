@@ -241,18 +241,31 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
   each_node(g->block(), [&](jit::Node* n) {
     if (in_place_ops().count(n->kind().toQualString())) in_place.push_back(n);
   });
+  // Whether `user` lies in block b or in a block nested in one of b's nodes.
+  auto within = [](const jit::Node* user, const jit::Block* b) {
+    for (const jit::Block* ub = user->owningBlock(); ub != nullptr; ub = ub->owningNode() ? ub->owningNode()->owningBlock() : nullptr)
+      if (ub == b) return true;
+    return false;
+  };
   for (jit::Node* n : in_place) {
+    // Later readers of the operand read the result; the graph's outputs (the taps) keep the
+    // operand's value from before the operation. Where a later reader lies outside the
+    // operation's block (after a branch that mutates), the operation stays in place.
+    std::vector<jit::Use> later;
+    bool local = true;
+    for (const jit::Use& u : n->input(0)->uses()) {
+      if (u.user == g->return_node() || u.user == n || !u.user->isAfter(n)) continue;
+      later.push_back(u);
+      local = local && within(u.user, n->owningBlock());
+    }
+    if (!local) continue;
     std::string q = n->kind().toQualString();
     q.pop_back();
     jit::Node* f = g->create(c10::Symbol::fromQualString(q), n->inputs(), 1);
     f->insertBefore(n);
     f->output()->setType(n->output()->type());
     if (owner.count(n)) owner[f] = owner[n];
-    // Later readers of the operand read the result; the graph's outputs (the taps) keep the
-    // operand's value from before the operation.
-    const auto uses = n->input(0)->uses();
-    for (const jit::Use& u : uses)
-      if (u.user != g->return_node() && u.user != n && u.user != f && u.user->isAfter(n)) u.user->replaceInput(u.offset, f->output());
+    for (const jit::Use& u : later) u.user->replaceInput(u.offset, f->output());
     n->output()->replaceAllUsesWith(f->output());
     owner.erase(n);
     n->destroy();

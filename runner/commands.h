@@ -1,6 +1,7 @@
 // The vizsweep subcommands. Each returns the process exit code.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace vizsweep::runner {
@@ -60,5 +61,14 @@ int verify_command(const std::string& dir);
 // range, default, the value that switches it off, whether it is always in the task key, what it
 // does), and every preset's values; with markdown, docs/sweep-files.md's generated reference.
 int params_command(bool markdown);
+
+// `vizsweep layers MODEL`: every layer (a graph model's every tap) with its type, output
+// shape, unit count, receptive field, FLOPs from the input and other names. MODEL: a
+// TorchScript file or a built-in VGG (vgg11, vgg13, vgg16, vgg19).
+struct LayersOptions {
+  std::string model;
+  int64_t input_size = 0;  // 0: the model's own
+};
+int layers_command(const LayersOptions& o);
 
 }  // namespace vizsweep::runner

@@ -236,6 +236,9 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
       if (auto w = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2))
         area = static_cast<double>((w->y1 - w->y0) * (w->x1 - w->x0)) / full;
     sweeps::LayerDesc D{L.alias, L.path, k::layer_kind_name(L.kind), L.units, L.spatial(), L.flops_to_here};
+    D.other_names = L.other_names;
+    // A graph model's taps before this one are not all on its path; its FLOPs from the input
+    // are the nodes it depends on, and it runs uncropped.
     for (int i = 0; i <= L.index; ++i) {
       const auto& P = layers[static_cast<size_t>(i)];
       double elems = 1;
@@ -245,6 +248,7 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
       D.bytes_per_item += 4.0 * elems;
       D.crop_bytes_per_item += 4.0 * elems * share;
     }
+    if (m.is_graph()) D.crop_flops_to_here = L.flops_to_here, D.crop_bytes_per_item = D.bytes_per_item;
     d.layers.push_back(D);
   }
   // Image files are checked before anything is written, so a bad one stops the run at once.

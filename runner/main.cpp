@@ -7,6 +7,7 @@
 //   vizsweep status DIR
 //   vizsweep verify DIR
 //   vizsweep params
+//   vizsweep layers MODEL [--input-size N]
 #include <boost/program_options.hpp>
 
 #include <iostream>
@@ -33,6 +34,7 @@ const char* kUsage =
     "  status DIR      progress of a results directory (also while a run is going)\n"
     "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
     "  params          list every technique's hyperparameters: type, range, default, what each does\n"
+    "  layers MODEL    list a model's layers (any network's taps) with shapes, units and receptive fields\n"
     "\n"
     "'vizsweep COMMAND --help' lists a command's options; 'vizsweep --version' prints the version.\n";
 
@@ -62,6 +64,31 @@ int dispatch(int argc, char** argv) {
       return kExitUsage;
     }
     return params_command(opt == "--markdown");
+  }
+  if (cmd == "layers") {
+    LayersOptions lo;
+    po::options_description lopts("vizsweep layers options");
+    lopts.add_options()("help,h", "show this help")("model", po::value(&lo.model), "a TorchScript file or vgg11/13/16/19")(
+        "input-size", po::value(&lo.input_size)->default_value(0), "image side in pixels (default: the model's)");
+    po::positional_options_description pos;
+    pos.add("model", 1);
+    po::variables_map vm;
+    try {
+      po::store(po::command_line_parser(argc - 1, argv + 1).options(lopts).positional(pos).run(), vm);
+      po::notify(vm);
+    } catch (const po::error& e) {
+      std::cerr << "vizsweep layers: " << e.what() << "\n";
+      return kExitUsage;
+    }
+    if (vm.count("help")) {
+      std::cout << "usage: vizsweep layers MODEL [--input-size N]\n" << lopts;
+      return kExitOk;
+    }
+    if (lo.model.empty()) {
+      std::cerr << "vizsweep layers: name a model (a TorchScript file, or vgg11/vgg13/vgg16/vgg19)\n";
+      return kExitUsage;
+    }
+    return layers_command(lo);
   }
   if (cmd != "plan" && cmd != "tune" && cmd != "run" && cmd != "slurm" && cmd != "status" && cmd != "verify") {
     std::cerr << "vizsweep: unknown command '" << cmd << "'\n\n" << kUsage;

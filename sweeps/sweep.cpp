@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include "kernels/error.h"
+#include <fnmatch.h>
+
 #include "kernels/names.h"
 #include "sweeps/hash.h"
 #include "sweeps/idx.h"
@@ -29,6 +31,9 @@ const LayerDesc* ModelDesc::find(const std::string& name) const {
     if (L.alias == name) return &L;
   for (const auto& L : layers)
     if (L.path == name) return &L;
+  for (const auto& L : layers)
+    for (const auto& n : L.other_names)
+      if (n == name) return &L;
   return nullptr;
 }
 
@@ -296,6 +301,33 @@ size_t Expansion::fit(int64_t asked, double bytes_per_item) const {
   return static_cast<size_t>(std::max<double>(1.0, std::min<double>(static_cast<double>(asked), most)));
 }
 
+// " (nearest: a, b, c)": the model's names closest to a name that is not one, by edit distance.
+std::string Expansion::nearest(const std::string& name) const {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> d(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t prev = d[0];
+      d[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t cur = d[j];
+        d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        prev = cur;
+      }
+    }
+    return d[b.size()];
+  };
+  std::vector<std::pair<size_t, std::string>> v;
+  for (const auto& L : model.layers) {
+    v.emplace_back(distance(name, L.alias), L.alias);
+    for (const auto& n : L.other_names) v.emplace_back(distance(name, n), n);
+  }
+  std::sort(v.begin(), v.end());
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", " : "") + v[i].second;
+  return s.empty() ? "" : "; nearest: " + s;
+}
+
 std::vector<const LayerDesc*> Expansion::layers(const std::vector<Located>& names, bool all, bool conv_and_fc) const {
   std::vector<const LayerDesc*> out;
   if (all) {
@@ -304,8 +336,19 @@ std::vector<const LayerDesc*> Expansion::layers(const std::vector<Located>& name
     return out;
   }
   for (const auto& l : names) {
+    if (l.name.find_first_of("*?[") != std::string::npos) {  // a glob: every layer one of whose names matches
+      const size_t before = out.size();
+      for (const auto& L : model.layers) {
+        bool hit = fnmatch(l.name.c_str(), L.alias.c_str(), 0) == 0 || fnmatch(l.name.c_str(), L.path.c_str(), 0) == 0;
+        for (const auto& n : L.other_names) hit = hit || fnmatch(l.name.c_str(), n.c_str(), 0) == 0;
+        if (hit && std::find(out.begin(), out.end(), &L) == out.end()) out.push_back(&L);
+      }
+      if (out.size() == before)
+        reader.fail_at(l.line, l.field, "no layer matches \"" + l.name + "\" in " + model.arch + " (has " + model.names() + ")");
+      continue;
+    }
     const LayerDesc* L = model.find(l.name);
-    if (!L) reader.fail_at(l.line, l.field, "no layer \"" + l.name + "\" in " + model.arch + " (has " + model.names() + ")");
+    if (!L) reader.fail_at(l.line, l.field, "no layer \"" + l.name + "\" in " + model.arch + " (has " + model.names() + ")" + nearest(l.name));
     out.push_back(L);
   }
   return out;

@@ -19,7 +19,7 @@ namespace vizsweep::sweeps {
 
 // What the sweep layer needs to know about a model (filled by the runner).
 struct LayerDesc {
-  std::string alias, path, kind;  // kind: conv, relu, maxpool, avgpool, dropout, fc, batchnorm
+  std::string alias, path, kind;  // kind: conv, relu, maxpool, avgpool, dropout, fc, batchnorm, other
   int64_t units = 0;
   bool spatial = false;
   double flops_to_here = 0;       // forward FLOPs through this layer, one image
@@ -30,13 +30,14 @@ struct LayerDesc {
   // output element of every layer up to here (measured peaks are about 0.6 of it), on the
   // whole input and on the centre unit's crop.
   double bytes_per_item = 0, crop_bytes_per_item = 0;
+  std::vector<std::string> other_names;  // a graph model's other call sites of this tap
 };
 struct ModelDesc {
   std::string arch;
   int64_t in_channels = 3, num_classes = 1000, input_size = 224;
   std::vector<LayerDesc> layers;
   std::vector<std::string> classes;
-  // nullptr when absent; matches alias or path.
+  // nullptr when absent; matches alias, path or another name.
   const LayerDesc* find(const std::string& name) const;
   // "conv1_1..conv5_3, fc6..fc8, ..." for error messages.
   std::string names() const;

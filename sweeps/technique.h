@@ -61,8 +61,11 @@ class Expansion {
   double total_flops = 0, total_bytes = 0;
   // Items per task: `asked`, lowered so that items x bytes_per_item fits batch_memory_gb.
   size_t fit(int64_t asked, double bytes_per_item) const;
-  // The layers named (or all conv and fc layers, or all layers); unknown names are errors.
+  // The layers named (or all conv and fc layers, or all layers); a name with * ? [ is a glob
+  // over every name of every layer; unknown names are errors that suggest the nearest.
   std::vector<const LayerDesc*> layers(const std::vector<Located>& layers, bool all, bool conv_and_fc) const;
+  // "; nearest: a, b, c" for a name the model does not have.
+  std::string nearest(const std::string& name) const;
   // Finishes a task (key and seed from its canonical description) and adds it.
   void add(Task t);
 
