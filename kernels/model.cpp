@@ -481,6 +481,21 @@ Model Model::load(const std::string& path, torch::Device device) {
       if (p.dim() == 4 && m.info_.in_channels == 0) m.info_.in_channels = p.size(1);
       if (p.dim() == 2) m.info_.num_classes = p.size(0);
     }
+    if (m.info_.in_channels > 0 && m.info_.num_classes == 0) {
+      // No linear layer (a classifier ending in a convolution and a pooling): the logits'
+      // size at the recorded input size, or 224 px.
+      int64_t side = 224;
+      try {
+        const auto j = nlohmann::json::parse(meta.empty() ? "{}" : meta);
+        if (j.contains("input_size") && j["input_size"].is_number_integer()) side = j["input_size"].get<int64_t>();
+      } catch (const std::exception&) {  // apply_model_meta reports bad JSON below
+      }
+      impl->graph->probe(m.info_.in_channels, side);
+      const auto& y = impl->graph->output_shape();
+      if (y.size() == 2) m.info_.num_classes = y[1];
+      else
+        throw Error(path, "forward returns a " + shape_string(y) + " tensor for one image, not logits [1, K] (one per class)");
+    }
   }
   apply_model_meta(path, meta, m.info_);
   m.mean_ = torch::tensor(m.info_.mean, torch::kFloat).view({1, -1, 1, 1}).to(device);
@@ -652,9 +667,11 @@ void Model::set_graph_table(int64_t side) {
     table.push_back(std::move(L));
   }
   const auto& y = g.output_shape();
-  if (y.size() != 2 || y[1] != info_.num_classes)
-    throw Error(info_.source, "forward returns a " + shape_string(y) + " tensor for one image, not logits [1, " +
-                                  std::to_string(info_.num_classes) + "] (one per class)");
+  if (y.size() != 2)
+    throw Error(info_.source, "forward returns a " + shape_string(y) + " tensor for one image, not logits [1, K] (one per class)");
+  if (y[1] != info_.num_classes)
+    throw Error(info_.source, "forward returns " + std::to_string(y[1]) + " logits per image, but the model has " +
+                                  std::to_string(info_.num_classes) + " classes (its last linear layer or vizsweep.json)");
   layers_ = std::move(table);
   input_size_ = side;
 }

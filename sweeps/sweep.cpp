@@ -39,7 +39,14 @@ const LayerDesc* ModelDesc::find(const std::string& name) const {
 
 std::string ModelDesc::names() const {
   std::vector<std::string> aliases;
-  for (const auto& L : layers) aliases.push_back(L.alias);
+  bool graph = false;
+  for (const auto& L : layers) {
+    aliases.push_back(L.alias);
+    graph = graph || !L.other_names.empty() || L.alias.find_first_of(".:") != std::string::npos;
+  }
+  if (graph && aliases.size() > 6)  // a graph model's call sites: a few, and where to see them all
+    return std::to_string(aliases.size()) + " taps: " + aliases[0] + ", " + aliases[1] + ", " + aliases[2] + ", ..., " +
+           aliases.back() + "; vizsweep layers MODEL lists them";
   return summarize_layer_names(aliases);
 }
 

@@ -1,4 +1,7 @@
-"""Writes a TorchScript model that is not VGG-style (no features/classifier), for tests."""
+"""Writes TorchScript models vizsweep must refuse, for tests: OUT (a forward that returns a
+feature map, not logits), and beside it two_inputs.pt (a forward of two tensors) and
+tuple_output.pt (a forward that returns a tuple)."""
+import os
 import sys
 
 import torch
@@ -13,4 +16,18 @@ class Net(torch.nn.Module):
         return self.body(x)
 
 
-torch.jit.script(Net()).save(sys.argv[1])
+class TwoInputs(Net):
+    def forward(self, x, y):
+        return self.body(x) + self.body(y)
+
+
+class TupleOutput(Net):
+    def forward(self, x):
+        h = self.body(x)
+        return h, h.mean()
+
+
+out = sys.argv[1]
+torch.jit.script(Net()).save(out)
+torch.jit.script(TwoInputs()).save(os.path.join(os.path.dirname(out), "two_inputs.pt"))
+torch.jit.script(TupleOutput()).save(os.path.join(os.path.dirname(out), "tuple_output.pt"))

@@ -123,13 +123,22 @@ TEST(TorchScript, SmallScaledModelCarriesMetadata) {
   EXPECT_EQ(m.layer("fc6").units, 32);
 }
 
-TEST(TorchScript, NonVggModelIsRejected) {
+// A module that is not a VGG chain loads as a graph (kernels/graph.h) when its forward maps one
+// image tensor to logits; anything else is refused with what its forward does instead.
+TEST(TorchScript, ForwardThatIsNotAClassifierIsRejected) {
   REQUIRE_MODELS();
-  try {
-    Model::load(models_dir() + "/not_vgg.pt");
-    FAIL() << "loaded a non-VGG model";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not a VGG-style model"), std::string::npos) << e.what();
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"not_vgg.pt", "forward returns a [1, 4, 222, 222] tensor for one image, not logits [1, K]"},
+      {"two_inputs.pt", "forward takes 2 inputs; vizsweep needs one image tensor [N, C, H, W]"},
+      {"tuple_output.pt", "forward returns Tuple[Tensor, Tensor], not a tensor of logits [N, K]"}};
+  for (const auto& [file, message] : cases) {
+    try {
+      Model::load(models_dir() + "/" + file);
+      ADD_FAILURE() << "loaded " << file;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -93,7 +93,20 @@ SWEEP_CASES = [
     ("missing model file", "model: {file: nowhere.pt}\n" + ACT, None, "nowhere.pt"),
     ("truncated model file", "model: {file: truncated.pt}\n" + ACT, None, "truncated.pt"),
     ("random bytes as model", "model: {file: junk.pt}\n" + ACT, None, "junk.pt"),
-    ("TorchScript that is not a VGG", "model: {file: not_vgg.pt}\n" + ACT, None, "not_vgg.pt"),
+    ("TorchScript that is no classifier", "model: {file: not_vgg.pt}\n" + ACT, None,
+     "not_vgg.pt: forward returns a [1, 4, 222, 222] tensor for one image, not logits [1, K]"),
+    ("TorchScript of two inputs", "model: {file: two_inputs.pt}\n" + ACT, None,
+     "two_inputs.pt: forward takes 2 inputs; vizsweep needs one image tensor"),
+    ("TorchScript returning a tuple", "model: {file: tuple_output.pt}\n" + ACT, None,
+     "tuple_output.pt: forward returns Tuple[Tensor, Tensor], not a tensor of logits"),
+    ("graph model: a tap that does not exist", "model: {file: " + os.path.join(ROOT, "models", "fashion_judge.pt") +
+     "}\nactmax: {layers: [3.conv3], units: 0-1, grid: {iterations: 2}}\n", None,
+     "actmax.layers[0]: no layer \"3.conv3\" in resnet_small (has 52 taps: 0, 1, 2, ..., 11; vizsweep layers MODEL lists them)"),
+    ("graph model: the nearest names", "model: {file: " + os.path.join(ROOT, "models", "fashion_judge.pt") +
+     "}\nactmax: {layers: [3.conv3], units: 0-1, grid: {iterations: 2}}\n", None, "nearest: 3.conv1, 3.conv2"),
+    ("graph model: a glob that matches nothing", "model: {file: " + os.path.join(ROOT, "models", "fashion_judge.pt") +
+     "}\nactmax: {layers: [\"layer*.conv1\"], units: 0-1, grid: {iterations: 2}}\n", None,
+     "actmax.layers[0]: no layer matches \"layer*.conv1\" in resnet_small"),
     ("unknown built-in architecture", "model: {builtin: vgg99}\n" + ACT, None, "model.builtin"),
     # images
     ("image that is not an image", TINY + FMAP.format(img="junk.png"), None,
