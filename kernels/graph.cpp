@@ -9,10 +9,12 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
@@ -106,6 +108,164 @@ void fold_training(std::shared_ptr<jit::Graph> g) {
   jit::ConstantPropagation(g);
 }
 
+// What a value's positions depend on in the input: positions [stride * p + lo, stride * p + hi]
+// per spatial dimension (Local), the whole image (Whole: after a global pooling, a flatten,
+// attention), or not known (Unknown: an operation the analysis does not know).
+struct Field {
+  GraphTap::Field kind = GraphTap::Field::Unknown;
+  int64_t stride = 1, lo[2] = {0, 0}, hi[2] = {0, 0};
+  bool exact = true;
+  std::string why;
+};
+
+std::optional<std::vector<int64_t>> int_list(const jit::Value* v) {
+  auto iv = jit::toIValue(v);
+  if (!iv) return std::nullopt;
+  if (iv->isIntList()) return iv->toIntVector();
+  if (iv->isInt()) return std::vector<int64_t>{iv->toInt()};
+  return std::nullopt;
+}
+
+// The union of the fields of a node's inputs (elementwise operations, concatenation).
+Field merge(const std::vector<const Field*>& in, const std::string& op) {
+  Field f;
+  bool first = true;
+  for (const Field* g : in) {
+    if (g->kind == GraphTap::Field::Unknown) return *g;
+    if (g->kind == GraphTap::Field::Whole) f = *g;
+  }
+  if (f.kind == GraphTap::Field::Whole) return f;
+  for (const Field* g : in) {
+    if (first) {
+      f = *g;
+      first = false;
+      continue;
+    }
+    if (g->stride != f.stride) {
+      Field u;
+      u.why = op + " of inputs at different strides";
+      return u;
+    }
+    for (int d = 0; d < 2; ++d) f.lo[d] = std::min(f.lo[d], g->lo[d]), f.hi[d] = std::max(f.hi[d], g->hi[d]);
+    f.exact = f.exact && g->exact;
+  }
+  return f;
+}
+
+// A window operation (convolution, pooling) of kernel k, stride st, padding pd, dilation dl.
+Field window(const Field& in, const std::vector<int64_t>& k, const std::vector<int64_t>& st, const std::vector<int64_t>& pd,
+             const std::vector<int64_t>& dl) {
+  if (in.kind != GraphTap::Field::Local) return in;
+  auto at = [](const std::vector<int64_t>& v, int d, int64_t def) { return v.empty() ? def : v[std::min<size_t>(d, v.size() - 1)]; };
+  Field f = in;
+  const int64_t s0 = at(st, 0, at(k, 0, 1)), s1 = at(st, 1, at(k, 1, 1));
+  if (s0 != s1) {
+    Field u;
+    u.why = "a window of unequal strides";
+    return u;
+  }
+  for (int d = 0; d < 2; ++d) {
+    f.lo[d] = in.lo[d] - in.stride * at(pd, d, 0);
+    f.hi[d] = in.hi[d] + in.stride * (at(dl, d, 1) * (at(k, d, 1) - 1) - at(pd, d, 0));
+  }
+  f.stride = in.stride * s0;
+  return f;
+}
+
+// The field of every tensor value of the (inlined, top-level) graph g, given each
+// convolution's kernel sides and the 4-D values' shapes from a run.
+std::unordered_map<const jit::Value*, Field> fields(const jit::Graph& g, const std::unordered_map<const jit::Node*, std::vector<int64_t>>& kernels) {
+  static const std::set<std::string> elementwise{
+      "aten::batch_norm", "aten::relu",     "aten::relu6",   "aten::hardtanh", "aten::sigmoid",  "aten::hardsigmoid",
+      "aten::hardswish",  "aten::silu",     "aten::gelu",    "aten::tanh",     "aten::dropout",  "aten::feature_dropout",
+      "aten::clone",      "aten::contiguous", "aten::add",   "aten::sub",      "aten::mul",      "aten::div",
+      "aten::clamp",      "aten::leaky_relu", "aten::elu",   "aten::to",       "aten::type_as",  "aten::detach",
+      "aten::instance_norm", "aten::group_norm", "aten::alpha_dropout", "aten::channel_shuffle", "prim::ListConstruct",
+      "prim::unchecked_cast"};
+  static const std::set<std::string> mixing{"aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d", "aten::mean", "aten::sum",
+                                            "aten::amax", "aten::flatten", "aten::linear", "aten::matmul", "aten::bmm",
+                                            "aten::addmm", "aten::mm"};
+  // Fields travel with tensors and the lists (and optionals) that hold them, not with the sizes
+  // and flags read from them.
+  auto carries = [](const jit::Value* v) {
+    const auto kind = v->type()->kind();
+    return kind == c10::TypeKind::TensorType || kind == c10::TypeKind::ListType || kind == c10::TypeKind::OptionalType;
+  };
+  std::unordered_map<const jit::Value*, Field> f;
+  Field input;
+  input.kind = GraphTap::Field::Local;
+  f[g.inputs()[1]] = input;
+  std::function<void(const jit::Block*)> visit = [&](const jit::Block* block) {
+  for (const jit::Node* n : block->nodes()) {
+    if (n->kind() == c10::prim::If) {  // each branch, then what either branch returns
+      for (const jit::Block* b : n->blocks()) visit(b);
+      for (size_t i = 0; i < n->outputs().size(); ++i) {
+        if (!carries(n->output(i))) continue;
+        std::vector<const Field*> branches;
+        bool all = true;
+        for (const jit::Block* b : n->blocks()) {
+          auto it = f.find(b->outputs()[i]);
+          if (it == f.end()) all = false;
+          else branches.push_back(&it->second);
+        }
+        if (!branches.empty()) f[n->output(i)] = merge(branches, "prim::If");
+        if (!all && branches.empty()) continue;
+      }
+      continue;
+    }
+    std::vector<const Field*> in;
+    for (const jit::Value* v : n->inputs()) {
+      auto it = f.find(v);
+      if (it != f.end() && carries(v)) in.push_back(&it->second);
+    }
+    if (in.empty() || n->outputs().empty()) continue;  // parameters, constants
+    const std::string k = n->kind().toQualString();
+    Field out;
+    const Field& first = *in.front();
+    if (!n->blocks().empty()) {
+      out.why = k;
+    } else if (k == "aten::conv2d" || k == "aten::_convolution" || k == "aten::convolution") {
+      auto ks = kernels.find(n);
+      const bool transposed = k != "aten::conv2d" && jit::toIValue(n->input(6)).value_or(c10::IValue(true)).toBool();
+      auto st = int_list(n->input(3)), dl = int_list(n->input(5));
+      auto pd = int_list(n->input(4));
+      if (!pd && jit::toIValue(n->input(4)) && jit::toIValue(n->input(4))->isString() && ks != kernels.end()) {
+        const bool same = jit::toIValue(n->input(4))->toStringRef() == "same";  // padding='same' / 'valid'
+        pd = std::vector<int64_t>{same ? (ks->second[0] - 1) / 2 : 0, same ? (ks->second[1] - 1) / 2 : 0};
+      }
+      if (ks == kernels.end() || transposed || !st || !pd || !dl) out.why = k + (transposed ? " (transposed)" : "");
+      else out = window(first, ks->second, *st, *pd, *dl);
+    } else if (k == "aten::max_pool2d" || k == "aten::avg_pool2d") {
+      auto ks = int_list(n->input(1)), st = int_list(n->input(2)), pd = int_list(n->input(3));
+      auto dl = k == "aten::max_pool2d" ? int_list(n->input(4)) : std::optional<std::vector<int64_t>>(std::vector<int64_t>{1});
+      auto ceil = jit::toIValue(n->input(k == "aten::max_pool2d" ? 5 : 4));
+      if (!ks || !st || !pd || !dl || !ceil) out.why = k;
+      else {
+        out = window(first, *ks, *st, *pd, *dl);
+        if (ceil->toBool()) out.exact = false;  // ceil mode: the crop's last window need not be the image's
+      }
+    } else if (elementwise.count(k) || (k == "aten::cat" && jit::toIValue(n->input(1)) && jit::toIValue(n->input(1))->toInt() == 1)) {
+      out = merge(in, k);
+    } else if (k == "aten::append") {  // a list grows in place (DenseNet's features): the list sees the new element
+      Field grown = merge(in, k);
+      f[n->input(0)] = grown;
+      out = grown;
+    } else if (first.kind != GraphTap::Field::Local) {
+      out = first;
+    } else if (mixing.count(k)) {
+      out.kind = GraphTap::Field::Whole;  // pooling to a size, flatten, linear, attention: what mixes positions
+      out.why = k;
+    } else {
+      out.why = k;  // an operation the analysis does not know (a permute, a reshape): no crop past it
+    }
+    for (const jit::Value* v : n->outputs())
+      if (carries(v)) f[v] = out;
+  }
+  };
+  visit(g.block());
+  return f;
+}
+
 std::string short_type(const jit::Value* module) {
   auto cls = module->type()->cast<c10::ClassType>();
   return cls && cls->name() ? cls->name()->name() : "module";
@@ -177,7 +337,7 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
   auto g = jit::toGraphFunction(method->function()).graph()->copy();
   if (g->inputs().size() != 2)
     throw Error(file, "forward takes " + std::to_string(g->inputs().size() - 1) +
-                          " inputs; vizsweep needs one image tensor [N, C, H, W]");
+                          " inputs; one image tensor [N, C, H, W] is needed");
   if (!is_tensor(g->inputs()[1]))
     throw Error(file, "forward's input is a " + g->inputs()[1]->type()->repr_str() + ", not an image tensor [N, C, H, W]");
   if (g->outputs().size() != 1 || !is_tensor(g->outputs()[0]))
@@ -229,12 +389,15 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
       const auto dot = path.rfind('.');
       has_children.insert(dot == std::string::npos ? "" : path.substr(0, dot));
       const int k = ++calls[path];
-      if (std::getenv("VIZSWEEP_GRAPH_DEBUG")) std::fprintf(stderr, "call %s outs=%zu tensor=%d top=%d\n", path.c_str(), outs.size(), outs.empty() ? -1 : (int)is_tensor(outs[0]), outs.empty() ? -1 : (int)(outs[0]->node()->owningBlock() == g->block()));
       if (outs.size() == 1 && is_tensor(outs[0]) && outs[0]->node()->owningBlock() == g->block()) {
         sites.push_back({k == 1 ? path : path + ":" + std::to_string(k), type, true, g->registerOutput(outs[0])});
       }
     }
   }
+
+  // Branches on constants left by the last calls inlined (F.relu's `if inplace:`) fold, so every
+  // operation is in the graph's body, where the rewrite below and the field analysis see it.
+  jit::ConstantPropagation(g);
 
   // In-place operations out of place: later uses of the operand see the new value instead.
   std::vector<jit::Node*> in_place;
@@ -358,8 +521,10 @@ void GraphNet::probe(int64_t channels, int64_t side) {
   I.output_shape.clear();
   if (stack[0].isTensor()) I.output_shape.assign(stack[0].toTensor().sizes().begin(), stack[0].toTensor().sizes().end());
   std::unordered_map<const jit::Node*, double> node_flops;
+  std::unordered_map<const jit::Node*, std::vector<int64_t>> kernels;  // convolutions' kernel sides
   for (const Flop& f : flops) {
     const auto out = stack[f.out].toTensor(), op = stack[f.operand].toTensor();
+    if (f.conv && op.dim() == 4) kernels[f.node] = {op.size(2), op.size(3)};
     double macs;
     if (f.conv) macs = static_cast<double>(op.numel()) * static_cast<double>(out.size(-1) * out.size(-2));
     else if (f.node->kind().toQualString() == std::string("aten::linear"))
@@ -385,6 +550,22 @@ void GraphNet::probe(int64_t channels, int64_t side) {
     return sum;
   };
 
+  // Kernel sides of the convolutions inside branches too: their weights are attributes of the
+  // module, reached through the chain of prim::GetAttr from self.
+  std::function<std::optional<c10::IValue>(const jit::Value*)> resolve = [&](const jit::Value* v) -> std::optional<c10::IValue> {
+    if (v == g->inputs()[0]) return c10::IValue(I.module._ivalue());
+    if (v->node()->kind() != c10::prim::GetAttr) return std::nullopt;
+    auto o = resolve(v->node()->input(0));
+    if (!o || !o->isObject()) return std::nullopt;
+    return o->toObject()->getAttr(v->node()->s(c10::attr::name));
+  };
+  each_node(g->block(), [&](jit::Node* n) {
+    const std::string k = n->kind().toQualString();
+    if (kernels.count(n) || (k != "aten::conv2d" && k != "aten::_convolution" && k != "aten::convolution")) return;
+    auto w = resolve(n->input(1));
+    if (w && w->isTensor() && w->toTensor().dim() == 4) kernels[n] = {w->toTensor().size(2), w->toTensor().size(3)};
+  });
+  const auto field = fields(*g, kernels);
   I.taps.clear();
   I.tap_site.clear();
   for (size_t s = 0; s < I.sites.size(); ++s) {
@@ -406,6 +587,15 @@ void GraphNet::probe(int64_t channels, int64_t side) {
     if (t.dim() == 4) {
       tap.layout = TapLayout::Map;
       tap.shape = tap.raw_shape;
+      auto fi = field.find(v);
+      if (fi != field.end()) {
+        const Field& fv = fi->second;
+        tap.field = fv.kind;
+        tap.stride = fv.stride;
+        for (int d = 0; d < 2; ++d) tap.lo[d] = fv.lo[d], tap.hi[d] = fv.hi[d];
+        tap.exact_crop = fv.kind == GraphTap::Field::Local && fv.exact;
+        tap.field_why = fv.why;
+      }
     } else if (t.dim() == 2) {
       tap.layout = TapLayout::Vector;
       tap.shape = tap.raw_shape;
@@ -435,6 +625,45 @@ void GraphNet::probe(int64_t channels, int64_t side) {
     }
   }
   I.codes.clear();
+
+  // The analysis is checked on each tap it would crop: the centre unit computed on its crop of a
+  // seeded random image must equal it on the whole image (within 1e-4 of its magnitude: other
+  // sizes may take other convolution algorithms). Where it does not, or the model refuses the
+  // crop (a vision transformer checks its input size), the tap runs uncropped.
+  std::vector<size_t> candidates;
+  for (size_t i = 0; i < I.taps.size(); ++i)
+    if (I.taps[i].layout == TapLayout::Map && I.taps[i].exact_crop) candidates.push_back(i);
+  if (candidates.empty()) return;
+  auto gen = at::detail::createCPUGenerator(7);
+  const auto x = torch::rand({1, channels, side, side}, gen, torch::TensorOptions().dtype(torch::kFloat));
+  std::vector<size_t> outs;
+  for (size_t i : candidates) outs.push_back(I.sites[I.tap_site[i]].output);
+  const auto whole = I.exec(outs, x);
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    GraphTap& t = I.taps[candidates[c]];
+    const int64_t pos[2] = {t.shape[1] / 2, t.shape[2] / 2};
+    int64_t a[2], b[2];
+    for (int d = 0; d < 2; ++d) {
+      a[d] = std::max<int64_t>(0, pos[d] * t.stride + t.lo[d]) / t.stride * t.stride;
+      b[d] = std::min(side, pos[d] * t.stride + t.hi[d] + 1);
+    }
+    if (a[0] == 0 && a[1] == 0 && b[0] == side && b[1] == side) continue;  // the whole image anyway
+    const auto on_image = whole[c].select(3, pos[1]).select(2, pos[0]);
+    bool same = false;
+    try {
+      const auto y = I.exec({outs[c]}, x.slice(2, a[0], b[0]).slice(3, a[1], b[1]))[0];
+      const int64_t oy = pos[0] - a[0] / t.stride, ox = pos[1] - a[1] / t.stride;
+      if (y.dim() == 4 && oy < y.size(2) && ox < y.size(3)) {
+        const double diff = (y.select(3, ox).select(2, oy) - on_image).abs().max().item<double>();
+        same = diff <= 1e-4 * std::max(on_image.abs().max().item<double>(), 1e-30);
+      }
+    } catch (const std::exception&) {
+    }
+    if (!same) {
+      t.exact_crop = false;
+      t.field_why = "the crop does not reproduce it";
+    }
+  }
 }
 
 const std::vector<GraphTap>& GraphNet::taps() const { return impl_->taps; }

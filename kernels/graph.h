@@ -48,6 +48,13 @@ struct GraphTap {
   bool class_token = false;          // Tokens: the first token is a class token (T = 1 + grid^2)
   double flops = 0;                  // forward FLOPs of the tap's own operation, one image
   double flops_to_here = 0;          // forward FLOPs of every node the tap depends on, one image
+  // The receptive field (Map taps): output position p along dimension d (0: rows, 1: columns)
+  // depends on input positions [stride * p + lo[d], stride * p + hi[d]] (before clipping to
+  // the image), through every path from the input; `field` says whether that is known.
+  enum class Field { Local, Whole, Unknown } field = Field::Unknown;
+  int64_t stride = 0, lo[2] = {0, 0}, hi[2] = {0, 0};
+  bool exact_crop = false;           // Local, and a crop computes it exactly (no ceil-mode pooling on the way)
+  std::string field_why;             // Whole or Unknown: the operation that made it so
 };
 
 class GraphNet {

@@ -660,8 +660,15 @@ void Model::set_graph_table(int64_t side) {
     L.kind = tap_kind(t.type);
     L.shape = t.shape;
     L.units = t.shape[0];
-    L.rf_size = side;  // the whole image until the receptive-field analysis of the graph says less
+    L.rf_size = side;  // the whole image, unless the analysis of the graph found a local field
     L.rf_stride = 0;
+    if (t.layout == TapLayout::Map && t.field == GraphTap::Field::Local) {
+      L.rf_size = t.hi[0] - t.lo[0] + 1;
+      L.rf_stride = t.stride;
+      if (!t.exact_crop) L.rf_note = t.field_why.empty() ? "uncropped: a ceil-mode pooling on the way" : "uncropped: " + t.field_why;
+    } else if (t.layout == TapLayout::Map) {
+      L.rf_note = (t.field == GraphTap::Field::Whole ? "whole image after " : "uncropped: unknown operation ") + t.field_why;
+    }
     L.flops = t.flops;
     L.flops_to_here = t.flops_to_here;
     table.push_back(std::move(L));
@@ -792,7 +799,14 @@ namespace {
 bool dependency_interval(const Model::Impl& impl, int upto, int64_t out_y, int64_t out_x, bool exact, int64_t lo[2],
                          int64_t hi[2], int64_t& total) {
   lo[0] = hi[0] = out_y, lo[1] = hi[1] = out_x, total = 1;
-  if (impl.graph) return false;  // graph models run uncropped (no receptive-field analysis of the graph yet)
+  if (impl.graph) {  // the field the analysis of the graph found (graph.h), through every path
+    const GraphTap& t = impl.graph->taps().at(static_cast<size_t>(upto));
+    if (t.layout != TapLayout::Map || t.field != GraphTap::Field::Local || (exact && !t.exact_crop)) return false;
+    const int64_t pos[2] = {out_y, out_x};
+    for (int d = 0; d < 2; ++d) lo[d] = pos[d] * t.stride + t.lo[d], hi[d] = pos[d] * t.stride + t.hi[d];
+    total = t.stride;
+    return true;
+  }
   for (int i = upto; i >= 0; --i) {  // the interval of positions the output depends on, layer by layer
     const Stage& st = impl.stages[static_cast<size_t>(i)];
     if (st.kind == LayerKind::AvgPool) return false;

@@ -35,6 +35,7 @@ struct LayerInfo {
   int64_t units = 0;          // channels (spatial layers) or features (fc layers)
   int64_t rf_size = 0;        // receptive field side in input pixels (fc: the input side)
   int64_t rf_stride = 0;      // input pixels between neighbouring units (fc: 0)
+  std::string rf_note;        // a graph tap without a local field: why ("whole image after aten::mean")
   double flops = 0;           // forward FLOPs of this layer for one image
   double flops_to_here = 0;   // forward FLOPs from the input through this layer, one image
   bool spatial() const { return shape.size() == 3; }

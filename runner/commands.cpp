@@ -147,22 +147,36 @@ int plan_command(const PlanOptions& o) {
     it->second.memory = std::max(it->second.memory, t.memory);
     total_flops += t.cost;
   }
+  int lw = 10;  // the layer column: a graph model's tap names are longer than VGG's aliases
+  for (const auto& [tech, rows] : by_tech)
+    for (const auto& r : rows) lw = std::max(lw, static_cast<int>(r.first.size()));
   for (const auto* technique : sweeps::techniques()) {
     auto it = by_tech.find(technique->name);
     if (it == by_tech.end()) continue;
     const char* tech = technique->name.c_str();
     const char* what = technique->items.c_str();
-    std::printf("\n%-12s %-10s %10s %10s %9s %12s %9s %9s\n", tech, "layer", "tasks", what, "settings", "TFLOP", "per task",
+    std::printf("\n%-12s %-*s %10s %10s %9s %12s %9s %9s\n", tech, lw, "layer", "tasks", what, "settings", "TFLOP", "per task",
                 "GiB/task");
     Row sum;
     for (const auto& [layer, r] : it->second) {
-      std::printf("%-12s %-10s %10s %10s %9zu %12.3f %9lld %9.3f\n", "", layer.c_str(), thousands(r.tasks).c_str(),
+      std::printf("%-12s %-*s %10s %10s %9zu %12.3f %9lld %9.3f\n", "", lw, layer.c_str(), thousands(r.tasks).c_str(),
                   thousands(r.items).c_str(), r.settings.size(), r.flops / 1e12, static_cast<long long>(r.per_task),
                   r.memory / (1024.0 * 1024.0 * 1024.0));
       sum.tasks += r.tasks, sum.items += r.items, sum.flops += r.flops;
     }
-    std::printf("%-12s %-10s %10s %10s %9s %12.3f\n", "", "total", thousands(sum.tasks).c_str(), thousands(sum.items).c_str(), "",
+    std::printf("%-12s %-*s %10s %10s %9s %12.3f\n", "", lw, "total", thousands(sum.tasks).c_str(), thousands(sum.items).c_str(), "",
                 sum.flops / 1e12);
+  }
+  if (engine.model().graph) {
+    std::string whole;
+    for (const auto& [tech, rows] : by_tech)
+      for (const auto& r : rows)
+        if (const auto* L = engine.model().find(r.first); L && L->spatial && L->crop_flops_to_here >= L->flops_to_here &&
+                                                          whole.find(r.first) == std::string::npos)
+          whole += (whole.empty() ? "" : ", ") + r.first;
+    std::printf("\ngraph model: receptive fields from the graph (vizsweep layers %s); %s\n", spec.model.file.c_str(),
+                whole.empty() ? "every spatial layer named runs on its centre unit's crop"
+                              : ("uncropped, on the whole image: " + whole).c_str());
   }
   for (const auto& e : spec.sections) {
     const std::string note = e.section->plan_note(tasks);

@@ -222,6 +222,7 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
                     "fp16 needs a CUDA device (this rank runs on " + impl_->device.str() + "); use bf16 or fp32");
   auto& d = impl_->desc;
   d.arch = m.info().arch;
+  d.graph = m.is_graph();
   d.in_channels = m.info().in_channels;
   d.num_classes = m.info().num_classes;
   d.input_size = m.input_size();
@@ -248,7 +249,10 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
       D.bytes_per_item += 4.0 * elems;
       D.crop_bytes_per_item += 4.0 * elems * share;
     }
-    if (m.is_graph()) D.crop_flops_to_here = L.flops_to_here, D.crop_bytes_per_item = D.bytes_per_item;
+    if (m.is_graph()) {  // the taps before this one are not all on its path: its own FLOPs, cropped by area
+      D.crop_flops_to_here = L.flops_to_here * area;
+      D.crop_bytes_per_item = D.bytes_per_item * area;
+    }
     d.layers.push_back(D);
   }
   // Image files are checked before anything is written, so a bad one stops the run at once.

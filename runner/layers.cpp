@@ -34,11 +34,11 @@ int layers_command(const LayersOptions& o) {
   std::printf("%s: %s, %lld x %lld px, %lld classes, %zu %s\n", o.model.c_str(), m->is_graph() ? "graph" : m->info().arch.c_str(),
               static_cast<long long>(S), static_cast<long long>(S), static_cast<long long>(m->info().num_classes),
               m->layers().size(), m->is_graph() ? "taps" : "layers");
-  std::printf("%-40s %-20s %-14s %7s %-22s %10s  %s\n", "name", "type", "shape", "units", "receptive field", "MFLOP", "also");
+  std::printf("%-40s %-20s %-14s %7s %-28s %10s  %s\n", "name", "type", "shape", "units", "receptive field", "MFLOP", "also");
   for (const auto& L : m->layers()) {
     std::string field;
     if (!L.spatial() || L.rf_stride == 0) {
-      field = "whole image";
+      field = L.rf_note.empty() ? "whole image" : L.rf_note;
     } else {
       const auto w = m->input_window(L.index, L.shape[1] / 2, L.shape[2] / 2);
       field = std::to_string(L.rf_size) + " px, stride " + std::to_string(L.rf_stride) + (w ? "" : " (uncropped)");
@@ -46,13 +46,13 @@ int layers_command(const LayersOptions& o) {
     std::string also;
     for (const auto& n : L.other_names) also += (also.empty() ? "" : ", ") + n;
     if (!m->is_graph() && L.path != L.alias) also = L.path;
-    std::printf("%-40s %-20s %-14s %7lld %-22s %10.1f  %s\n", L.alias.c_str(),
+    std::printf("%-40s %-20s %-14s %7lld %-28s %10.1f  %s\n", L.alias.c_str(),
                 (L.type.empty() ? k::layer_kind_name(L.kind) : L.type.c_str()), shape_text(L.shape).c_str(),
                 static_cast<long long>(L.units), field.c_str(), L.flops_to_here / 1e6, also.c_str());
   }
   if (m->is_graph())
-    std::printf("\nA sweep file names a tap by any of its names (or a glob such as 'layer*.?.conv2'). Graph models run "
-                "uncropped: every tap's optimization sees the whole image.\n");
+    std::printf("\nA sweep file names a tap by any of its names (or a glob such as 'layer*.?.conv2'). A tap with a field "
+                "smaller than the image runs on its centre unit's crop; the others on the whole image.\n");
   return kExitOk;
 }
 

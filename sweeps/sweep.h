@@ -34,6 +34,7 @@ struct LayerDesc {
 };
 struct ModelDesc {
   std::string arch;
+  bool graph = false;  // a graph model's taps (kernels/graph.h), not a VGG chain
   int64_t in_channels = 3, num_classes = 1000, input_size = 224;
   std::vector<LayerDesc> layers;
   std::vector<std::string> classes;

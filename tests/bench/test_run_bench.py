@@ -80,7 +80,9 @@ class RunBench(unittest.TestCase):
         self.assertIsNotNone(m, self.out)
         projected, measured, ratio = float(m.group(2)), float(m.group(3)), float(m.group(4))
         self.assertGreater(projected, 0)
-        self.assertAlmostEqual(ratio, measured / projected, delta=0.01)
+        # The ratio is of the unrounded times; the table shows them to 0.1 s.
+        lo, hi = (measured - 0.05) / (projected + 0.05), (measured + 0.05) / max(projected - 0.05, 1e-9)
+        self.assertTrue(lo - 0.005 <= ratio <= hi + 0.005, f"ratio {ratio} is not measured over projected: {m.group(0)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 // taps.json (per tap: name, aliases, type, layout, shape, grid, class_token, file) and one
 // torch.save-readable file per tap with its output from Model::forward (only the tap's prefix
 // computed), plus all.pt files from Model::forward_all for the same taps (one pass) to prove
-// the two agree.
+// the two agree. Where a tap has a receptive-field crop (Model::input_window), taps.json also
+// has its centre unit's output on the crop against the whole image.
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -47,8 +48,21 @@ int main(int argc, char** argv) {
       const std::string file = "tap" + std::to_string(L.index) + ".pt";
       save(m.forward(x, L.index), out + "/" + file);
       save(all[static_cast<size_t>(L.index)], out + "/all_" + file);
-      taps.push_back({{"name", L.alias}, {"aliases", L.other_names}, {"type", L.type}, {"shape", L.shape},
-                      {"units", L.units}, {"flops_to_here", L.flops_to_here}, {"file", file}});
+      nlohmann::json t{{"name", L.alias}, {"aliases", L.other_names}, {"type", L.type}, {"shape", L.shape},
+                       {"units", L.units}, {"flops_to_here", L.flops_to_here}, {"file", file}, {"rf_size", L.rf_size},
+                       {"rf_stride", L.rf_stride}, {"rf_note", L.rf_note}};
+      // The receptive-field crop: the centre unit's output computed on its crop alone against
+      // the same output on the whole image.
+      if (L.spatial())
+        if (const auto w = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2)) {
+          const auto crop = x.slice(2, w->y0, w->y1).slice(3, w->x0, w->x1);
+          const auto on_crop = m.forward_crop(crop, L.index).select(3, w->ox).select(2, w->oy);
+          const auto on_image = all[static_cast<size_t>(L.index)].select(3, L.shape[2] / 2).select(2, L.shape[1] / 2);
+          t["crop"] = {{"window", {w->y0, w->y1, w->x0, w->x1}},
+                       {"max_diff", (on_crop - on_image).abs().max().item<double>()},
+                       {"scale", on_image.abs().max().item<double>()}};
+        }
+      taps.push_back(t);
     }
     std::ofstream(out + "/taps.json") << nlohmann::json{{"taps", taps}, {"graph", m.is_graph()},
                                                         {"in_channels", m.info().in_channels},

@@ -12,6 +12,10 @@ kernels in the same order on one machine; what differs is the interpreter's out-
 rewrite of in-place operations (a ReLU in place or not computes the same values) and, on
 some CPUs, a kernel choice for a different memory layout, which moves results by rounding.
 
+Where a tap's receptive field (from the analysis of the graph) is smaller than the image, its
+centre unit computed on the crop alone must equal it on the whole image, within the same
+tolerance: the crop is exact. resnet18 and densenet121 must have such taps.
+
 Every tap must be checked unless it is an operation between module calls (":add", ":cat"):
 those have no hook, and each is checked through the module call that reads it."""
 import json
@@ -88,8 +92,13 @@ class Conformance(unittest.TestCase):
                 info = json.load(f)
             self.assertTrue(info["graph"])
             ref, logits = hooked(model, (x - MEAN) / STD)
-            checked, unhooked = 0, []
+            checked, unhooked, cropped = 0, [], 0
             for tap in info["taps"]:
+                if "crop" in tap:  # the centre unit on its receptive-field crop equals it on the whole image
+                    c = tap["crop"]
+                    self.assertLessEqual(c["max_diff"], 1e-5 * max(c["scale"], 1e-30), f"{arch} {tap['name']}: crop {c}")
+                    self.assertLess((c["window"][1] - c["window"][0]) * (c["window"][3] - c["window"][2]), SIDE * SIDE)
+                    cropped += 1
                 ours = torch.load(os.path.join(out, tap["file"]))
                 ours_all = torch.load(os.path.join(out, "all_" + tap["file"]))
                 self.assertEqual(list(ours.shape[1:]), tap["shape"], tap["name"])
@@ -114,11 +123,21 @@ class Conformance(unittest.TestCase):
             self.assertLessEqual(float((last - logits).abs().max()), 1e-5 * float(logits.abs().max()))
             self.assertGreater(checked, 10)
             print(f"{arch}: {len(info['taps'])} taps, {checked} call sites equal to PyTorch's hooks, "
-                  f"{len(unhooked)} operations between calls checked through their readers", flush=True)
+                  f"{len(unhooked)} operations between calls checked through their readers, {cropped} taps whose "
+                  "centre unit on its receptive-field crop equals it on the whole image", flush=True)
+            return cropped
+
+
+def _test(arch):
+    def run(self):
+        cropped = self.check(arch)
+        if arch in ("resnet18", "densenet121"):
+            self.assertGreater(cropped, 10, f"{arch}: too few taps with a receptive-field crop")
+    return run
 
 
 for _arch in MODELS:
-    setattr(Conformance, f"test_{_arch}", lambda self, a=_arch: self.check(a))
+    setattr(Conformance, f"test_{_arch}", _test(_arch))
 
 if __name__ == "__main__":
     unittest.main()

@@ -129,7 +129,7 @@ TEST(TorchScript, ForwardThatIsNotAClassifierIsRejected) {
   REQUIRE_MODELS();
   const std::vector<std::pair<std::string, std::string>> cases{
       {"not_vgg.pt", "forward returns a [1, 4, 222, 222] tensor for one image, not logits [1, K]"},
-      {"two_inputs.pt", "forward takes 2 inputs; vizsweep needs one image tensor [N, C, H, W]"},
+      {"two_inputs.pt", "forward takes 2 inputs; one image tensor [N, C, H, W] is needed"},
       {"tuple_output.pt", "forward returns Tuple[Tensor, Tensor], not a tensor of logits [N, K]"}};
   for (const auto& [file, message] : cases) {
     try {

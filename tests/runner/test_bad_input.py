@@ -96,7 +96,7 @@ SWEEP_CASES = [
     ("TorchScript that is no classifier", "model: {file: not_vgg.pt}\n" + ACT, None,
      "not_vgg.pt: forward returns a [1, 4, 222, 222] tensor for one image, not logits [1, K]"),
     ("TorchScript of two inputs", "model: {file: two_inputs.pt}\n" + ACT, None,
-     "two_inputs.pt: forward takes 2 inputs; vizsweep needs one image tensor"),
+     "two_inputs.pt: forward takes 2 inputs; one image tensor"),
     ("TorchScript returning a tuple", "model: {file: tuple_output.pt}\n" + ACT, None,
      "tuple_output.pt: forward returns Tuple[Tensor, Tensor], not a tensor of logits"),
     ("graph model: a tap that does not exist", "model: {file: " + os.path.join(ROOT, "models", "fashion_judge.pt") +
