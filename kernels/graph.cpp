@@ -433,6 +433,22 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     owner.erase(n);
     n->destroy();
   }
+  // A model's checks of its input (BatchNorm's "expected 4D input", a ViT's image size) are
+  // branches that only raise. Kept, they would make every tap's graph compute every layer whose
+  // input a later check reads; vizsweep checks the input's shape itself, so they go.
+  std::vector<jit::Node*> checks;
+  for (jit::Node* n : g->block()->nodes()) {
+    if (n->kind() != c10::prim::If || !n->outputs().empty()) continue;
+    bool only_raises = true;
+    for (jit::Block* b : n->blocks())
+      for (jit::Node* m : b->nodes()) {
+        const std::string k = m->kind().toQualString();
+        only_raises = only_raises && (k == "prim::RaiseException" || k == "prim::Constant" || k == "aten::format" || k == "aten::dim" || k == "aten::size" || k == "aten::len" ||
+                                      k == "aten::str" || k == "aten::add" || k == "prim::Uninitialized");
+      }
+    if (only_raises) checks.push_back(n);
+  }
+  for (jit::Node* n : checks) n->destroy();
   jit::EliminateDeadCode(g);
 
   // Operations between module calls: in a module that calls others (a block) or in the
