@@ -33,6 +33,7 @@ DOCS = ["README.md", "CHANGELOG.md", "slurm/README.md"] + sorted(
 SOURCES = {
     "vizsweep-bench-actmax": "bench/bench_actmax.cpp",
     "vizsweep-bench-exemplars": "bench/bench_exemplars.cpp",
+    "vizsweep-bench-graph": "bench/bench_graph.cpp",
     "vizsweep-bench-shard-kill": "bench/bench_shard_kill.cpp",
     "vizsweep-train": "models/train.cpp",
     "vizsweep-demo": "kernels/demo",
