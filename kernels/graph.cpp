@@ -358,6 +358,7 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     jit::Node* n = find_call(g->block());
     if (!n) break;
     const std::string own = owner.count(n) ? owner[n] : "";
+    owner.erase(n);  // the call node goes; its address may come back as a new node's
     jit::Node* before = n->prev();
     jit::Node* after = n->next();
     std::string path = own;
@@ -428,6 +429,7 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     f->insertBefore(n);
     f->output()->setType(n->output()->type());
     if (owner.count(n)) owner[f] = owner[n];
+    else owner.erase(f);
     for (const jit::Use& u : later) u.user->replaceInput(u.offset, f->output());
     n->output()->replaceAllUsesWith(f->output());
     owner.erase(n);
