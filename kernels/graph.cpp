@@ -202,14 +202,11 @@ std::unordered_map<const jit::Value*, Field> fields(const jit::Graph& g, const s
       for (size_t i = 0; i < n->outputs().size(); ++i) {
         if (!carries(n->output(i))) continue;
         std::vector<const Field*> branches;
-        bool all = true;
         for (const jit::Block* b : n->blocks()) {
           auto it = f.find(b->outputs()[i]);
-          if (it == f.end()) all = false;
-          else branches.push_back(&it->second);
+          if (it != f.end()) branches.push_back(&it->second);
         }
         if (!branches.empty()) f[n->output(i)] = merge(branches, "prim::If");
-        if (!all && branches.empty()) continue;
       }
       continue;
     }

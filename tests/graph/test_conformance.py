@@ -13,8 +13,8 @@ rewrite of in-place operations (a ReLU in place or not computes the same values)
 some CPUs, a kernel choice for a different memory layout, which moves results by rounding.
 
 Where a tap's receptive field (from the analysis of the graph) is smaller than the image, its
-centre unit computed on the crop alone must equal it on the whole image, within the same
-tolerance: the crop is exact. resnet18 and densenet121 must have such taps.
+centre unit computed on the crop alone must equal it on the whole image within 1e-4 of its
+magnitude (the tolerance of the check graph.cpp makes at load): the crop is exact. resnet18 and densenet121 must have such taps.
 
 Every tap must be checked unless it is an operation between module calls (":add", ":cat"):
 those have no hook, and each is checked through the module call that reads it."""
@@ -96,7 +96,10 @@ class Conformance(unittest.TestCase):
             for tap in info["taps"]:
                 if "crop" in tap:  # the centre unit on its receptive-field crop equals it on the whole image
                     c = tap["crop"]
-                    self.assertLessEqual(c["max_diff"], 1e-5 * max(c["scale"], 1e-30), f"{arch} {tap['name']}: crop {c}")
+                    # 1e-4, the tolerance the model's own check of each crop uses at load (graph.cpp):
+                    # a smaller input may take another convolution algorithm (oneDNN chooses by
+                    # shape and CPU kind), which moves results by rounding, not by what is computed.
+                    self.assertLessEqual(c["max_diff"], 1e-4 * max(c["scale"], 1e-30), f"{arch} {tap['name']}: crop {c}")
                     self.assertLess((c["window"][1] - c["window"][0]) * (c["window"][3] - c["window"][2]), SIDE * SIDE)
                     cropped += 1
                 ours = torch.load(os.path.join(out, tap["file"]))
