@@ -93,16 +93,33 @@ void each_node(jit::Block* b, const std::function<void(jit::Node*)>& f) {
   }
 }
 
-// A module in eval mode: every `self.training` becomes false and the branches it guards fold.
-void fold_training(std::shared_ptr<jit::Graph> g) {
-  std::vector<jit::Node*> reads;
+// A module in eval mode, with its flags fixed: every `self.training` becomes false, and every
+// other boolean attribute of a module (DenseNet's memory_efficient, a block's use_res_connect)
+// its value, so the branches they guard fold. Without that, a branch that only raises in a
+// configuration the model is not in (DenseNet: "Memory Efficient not supported in JIT") stays
+// in a tap's graph with everything its condition reads.
+void fold_flags(std::shared_ptr<jit::Graph> g, const c10::IValue& module) {
+  std::function<std::optional<c10::IValue>(const jit::Value*)> resolve = [&](const jit::Value* v) -> std::optional<c10::IValue> {
+    if (v == g->inputs()[0]) return module;
+    if (v->node()->kind() != c10::prim::GetAttr) return std::nullopt;
+    auto o = resolve(v->node()->input(0));
+    if (!o || !o->isObject()) return std::nullopt;
+    const auto& obj = o->toObject();
+    const std::string name = v->node()->s(c10::attr::name);
+    if (!obj->type()->hasAttribute(name)) return std::nullopt;
+    return obj->getAttr(name);
+  };
+  std::vector<std::pair<jit::Node*, bool>> reads;
   each_node(g->block(), [&](jit::Node* n) {
-    if (n->kind() == c10::prim::GetAttr && n->s(c10::attr::name) == "training") reads.push_back(n);
+    if (n->kind() != c10::prim::GetAttr || n->output()->type()->kind() != c10::TypeKind::BoolType) return;
+    if (n->s(c10::attr::name) == "training") return reads.push_back({n, false});
+    auto v = resolve(n->output());
+    if (v && v->isBool()) reads.push_back({n, v->toBool()});
   });
   if (reads.empty()) return;
-  for (jit::Node* n : reads) {
+  for (auto [n, value] : reads) {
     jit::WithInsertPoint guard(n);
-    n->output()->replaceAllUsesWith(g->insertConstant(false));
+    n->output()->replaceAllUsesWith(g->insertConstant(value));
     n->destroy();
   }
   jit::ConstantPropagation(g);
@@ -351,7 +368,7 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
   std::set<std::string> has_children;
   for (int guard = 0;; ++guard) {
     if (guard > 200000) throw Error(file, "the forward graph does not finish inlining (a recursive call?)");
-    fold_training(g);
+    fold_flags(g, c10::IValue(module._ivalue()));
     jit::Node* n = find_call(g->block());
     if (!n) break;
     const std::string own = owner.count(n) ? owner[n] : "";

@@ -25,12 +25,15 @@ something other than a tensor of logits (googlenet and inception_v3 return a tup
 are traced instead (--mode trace|script|auto). --input-size also builds vision transformers
 for that image size (vit_b_16 at 64 px: a 4 x 4 patch grid).
 
---arch resnet_small is a different family for judging: a residual network of
-torchvision's BasicBlock (batch norm, identity shortcuts), widths 32/64/128 times
---width at strides 1/2/2, global average pooling and one linear layer. The
-project trains it on Fashion-MNIST as the independent judge of class
-visualizations (models/make_judge_model.sh); vizsweep visualizes only VGG-style
-models, but any classifier can judge.
+Two small residual networks for 32 px inputs (Fashion-MNIST): three stages of two of
+torchvision's BasicBlock (batch norm, identity shortcuts), widths 32/64/128 times --width
+at strides 1/2/2, global average pooling and one linear layer.
+  --arch resnet_mini   laid out as torchvision's ResNet (conv1, bn1, relu, layer1-3,
+                       avgpool, fc), so its taps read like a ResNet's: layer1.0.conv1,
+                       layer1.0.relu:2, layer1.0:add. The second default model
+                       (models/make_resnet_model.sh).
+  --arch resnet_small  the same blocks in one Sequential: the independent judge of the
+                       default models' class images (models/make_judge_model.sh).
 """
 import argparse
 import json
@@ -41,7 +44,7 @@ import torchvision
 from torchvision.models import vgg as tvvgg
 
 ARCHS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
-JUDGE_ARCHS = ("resnet_small",)
+SMALL_RESNETS = ("resnet_small", "resnet_mini")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -67,22 +70,45 @@ def scaled_vgg(arch, width, in_channels, num_classes, fc_width, pool):
     return model
 
 
-def resnet_small(width, in_channels, num_classes):
-    """Three stages of torchvision's BasicBlock, as described in the module docstring."""
+def small_stages(width, in_channels):
+    """The stem and the three stages of the module docstring: (stem, [stage, ...], channels)."""
     from torchvision.models.resnet import BasicBlock
     widths = [max(1, int(round(w * width))) for w in (32, 64, 128)]
-    layers = [torch.nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-              torch.nn.BatchNorm2d(widths[0]), torch.nn.ReLU(inplace=True)]
+    stem = [torch.nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+            torch.nn.BatchNorm2d(widths[0]), torch.nn.ReLU(inplace=True)]
+    stages = []
     c = widths[0]
     for i, w in enumerate(widths):
         stride = 1 if i == 0 else 2
         down = None
         if stride != 1 or c != w:
             down = torch.nn.Sequential(torch.nn.Conv2d(c, w, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(w))
-        layers += [BasicBlock(c, w, stride, down), BasicBlock(w, w)]
+        stages.append(torch.nn.Sequential(BasicBlock(c, w, stride, down), BasicBlock(w, w)))
         c = w
+    return stem, stages, c
+
+
+def resnet_small(width, in_channels, num_classes):
+    """The judge's layout: everything in one Sequential."""
+    stem, stages, c = small_stages(width, in_channels)
+    layers = stem + [block for stage in stages for block in stage]
     layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c, num_classes)]
     return torch.nn.Sequential(*layers)
+
+
+class ResNetMini(torch.nn.Module):
+    """The same network laid out and named as torchvision's ResNet."""
+
+    def __init__(self, width, in_channels, num_classes):
+        super().__init__()
+        (self.conv1, self.bn1, self.relu), (self.layer1, self.layer2, self.layer3), c = small_stages(width, in_channels)
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def to_torchscript(model, a):
@@ -106,9 +132,9 @@ def build(a):
     standard = a.width == 1.0 and a.in_channels == 3 and a.num_classes == 1000 and a.fc_width == 0 and a.pool == 7
     categories = None
     builder = getattr(torchvision.models, a.arch, None)
-    if a.arch not in ARCHS and a.arch not in JUDGE_ARCHS and not callable(builder):
+    if a.arch not in ARCHS and a.arch not in SMALL_RESNETS and not callable(builder):
         sys.exit(f"export_torchvision: --arch {a.arch!r} is not a torchvision classification model")
-    if a.arch not in ARCHS and a.arch not in JUDGE_ARCHS:
+    if a.arch not in ARCHS and a.arch not in SMALL_RESNETS:
         if a.in_channels != 3 or a.width != 1.0 or a.fc_width or a.pool != 7:
             sys.exit(f"export_torchvision: --arch {a.arch}: --width, --in-channels, --fc-width and --pool are for VGGs")
         kw = {"num_classes": a.num_classes}
@@ -122,10 +148,11 @@ def build(a):
             model, categories = pretrained(a)
         if categories is None and a.num_classes == 1000:
             categories = list(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
-    elif a.arch in JUDGE_ARCHS:
+    elif a.arch in SMALL_RESNETS:
         if a.weights.lower() != "none":
             sys.exit(f"export_torchvision: --arch {a.arch} has no pretrained weights; use --weights none")
-        model = resnet_small(a.width, a.in_channels, a.num_classes)
+        small = resnet_small if a.arch == "resnet_small" else ResNetMini
+        model = small(a.width, a.in_channels, a.num_classes)
     elif a.weights.lower() == "none":
         if standard:
             model = getattr(torchvision.models, a.arch)(weights=None)
@@ -154,7 +181,7 @@ def pretrained(a):
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="vgg16",
-                   help="a torchvision classification model (vgg16, resnet50, vit_b_16, ...) or resnet_small")
+                   help="a torchvision classification model (vgg16, resnet50, vit_b_16, ...), resnet_mini or resnet_small")
     p.add_argument("--mode", choices=["auto", "script", "trace"], default="auto",
                    help="how the model becomes TorchScript (auto: script, trace where that returns no tensor)")
     p.add_argument("--weights", default="none",
