@@ -12,3 +12,7 @@ EXPORT="$HERE/models/export_torchvision.py"
 "$PY" "$EXPORT" --arch vgg11 --weights none --seed 1 --width 0.0625 --in-channels 1 --num-classes 10 \
     --fc-width 32 --pool 1 --input-size 32 -o "$OUT/small.pt" --reference "$OUT/small_ref"
 "$PY" "$HERE/tests/kernels/make_not_vgg.py" "$OUT/not_vgg.pt"
+# Graph models at 64 px for the receptive-field crop on graph taps (test_techniques.cpp).
+for a in resnet18 densenet121; do
+  [ -s "$OUT/${a}_64.pt" ] || "$PY" "$EXPORT" --arch "$a" --weights none --seed 0 --input-size 64 -o "$OUT/${a}_64.pt"
+done

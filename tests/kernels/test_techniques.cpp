@@ -1,6 +1,7 @@
 // Behaviour of the four techniques on small VGGs and closed forms on linear models.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <gtest/gtest.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -544,6 +545,89 @@ TEST(FeatureMaps, EveryLayerWithoutGradients) {
 // different convolution algorithms for different input sizes; percentile clipping and ReLU
 // gating are discontinuous, so over more iterations such differences can flip a pixel across
 // a threshold: with all four regularizers at relu4_1 that happened at iteration 20 here.)
+namespace {
+
+struct CropCase {
+  const char* name;
+  double decay, blur, norm_pct, contrib_pct;
+  int jitter = 0;
+  LrPolicy policy = LrPolicy::Normalized;
+  ImageParam param = ImageParam::Pixel;
+  double pad = 0;
+  bool flip = false;
+  double scale = 0, rotate = 0;
+  // The newer axes (jitter, Adam, fft, pad, flips, scaling, rotation) change what is
+  // optimized, not how the crop is cut.
+  bool newer() const {
+    return jitter > 0 || policy != LrPolicy::Normalized || param != ImageParam::Pixel || pad > 0 || flip || scale > 0 || rotate > 0;
+  }
+};
+
+// The transforms (jitter, pad, flips, scaling, rotation) act on the whole image before the
+// crop is cut, so the crop stays exact under them.
+const CropCase kCropCases[] = {
+    {"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
+    {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30},
+    {"jitter", 0, 0, 0, 0, 3},   {"adam", 0, 0, 0, 0, 0, LrPolicy::Adam},
+    {"all four + jitter + adam", 1e-4, 0.8, 30, 30, 4, LrPolicy::Adam},
+    {"fft", 0, 0, 0, 0, 0, LrPolicy::Adam, ImageParam::Fft},
+    {"fft + all four + jitter", 1e-4, 0.8, 30, 30, 2, LrPolicy::Adam, ImageParam::Fft},
+    // pad frames the image in grey before jitter; the model sees the centre
+    {"fft + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Fft, 4},
+    {"pixel + flip + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Pixel, 4, true},
+    // scaling and rotation resample the whole image; the crop is cut after
+    {"fft + all transforms", 0, 0, 0, 0, 2, LrPolicy::Adam, ImageParam::Fft, 3, true, 0.1, 10},
+    {"pixel + scale + rotate + blur", 0, 0.8, 0, 0, 0, LrPolicy::Adam, ImageParam::Pixel, 0, false, 0.2, 15}};
+
+// Units of `layer` optimized with the crop and without, after 1 and 12 iterations: images,
+// activations, traces and the final reads agree within 1e-5 and 1e-3.
+void expect_crop_gives_the_uncropped_result(const Model& m, const std::string& layer, const CropCase& c,
+                                            const std::vector<int64_t>& units) {
+  for (int iterations : {1, 12}) {
+    ActMaxRequest req;
+    req.layer = layer;
+    req.units = units;
+    req.seed = 9;
+    req.settings.iterations = iterations;
+    req.settings.lr_policy = c.policy;
+    req.settings.lr = 2;
+    req.settings.jitter = c.jitter;
+    req.settings.pad = c.pad;
+    req.settings.flip = c.flip;
+    req.settings.scale = c.scale, req.settings.rotate = c.rotate;
+    req.settings.param = c.param;
+    req.settings.decay = c.decay;
+    req.settings.blur_radius = c.blur;
+    req.settings.blur_every = c.blur > 0 ? 2 : 0;
+    req.settings.norm_pct = c.norm_pct;
+    req.settings.contrib_pct = c.contrib_pct;
+    req.crop_to_receptive_field = false;
+    auto full = activation_maximization(m, req);
+    req.crop_to_receptive_field = true;
+    auto crop = activation_maximization(m, req);
+    double img = (full.images - crop.images).abs().max().item<double>();
+    double act = ((full.final_activation - crop.final_activation).abs() /
+                  full.final_activation.abs().clamp_min(1e-3)).max().item<double>();
+    double tol = iterations == 1 ? 1e-5 : 1e-3;
+    EXPECT_LT(img, tol) << layer << " " << c.name << " " << iterations << " iterations";
+    EXPECT_LT(act, tol) << layer << " " << c.name << " " << iterations << " iterations";
+    EXPECT_TRUE(torch::allclose(full.objective_trace, crop.objective_trace, tol, 1e-5))
+        << layer << " " << c.name << " " << iterations << " iterations";
+    // The final reads (argmax flag, robustness under a shift) run on the crop as well.
+    EXPECT_TRUE(torch::allclose(full.robustness, crop.robustness, tol, 1e-5)) << layer << " " << c.name;
+    EXPECT_TRUE(torch::equal(full.is_argmax, crop.is_argmax)) << layer << " " << c.name;
+  }
+}
+
+}  // namespace
+
+// Receptive-field cropping: the optimization runs forward and backward on the crop covering
+// the unit's receptive field, the image and the regularizers stay whole. Images and
+// activations must equal the uncropped run's: within 1e-5 after one iteration and 1e-3 after
+// 12, under every regularizer. (The two runs differ only by float rounding, ~1e-7, from
+// different convolution algorithms for different input sizes; percentile clipping and ReLU
+// gating are discontinuous, so over more iterations such differences can flip a pixel across
+// a threshold: with all four regularizers at relu4_1 that happened at iteration 20 here.)
 TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
   VggOptions o;
   o.arch = "vgg16";
@@ -554,30 +638,6 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
   o.input_size = 96;
   o.seed = 5;
   Model m = Model::builtin(o);
-  struct Case {
-    const char* name;
-    double decay, blur, norm_pct, contrib_pct;
-    int jitter = 0;
-    LrPolicy policy = LrPolicy::Normalized;
-    ImageParam param = ImageParam::Pixel;
-    double pad = 0;
-    bool flip = false;
-    double scale = 0, rotate = 0;
-  };
-  // The transforms (jitter, pad, flips, scaling, rotation) act on the whole image before the
-  // crop is cut, so the crop stays exact under them.
-  const Case cases[] = {{"none", 0, 0, 0, 0},        {"decay", 1e-4, 0, 0, 0},         {"blur", 0, 0.8, 0, 0},
-                        {"clip norm", 0, 0, 30, 0},  {"clip contribution", 0, 0, 0, 30}, {"all four", 1e-4, 0.8, 30, 30},
-                        {"jitter", 0, 0, 0, 0, 3},   {"adam", 0, 0, 0, 0, 0, LrPolicy::Adam},
-                        {"all four + jitter + adam", 1e-4, 0.8, 30, 30, 4, LrPolicy::Adam},
-                        {"fft", 0, 0, 0, 0, 0, LrPolicy::Adam, ImageParam::Fft},
-                        {"fft + all four + jitter", 1e-4, 0.8, 30, 30, 2, LrPolicy::Adam, ImageParam::Fft},
-                        // pad frames the image in grey before jitter; the model sees the centre
-                        {"fft + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Fft, 4},
-                        {"pixel + flip + pad + jitter", 0, 0, 0, 0, 3, LrPolicy::Adam, ImageParam::Pixel, 4, true},
-                        // scaling and rotation resample the whole image; the crop is cut after
-                        {"fft + all transforms", 0, 0, 0, 0, 2, LrPolicy::Adam, ImageParam::Fft, 3, true, 0.1, 10},
-                        {"pixel + scale + rotate + blur", 0, 0.8, 0, 0, 0, LrPolicy::Adam, ImageParam::Pixel, 0, false, 0.2, 15}};
   int windows = 0, unaligned = 0;
   for (const char* layer : {"conv1_2", "conv2_2", "conv3_3", "relu4_1"}) {
     const LayerInfo& L = m.layer(layer);
@@ -588,46 +648,10 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
     EXPECT_LT(win->y1 - win->y0, L.rf_size + L.rf_stride) << layer;  // tight: only the start moves back
     if ((win->y1 - win->y0) % L.rf_stride != 0) ++unaligned;
     ++windows;
-    for (const auto& c : cases) {
-      // The newer axes (jitter, Adam, fft) at two of the four layers: they change what is
-      // optimized, not how the crop is cut, and the suite runs under sanitizers too.
-      const bool newer = c.jitter > 0 || c.policy != LrPolicy::Normalized || c.param != ImageParam::Pixel || c.pad > 0 || c.flip ||
-                         c.scale > 0 || c.rotate > 0;
-      if (newer && std::string(layer) != "conv2_2" && std::string(layer) != "relu4_1") continue;
-      for (int iterations : {1, 12}) {
-        ActMaxRequest req;
-        req.layer = layer;
-        req.units = {0, 3, 5};
-        req.seed = 9;
-        req.settings.iterations = iterations;
-        req.settings.lr_policy = c.policy;
-        req.settings.lr = 2;
-        req.settings.jitter = c.jitter;
-        req.settings.pad = c.pad;
-        req.settings.flip = c.flip;
-        req.settings.scale = c.scale, req.settings.rotate = c.rotate;
-        req.settings.param = c.param;
-        req.settings.decay = c.decay;
-        req.settings.blur_radius = c.blur;
-        req.settings.blur_every = c.blur > 0 ? 2 : 0;
-        req.settings.norm_pct = c.norm_pct;
-        req.settings.contrib_pct = c.contrib_pct;
-        req.crop_to_receptive_field = false;
-        auto full = activation_maximization(m, req);
-        req.crop_to_receptive_field = true;
-        auto crop = activation_maximization(m, req);
-        double img = (full.images - crop.images).abs().max().item<double>();
-        double act = ((full.final_activation - crop.final_activation).abs() /
-                      full.final_activation.abs().clamp_min(1e-3)).max().item<double>();
-        double tol = iterations == 1 ? 1e-5 : 1e-3;
-        EXPECT_LT(img, tol) << layer << " " << c.name << " " << iterations << " iterations";
-        EXPECT_LT(act, tol) << layer << " " << c.name << " " << iterations << " iterations";
-        EXPECT_TRUE(torch::allclose(full.objective_trace, crop.objective_trace, tol, 1e-5))
-            << layer << " " << c.name << " " << iterations << " iterations";
-        // The final reads (argmax flag, robustness under a shift) run on the crop as well.
-        EXPECT_TRUE(torch::allclose(full.robustness, crop.robustness, tol, 1e-5)) << layer << " " << c.name;
-        EXPECT_TRUE(torch::equal(full.is_argmax, crop.is_argmax)) << layer << " " << c.name;
-      }
+    for (const auto& c : kCropCases) {
+      // The newer axes at two of the four layers: the suite runs under sanitizers too.
+      if (c.newer() && std::string(layer) != "conv2_2" && std::string(layer) != "relu4_1") continue;
+      expect_crop_gives_the_uncropped_result(m, layer, c, {0, 3, 5});
     }
   }
   EXPECT_EQ(windows, 4);
@@ -635,6 +659,38 @@ TEST(ActMax, ReceptiveFieldCropGivesTheUncroppedResult) {
   // No crop where the field covers the image, or for fc layers and channel means.
   EXPECT_FALSE(m.input_window(m.layer("conv5_3").index, 3, 3).has_value());
   EXPECT_FALSE(m.input_window(m.layer("fc8").index, 0, 0).has_value());
+}
+
+// The same on graph models, whose fields come from the analysis of the graph: torchvision's
+// resnet18 and densenet121 (seeded random weights, 64 px), at taps inside and after residual
+// adds and concatenations whose fields are smaller than the image. Batch norm runs in eval
+// mode, so a unit's value depends only on its field.
+TEST(ActMax, GraphTapCropGivesTheUncroppedResult) {
+  const CropCase* picked[] = {&kCropCases[0], &kCropCases[5], &kCropCases[8], &kCropCases[13]};
+  const std::pair<const char*, std::vector<const char*>> models[] = {
+      {"resnet18_64.pt", {"maxpool", "layer1.0.conv1", "layer1.0:add", "layer1", "layer2.0.relu"}},
+      {"densenet121_64.pt",
+       {"features.pool0", "features.denseblock1.denselayer2:cat", "features.denseblock1.denselayer3.conv2",
+        "features.denseblock1", "features.transition1.conv"}}};
+  const char* dir = std::getenv("VIZSWEEP_TEST_MODELS");  // tests/make_test_models.sh writes them
+  ASSERT_NE(dir, nullptr);
+  int cropped = 0;
+  for (const auto& [file, taps] : models) {
+    Model m = Model::load(std::string(dir) + "/" + file);
+    ASSERT_TRUE(m.is_graph()) << file;
+    ASSERT_EQ(m.input_size(), 64) << file;
+    for (const char* tap : taps) {
+      const LayerInfo& L = m.layer(tap);
+      ASSERT_TRUE(L.rf_note.empty()) << file << " " << tap << ": " << L.rf_note;
+      auto win = m.input_window(L.index, L.shape[1] / 2, L.shape[2] / 2);
+      ASSERT_TRUE(win.has_value()) << file << " " << tap;
+      EXPECT_LT(win->y1 - win->y0, 64) << file << " " << tap;
+      EXPECT_GE(win->y1 - win->y0, L.rf_size) << file << " " << tap;
+      ++cropped;
+      for (const CropCase* c : picked) expect_crop_gives_the_uncropped_result(m, tap, *c, {0, 7});
+    }
+  }
+  EXPECT_EQ(cropped, 10);
 }
 
 TEST(ComputeFormat, ChannelsLastGivesTheSameResults) {
