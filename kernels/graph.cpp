@@ -287,6 +287,34 @@ std::string short_type(const jit::Value* module) {
 
 }  // namespace
 
+// In a tap's own graph, a ReLU whose operand nothing else reads runs in place again, as the
+// model wrote it (the walk made every in-place operation out of place so that each tap keeps
+// its value; here the tap is the only output, so an operand read once can be overwritten).
+// Only operands fresh from an operation whose backward does not read its own output
+// (convolution, batch norm, add, concatenation, linear): autograd then needs none of the
+// overwritten values. Saves one activation's allocation and pass per ReLU.
+void relu_in_place(jit::Graph& g) {
+  static const std::set<std::string> fresh = {"aten::_convolution", "aten::conv2d", "aten::convolution", "aten::batch_norm",
+                                              "aten::add", "aten::cat", "aten::linear"};
+  const auto relu = c10::Symbol::fromQualString("aten::relu");
+  const auto relu_ = c10::Symbol::fromQualString("aten::relu_");
+  std::vector<jit::Node*> nodes;
+  for (jit::Node* n : g.block()->nodes()) {
+    if (n->kind() != relu) continue;
+    const jit::Value* in = n->input(0);
+    if (in->uses().size() != 1 || in->node()->owningBlock() != g.block() || !fresh.count(in->node()->kind().toQualString()))
+      continue;
+    nodes.push_back(n);
+  }
+  for (jit::Node* n : nodes) {
+    jit::Node* f = g.create(relu_, n->inputs(), 1);
+    f->insertBefore(n);
+    f->output()->setType(n->output()->type());
+    n->output()->replaceAllUsesWith(f->output());
+    n->destroy();
+  }
+}
+
 struct GraphNet::Impl {
   jit::Module module;
   std::shared_ptr<jit::Graph> graph;  // inlined; outputs: the logits, then one per site
@@ -309,6 +337,7 @@ struct GraphNet::Impl {
     while (!g->outputs().empty()) g->eraseOutput(g->outputs().size() - 1);
     for (jit::Value* v : keep) g->registerOutput(v);
     jit::EliminateDeadCode(g);
+    relu_in_place(*g);
     auto c = std::make_shared<jit::Code>(g, "vizsweep_tap");
     return *codes.emplace(outputs, c).first->second;
   }
