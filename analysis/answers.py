@@ -49,10 +49,12 @@ FROM actmax_by_layer_setting WHERE mean_mis IS NOT NULL ORDER BY layer, mean_mis
 FROM actmax_by_layer_setting WHERE mean_judge_prob IS NOT NULL AND mean_mis IS NOT NULL
 ORDER BY judge_rank;"""),
     ("exemplars_of_a_unit",
-     "Natural exemplars of one unit (here conv3_1's unit 5): its top images over the whole dataset, "
-     "strongest first",
+     "Natural exemplars of one unit (conv3_1's unit 5; in a sweep without conv3_1, unit 5 of the first "
+     "layer by name): its top images over the whole dataset, strongest first",
      """SELECT rank, image_id, source, ROUND(activation, 3) AS activation
-FROM exemplars WHERE layer = 'conv3_1' AND unit = 5 AND kind = 'top' ORDER BY rank;"""),
+FROM exemplars
+WHERE layer = (SELECT COALESCE(MAX(CASE WHEN layer = 'conv3_1' THEN layer END), MIN(layer)) FROM exemplar_results)
+  AND unit = 5 AND kind = 'top' ORDER BY rank;"""),
     ("fgsm_success",
      "FGSM success rate (images the model classified correctly whose label the attack changed)",
      """SELECT eps, steps, images, clean_correct, ROUND(success_rate, 3) AS success_rate,

@@ -7,7 +7,9 @@ without vizsweep's graph walk. Against it:
 - the model's test accuracy is at least 92%, as its record says;
 - natural exemplars equal a full sort of every unit's responses over all 10,000 images, at
   taps before, at and after residual adds and at the logits, on 1 rank and on 3 ranks (whose
-  shards the index's `exemplars` view merges), and the two runs agree row for row.
+  shards the index's `exemplars` view merges), and the two runs agree row for row;
+- sweeps/examples/fashion_resnet.yaml maps it end to end (every technique, tap names with
+  dots and colons), `vizsweep verify` passes, and the analysis scripts draw it.
 
 Tolerances: vizsweep and PyTorch run the same ATen kernels, but on other batch sizes, where
 oneDNN may pick other convolution algorithms: responses agree to rounding (1e-5 of the
@@ -16,7 +18,7 @@ lie within that rounding of each other: at every rank, the image vizsweep lists 
 response the full sort has at that rank, within the tolerance, and the ids must be the sort's
 wherever no other response lies that close.
 
-Run by ctest (label model, plain pass only: ~2 minutes) with Debian's /usr/bin/python3;
+Run by ctest (label model, plain pass only: ~3 minutes) with Debian's /usr/bin/python3;
 VIZSWEEP is the binary's path."""
 import json
 import os
@@ -162,6 +164,41 @@ class ResNetDefault(unittest.TestCase):
               f"full sort's, {near} a tie within rounding; 3 ranks = 1 rank row for row", flush=True)
         self.assertGreater(exact, 0.95 * (exact + near))
 
+
+    def test_example_sweep_maps_it_end_to_end(self):
+        example = os.path.join(ROOT, "sweeps", "examples", "fashion_resnet.yaml")
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "out")
+            r = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", VIZSWEEP, "run", example, "--out", d],
+                               env=ENV, capture_output=True, text=True, timeout=900)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            db = sqlite3.connect(f"file:{d}/index.sqlite?mode=ro", uri=True)
+            states = dict(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
+            techniques = {t for (t,) in db.execute("SELECT DISTINCT technique FROM tasks")}
+            layers = {t for (t,) in db.execute("SELECT DISTINCT layer FROM exemplar_results")}
+            class_units = db.execute("SELECT COUNT(*), SUM(is_argmax) FROM actmax_results r JOIN tasks t "
+                                     "ON t.task_key = r.task_key WHERE t.layer = 'fc'").fetchone()
+            db.close()
+            self.assertEqual(set(states), {"done"}, states)
+            self.assertEqual(techniques, {"actmax", "invert", "fgsm", "featuremaps", "exemplars"})
+            self.assertEqual(layers, {"conv1", "layer1.0.conv1", "layer1.0:add", "layer2", "layer3.0:add", "fc"})
+            self.assertEqual(class_units[0], 32)  # 8 class units x 4 settings
+            v = subprocess.run([VIZSWEEP, "verify", d], env=ENV, capture_output=True, text=True, timeout=300)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+            said = {}
+            for args in (["atlas", d, "-o", os.path.join(tmp, "atlas")],
+                         ["grid", d, "-o", os.path.join(tmp, "grid.png"), "--layer", "layer1.0:add"],
+                         ["exemplars", d, "-o", os.path.join(tmp, "ex.png"), "--layer", "layer3.0:add"],
+                         ["answers", d]):
+                a = subprocess.run(["/usr/bin/python3", "-m", "analysis", *args], cwd=ROOT, capture_output=True,
+                                   text=True, timeout=300)
+                self.assertEqual(a.returncode, 0, args[0] + ": " + a.stdout + a.stderr)
+                said[args[0]] = a.stdout
+            self.assertIn("6 layers", said["atlas"])
+            self.assertIn("4 settings x 8 units", said["grid"])
+            self.assertIn("64 units of layer3.0:add x 9 exemplars", said["exemplars"])  # every unit scanned
+            self.assertTrue(os.path.exists(os.path.join(tmp, "ex-p1.png")))
+            print(f"example sweep: {states['done']} tasks done, verified, drawn", flush=True)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
