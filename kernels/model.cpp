@@ -826,6 +826,15 @@ bool dependency_interval(const Model::Impl& impl, int upto, int64_t out_y, int64
 Model::InputWindow Model::receptive_field(int upto, int64_t out_y, int64_t out_x) const {
   const int64_t S = input_size_;
   InputWindow w{0, S, 0, S, out_y, out_x};
+  if (impl_->graph && upto >= 0 && upto <= last_index()) {
+    const GraphTap& t = impl_->graph->taps().at(static_cast<size_t>(upto));
+    if (t.layout == TapLayout::Tokens && t.grid > 0 && S % t.grid == 0) {
+      const int64_t P = S / t.grid;  // the patch side
+      w.y0 = std::clamp<int64_t>(out_y * P, 0, S), w.y1 = std::clamp<int64_t>((out_y + 1) * P, 0, S);
+      w.x0 = std::clamp<int64_t>(out_x * P, 0, S), w.x1 = std::clamp<int64_t>((out_x + 1) * P, 0, S);
+      return w;
+    }
+  }
   int64_t lo[2], hi[2], total = 1;
   if (upto < 0 || upto > last_index() || !layers_[static_cast<size_t>(upto)].spatial() ||
       !dependency_interval(*impl_, upto, out_y, out_x, false, lo, hi, total))

@@ -144,7 +144,9 @@ class Model {
   std::optional<InputWindow> input_window(int upto, int64_t out_y, int64_t out_x) const;
   // The receptive field of output (out_y, out_x) of layer `upto`: the input rows [y0, y1) and
   // columns [x0, x1) it depends on, clipped to the image (oy, ox: the position asked); the
-  // whole image for fc layers and after an adaptive pool.
+  // whole image for fc layers and after an adaptive pool. A transformer's token tap, whose
+  // field after attention is the whole image, gives the patch's own pixels: where the token
+  // at that grid position comes from (exemplar boxes and crops, the atlas).
   InputWindow receptive_field(int upto, int64_t out_y, int64_t out_x) const;
   // forward() on an input of any spatial size, e.g. a crop from input_window(); checks channels.
   torch::Tensor forward_crop(const torch::Tensor& x, int upto) const;

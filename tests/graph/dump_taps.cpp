@@ -5,7 +5,8 @@
 // torch.save-readable file per tap with its output from Model::forward (only the tap's prefix
 // computed), plus all.pt files from Model::forward_all for the same taps (one pass) to prove
 // the two agree. Where a tap has a receptive-field crop (Model::input_window), taps.json also
-// has its centre unit's output on the crop against the whole image.
+// has its centre unit's output on the crop against the whole image; every map tap, its centre
+// unit's box (Model::receptive_field).
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -51,6 +52,11 @@ int main(int argc, char** argv) {
       nlohmann::json t{{"name", L.alias}, {"aliases", L.other_names}, {"type", L.type}, {"shape", L.shape},
                        {"units", L.units}, {"flops_to_here", L.flops_to_here}, {"file", file}, {"rf_size", L.rf_size},
                        {"rf_stride", L.rf_stride}, {"rf_note", L.rf_note}};
+      // The box exemplars and the atlas show for the centre unit (a token tap: its patch).
+      if (L.spatial()) {
+        const auto f = m.receptive_field(L.index, L.shape[1] / 2, L.shape[2] / 2);
+        t["field"] = {f.y0, f.y1, f.x0, f.x1};
+      }
       // The receptive-field crop: the centre unit's output computed on its crop alone against
       // the same output on the whole image.
       if (L.spatial())

@@ -15,6 +15,8 @@ some CPUs, a kernel choice for a different memory layout, which moves results by
 Where a tap's receptive field (from the analysis of the graph) is smaller than the image, its
 centre unit computed on the crop alone must equal it on the whole image within 1e-4 of its
 magnitude (the tolerance of the check graph.cpp makes at load): the crop is exact. resnet18 and densenet121 must have such taps.
+A ViT's token taps see the whole image after attention; the box exemplars and the atlas show
+for a token is its patch.
 
 Every tap must be checked unless it is an operation between module calls (":add", ":cat"):
 those have no hook, and each is checked through the module call that reads it."""
@@ -92,8 +94,14 @@ class Conformance(unittest.TestCase):
                 info = json.load(f)
             self.assertTrue(info["graph"])
             ref, logits = hooked(model, (x - MEAN) / STD)
-            checked, unhooked, cropped = 0, [], 0
+            checked, unhooked, cropped, patches = 0, [], 0, 0
             for tap in info["taps"]:
+                if arch.startswith("vit_") and len(tap["shape"]) == 3:
+                    # A token's box (exemplar crops, the atlas) is its patch: the centre patch here.
+                    grid = tap["shape"][1]
+                    p, c = SIDE // grid, tap["shape"][1] // 2
+                    self.assertEqual(tap["field"], [c * p, (c + 1) * p] * 2, f"{arch} {tap['name']}")
+                    patches += 1
                 if "crop" in tap:  # the centre unit on its receptive-field crop equals it on the whole image
                     c = tap["crop"]
                     # 1e-4, the tolerance the model's own check of each crop uses at load (graph.cpp):
@@ -125,6 +133,8 @@ class Conformance(unittest.TestCase):
             last = torch.load(os.path.join(out, info["taps"][-1]["file"]))
             self.assertLessEqual(float((last - logits).abs().max()), 1e-5 * float(logits.abs().max()))
             self.assertGreater(checked, 10)
+            if arch.startswith("vit_"):
+                self.assertGreater(patches, 20, f"{arch}: token taps whose box is their patch")
             print(f"{arch}: {len(info['taps'])} taps, {checked} call sites equal to PyTorch's hooks, "
                   f"{len(unhooked)} operations between calls checked through their readers, {cropped} taps whose "
                   "centre unit on its receptive-field crop equals it on the whole image", flush=True)
