@@ -169,14 +169,18 @@ int plan_command(const PlanOptions& o) {
   }
   if (engine.model().graph) {
     std::string whole;
+    std::set<std::string> spatial, uncropped;
     for (const auto& [tech, rows] : by_tech)
       for (const auto& r : rows)
-        if (const auto* L = engine.model().find(r.first); L && L->spatial && L->crop_flops_to_here >= L->flops_to_here &&
-                                                          whole.find(r.first) == std::string::npos)
-          whole += (whole.empty() ? "" : ", ") + r.first;
+        if (const auto* L = engine.model().find(r.first); L && L->spatial) {
+          spatial.insert(r.first);
+          if (L->crop_flops_to_here >= L->flops_to_here && uncropped.insert(r.first).second)
+            whole += (whole.empty() ? "" : ", ") + r.first;
+        }
     std::printf("\ngraph model: receptive fields from the graph (vizsweep layers %s); %s\n", spec.model.file.c_str(),
-                whole.empty() ? "every spatial layer named runs on its centre unit's crop"
-                              : ("uncropped, on the whole image: " + whole).c_str());
+                spatial.empty()     ? "no spatial layer named"
+                : whole.empty()     ? "every spatial layer named runs on its centre unit's crop"
+                                    : ("uncropped, on the whole image: " + whole).c_str());
   }
   for (const auto& e : spec.sections) {
     const std::string note = e.section->plan_note(tasks);
