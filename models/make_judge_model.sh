@@ -8,9 +8,5 @@
 # it came from. About 20 minutes on 2 cores (92.0% test accuracy). Usage: models/make_judge_model.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD="${1:-build}"
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-/usr/bin/python3 models/export_torchvision.py --arch resnet_small --weights none --seed 1 --width 0.5 \
-    --in-channels 1 --num-classes 10 --input-size 32 -o "$TMP/template.pt"
-"$BUILD/models/vizsweep-train" --template "$TMP/template.pt" --out models/fashion_judge.pt --epochs 5 --seed 1
+models/export_and_train.sh "${1:-build}" models/fashion_judge.pt --arch resnet_small --seed 1 --width 0.5 \
+    --in-channels 1 --num-classes 10 --input-size 32 -- --epochs 5 --seed 1

@@ -5,12 +5,8 @@
 # layer1.0.relu:2, layer1.0:add, ...), 1 input channel, 10 classes, 32 px input, trained on
 # Debian's Fashion-MNIST with vizsweep-train from its own seed. The judge of its class images
 # is the VGG default (models/fashion_vgg11.pt), a different family.
-# About 30 minutes on 2 cores. Usage: models/make_resnet_model.sh [BUILD_DIR]
+# About 15 minutes on 2 cores. Usage: models/make_resnet_model.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD="${1:-build}"
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-/usr/bin/python3 models/export_torchvision.py --arch resnet_mini --weights none --seed 2 --width 0.5 \
-    --in-channels 1 --num-classes 10 --input-size 32 -o "$TMP/template.pt"
-"$BUILD/models/vizsweep-train" --template "$TMP/template.pt" --out models/fashion_resnet.pt --epochs 7 --seed 2
+models/export_and_train.sh "${1:-build}" models/fashion_resnet.pt --arch resnet_mini --seed 2 --width 0.5 \
+    --in-channels 1 --num-classes 10 --input-size 32 -- --epochs 7 --seed 2
