@@ -75,6 +75,32 @@ class AnalysisTest(unittest.TestCase):
         self.assertIn(message, r.stderr)
         self.assertNotIn("Traceback", r.stderr)
 
+    # --- scripts/compare_results.py -----------------------------------------------------------
+
+    def test_compare_results_sees_one_changed_byte_or_value(self):
+        compare = [sys.executable, os.path.join(ROOT, "scripts", "compare_results.py")]
+        copy = self.out("compare_copy")
+        shutil.copytree(self.dir, copy)
+        same = subprocess.run(compare + [self.dir, copy], capture_output=True, text=True, timeout=300)
+        self.assertEqual(same.returncode, 0, same.stdout + same.stderr)
+        self.assertIn("same actmax_results", same.stdout)
+        db = sqlite3.connect(os.path.join(copy, "index.sqlite"))
+        shard, dataset = db.execute("SELECT shard, dataset FROM invert_results LIMIT 1").fetchone()
+        with h5py.File(os.path.join(copy, shard), "r+") as f:
+            a = np.asarray(f[dataset]).copy()
+            a.flat[a.size // 2] = np.nextafter(a.flat[a.size // 2], np.float32(2)) if a.dtype.kind == "f" else a.flat[a.size // 2] ^ 1
+            f[dataset][...] = a
+        one_byte = subprocess.run(compare + [self.dir, copy], capture_output=True, text=True, timeout=300)
+        self.assertEqual(one_byte.returncode, 1, one_byte.stdout)
+        self.assertIn("DIFF invert_results", one_byte.stdout)
+        self.assertIn("same actmax_results", one_byte.stdout)
+        db.execute("UPDATE actmax_results SET hf_energy = hf_energy + 1e-9 WHERE rowid = 1")
+        db.commit()
+        db.close()
+        value = subprocess.run(compare + [self.dir, copy], capture_output=True, text=True, timeout=300)
+        self.assertIn("DIFF actmax_results", value.stdout)
+        shutil.rmtree(copy)
+
     # --- best -------------------------------------------------------------------------------
 
     def raw_means(self, layer):
