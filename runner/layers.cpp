@@ -39,6 +39,9 @@ int layers_command(const LayersOptions& o) {
     std::string field;
     if (!L.spatial() || L.rf_stride == 0) {
       field = L.rf_note.empty() ? "whole image" : L.rf_note;
+      // A transformer's tokens: the whole image, shown (exemplar boxes, the atlas) as the patch.
+      if (const auto box = m->receptive_field(L.index, 0, 0); L.spatial() && box.y1 - box.y0 < S)
+        field += " (box: " + std::to_string(box.y1 - box.y0) + " px patch)";
     } else {
       const auto w = m->input_window(L.index, L.shape[1] / 2, L.shape[2] / 2);
       field = std::to_string(L.rf_size) + " px, stride " + std::to_string(L.rf_stride) + (w ? "" : " (uncropped)");
