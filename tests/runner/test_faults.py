@@ -23,7 +23,10 @@ sys.path.insert(0, HERE)
 from test_runner import (ENV, SLOW, VIZSWEEP, assert_same_data, index_rows, mpirun, plan_tasks,  # noqa: E402
                          rank_of, run, seconds_per_iteration, sized_sweep, wait_for_done)
 
-SEEDS = (11, 23)
+# Kill points drawn from each seed (each kills a worker, the coordinator and mpirun). The
+# sanitizer pass (scripts/test.sh sets ASAN_OPTIONS) draws from the first only: the same code
+# paths in half the time there; the plain pass draws from both.
+SEEDS = (11,) if "ASAN_OPTIONS" in os.environ else (11, 23)
 
 
 def rank_pids(sweep):
