@@ -93,27 +93,30 @@ void each_node(jit::Block* b, const std::function<void(jit::Node*)>& f) {
   }
 }
 
+// The value of a module attribute: v reached from the graph's `self` through a chain of
+// prim::GetAttr (a submodule's flag, a convolution's weight); nullopt for any other value.
+std::optional<c10::IValue> attribute_value(const jit::Value* v, const jit::Value* self, const c10::IValue& module) {
+  if (v == self) return module;
+  if (v->node()->kind() != c10::prim::GetAttr) return std::nullopt;
+  auto o = attribute_value(v->node()->input(0), self, module);
+  if (!o || !o->isObject()) return std::nullopt;
+  const auto& obj = o->toObject();
+  const std::string name = v->node()->s(c10::attr::name);
+  if (!obj->type()->hasAttribute(name)) return std::nullopt;
+  return obj->getAttr(name);
+}
+
 // A module in eval mode, with its flags fixed: every `self.training` becomes false, and every
 // other boolean attribute of a module (DenseNet's memory_efficient, a block's use_res_connect)
 // its value, so the branches they guard fold. Without that, a branch that only raises in a
 // configuration the model is not in (DenseNet: "Memory Efficient not supported in JIT") stays
 // in a tap's graph with everything its condition reads.
 void fold_flags(std::shared_ptr<jit::Graph> g, const c10::IValue& module) {
-  std::function<std::optional<c10::IValue>(const jit::Value*)> resolve = [&](const jit::Value* v) -> std::optional<c10::IValue> {
-    if (v == g->inputs()[0]) return module;
-    if (v->node()->kind() != c10::prim::GetAttr) return std::nullopt;
-    auto o = resolve(v->node()->input(0));
-    if (!o || !o->isObject()) return std::nullopt;
-    const auto& obj = o->toObject();
-    const std::string name = v->node()->s(c10::attr::name);
-    if (!obj->type()->hasAttribute(name)) return std::nullopt;
-    return obj->getAttr(name);
-  };
   std::vector<std::pair<jit::Node*, bool>> reads;
   each_node(g->block(), [&](jit::Node* n) {
     if (n->kind() != c10::prim::GetAttr || n->output()->type()->kind() != c10::TypeKind::BoolType) return;
     if (n->s(c10::attr::name) == "training") return reads.push_back({n, false});
-    auto v = resolve(n->output());
+    auto v = attribute_value(n->output(), g->inputs()[0], module);
     if (v && v->isBool()) reads.push_back({n, v->toBool()});
   });
   if (reads.empty()) return;
@@ -613,17 +616,10 @@ void GraphNet::probe(int64_t channels, int64_t side) {
 
   // Kernel sides of the convolutions inside branches too: their weights are attributes of the
   // module, reached through the chain of prim::GetAttr from self.
-  std::function<std::optional<c10::IValue>(const jit::Value*)> resolve = [&](const jit::Value* v) -> std::optional<c10::IValue> {
-    if (v == g->inputs()[0]) return c10::IValue(I.module._ivalue());
-    if (v->node()->kind() != c10::prim::GetAttr) return std::nullopt;
-    auto o = resolve(v->node()->input(0));
-    if (!o || !o->isObject()) return std::nullopt;
-    return o->toObject()->getAttr(v->node()->s(c10::attr::name));
-  };
   each_node(g->block(), [&](jit::Node* n) {
     const std::string k = n->kind().toQualString();
     if (kernels.count(n) || (k != "aten::conv2d" && k != "aten::_convolution" && k != "aten::convolution")) return;
-    auto w = resolve(n->input(1));
+    auto w = attribute_value(n->input(1), g->inputs()[0], c10::IValue(I.module._ivalue()));
     if (w && w->isTensor() && w->toTensor().dim() == 4) kernels[n] = {w->toTensor().size(2), w->toTensor().size(3)};
   });
   const auto field = fields(*g, kernels);
