@@ -211,8 +211,10 @@ TEST(ResNetDefault, TheJudgeRecognizesItsClassImages) {
   // judge recognized 9, 10 and 10 of 10 at mean probabilities 0.90, 0.92 and 0.97; the VGG
   // judge 6-8 of 10 at 0.52-0.76, missing Sneaker and Ankle boot most often: what a residual
   // network's class images show carries less well to a VGG than the reverse (the VGG
-  // default's class images: 10/10 for the residual judge). Asserted: the bar (9 of 10
-  // at mean probability >= 0.85) for the first judge, and the VGG judge far above chance.
+  // default's class images: 10/10 for the residual judge). Asserted over two seeds: the issue's
+  // bar (18 of 20, mean probability >= 0.85) for the first judge, and the VGG judge far
+  // above chance (half, against a tenth). Other CPU kinds send the optimization elsewhere (their
+  // kernels round differently); two seeds keep one unlucky run from deciding.
   Model resnet = Model::load(std::string(VIZSWEEP_SOURCE_DIR) + "/models/fashion_resnet.pt");
   ASSERT_TRUE(resnet.is_graph());
   Classifier judge = Classifier::load(kJudge), vgg = Classifier::load(kModel);
@@ -221,23 +223,27 @@ TEST(ResNetDefault, TheJudgeRecognizesItsClassImages) {
   req.units = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   req.settings = actmax_preset("olah2017");
   req.settings.background = 0.12, req.settings.flip = true, req.settings.jitter = 0.1, req.settings.scale = 0.2;
-  auto r = activation_maximization(resnet, req);
-  EXPECT_EQ(r.is_argmax.sum().item<int64_t>(), 10) << "the model puts each class first";
-  auto stored = r.images.mul(255.0).round().div(255.0);
+  // Two seeds, so one unlucky optimization does not decide (the bar: 18 of 20, mean >= 0.85).
   auto idx = torch::arange(10);
-  int64_t hits[2];
-  double mean[2];
-  for (int j = 0; j < 2; ++j) {
-    auto p = (j == 0 ? judge : vgg).probabilities(stored);
-    hits[j] = (p.argmax(1) == idx).sum().item<int64_t>();
-    mean[j] = p.index({idx, idx}).mean().item<double>();
+  int64_t hits[2] = {0, 0};
+  double mean[2] = {0, 0};
+  for (uint64_t seed : {0, 1}) {
+    req.seed = seed;
+    auto r = activation_maximization(resnet, req);
+    EXPECT_EQ(r.is_argmax.sum().item<int64_t>(), 10) << "the model puts each class first";
+    auto stored = r.images.mul(255.0).round().div(255.0);
+    for (int j = 0; j < 2; ++j) {
+      auto p = (j == 0 ? judge : vgg).probabilities(stored);
+      hits[j] += (p.argmax(1) == idx).sum().item<int64_t>();
+      mean[j] += p.index({idx, idx}).mean().item<double>() / 2;
+    }
   }
-  std::printf("ResNet default's class images: the residual judge recognizes %lld/10 (mean probability %.3f), the VGG "
-              "judge %lld/10 (%.3f)\n",
+  std::printf("ResNet default's class images, seeds 0 and 1: the residual judge recognizes %lld/20 (mean probability "
+              "%.3f), the VGG judge %lld/20 (%.3f)\n",
               static_cast<long long>(hits[0]), mean[0], static_cast<long long>(hits[1]), mean[1]);
-  EXPECT_GE(hits[0], 9);
+  EXPECT_GE(hits[0], 18);
   EXPECT_GE(mean[0], 0.85);
-  EXPECT_GE(hits[1], 5);
+  EXPECT_GE(hits[1], 10);
 }
 
 TEST(DefaultModel, InversionErrorGrowsWithDepth) {
