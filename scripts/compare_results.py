@@ -7,9 +7,10 @@ outputs as they were: run one sweep with the binary before and after, into two d
   /usr/bin/python3 scripts/compare_results.py RESULTS_A RESULTS_B
 
 Prints one line per table ("same" or "DIFF" with the first differing rows); exit 0 when all are
-the same, 1 otherwise."""
+the same, 1 otherwise, 2 when either is not a results directory."""
 import argparse
 import hashlib
+import os
 import sqlite3
 import sys
 
@@ -53,6 +54,10 @@ def main(argv=None):
     p.add_argument("a")
     p.add_argument("b")
     a = p.parse_args(argv)
+    for d in (a.a, a.b):
+        if not os.path.isfile(os.path.join(d, "index.sqlite")):
+            print(f"compare_results: {d}: no index.sqlite here (not a results directory)", file=sys.stderr)
+            return 2
     ra, rb = rows_of(a.a), rows_of(a.b)
     differ = 0
     for table in sorted(set(ra) | set(rb)):
