@@ -14,7 +14,8 @@ formats: each side in its fastest compute format on this machine (fp32 or bf16, 
 channels_last; --format-iters iterations, 8 by default): vizsweep's is the one `vizsweep tune`
 would choose (vizsweep-bench-actmax --tune: the fastest that passes the quality guard of
 kernels/tune.h); the peer's are plain PyTorch (torch.autocast, channels_last), the fastest of
-all four, each timed once to find it; then the two take turns for --repeat rounds.
+all four, each timed once to find it (that run the fastest's first round); then the two take
+turns until each has --repeat rounds.
 plan: `vizsweep tune` and `vizsweep plan --ranks 2` on tests/runner/small.yaml and the
 quickstart, then the run itself on 2 ranks: the projected wall time against the measured one.
 runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
@@ -43,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,10 +56,17 @@ def rate(text, key="unit_iters_per_s"):
     return float(m.group(1))
 
 
+VERBOSE = False  # --verbose: each command and its seconds on standard error
+
+
 def run(cmd):
+    t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"run_bench: {' '.join(cmd)} failed:\n{r.stderr}")
+    if VERBOSE:
+        print(f"  [{time.monotonic() - t0:6.1f} s] {' '.join(os.path.basename(c) if i == 0 else c for i, c in enumerate(cmd))}",
+              file=sys.stderr, flush=True)
     return r.stdout
 
 
@@ -78,7 +87,10 @@ def main():
                    help="sweeps the plan benchmark projects and runs: small (tests/runner/small.yaml), quickstart")
     p.add_argument("--markdown", metavar="FILE",
                    help="also write each section's output into FILE's generated block (docs/performance.md)")
+    p.add_argument("--verbose", action="store_true", help="each command run and its seconds, on standard error")
     a = p.parse_args()
+    global VERBOSE
+    VERBOSE = a.verbose
     a.bench = os.path.join(a.build, "bench", "vizsweep-bench-actmax")
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
@@ -173,7 +185,6 @@ PLAN_SWEEPS = {"small": os.path.join(ROOT, "tests", "runner", "small.yaml"),
 
 def bench_plan(a):
     import tempfile
-    import time
     exe = os.path.join(a.build, "runner", "vizsweep")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     print("\nplan: projected (vizsweep tune, then plan --ranks 2) against measured wall time of the run on 2 ranks")
@@ -276,22 +287,25 @@ FORMATS = (("fp32", 0), ("fp32", 1), ("bf16", 0), ("bf16", 1))
 
 def bench_formats(a):
     """Each side in its fastest format. To finish all six layers in minutes on 2 cores it trades
-    rounds, not the comparison: --format-iters iterations (8), vizsweep's format the one its
-    tuner already chose (no other format timed), the peer's four formats timed once each to
-    find its fastest, then that one and vizsweep's taking turns for --repeat rounds (medians);
-    the naive peer once (fp32, it only sets the scale)."""
+    runs, not the comparison: --format-iters iterations (8); vizsweep's format the one its tuner
+    chooses (no other format timed again); the peer's four formats timed once each to find its
+    fastest, that run counting as the fastest's first round; then the two take turns until each
+    has --repeat rounds (medians). The naive peer runs once on one unit (fp32; its rate is per
+    unit and it only sets the scale)."""
     if not os.access(a.bench, os.X_OK):
         sys.exit(f"run_bench: {a.bench} is not built (scripts/build.sh)")
     peer = os.path.join(ROOT, "bench", "peer_actmax.py")
     common = ["--units", str(a.units), "--iters", str(a.format_iters), "--threads", str(a.threads)]
     print(f"\nformats: each side in its fastest format here; {a.units} units x {a.format_iters} iterations; "
-          f"the peer's formats once each, then the two fastest in turns, median of {a.repeat} rounds")
+          f"the peer's formats once each (the fastest's run its first round), then the two in turns, "
+          f"median of {a.repeat} rounds")
     print(f"{'layer':<8} {'vizsweep':>22} {'reached':>8} {'peer (batched)':>22} {'x peer':>7} {'x naive fp32':>13}")
     logs = []
     fmt = lambda f: ["--precision", f[0], "--channels-last", str(f[1])]  # noqa: E731
     name = lambda f: f"{f[0]}{'+CL' if f[1] else ''}"  # noqa: E731
+    one_unit = ["--units", "1"] + common[2:]
     for layer in a.layers.split(","):
-        naive = rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + common))
+        naive = rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + one_unit))
         # vizsweep's format: what `vizsweep tune` chooses here (kernels/tune.h).
         tuned = run([a.bench, "--layers", layer, "--tune"] + common)
         chosen = re.search(r"chosen=(\S+?)(,? channels_last)? speedup", tuned)
@@ -301,12 +315,13 @@ def bench_formats(a):
         peer_cmd = lambda f: [sys.executable, peer, "--mode", "batched", "--layer", layer] + common + fmt(f)  # noqa: E731
         once = {f: rate(run(peer_cmd(f))) for f in FORMATS}
         pbest = max(once, key=once.get)
-        ours, theirs = [], []
-        for _ in range(a.repeat):
+        ours, theirs = [], [once[pbest]]
+        for r in range(a.repeat):
             # The whole call as a task runs it; no loop-rate rounds, no fp32 check (the tuner's guard
             # has checked this format: "reached").
             ours.append(rate(run([a.bench, "--layers", layer, "--rounds", "0", "--check", "0"] + common + fmt(best))))
-            theirs.append(rate(run(peer_cmd(pbest))))
+            if r < a.repeat - 1:
+                theirs.append(rate(run(peer_cmd(pbest))))
         v, t = statistics.median(ours), statistics.median(theirs)
         logs.append(math.log(v / naive))
         print(f"{layer:<8} {name(best):>10} {v:11.2f} {reached:8.3f} {name(pbest):>10} {t:11.2f} "
@@ -352,7 +367,6 @@ def bench_index(a):
     import random
     import sqlite3
     import tempfile
-    import time
     sys.path.insert(0, ROOT)
     from analysis.best import ranking
     exe = os.path.join(a.build, "runner", "vizsweep")

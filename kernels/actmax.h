@@ -1,5 +1,7 @@
 // Activation maximization (Yosinski et al. 2015), batched: one image per unit, all units
-// of a request optimized together in one batch.
+// of a request optimized together in one batch. Made of the parts in kernels/optvis/:
+// a parameterization (pixel, fft, maco), transforms, an objective and a step policy; this
+// file holds the loop that runs them.
 //
 // The optimization variable is the centred image c in the paper's pixel scale (0..255 with
 // the per-channel mean subtracted), so the Table 1 settings transfer as published; images
@@ -9,42 +11,22 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include <torch/types.h>
 
 #include "kernels/model.h"
+#include "kernels/optvis/objective.h"
+#include "kernels/optvis/param.h"
+#include "kernels/optvis/step.h"
+#include "kernels/optvis/transform.h"
 #include "kernels/regularizers.h"
 #include "kernels/settings.h"
-#include "kernels/spectral.h"
 
 namespace vizsweep::kernels {
-
-// Per image b, the activation of unit units[b] of `layer` (fc layers: the unit itself).
-class UnitObjective {
- public:
-  UnitObjective(const Model& model, const LayerInfo& layer, std::vector<int64_t> units, ObjectiveKind kind);
-  // act: the layer's output [B, ...] -> [B].
-  torch::Tensor evaluate(const torch::Tensor& act) const;
-  // [B] bool: whether unit units[b] is the largest of its layer at the objective's location.
-  torch::Tensor is_argmax(const torch::Tensor& act) const;
-  // "conv5_3 unit 7 at centre (7,7)" style, with "{unit}" for the unit.
-  std::string description() const;
-  const LayerInfo& layer() const { return layer_; }
-  const std::vector<int64_t>& units() const { return units_; }
-  // The same objective read at output position (y, x) instead of the centre: for the output
-  // of a receptive-field crop (Model::input_window).
-  UnitObjective at(int64_t y, int64_t x) const;
-
- private:
-  torch::Tensor per_unit(const torch::Tensor& act) const;  // [B, units of layer]
-  LayerInfo layer_;
-  std::vector<int64_t> units_;
-  torch::Tensor index_;  // [B, 1] int64 on the model's device
-  ObjectiveKind kind_;
-  int64_t at_y_ = -1, at_x_ = -1;  // -1: the centre of the output
-};
 
 // The regularizers the settings switch on, in application order.
 std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings& s);
@@ -53,6 +35,16 @@ struct ActMaxRequest {
   std::string layer;             // alias or path
   std::vector<int64_t> units;    // one image each; duplicates allowed
   ObjectiveKind objective = ObjectiveKind::CentreUnit;
+  // The unit at output position (y, x) of a spatial layer instead of the centre.
+  std::optional<std::pair<int64_t, int64_t>> at;
+  // What is ascended instead of the units' own objective (objective.h's algebra; it must read
+  // `layer`'s output). The final activation, argmax flag and robustness stay the units'.
+  ObjectivePtr custom_objective;
+  // Lucid's diversity: this weight times diversity_objective() among images of the same unit
+  // (units repeated in `units`) is added to the objective; 0: off.
+  double diversity = 0;
+  // MACO's fixed magnitude [C, S, S/2 + 1] (spectrum_magnitude()); undefined: the 1/f spectrum.
+  torch::Tensor maco_magnitude;
   ActMaxSettings settings;
   uint64_t seed = 0;             // initial noise and robustness shifts
   int robustness_shift = 2;      // max pixels of the random shift in the robustness metric
@@ -90,30 +82,6 @@ int fp32_finish_iterations(const Model& model, const ActMaxRequest& req);
 // Throws vizsweep::Error for an unknown layer, a unit out of range, bad settings or no
 // units; vizsweep::NumericalError if the objective or image becomes NaN or Inf.
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& request);
-
-// The colour basis of decorrelate (fft on 3-channel models): Lucid's square root of the
-// ImageNet colour covariance, normalized by its largest column norm; rendered channels are
-// this 3 x 3 matrix times the optimized ones.
-torch::Tensor colour_decorrelation();
-
-// The sampling grid [B, y1 - y0, x1 - x0, 2] (grid_sample's, align_corners false) of rows
-// [y0, y1) and columns [x0, x1) of a batch of S x S images, each translated by shifts[b] =
-// (dy, dx) pixels (when defined), then scaled about its centre by 1 + scale (2 draw[0][b] - 1)
-// and rotated by rotate (2 draw[1][b] - 1) degrees (draw [2, B] uniform in [0, 1)): affine_grid's
-// values for that window, on the host.
-torch::Tensor affine_sampling_grid(const torch::Tensor& draw, double scale, double rotate, const torch::Tensor& shifts,
-                                   int64_t S, int64_t y0, int64_t y1, int64_t x0, int64_t x1);
-
-// The spectral render (spectral.h) as a differentiable operation on CPU tensors: spec in its
-// layout [2, S, S/2 + 1, B, C] -> images [B, C, S, S], rows [r0, r1) (rounded out to whole
-// pairs) rendered and `fill` elsewhere; the gradient flows to spec from the rendered rows.
-torch::Tensor spectral_render(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1, double fill);
-// The rendered rows alone: the band [B, C, a1 - a0, S] of rows [a0, a1) = rendered_rows(r0, r1).
-torch::Tensor spectral_render_band(const SpectralRender& render, const torch::Tensor& spec, int64_t r0, int64_t r1);
-// A spectrum [B, C, S, S/2 + 1, 2] (real, imaginary last, as torch::view_as_real gives it)
-// in the render's layout [2, S, S/2 + 1, B, C], and back.
-torch::Tensor spectrum_planar(const torch::Tensor& spec);
-torch::Tensor spectrum_interleaved(const torch::Tensor& planar);
 
 // Robustness: the objective on images shifted (torch::roll) by a random (dy, dx) in
 // [-max_shift, max_shift]^2 \ {(0,0)} drawn from seed, divided by the objective on images.

@@ -460,6 +460,10 @@ void validate(const ActMaxSettings& s) {
       throw Error(name, p + "below 1 a fraction of the input size, else whole pixels; got " + fmt(v));
   if (s.decorrelate && s.param != ImageParam::Fft)
     throw Error("decorrelate", p + "applies to param fft (the pixel parameterization has no colour basis)");
+  if (s.param == ImageParam::Maco)
+    for (const auto& [name, v] : {std::pair<const char*, double>{"decay", s.decay}, {"blur_radius", s.blur_radius},
+                                  {"norm_pct", s.norm_pct}, {"contrib_pct", s.contrib_pct}})
+      if (v > 0) throw Error(name, p + "param maco keeps the spectrum's magnitude fixed: no regularizers on the pixels");
 }
 
 int transform_pixels(double value, int64_t size) {

@@ -34,6 +34,7 @@ LrPolicy parse_lr_policy(const std::string& name);
 enum class ImageParam {
   Pixel,  // the pixels themselves (Yosinski et al. 2015)
   Fft,    // a scaled 2-D spectrum rendered through a sigmoid (Olah et al. 2017, Lucid)
+  Maco,   // the spectrum's phase under a fixed magnitude (Fel et al. 2023)
 };
 
 struct ActMaxSettings {
