@@ -1,14 +1,12 @@
 -- vizsweep results index (SQLite). The one source of the schema: the runner compiles this
--- file in; analysis scripts read the same tables and views.
+-- file in and fills in its markers from the declarations (`vizsweep schema` prints the
+-- result); analysis scripts read the same tables and views.
 -- Schema version: major.minor. A run refuses to resume an index of another major version and
--- migrates an older minor version in place (1.0 -> 1.1: fgsm_steps.final_prob; 1.1 -> 1.2: the
--- metrics table, and the hyperparameter columns declared since, at their defaults, added to
--- the settings tables; 1.2 -> 1.3: scale and rotate; 1.3 -> 1.4: pad, decorrelate, background, flip,
--- actmax_results.judge_prob,
--- judge_class and score, score computed for the rows already there; 1.4 -> 1.5: the exemplars
--- technique: tasks and images rebuilt to admit it, exemplar_results and the exemplars view).
--- Every statement is idempotent (IF NOT EXISTS), so applying the file to an existing index
--- of the same version changes nothing.
+-- brings an older minor version to this one in place: its tables, columns, views and indexes
+-- reconciled with this file, then the numbered migrations since its version
+-- (runner/migrations/MAJOR.MINOR.sql, each saying what it changed) in one transaction.
+-- Every statement is idempotent (IF NOT EXISTS, INSERT OR IGNORE), so applying the schema to
+-- an index of the same version changes nothing.
 
 PRAGMA foreign_keys = ON;
 
@@ -16,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.5');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.6');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -31,9 +29,11 @@ CREATE TABLE IF NOT EXISTS sweeps (
   created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 
--- Hyperparameter settings, one table per technique, one column per hyperparameter. The
--- columns, their order and their CHECK ranges follow the declarations in kernels/settings.cpp
--- (one per hyperparameter); tests/runner/test_index.cpp fails when the two disagree.
+-- Hyperparameter settings, one table per technique, one column per hyperparameter. Each
+-- "-- @declared TABLE" line stands for the columns of the hyperparameters declared in
+-- kernels/settings.cpp (the technique's table), in order, each with its type, default and
+-- CHECK range; "/* @techniques ... */" for the techniques' names (sweeps/techniques/). The
+-- runner fills them in (`vizsweep schema` prints the result).
 CREATE TABLE IF NOT EXISTS actmax_settings (
   setting_id      INTEGER PRIMARY KEY,
   name            TEXT NOT NULL,                -- a preset's name; "preset+key=value,..." for a preset
@@ -41,55 +41,19 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
                                                 -- varying keys ("grid" when none varies); "random-N";
                                                 -- "default" (docs/sweep-files.md)
   objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean')),
-  iterations      INTEGER NOT NULL CHECK (iterations >= 1),
-  lr_policy       TEXT NOT NULL CHECK (lr_policy IN ('constant', 'progress', 'normalized', 'adam')),
-  lr              REAL NOT NULL CHECK (lr > 0),
-  progress_target REAL NOT NULL,
-  decay           REAL NOT NULL CHECK (decay >= 0 AND decay < 1),
-  blur_radius     REAL NOT NULL CHECK (blur_radius >= 0),
-  blur_every      INTEGER NOT NULL CHECK (blur_every >= 0),
-  norm_pct        REAL NOT NULL CHECK (norm_pct >= 0 AND norm_pct < 100),
-  contrib_pct     REAL NOT NULL CHECK (contrib_pct >= 0 AND contrib_pct < 100),
-  init_std        REAL NOT NULL CHECK (init_std >= 0),
-  -- 1.2
-  adam_beta1      REAL NOT NULL DEFAULT 0.9 CHECK (adam_beta1 >= 0 AND adam_beta1 < 1),
-  adam_beta2      REAL NOT NULL DEFAULT 0.999 CHECK (adam_beta2 >= 0 AND adam_beta2 < 1),
-  jitter          REAL NOT NULL DEFAULT 0 CHECK (jitter >= 0),
-  param           TEXT NOT NULL DEFAULT 'pixel' CHECK (param IN ('pixel', 'fft')),
-  decay_power     REAL NOT NULL DEFAULT 1 CHECK (decay_power >= 0),
-  -- 1.3
-  scale           REAL NOT NULL DEFAULT 0 CHECK (scale >= 0 AND scale < 1),
-  rotate          REAL NOT NULL DEFAULT 0 CHECK (rotate >= 0 AND rotate <= 180),
-  -- Schema 1.4.
-  pad             REAL NOT NULL DEFAULT 0 CHECK (pad >= 0),
-  decorrelate     INTEGER NOT NULL DEFAULT 0 CHECK (decorrelate IN (0, 1)),
-  background      REAL NOT NULL DEFAULT 0.5 CHECK (background > 0 AND background < 1),
-  flip            INTEGER NOT NULL DEFAULT 0 CHECK (flip IN (0, 1))
+  -- @declared actmax_settings
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (
   setting_id  INTEGER PRIMARY KEY,
   name        TEXT NOT NULL,
-  iterations  INTEGER NOT NULL CHECK (iterations >= 1),
-  lr          REAL NOT NULL CHECK (lr > 0),
-  momentum    REAL NOT NULL CHECK (momentum >= 0 AND momentum < 1),
-  lr_steps    TEXT NOT NULL,                    -- comma-separated fractions
-  lr_decay    REAL NOT NULL CHECK (lr_decay > 0 AND lr_decay <= 1),
-  alpha       REAL NOT NULL CHECK (alpha >= 1),
-  beta        REAL NOT NULL CHECK (beta >= 1),
-  l_alpha     REAL NOT NULL CHECK (l_alpha >= 0),
-  l_tv        REAL NOT NULL,                    -- negative: by depth
-  init_std    REAL NOT NULL CHECK (init_std >= 0),
-  normalize_grad INTEGER NOT NULL CHECK (normalize_grad IN (0, 1))
+  -- @declared invert_settings
 );
 
 CREATE TABLE IF NOT EXISTS fgsm_settings (
   setting_id  INTEGER PRIMARY KEY,
   name        TEXT NOT NULL,
-  eps         REAL NOT NULL CHECK (eps >= 0 AND eps <= 1),
-  steps       INTEGER NOT NULL CHECK (steps >= 1),
-  step_size   REAL NOT NULL CHECK (step_size >= 0 AND step_size <= 1),  -- as run (automatic resolved)
-  targeted    INTEGER NOT NULL CHECK (targeted IN (0, 1))
+  -- @declared fgsm_settings
 );
 
 -- Class names of the model's output units (fc8), so every answer can say "Trouser", not "1".
@@ -101,7 +65,7 @@ CREATE TABLE IF NOT EXISTS classes (
 -- Input images of invert, fgsm, featuremaps and exemplars tasks: image_id is the position in
 -- the technique's image list of the sweep file.
 CREATE TABLE IF NOT EXISTS images (
-  technique TEXT NOT NULL CHECK (technique IN ('invert', 'fgsm', 'featuremaps', 'exemplars')),
+  technique TEXT NOT NULL CHECK (technique IN (/* @techniques of images */)),
   image_id  INTEGER NOT NULL,
   source    TEXT NOT NULL,                      -- file path as written, or "fashion-mnist/test#17"
   label     INTEGER,                            -- dataset label when known
@@ -113,7 +77,7 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS tasks (
   task_key    TEXT PRIMARY KEY,                 -- hash of the canonical parameters
   sweep_id    INTEGER NOT NULL REFERENCES sweeps (sweep_id),
-  technique   TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm', 'featuremaps', 'exemplars')),
+  technique   TEXT NOT NULL CHECK (technique IN (/* @techniques */)),
   layer       TEXT NOT NULL,                    -- alias; '*' for FGSM, featuremaps and exemplars
   units       TEXT NOT NULL,                    -- canonical ranges of units or image ids, "0-63,70"
   setting_id  INTEGER,                          -- into <technique>_settings; NULL for featuremaps
@@ -152,7 +116,10 @@ CREATE TABLE IF NOT EXISTS actmax_results (
   judge_prob       REAL CHECK (judge_prob >= 0 AND judge_prob <= 1),
   judge_class      INTEGER CHECK (judge_class >= 0),
   -- Interpretability score in [0, 1] (docs/results-layout.md): judge_prob where there is one,
-  -- else mis where there is one, else min(max(robustness, 0), 1) * (1 - hf_energy).
+  -- else mis where there is one, else the activation kept under small shifts (clamped to
+  -- [0, 1]) times the share of the spectrum's energy below the high-frequency band. The index
+  -- computes it from the row (the expression below is its one definition).
+  -- @derived score = CASE WHEN judge_prob IS NOT NULL THEN MIN(MAX(judge_prob, 0.0), 1.0) WHEN mis IS NOT NULL THEN mis ELSE MIN(MAX(robustness, 0.0), 1.0) * MIN(MAX(1.0 - hf_energy, 0.0), 1.0) END
   score            REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1),
   -- Schema 1.5. Units with natural exemplars (top and bottom): the machine interpretability of
   -- the image against them (kernels/exemplars.h; docs/results-layout.md) and its activation
@@ -239,7 +206,7 @@ CREATE INDEX IF NOT EXISTS exemplar_results_by_unit ON exemplar_results (layer, 
 -- the share of the correctly classified images whose label changed; column_name 'success').
 CREATE TABLE IF NOT EXISTS metrics (
   name             TEXT PRIMARY KEY,
-  technique        TEXT NOT NULL CHECK (technique IN ('actmax', 'invert', 'fgsm')),
+  technique        TEXT NOT NULL CHECK (technique IN (/* @techniques with settings */)),
   result_table     TEXT NOT NULL,
   column_name      TEXT NOT NULL,
   aggregate        TEXT NOT NULL CHECK (aggregate IN ('mean', 'fooled')),

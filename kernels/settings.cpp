@@ -249,9 +249,11 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
                           "before the forward pass (wrap-around, or against the background under pad); below 1 a fraction "
                           "of the input size, else whole pixels; less than the input size"));
-    v.push_back(choice_field<A>("param", &A::param, {"pixel", "fft"}, "parameterization").new_in_key_only_when_set()
-                    .help("what is optimized: the pixels, or a 1/f-scaled spectrum rendered through a sigmoid "
-                          "(Lucid's fft; the regularizers act on the rendered pixels)"));
+    v.push_back(choice_field<A>("param", &A::param, {"pixel", "fft", "maco"}, "parameterization").new_in_key_only_when_set()
+                    .help("what is optimized: the pixels; a 1/f-scaled spectrum rendered through a sigmoid "
+                          "(Lucid's fft; the regularizers act on the rendered pixels); or maco, the spectrum's phase "
+                          "under a fixed natural-image magnitude (Fel et al. 2023; the exemplar dataset's when the "
+                          "sweep has one, else 1/f; no regularizers)"));
     v.push_back(real_field<A>("decay_power", &A::decay_power).at_least(0).new_in_key_only_when_set()
                     .help("fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power (0: white)"));
     // Schema 1.3.

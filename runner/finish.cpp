@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "kernels/error.h"
+#include "runner/schema.h"
 #include "sweeps/techniques/actmax.h"
 #include "sweeps/techniques/exemplars.h"
 
@@ -100,8 +101,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
   int64_t scored = 0;
   exec(db, "BEGIN IMMEDIATE");
   try {
-    Query up(db, "UPDATE actmax_results SET mis = ?1, activation_ratio = ?2, "
-                 "score = CASE WHEN judge_prob IS NULL THEN ?1 ELSE score END WHERE task_key = ?3 AND unit = ?4");
+    Query up(db, "UPDATE actmax_results SET mis = ?1, activation_ratio = ?2 WHERE task_key = ?3 AND unit = ?4");
     for (const auto& [where, vizs] : todo) {
       if (where.first != layer) {
         layer = where.first;
@@ -145,6 +145,8 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
         ++scored;
       }
     }
+    // The score reads mis (results_schema.sql, actmax_results.score).
+    for (const auto& sql : derived_updates("actmax_results", "WHERE mis IS NOT NULL")) exec(db, sql.c_str());
     exec(db, "COMMIT");
   } catch (...) {
     exec(db, "ROLLBACK");

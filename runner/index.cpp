@@ -14,18 +14,11 @@
 
 #include "kernels/error.h"
 #include "kernels/settings.h"
-#include "runner/schema_sql.h"
+#include "runner/schema.h"
 #include "runner/technique.h"
 #include "sweeps/technique.h"
 
 namespace vizsweep::runner {
-
-const std::string& schema_sql() {
-  static const std::string s = kSchemaSql;
-  return s;
-}
-
-int schema_major() { return 1; }
 
 // One prepared statement; binds by position (1-based) and steps.
 class Stmt {
@@ -95,12 +88,6 @@ std::string now_iso() {
 
 }  // namespace
 
-namespace {
-// The interpretability score of a unit without a judge, in SQL over actmax_results' columns
-// (kernels/actmax.h interpretability_score computes the same for new rows).
-constexpr const char* kHiddenScoreSql = "MIN(MAX(robustness, 0.0), 1.0) * MIN(MAX(1.0 - hf_energy, 0.0), 1.0)";
-}  // namespace
-
 ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::string& journal) : path_(path) {
   std::error_code ec;
   if (read_only && !std::filesystem::exists(path, ec)) throw Error(path, "no index here (run a sweep into this directory first)");
@@ -127,90 +114,12 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
       if (fresh) exec(schema_sql());
     }
     exec("PRAGMA foreign_keys=ON");
-    std::string v = schema_version();
+    const std::string v = schema_version();
     int major = std::atoi(v.c_str());
     if (major != schema_major())
       throw Error(path, "index schema version " + v + " differs from this vizsweep's " + std::to_string(schema_major()) +
                             ".x: use a new results directory");
-    if (!read_only && v == "1.0") {  // 1.1 added fgsm_steps.final_prob; older rows keep NULL
-      exec("ALTER TABLE fgsm_steps ADD COLUMN final_prob REAL");
-      exec("UPDATE meta SET value='1.1' WHERE key='schema_version'");
-      v = "1.1";
-    }
-    // Later steps: the hyperparameters declared since, as columns at their defaults (1.2 also
-    // adds the metrics table: schema_sql() is idempotent and adds only whole missing tables).
-    // Each step is one transaction, so an index is never left between two versions.
-    auto minor = [](const std::string& version) { return std::atoi(version.c_str() + version.find('.') + 1); };
-    // Rebuilding a table (1.5) needs foreign keys off: they are back on below.
-    if (!read_only && minor(v) < 5) exec("PRAGMA foreign_keys=OFF");
-    for (const char* to : {"1.2", "1.3", "1.4", "1.5"}) {
-      if (read_only || minor(v) >= minor(to)) continue;
-      exec("BEGIN IMMEDIATE");
-      try {
-        if (std::string(to) == "1.2") exec(schema_sql());
-        if (std::string(to) == "1.5") {
-          // A new technique name in the CHECKs of tasks and images: SQLite cannot change a
-          // CHECK, so each table is rebuilt from this schema's definition with its rows (the
-          // steps of SQLite's "ALTER TABLE", section 7), and the views and indexes recreated.
-          for (const char* view : {"actmax_by_layer_setting", "invert_error_by_layer", "fgsm_success", "progress", "exemplars"})
-            exec(std::string("DROP VIEW IF EXISTS ") + view);
-          for (const std::string table : {"tasks", "images"}) {
-            const std::string head = "CREATE TABLE IF NOT EXISTS " + table + " (";
-            const auto at = schema_sql().find(head), end = schema_sql().find("\n);", at);
-            if (at == std::string::npos || end == std::string::npos) throw std::logic_error("schema: no table " + table);
-            std::string columns;
-            {
-              Stmt c(db_, "PRAGMA table_info(" + table + ")");
-              while (c.step()) columns += (columns.empty() ? "" : ", ") + c.text(1);
-            }
-            exec("CREATE TABLE " + table + "_rebuilt (" + schema_sql().substr(at + head.size(), end + 3 - at - head.size()));
-            exec("INSERT INTO " + table + "_rebuilt (" + columns + ") SELECT " + columns + " FROM " + table);
-            exec("DROP TABLE " + table);
-            exec("ALTER TABLE " + table + "_rebuilt RENAME TO " + table);
-          }
-          // The exemplar-based columns of actmax_results.
-          std::set<std::string> have;
-          {
-            Stmt c(db_, "PRAGMA table_info(actmax_results)");
-            while (c.step()) have.insert(c.text(1));
-          }
-          for (const char* column : {"mis REAL CHECK (mis >= 0 AND mis <= 1)", "activation_ratio REAL"}) {
-            const std::string name(column, std::strchr(column, ' '));
-            if (!have.count(name)) exec("ALTER TABLE actmax_results ADD COLUMN " + std::string(column));
-          }
-          exec(schema_sql());
-          Stmt fk(db_, "PRAGMA foreign_key_check");
-          if (fk.step()) throw Error(path, "migration to 1.5: rows of " + fk.text(0) + " lost their task");
-        }
-        if (std::string(to) == "1.4") {
-          // The judge's columns and the interpretability score; rows already there have no
-          // judge, so their score is the one without (results_schema.sql). The view that
-          // averages them is recreated with the score.
-          std::set<std::string> have;
-          {
-            Stmt c(db_, "PRAGMA table_info(actmax_results)");
-            while (c.step()) have.insert(c.text(1));
-          }
-          for (const char* column : {"judge_prob REAL CHECK (judge_prob >= 0 AND judge_prob <= 1)",
-                                     "judge_class INTEGER CHECK (judge_class >= 0)",
-                                     "score REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1)"}) {
-            const std::string name(column, std::strchr(column, ' '));
-            if (!have.count(name)) exec("ALTER TABLE actmax_results ADD COLUMN " + std::string(column));
-          }
-          exec("UPDATE actmax_results SET score = " + std::string(kHiddenScoreSql) + " WHERE judge_prob IS NULL");
-          exec("DROP VIEW IF EXISTS actmax_by_layer_setting");
-          exec(schema_sql());
-        }
-        add_declared_columns();
-        exec(std::string("UPDATE meta SET value='") + to + "' WHERE key='schema_version'");
-        exec("COMMIT");
-      } catch (...) {
-        exec("ROLLBACK");
-        throw;
-      }
-      v = to;
-    }
-    exec("PRAGMA foreign_keys=ON");
+    if (!read_only) migrate(v);
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -220,45 +129,116 @@ ResultIndex::ResultIndex(const std::string& path, bool read_only, const std::str
 
 namespace {
 
-std::string sql_literal(const kernels::ParamValue& v) {
-  if (std::holds_alternative<double>(v)) return kernels::format_number(std::get<double>(v));
-  std::string out = "'";
-  for (char ch : std::get<std::string>(v)) out += ch == '\'' ? std::string("''") : std::string(1, ch);
-  return out + "'";
+int minor_of(const std::string& version) { return std::atoi(version.c_str() + version.find('.') + 1); }
+
+bool is_column(const std::string& item) {
+  for (const char* c : {"PRIMARY KEY", "CHECK", "UNIQUE", "FOREIGN KEY", "CONSTRAINT"})
+    if (item.rfind(c, 0) == 0) return false;
+  return true;
 }
 
-// A settings column as its declaration says: type, default and range (the schema file writes
-// the same by hand for a new index; tests/runner/test_index.cpp checks both against it).
-std::string column_sql(const kernels::ParamInfo& p) {
-  using K = kernels::ParamInfo;
-  std::string type = p.kind == K::Int || p.kind == K::Bool ? "INTEGER" : p.kind == K::Real ? "REAL" : "TEXT";
-  std::string check;
-  if (p.kind == K::Choice) {
-    for (const auto& c : p.choices) check += (check.empty() ? "" : ", ") + sql_literal(c);
-    check = p.name + " IN (" + check + ")";
-  } else if (p.kind == K::Bool) {
-    check = p.name + " IN (0, 1)";
-  } else if (p.kind == K::Int || p.kind == K::Real) {
-    if (std::isfinite(p.lo)) check = p.name + (p.lo_open ? " > " : " >= ") + kernels::format_number(p.lo);
-    if (std::isfinite(p.hi))
-      check += (check.empty() ? "" : " AND ") + p.name + (p.hi_open ? " < " : " <= ") + kernels::format_number(p.hi);
-  }
-  return p.name + " " + type + " NOT NULL DEFAULT " + sql_literal(p.default_value) +
-         (check.empty() ? "" : " CHECK (" + check + ")");
-}
+std::string column_name(const std::string& item) { return item.substr(0, item.find(' ')); }
 
 }  // namespace
 
-void ResultIndex::add_declared_columns() {
-  for (const auto* t : sweeps::techniques()) {
-    if (!t->params || t->settings_table.empty()) continue;
-    std::set<std::string> have;
-    {
-      Stmt s(db_, "PRAGMA table_info(" + t->settings_table + ")");
-      while (s.step()) have.insert(s.text(1));
+// Brings an index of this major version to this schema, in one transaction: the numbered
+// migrations after its version (runner/migrations/), each run after the tables, columns, views
+// and indexes are reconciled with schema_objects() (a table missing is created; a table whose
+// items are the schema's but for columns at its end gets them; any other difference, a CHECK
+// say, rebuilds the table with its rows; a view or index that differs is recreated). Nothing
+// to do, nothing written; an index newer than this schema is left as it is.
+void ResultIndex::migrate(const std::string& version) {
+  const std::string target = schema_version_written();
+  if (minor_of(version) > minor_of(target)) return;
+  std::vector<const Migration*> pending;
+  for (const auto& m : migrations())
+    if (minor_of(m.version) > minor_of(version)) pending.push_back(&m);
+  std::map<std::string, std::string> have;  // name -> its CREATE statement
+  {
+    Stmt s(db_, "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'");
+    while (s.step()) have[s.text(0)] = s.text(1);
+  }
+  struct Step {
+    const SchemaObject* object;
+    enum { Create, AddColumns, Rebuild, Recreate } kind;
+    std::vector<std::string> columns;  // AddColumns: the column definitions to add
+  };
+  std::vector<Step> steps;
+  for (const auto& o : schema_objects()) {
+    auto it = have.find(o.name);
+    if (it == have.end()) {
+      steps.push_back({&o, Step::Create, {}});
+    } else if (o.type != "table") {
+      if (normalized_sql(it->second) != normalized_sql(o.sql)) steps.push_back({&o, Step::Recreate, {}});
+    } else {
+      const auto now = table_items(it->second), want = table_items(o.sql);
+      if (now == want) continue;
+      bool prefix = now.size() < want.size() && std::equal(now.begin(), now.end(), want.begin());
+      for (size_t i = now.size(); prefix && i < want.size(); ++i) prefix = is_column(want[i]);
+      steps.push_back({&o, prefix ? Step::AddColumns : Step::Rebuild, prefix ? std::vector<std::string>(want.begin() + now.size(), want.end())
+                                                                           : std::vector<std::string>{}});
     }
-    for (const auto& p : *t->params)
-      if (!have.count(p.name)) exec("ALTER TABLE " + t->settings_table + " ADD COLUMN " + column_sql(p));
+  }
+  if (pending.empty() && steps.empty()) return;
+  exec("PRAGMA foreign_keys=OFF");  // a rebuilt table's rows keep their references; checked below
+  exec("BEGIN IMMEDIATE");
+  try {
+    // Views read the tables: dropped first, made again from the schema at the end.
+    for (const auto& o : schema_objects())
+      if (o.type == "view") exec("DROP VIEW IF EXISTS " + o.name);
+    for (const auto& st : steps) {
+      const SchemaObject& o = *st.object;
+      if (st.kind == Step::AddColumns)
+        for (const auto& c : st.columns) exec("ALTER TABLE " + o.name + " ADD COLUMN " + c);
+      if (st.kind == Step::Recreate && o.type == "index") exec("DROP INDEX IF EXISTS " + o.name);
+      if (st.kind == Step::Rebuild) rebuild_table(o);
+    }
+    exec(schema_sql());  // what is missing: tables, views, indexes, declared rows
+    for (const Migration* m : pending) exec(m->sql);
+    if (!pending.empty()) exec("UPDATE meta SET value='" + target + "' WHERE key='schema_version'");
+    Stmt fk(db_, "PRAGMA foreign_key_check");
+    if (fk.step()) throw Error(path_, "migration to " + target + ": rows of " + fk.text(0) + " lost their row in " + fk.text(2));
+    exec("COMMIT");
+  } catch (...) {
+    exec("ROLLBACK");
+    exec("PRAGMA foreign_keys=ON");
+    throw;
+  }
+  exec("PRAGMA foreign_keys=ON");
+}
+
+// A table as the schema defines it, with its rows (SQLite's steps for a change ALTER TABLE
+// cannot make: a new table, the rows copied, the old one dropped, the new one renamed). The
+// columns both have are copied; a new column takes its default. Rows an old, weaker CHECK let
+// in and the schema's refuses keep the table as it was, with the schema's new columns added.
+void ResultIndex::rebuild_table(const SchemaObject& o) {
+  std::vector<std::string> now;
+  {
+    Stmt c(db_, "PRAGMA table_info(" + o.name + ")");
+    while (c.step()) now.push_back(c.text(1));
+  }
+  std::string common;
+  std::vector<std::string> missing;
+  for (const auto& item : table_items(o.sql)) {
+    if (!is_column(item)) continue;
+    if (std::find(now.begin(), now.end(), column_name(item)) != now.end())
+      common += (common.empty() ? "" : ", ") + column_name(item);
+    else
+      missing.push_back(item);
+  }
+  const std::string body = o.sql.substr(o.sql.find('('));
+  exec("SAVEPOINT rebuild");
+  try {
+    exec("CREATE TABLE " + o.name + "_rebuilt " + body);
+    exec("INSERT INTO " + o.name + "_rebuilt (" + common + ") SELECT " + common + " FROM " + o.name);
+    exec("DROP TABLE " + o.name);
+    exec("ALTER TABLE " + o.name + "_rebuilt RENAME TO " + o.name);
+    exec("RELEASE rebuild");
+  } catch (const Error& e) {
+    exec("ROLLBACK TO rebuild");
+    exec("RELEASE rebuild");
+    std::fprintf(stderr, "[vizsweep] index: %s kept as written (%s); its new columns added\n", o.name.c_str(), e.what());
+    for (const auto& c : missing) exec("ALTER TABLE " + o.name + " ADD COLUMN " + c);
   }
 }
 
@@ -474,6 +454,7 @@ void ResultIndex::record(const std::string& key, const nlohmann::json& r) {
         for (const auto& c : columns) s.bind(i++, x.at(c));
         s.run();
       }
+      for (const auto& sql : derived_updates(table.name, "WHERE task_key = ?")) cached(sql).bind(1, key).run();
     }
 }
 

@@ -10,16 +10,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runner/schema.h"
 #include "runner/task_state.h"
 #include "sweeps/sweep.h"
 
 struct sqlite3;
 
 namespace vizsweep::runner {
-
-// The schema text compiled into the binary, and its major version.
-const std::string& schema_sql();
-int schema_major();
 
 struct TaskRow {
   std::string key;
@@ -93,8 +90,9 @@ class ResultIndex {
   sqlite3* handle() const { return db_; }
 
  private:
-  // Adds every declared hyperparameter the settings tables lack, at its default (migration).
-  void add_declared_columns();
+  // Brings an index of `version` to this schema (migrations and reconciliation; index.cpp).
+  void migrate(const std::string& version);
+  void rebuild_table(const SchemaObject& table);
   void exec(const std::string& sql) const;
   // Prepared statements of the per-task path (dispatch and record), kept for the life of
   // the index: preparing costs more than running them.

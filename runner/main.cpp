@@ -15,6 +15,7 @@
 
 #include "kernels/error.h"
 #include "runner/commands.h"
+#include "runner/schema.h"
 #include "runner/version.h"
 #include "runner/slurm.h"
 
@@ -35,6 +36,7 @@ const char* kUsage =
     "  verify DIR      check every indexed result is readable and every shard group is indexed\n"
     "  params          list every technique's hyperparameters: type, range, default, what each does\n"
     "  layers MODEL    list a model's layers (any network's taps) with shapes, units and receptive fields\n"
+    "  schema          print the index's SQLite schema as this version writes it (results_schema.sql, filled in)\n"
     "\n"
     "'vizsweep COMMAND --help' lists a command's options; 'vizsweep --version' prints the version.\n";
 
@@ -64,6 +66,21 @@ int dispatch(int argc, char** argv) {
       return kExitUsage;
     }
     return params_command(opt == "--markdown");
+  }
+  if (cmd == "schema") {
+    const std::string opt = argc > 2 ? argv[2] : "";
+    if (opt == "-h" || opt == "--help") {
+      std::cout << "usage: vizsweep schema\n"
+                   "  prints the index's schema as this vizsweep writes it: results_schema.sql with each technique's\n"
+                   "  hyperparameter columns and the technique lists filled in from the declarations\n";
+      return kExitOk;
+    }
+    if (argc > 2) {
+      std::cerr << "vizsweep schema: unknown option '" << opt << "'\n";
+      return kExitUsage;
+    }
+    std::cout << schema_sql();
+    return kExitOk;
   }
   if (cmd == "layers") {
     LayersOptions lo;

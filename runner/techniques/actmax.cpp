@@ -25,16 +25,6 @@ k::ActMaxRequest actmax_request(const RunContext& ctx, const sweeps::ActmaxSecti
 
 namespace {
 
-// The interpretability score of a unit's image, in [0, 1] (docs/results-layout.md): with a
-// judge, the probability it gives the unit's class; else the activation kept under small
-// shifts (robustness, clamped to [0, 1]: not a pixel-exact pattern) times the share of the
-// spectrum's energy below the high-frequency band (1 - hf_energy: not noise). The index
-// computes the second for rows migrated from before the score (runner/index.cpp).
-double interpretability_score(double robustness, double hf_energy, const double* judge_prob) {
-  if (judge_prob) return std::clamp(*judge_prob, 0.0, 1.0);
-  return std::clamp(robustness, 0.0, 1.0) * std::clamp(1.0 - hf_energy, 0.0, 1.0);
-}
-
 void prepare(RunContext& ctx, const sweeps::Section& section) {
   const auto& sec = static_cast<const sweeps::ActmaxSection&>(section);
   if (sec.judge.empty()) return;
@@ -65,23 +55,20 @@ nlohmann::json run(RunContext& ctx, const sweeps::Section& section, const sweeps
   for (size_t b = 0; b < task.items.size(); ++b) {
     std::string name = "unit_" + std::to_string(task.items[b]);
     data.images.push_back(blob(name, r.images[static_cast<int64_t>(b)]));
-    const double robustness = r.robustness[b].item<double>(), hf = r.hf_energy[b].item<double>();
+    // The score is the index's to compute (results_schema.sql, actmax_results.score).
     nlohmann::json row = {{"unit", task.items[b]},
                           {"final_activation", r.final_activation[b].item<double>()},
-                          {"hf_energy", hf},
+                          {"hf_energy", r.hf_energy[b].item<double>()},
                           {"total_variation", r.total_variation[b].item<double>()},
                           {"saturation", r.saturation[b].item<double>()},
-                          {"robustness", robustness},
+                          {"robustness", r.robustness[b].item<double>()},
                           {"is_argmax", r.is_argmax[b].item<bool>() ? 1 : 0},
                           {"dataset", ResultsDir::dataset(task.key, name)}};
-    double judge_prob = 0;
     if (judged) {
       const auto i = static_cast<int64_t>(b);
-      judge_prob = probs[i][task.items[b]].item<double>();
-      row["judge_prob"] = judge_prob;
+      row["judge_prob"] = probs[i][task.items[b]].item<double>();
       row["judge_class"] = probs[i].argmax().item<int64_t>();
     }
-    row["score"] = interpretability_score(robustness, hf, judged ? &judge_prob : nullptr);
     out.push_back(std::move(row));
   }
   data.ints = {ints("units", torch::tensor(task.items)), ints("is_argmax", r.is_argmax)};

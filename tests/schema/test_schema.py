@@ -1,17 +1,22 @@
-"""results_schema.sql: loads, is idempotent, enforces its constraints, and its views
-compute what an independent computation over the raw rows gives."""
+"""results_schema.sql as vizsweep writes it (`vizsweep schema`: the file with the declared
+columns and technique lists filled in): loads, is idempotent, enforces its constraints, and its
+views compute what an independent computation over the raw rows gives.
+
+    test_schema.py VIZSWEEP"""
 import os
 import sqlite3
+import subprocess
 import sys
 import unittest
 
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "results_schema.sql")
+VIZSWEEP = sys.argv.pop(1) if len(sys.argv) > 1 else os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "runner", "vizsweep")
+SCHEMA = subprocess.run([VIZSWEEP, "schema"], check=True, capture_output=True, text=True).stdout
 
 
 def fresh():
     db = sqlite3.connect(":memory:")
-    with open(SCHEMA) as f:
-        db.executescript(f.read())
+    db.executescript(SCHEMA)
     db.execute("INSERT INTO sweeps (sweep_id, name, spec_text, spec_hash, model_path, model_hash, "
                "vizsweep_version, torch_version) VALUES (1, 's', 'x', 'h', 'm.pt', 'mh', '0.1.0', '1.13')")
     return db
@@ -25,9 +30,8 @@ def add_task(db, key, technique, layer, setting_id, state="done", error=None):
 class SchemaTest(unittest.TestCase):
     def test_idempotent_and_versioned(self):
         db = fresh()
-        with open(SCHEMA) as f:
-            db.executescript(f.read())  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.5",)])
+        db.executescript(SCHEMA)  # again: no error, nothing duplicated
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.6",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):

@@ -1,0 +1,2 @@
+-- 1.0 -> 1.1: fgsm_steps.final_prob (NULL for the rows already there). The column comes from
+-- reconciling the index with results_schema.sql; nothing else to do.

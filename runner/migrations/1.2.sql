@@ -1,0 +1,3 @@
+-- 1.1 -> 1.2: the metrics table; the hyperparameters declared since 1.1 (adam_beta1,
+-- adam_beta2, jitter, param, decay_power) as settings columns at their defaults, which is what
+-- the rows already there ran with. All from reconciling the index with results_schema.sql.

@@ -1,0 +1,1 @@
+-- 1.2 -> 1.3: scale and rotate (settings columns at their defaults, off). From reconciling.

@@ -1,0 +1,3 @@
+-- 1.4 -> 1.5: the exemplars technique (tasks and images admit it: their CHECKs come from the
+-- technique list), exemplar_results and the exemplars view, actmax_results.mis and
+-- activation_ratio (NULL until a run scores them). From reconciling.
