@@ -33,26 +33,27 @@ CREATE TABLE IF NOT EXISTS sweeps (
 -- "-- @declared TABLE" line stands for the columns of the hyperparameters declared in
 -- kernels/settings.cpp (the technique's table), in order, each with its type, default and
 -- CHECK range; "/* @techniques ... */" for the techniques' names (sweeps/techniques/). The
--- runner fills them in (`vizsweep schema` prints the result).
+-- runner fills them in (`vizsweep schema` prints the result); as it stands the file is valid
+-- SQL without them.
 CREATE TABLE IF NOT EXISTS actmax_settings (
   setting_id      INTEGER PRIMARY KEY,
   name            TEXT NOT NULL,                -- a preset's name; "preset+key=value,..." for a preset
                                                 -- with changed values; a grid's "key=value,..." of its
                                                 -- varying keys ("grid" when none varies); "random-N";
                                                 -- "default" (docs/sweep-files.md)
-  objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean')),
+  objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean'))
   -- @declared actmax_settings
 );
 
 CREATE TABLE IF NOT EXISTS invert_settings (
   setting_id  INTEGER PRIMARY KEY,
-  name        TEXT NOT NULL,
+  name        TEXT NOT NULL
   -- @declared invert_settings
 );
 
 CREATE TABLE IF NOT EXISTS fgsm_settings (
   setting_id  INTEGER PRIMARY KEY,
-  name        TEXT NOT NULL,
+  name        TEXT NOT NULL
   -- @declared fgsm_settings
 );
 
@@ -126,7 +127,10 @@ CREATE TABLE IF NOT EXISTS actmax_results (
   -- over the top exemplar's; NULL until the run that completes the exemplars scores it.
   mis              REAL CHECK (mis >= 0 AND mis <= 1),
   activation_ratio REAL,
-  PRIMARY KEY (task_key, unit)
+  -- Schema 1.6. Which of a unit's images under actmax.diversity N (0..N-1, optimized together
+  -- to differ); 0 without.
+  copy             INTEGER NOT NULL DEFAULT 0 CHECK (copy >= 0),
+  PRIMARY KEY (task_key, unit, copy)
 );
 
 CREATE TABLE IF NOT EXISTS invert_results (

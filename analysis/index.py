@@ -69,7 +69,9 @@ def metrics(db=None):
         declared_here = False
         source = sqlite3.connect(":memory:")
         with open(SCHEMA) as f:
-            source.executescript(f.read())
+            # The runner fills the technique lists in from its registry (`vizsweep schema`);
+            # the declarations read here need none of them.
+            source.executescript(re.sub(r"/\* @techniques[^*]*\*/", "technique", f.read()))
         rows = source.execute("SELECT name, technique, result_table, column_name, aggregate, higher_is_better, unit, "
                               "description FROM metrics ORDER BY rowid").fetchall()
     out = {}

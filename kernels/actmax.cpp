@@ -75,6 +75,7 @@ int fp32_finish_iterations(const Model& model, const ActMaxRequest& req) {
 // and lets the parameterization step (the step policy, the regularizers, the valid range).
 // The last fp32_finish_iterations() steps run on the fp32 model.
 ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& req) {
+  torch::AutoGradMode grad_on(true);  // the loop differentiates, whatever the caller's mode
   const LayerInfo& layer = model.layer(req.layer);
   const ActMaxSettings& s = req.settings;
   const Regularizers regs = make_regularizers(s);

@@ -8,6 +8,8 @@
 
 #include "kernels/error.h"
 #include "kernels/metrics.h"
+#include "kernels/optvis/param.h"
+#include "kernels/optvis/step.h"
 
 namespace vizsweep::kernels {
 
@@ -21,6 +23,51 @@ double tv_weight(const Model& model, const LayerInfo& layer, const InversionSett
   int block = pools + 1;  // conv1_x: 1, ..., after pool5 (fc): 6
   return std::min(50.0, 0.5 * std::pow(10.0, std::max(0, block - 3)));
 }
+
+namespace {
+
+InversionResult finished(const LayerInfo& layer, torch::Tensor images, torch::Tensor trace, torch::Tensor rep_error, double l_tv) {
+  InversionResult res;
+  res.images = std::move(images);
+  res.rep_error = std::move(rep_error);
+  res.loss_trace = std::move(trace);
+  res.l_tv = l_tv;
+  if (!torch::isfinite(res.loss_trace).all().item<bool>() || !torch::isfinite(res.rep_error).all().item<bool>())
+    throw NumericalError("invert", "NaN or Inf while inverting " + layer.alias + " (try a smaller lr)");
+  res.hf_energy = high_frequency_energy(res.images);
+  return res;
+}
+
+// The same loss under another parameterization (kernels/optvis/param.h): its render is the
+// image, the step inversion's momentum with the stepped learning rate, ascending the negated
+// loss. losses(d, rep) is the loss of d = image - mean.
+template <typename Losses>
+InversionResult invert_spectral(const Model& model, const LayerInfo& layer, const torch::Tensor& x0, const torch::Tensor&,
+                                const InversionSettings& s, uint64_t seed, Losses& losses) {
+  ActMaxSettings as;  // what the parameterization reads: its kind, scale and start
+  as.param = s.param, as.decay_power = s.decay_power, as.iterations = s.iterations;
+  auto gen = at::detail::createCPUGenerator(seed);
+  ParameterizationPtr param = make_parameterization(ParamContext{&model, x0.size(0), &as, &gen, torch::Tensor()});
+  MomentumAscent step(s);
+  const Regularizers none;
+  auto mean = torch::tensor(model.info().mean, torch::kFloat).view({1, -1, 1, 1}).to(model.device());
+  auto trace = torch::empty({s.iterations, x0.size(0)}, x0.options());
+  const int64_t S = model.input_size();
+  for (int it = 0; it < s.iterations; ++it) {
+    const Rendered x = param->render(0, S, false);
+    auto loss = losses(x.images - mean, nullptr);
+    param->ascend((-loss).sum(), x, step, none, it);
+    torch::NoGradGuard ng;
+    trace[it].copy_(loss.detach());
+  }
+  torch::NoGradGuard ng;
+  auto images = PixelFrame(model).to_image(param->pixels()).clamp(0.0, 1.0);
+  torch::Tensor rep;
+  losses(images - mean, &rep);
+  return finished(layer, images, trace, rep, tv_weight(model, layer, s));
+}
+
+}  // namespace
 
 InversionResult invert(const Model& model, const std::string& layer_name, const torch::Tensor& targets,
                        const InversionSettings& s, uint64_t seed) {
@@ -62,6 +109,8 @@ InversionResult invert(const Model& model, const std::string& layer_name, const 
     return rep + s.l_alpha * ra + l_tv * rtv;
   };
 
+  if (s.param != ImageParam::Pixel) return invert_spectral(model, layer, x0, phi0, s, seed, losses);
+
   for (int it = 0; it < s.iterations; ++it) {
     double lr = s.lr;
     for (double f : s.lr_steps)
@@ -78,16 +127,11 @@ InversionResult invert(const Model& model, const std::string& layer_name, const 
     d = torch::max(torch::min(d, 1.0 - mean), -mean);
   }
 
-  InversionResult res;
   torch::NoGradGuard ng;
-  res.images = (d + mean).clamp(0.0, 1.0);
-  losses(res.images - mean, &res.rep_error);
-  res.loss_trace = trace;
-  res.l_tv = l_tv;
-  if (!torch::isfinite(trace).all().item<bool>() || !torch::isfinite(res.rep_error).all().item<bool>())
-    throw NumericalError("invert", "NaN or Inf while inverting " + layer.alias + " (try a smaller lr)");
-  res.hf_energy = high_frequency_energy(res.images);
-  return res;
+  auto images = (d + mean).clamp(0.0, 1.0);
+  torch::Tensor rep;
+  losses(images - mean, &rep);
+  return finished(layer, images, trace, rep, l_tv);
 }
 
 }  // namespace vizsweep::kernels

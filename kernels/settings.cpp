@@ -191,6 +191,19 @@ template <typename S>
 Field<S> bool_field(const char* name, bool S::*m) {
   return make_field<S>(name, ParamInfo::Bool, m, [](bool v) { return double(v); }, boolean);
 }
+// A number kept in the settings' `extra` map (no struct field), `fallback` when not set.
+template <typename S>
+Field<S> extra_real_field(const char* name, double fallback) {
+  Field<S> f;
+  f.info.name = name;
+  f.info.kind = ParamInfo::Real;
+  f.get = [name, fallback](const S& s) {
+    auto it = s.extra.find(name);
+    return ParamValue(it == s.extra.end() ? fallback : it->second);
+  };
+  f.set = [name](S& s, const ParamValue& v) { s.extra[name] = number(name, v); };
+  return f;
+}
 template <typename S>
 Field<S> real_list_field(const char* name, std::vector<double> S::*m) {
   return make_field<S>(name, ParamInfo::RealList, m, join_numbers, real_list);
@@ -278,6 +291,16 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(bool_field<A>("flip", &A::flip).off("0").new_in_key_only_when_set()
                     .help("every step, mirror each image left-right with probability 1/2 before the other "
                           "transforms (for models trained with random flips)"));
+    // Schema 1.6.
+    v.push_back(real_field<A>("diversity_weight", &A::diversity_weight).at_least(0).new_in_key_only_when_set()
+                    .help("under actmax.diversity N > 1: the weight of the diversity penalty (Lucid's: each "
+                          "image's Gram matrix over channels against the unit's other images) added to the unit's "
+                          "activation; no effect with one image per unit"));
+    // The transforms of kernels/optvis/transforms/ (schema 1.6 on), one row each, last: a new
+    // one is a new column at the end of an index's table.
+    v.push_back(extra_real_field<A>("brightness", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set()
+                    .help("every step, add a random offset in [-brightness, brightness] to each image's pixels "
+                          "(all channels, [0, 1] scale) after the spatial transforms"));
     return v;
   }();
   return t;
@@ -300,6 +323,12 @@ const std::vector<Field<I>>& inversion_table() {
                     .help("weight of the total-variation prior; negative: by depth, as in the paper"));
     v.push_back(real_field<I>("init_std", &I::init_std).at_least(0).help("initial noise around the mean image"));
     v.push_back(bool_field<I>("normalize_grad", &I::normalize_grad).help("scale each image's gradient to unit mean |g|"));
+    // Schema 1.6.
+    v.push_back(choice_field<I>("param", &I::param, {"pixel", "fft"}, "parameterization").new_in_key_only_when_set()
+                    .help("what is optimized: the pixels, or the image's 1/f-scaled spectrum rendered through a "
+                          "sigmoid (activation maximization's fft: a spectral prior on the reconstruction)"));
+    v.push_back(real_field<I>("decay_power", &I::decay_power).at_least(0).new_in_key_only_when_set()
+                    .help("fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power (0: white)"));
     return v;
   }();
   return t;
@@ -466,6 +495,10 @@ void validate(const ActMaxSettings& s) {
     for (const auto& [name, v] : {std::pair<const char*, double>{"decay", s.decay}, {"blur_radius", s.blur_radius},
                                   {"norm_pct", s.norm_pct}, {"contrib_pct", s.contrib_pct}})
       if (v > 0) throw Error(name, p + "param maco keeps the spectrum's magnitude fixed: no regularizers on the pixels");
+}
+
+double extra_param(const ActMaxSettings& s, const std::string& name) {
+  return std::get<double>(field_of(actmax_table(), actmax_params(), name).get(s));
 }
 
 int transform_pixels(double value, int64_t size) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <limits>
+#include <map>
 #include <string>
 #include <utility>
 #include <variant>
@@ -73,7 +74,18 @@ struct ActMaxSettings {
                                   // (Lucid: 0.5; Fashion-MNIST's background is black)
   bool flip = false;              // every step, each image mirrored left-right with probability
                                   // 1/2 (first of the transforms): for models trained with flips
+  // Added in schema 1.6:
+  // The values of hyperparameters declared without a field here (the transforms of
+  // kernels/optvis/transforms/, each one row of the table in settings.cpp); one not set is at
+  // its declared default (extra_param).
+  std::map<std::string, double> extra;
+  double diversity_weight = 100;  // under actmax.diversity N > 1: the weight of Lucid's diversity
+                                  // penalty (kernels/optvis/objective.h) against the unit's activation
 };
+
+// The value of a hyperparameter declared without a struct field (ActMaxSettings::extra), or its
+// declared default; throws vizsweep::Error naming `name` when no such row is declared.
+double extra_param(const ActMaxSettings& s, const std::string& name);
 
 // A transform size (jitter, pad) in pixels for an input of `size` pixels: a value below 1 is
 // a fraction of the input size (rounded to the nearest pixel), so one sweep works at 32 and
@@ -103,6 +115,9 @@ struct InversionSettings {
   double l_tv = -1.0;                 // < 0: by depth, as in the paper (0.5 up to block 3, x10 per block after, max 50)
   double init_std = 0.01;             // initial noise around the mean image, pixel space
   bool normalize_grad = true;         // scale each image's gradient to unit mean |g| (robust lr across layers)
+  // Added in schema 1.6 (activation maximization's parameterizations, kernels/optvis/param.h):
+  ImageParam param = ImageParam::Pixel;  // pixel, or fft: the image as a 1/f-scaled spectrum (a spectral prior)
+  double decay_power = 1.0;              // fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power
 };
 
 // Throws vizsweep::Error naming the first bad field.

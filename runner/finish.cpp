@@ -40,7 +40,7 @@ struct Query {
 
 struct Viz {
   std::string key;
-  int64_t unit;
+  int64_t unit, copy;
   double activation;
   std::string shard, dataset;
 };
@@ -82,10 +82,10 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
   std::map<std::pair<std::string, int64_t>, std::vector<Viz>> todo;
   {
     Query q(db,
-            "SELECT r.task_key, t.layer, r.unit, r.final_activation, r.shard, r.dataset FROM actmax_results r "
+            "SELECT r.task_key, t.layer, r.unit, r.final_activation, r.shard, r.dataset, r.copy FROM actmax_results r "
             "JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done' WHERE r.mis IS NULL AND EXISTS "
             "(SELECT 1 FROM exemplar_results e WHERE e.layer = t.layer AND e.unit = r.unit AND e.kind = 'bottom')");
-    while (q.row()) todo[{q.text(1), q.i64(2)}].push_back({q.text(0), q.i64(2), q.f64(3), q.text(4), q.text(5)});
+    while (q.row()) todo[{q.text(1), q.i64(2)}].push_back({q.text(0), q.i64(2), q.i64(6), q.f64(3), q.text(4), q.text(5)});
   }
   if (todo.empty()) return 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -101,7 +101,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
   int64_t scored = 0;
   exec(db, "BEGIN IMMEDIATE");
   try {
-    Query up(db, "UPDATE actmax_results SET mis = ?1, activation_ratio = ?2 WHERE task_key = ?3 AND unit = ?4");
+    Query up(db, "UPDATE actmax_results SET mis = ?1, activation_ratio = ?2 WHERE task_key = ?3 AND unit = ?4 AND copy = ?5");
     for (const auto& [where, vizs] : todo) {
       if (where.first != layer) {
         layer = where.first;
@@ -141,6 +141,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
         else sqlite3_bind_null(up.st, 2);
         sqlite3_bind_text(up.st, 3, vizs[i].key.c_str(), -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(up.st, 4, vizs[i].unit);
+        sqlite3_bind_int64(up.st, 5, vizs[i].copy);
         up.row();
         ++scored;
       }

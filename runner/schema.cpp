@@ -72,8 +72,11 @@ std::string generate() {
         if (t->params && t->settings_table == m[1].str()) owner = t;
       if (!owner) throw std::logic_error("results_schema.sql: no technique declares the columns of " + m[1].str());
       std::string columns;
-      for (const auto& p : *owner->params) columns += (columns.empty() ? "  " : ",\n  ") + column_sql(p);
-      out += columns;
+      for (const auto& p : *owner->params) columns += ",\n  " + column_sql(p);
+      // The line before ends without a comma (the file is valid SQL as it stands): the
+      // columns follow it, each after a comma.
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      out += columns.substr(0, columns.size());
     } else {
       out += line;
     }

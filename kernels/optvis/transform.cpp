@@ -10,33 +10,18 @@
 
 namespace vizsweep::kernels {
 
-namespace {
+DrawBlocks::DrawBlocks(uint64_t seed, int iterations, Draw draw)
+    : gen_(at::detail::createCPUGenerator(seed)), iterations_(iterations), draw_(std::move(draw)) {}
 
-// Each stream of draws has its own generator, so drawing kDrawAhead steps at once gives the
-// values one draw per step would, for a fraction of the calls.
-constexpr int kDrawAhead = 64;
-
-// Draws of one stream, kDrawAhead steps at a time; at(it) is step it's slice.
-class DrawBlocks {
- public:
-  using Draw = std::function<torch::Tensor(int64_t steps, at::Generator& gen)>;
-  DrawBlocks(uint64_t seed, int iterations, Draw draw)
-      : gen_(at::detail::createCPUGenerator(seed)), iterations_(iterations), draw_(std::move(draw)) {}
-  torch::Tensor at(int it) {
-    if (block0_ < 0 || it >= block0_ + kDrawAhead) {
-      block0_ = it;
-      block_ = draw_(std::min(kDrawAhead, iterations_ - it), gen_);
-    }
-    return block_[it - block0_];
+torch::Tensor DrawBlocks::at(int it) {
+  if (block0_ < 0 || it >= block0_ + kDrawAhead) {
+    block0_ = it;
+    block_ = draw_(std::min(kDrawAhead, iterations_ - it), gen_);
   }
+  return block_[it - block0_];
+}
 
- private:
-  at::Generator gen_;
-  int iterations_;
-  Draw draw_;
-  torch::Tensor block_;
-  int block0_ = -1;
-};
+namespace {
 
 // The streams' salts on the task's seed: each transform's draws are its own, whatever else is on.
 constexpr uint64_t kJitterSalt = 0x6a09e667f3bcc909ULL, kAffineSalt = 0xbb67ae8584caa73bULL,
@@ -228,8 +213,14 @@ class AffineTransform : public Transform {
   torch::Tensor draw_;
 };
 
+// The transforms of kernels/optvis/transforms/, one file each: CMake lists the folder.
+#define VIZSWEEP_TECHNIQUE(NAME) TransformDeclaration transform_declaration_##NAME();
+#include "kernels/optvis/transform_list.inc"
+#undef VIZSWEEP_TECHNIQUE
+
 const std::vector<TransformDeclaration>& transform_declarations() {
-  static const std::vector<TransformDeclaration> table{
+  static const std::vector<TransformDeclaration> table = [] {
+    std::vector<TransformDeclaration> v{
       {"flip", "flip", [](const ActMaxSettings& s, const TransformContext& c) -> TransformPtr {
          return s.flip ? std::make_unique<FlipTransform>(c) : nullptr;
        }},
@@ -247,7 +238,12 @@ const std::vector<TransformDeclaration>& transform_declarations() {
       {"rotate", "rotate", [](const ActMaxSettings& s, const TransformContext& c) -> TransformPtr {
          return s.rotate > 0 ? std::make_unique<AffineTransform>(c, AffineTransform::Rotate, s.rotate) : nullptr;
        }},
-  };
+    };
+#define VIZSWEEP_TECHNIQUE(NAME) v.push_back(transform_declaration_##NAME());
+#include "kernels/optvis/transform_list.inc"
+#undef VIZSWEEP_TECHNIQUE
+    return v;
+  }();
   return table;
 }
 

@@ -11,8 +11,10 @@
 // them. Any other order runs each transform on the whole images in turn, then cuts the
 // window.
 //
-// Adding a transform: a class deriving from Transform (its own file), a declaration in
-// transform_declarations() (transforms.cpp) with its hyperparameter, and a test.
+// Adding a transform: its own file kernels/optvis/transforms/NAME.cpp (a class deriving from
+// Transform and `TransformDeclaration transform_declaration_NAME()`; CMake lists the folder),
+// its hyperparameter's row in the actmax table of kernels/settings.cpp (its value through
+// extra_param()), and its test. brightness.cpp is the example.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +55,24 @@ struct TransformContext {
   int iterations = 0;
   uint64_t seed = 0;
   torch::Device device = torch::kCPU;
+};
+
+// Draws of one stream of the task's seed (`seed`: the task's seed xor the stream's own salt),
+// kDrawAhead steps at a time; at(it) is step it's slice of what `draw` returns for n steps.
+// A stream drawn ahead gives the values one draw per step would, for a fraction of the calls.
+class DrawBlocks {
+ public:
+  static constexpr int kDrawAhead = 64;
+  using Draw = std::function<torch::Tensor(int64_t steps, at::Generator& gen)>;
+  DrawBlocks(uint64_t seed, int iterations, Draw draw);
+  torch::Tensor at(int it);
+
+ private:
+  at::Generator gen_;
+  int iterations_;
+  Draw draw_;
+  torch::Tensor block_;
+  int block0_ = -1;
 };
 
 // A transform's declaration: its name, the hyperparameter that switches it on (in the

@@ -1,4 +1,5 @@
 -- 1.5 -> 1.6: the schema written from the declarations. Settings tables carry each
 -- hyperparameter's default and range as declared (tables written before get them by a
 -- rebuild that keeps every row), actmax_settings.param admits maco, and the interpretability
--- score is one derived expression. From reconciling.
+-- score is one derived expression; actmax_results.copy (a unit's images under actmax.diversity),
+-- in its primary key (the table rebuilt with its rows, each copy 0). From reconciling.

@@ -9,6 +9,6 @@ namespace vizsweep::runner {
 
 // The kernel request of an actmax task: its layer, units, objective, setting and seed, on the
 // context's model in the task's compute format (with its fp32 finish).
-kernels::ActMaxRequest actmax_request(const RunContext& ctx, const sweeps::ActmaxSection& sec, const sweeps::Task& task);
+kernels::ActMaxRequest actmax_request(RunContext& ctx, const sweeps::ActmaxSection& sec, const sweeps::Task& task);
 
 }  // namespace vizsweep::runner

@@ -22,9 +22,10 @@ std::string ActmaxSection::plan_note(const std::vector<Task>& tasks) const {
   int64_t units = 0;
   for (const auto& t : tasks)
     if (t.technique == "actmax" && t.setting == 0 && t.user_seed == seeds[0]) units += static_cast<int64_t>(t.items.size());
-  const int64_t images = units * static_cast<int64_t>(settings.size() * seeds.size());
+  const int64_t images = units * static_cast<int64_t>(settings.size() * seeds.size()) * diversity;
   return "actmax: " + thousands(units) + " units x " + std::to_string(settings.size()) + " settings x " +
-         std::to_string(seeds.size()) + " seeds = " + thousands(images) + " optimized images";
+         std::to_string(seeds.size()) + " seeds" + (diversity > 1 ? " x " + std::to_string(diversity) + " diverse images" : "") +
+         " = " + thousands(images) + " optimized images";
 }
 
 namespace {
@@ -46,6 +47,13 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   s->settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults,
                                                         &s->setting_at);
   if (a["seeds"]) s->seeds = parse_seeds(r, a["seeds"], "actmax.seeds");
+  if (a["diversity"]) s->diversity = r.integer(a["diversity"], "actmax.diversity", 1, 64);
+  if (a["spectrum"]) {
+    s->spectrum = parse_images(r, a["spectrum"], "actmax.spectrum");
+    std::string ids;
+    for (const auto& im : s->spectrum) ids += im.id + "\n";
+    s->spectrum_hash = hash_hex(ids).substr(0, 16);
+  }
   if (a["judge"]) {
     s->judge = r.path(r.str(a["judge"], "actmax.judge"));
     s->judge_line = a["judge"].Mark().line + 1;
@@ -82,10 +90,11 @@ void expand_section(const Section& section, Expansion& x) {
       r.fail_at(a.units_line, "actmax.units", "unit " + std::to_string(units.back()) + " out of range for " + L->alias + " (" +
                                                   std::to_string(L->units) + " units: 0.." + std::to_string(L->units - 1) + ")");
     // The centre unit's optimization runs on its receptive-field crop (kernels/actmax), under
-    // every transform too.
-    const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit;
-    const double flops = crop ? L->crop_flops_to_here : L->flops_to_here;
-    const double bytes = crop ? L->crop_bytes_per_item : L->bytes_per_item;
+    // every transform too; the diversity penalty reads the whole output. A unit's images
+    // under diversity are one batch of `diversity` images.
+    const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit && a.diversity == 1;
+    const double flops = (crop ? L->crop_flops_to_here : L->flops_to_here) * static_cast<double>(a.diversity);
+    const double bytes = (crop ? L->crop_bytes_per_item : L->bytes_per_item) * static_cast<double>(a.diversity);
     const size_t per_task = x.fit(a.units_per_batch, bytes);
     for (size_t s = 0; s < a.settings.size(); ++s) {
       const auto& st = a.settings[s];
@@ -102,7 +111,9 @@ void expand_section(const Section& section, Expansion& x) {
           t.memory = static_cast<double>(t.items.size()) * bytes;
           t.canonical = "actmax|" + x.head_for(*L) + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
                         "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed) +
-                        (judged ? "|judge=" + a.judge_hash : "");
+                        (judged ? "|judge=" + a.judge_hash : "") +
+                        (a.diversity > 1 ? "|diversity=" + std::to_string(a.diversity) : "") +
+                        (st.param == kernels::ImageParam::Maco && !a.spectrum.empty() ? "|spectrum=" + a.spectrum_hash : "");
           x.add(std::move(t));
         }
     }
@@ -114,7 +125,7 @@ void expand_section(const Section& section, Expansion& x) {
 const SweepTechnique& sweep_technique_actmax() {
   static const SweepTechnique t{"actmax",
                                 10,
-                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge"},
+                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge", "diversity", "spectrum"},
                                 "units",
                                 &kernels::actmax_params(),
                                 "actmax.grid, actmax.random (presets: actmax.presets)",

@@ -22,6 +22,13 @@ struct ActmaxSection : Section {
   // unit's class, and its file's hash is in their keys. Empty: no judge.
   std::string judge, judge_hash;
   int judge_line = 0;
+  // Images per unit, optimized together under Lucid's diversity penalty (its weight: the
+  // diversity_weight hyperparameter); 1: one image per unit, no penalty.
+  int64_t diversity = 1;
+  // The images whose mean spectrum magnitude param maco keeps (kernels/optvis/param.h), and
+  // their identity's hash (in maco tasks' keys); empty: the 1/f magnitude.
+  std::vector<ImageSource> spectrum;
+  std::string spectrum_hash;
 
   SettingsRows settings_rows() const override;
   std::string plan_note(const std::vector<Task>& tasks) const override;

@@ -463,8 +463,7 @@ class AnalysisTest(unittest.TestCase):
         empty = self.out("empty")
         os.makedirs(empty, exist_ok=True)
         db = sqlite3.connect(os.path.join(empty, "index.sqlite"))
-        with open(os.path.join(ROOT, "results_schema.sql")) as f:
-            db.executescript(f.read())
+        db.executescript(subprocess.run([VIZSWEEP, "schema"], check=True, capture_output=True, text=True).stdout)
         db.close()
         self.fails(("best", empty), "the index holds no activation-maximization results (none in the sweep)")
         self.fails(("fgsm", empty, "-o", self.out("x.png")), "the index holds no FGSM results")

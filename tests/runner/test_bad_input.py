@@ -269,7 +269,7 @@ class BadInputTest(unittest.TestCase):
         r = self.vizsweep("run", good, "--out", d)
         self.assertEqual(r.returncode, 0, r.stderr)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.5",))  # 1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.6",))  # 1.0 -> 1.6
         self.assertIn("final_prob", [c[1] for c in db.execute("PRAGMA table_info(fgsm_steps)")])
         self.assertEqual(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall(), [("done", 1)])
         db.close()

@@ -60,7 +60,7 @@ class SchemaTest(unittest.TestCase):
         rows = []
         for key, unit, act, hf, arg in (("t1", 0, 5.0, 0.8, 1), ("t1", 1, 7.0, 0.6, 0), ("t2", 0, 2.0, 0.1, 1),
                                         ("t3", 0, 100.0, 0.0, 1)):
-            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x', NULL, NULL, ?, NULL, NULL)",
+            db.execute("INSERT INTO actmax_results VALUES (?, ?, ?, ?, 0, 0, 1, ?, 'shards/r0.h5', '/x', NULL, NULL, ?, NULL, NULL, 0)",
                        (key, unit, act, hf, arg, 1 - hf))
             rows.append((key, act, hf, arg))
         got = {r[0]: r[1:] for r in db.execute(
@@ -69,9 +69,9 @@ class SchemaTest(unittest.TestCase):
         self.assertEqual(got["unregularized"], (2, 6.0, 0.7, 0.5, 0.3))
         self.assertEqual(got["yosinski3"], (1, 2.0, 0.1, 1.0, 0.9))
         with self.assertRaises(sqlite3.IntegrityError):
-            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 0, NULL, NULL)")
+            db.execute("INSERT INTO actmax_results VALUES ('t1', 0, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 0, NULL, NULL, 0)")
         with self.assertRaises(sqlite3.IntegrityError):  # a score outside [0, 1]
-            db.execute("INSERT INTO actmax_results VALUES ('t2', 5, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 1.5, NULL, NULL)")
+            db.execute("INSERT INTO actmax_results VALUES ('t2', 5, 1, 1, 0, 0, 1, 1, 's', '/d', NULL, NULL, 1.5, NULL, NULL, 0)")
 
     def test_exemplars_view_merges_shards_in_the_total_order(self):
         db = fresh()

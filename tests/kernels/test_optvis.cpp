@@ -1,0 +1,263 @@
+// The parts of activation maximization (kernels/optvis/): the objectives' algebra, diversity,
+// a unit at a position, transforms composed in any order, a transform from its own file,
+// MACO, and inversion under the spectral parameterization.
+#include <gtest/gtest.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "kernels/actmax.h"
+#include "kernels/error.h"
+#include "kernels/inversion.h"
+#include "kernels/model.h"
+
+using vizsweep::Error;
+using namespace vizsweep::kernels;
+
+namespace {
+
+Model small_vgg() {
+  VggOptions o;
+  o.arch = "vgg11";
+  o.width = 1.0 / 8;
+  o.fc_width = 64;
+  o.pool = 1;
+  o.num_classes = 10;
+  o.input_size = 32;
+  o.seed = 11;
+  return Model::builtin(o);
+}
+
+torch::Tensor randn(std::vector<int64_t> shape, uint64_t seed) {
+  auto g = torch::Generator(at::detail::createCPUGenerator(seed));
+  return torch::randn(shape, g);
+}
+
+ActMaxRequest adam(const std::string& layer, std::vector<int64_t> units, int iterations = 60) {
+  ActMaxRequest req;
+  req.layer = layer;
+  req.units = std::move(units);
+  req.settings = actmax_preset("unregularized");
+  req.settings.iterations = iterations;
+  req.settings.lr_policy = LrPolicy::Adam;
+  req.settings.lr = 2;
+  req.seed = 7;
+  return req;
+}
+
+// A pointwise transform that changes nothing: placed between two spatial ones it moves the
+// composition off the fused pass.
+class Identity : public Transform {
+ public:
+  std::string name() const override { return "identity"; }
+  Kind kind() const override { return Kind::Pointwise; }
+  void draw(int) override {}
+  torch::Tensor apply(const torch::Tensor& x, double) const override { return x; }
+};
+
+}  // namespace
+
+TEST(Objectives, SumsScalesAndNegationsAreTheirTermsArithmetic) {
+  // On fixed activations: (unit + 2 direction - unit) reads 2 direction, term by term as
+  // written (float sums of the same terms: compared to 1e-6 of their size).
+  Model m = small_vgg();
+  const LayerInfo& L = m.layer("conv3_1");
+  auto act = randn({3, L.shape[0], L.shape[1], L.shape[2]}, 1);
+  auto unit = unit_objective(m, L, {0, 1, 2}, ObjectiveKind::CentreUnit);
+  std::vector<double> w(static_cast<size_t>(L.units), 0.0);
+  w[3] = 0.5, w[5] = -1.5;
+  auto dir = direction_objective(m, L, w, std::nullopt);
+  auto sum = unit + 2.0 * dir - unit;
+  const int64_t y = L.shape[1] / 2, x = L.shape[2] / 2;
+  auto centre = act.select(3, x).select(2, y);
+  auto want = 2.0 * (0.5 * centre.select(1, 3) - 1.5 * centre.select(1, 5));
+  EXPECT_TRUE(torch::allclose(sum->evaluate(act), want, 1e-5, 1e-6));
+  // One position for all its terms: the crop's.
+  ASSERT_TRUE(sum->position().has_value());
+  EXPECT_EQ(sum->position()->y, y);
+  auto moved = sum->moved({1, 2});
+  auto at12 = act.select(3, 2).select(2, 1);
+  EXPECT_TRUE(torch::allclose(moved->evaluate(act), 2.0 * (0.5 * at12.select(1, 3) - 1.5 * at12.select(1, 5)), 1e-5, 1e-6));
+  // A channel mean reads every position: no crop for a sum that holds one.
+  EXPECT_FALSE((unit + unit_objective(m, L, {0, 1, 2}, ObjectiveKind::ChannelMean))->position().has_value());
+  EXPECT_NE((-dir)->description().find("-"), std::string::npos);
+  EXPECT_NE(sum->description().find(" - "), std::string::npos) << sum->description();
+}
+
+TEST(Objectives, AOneHotDirectionIsItsUnit) {
+  Model m = small_vgg();
+  const LayerInfo& L = m.layer("conv4_1");
+  auto act = randn({4, L.shape[0], L.shape[1], L.shape[2]}, 2);
+  for (int64_t k : {0, 7}) {
+    std::vector<double> w(static_cast<size_t>(L.units), 0.0);
+    w[static_cast<size_t>(k)] = 1.0;
+    auto unit = unit_objective(m, L, {k, k, k, k}, ObjectiveKind::CentreUnit);
+    EXPECT_TRUE(torch::equal(direction_objective(m, L, w, std::nullopt)->evaluate(act), unit->evaluate(act)));
+  }
+  std::vector<double> wrong(3, 1.0);
+  EXPECT_THROW(direction_objective(m, L, wrong, std::nullopt), Error);
+}
+
+TEST(Objectives, DiversityIsMinusTheMeanGramSimilarityWithinEachGroup) {
+  // Identical images: similarity 1, diversity -1. Images whose channels fire at different
+  // places with disjoint channels: Gram matrices orthogonal, diversity 0. Groups apart.
+  Model m = small_vgg();
+  const LayerInfo& L = m.layer("conv3_1");
+  auto one = randn({1, L.shape[0], L.shape[1], L.shape[2]}, 3).relu();
+  auto same = one.expand({3, -1, -1, -1}).contiguous();
+  auto d = diversity_objective(L, {0, 0, 0})->evaluate(same);
+  EXPECT_TRUE(torch::allclose(d, torch::full({3}, -1.0), 1e-5, 1e-5)) << d;
+  auto apart = torch::zeros({2, L.shape[0], L.shape[1], L.shape[2]});
+  apart[0][0].fill_(1.0);
+  apart[1][1].fill_(1.0);
+  EXPECT_TRUE(torch::allclose(diversity_objective(L, {0, 0})->evaluate(apart), torch::zeros({2}), 0, 1e-7));
+  // Two groups of one image each: no other image in its group, nothing to differ from.
+  EXPECT_TRUE(torch::equal(diversity_objective(L, {0, 1})->evaluate(same.slice(0, 0, 2)), torch::zeros({2})));
+}
+
+TEST(ActMaxParts, DiversityDrivesAUnitsImagesApart) {
+  // Four images of each of two fc8 units, with and without the diversity penalty: with it the
+  // images of a unit differ more (mean pairwise distance of their conv4_2 Gram matrices, the
+  // space the penalty reads being fc8's own), while each keeps most of its activation.
+  Model m = small_vgg();
+  auto req = adam("conv4_2", {0, 0, 0, 0, 3, 3, 3, 3}, 80);
+  auto plain = activation_maximization(m, req);
+  req.diversity = 1;
+  auto diverse = activation_maximization(m, req);
+  EXPECT_NE(diverse.objective.find("diversity"), std::string::npos) << diverse.objective;
+  auto gram_distance = [&](const torch::Tensor& images) {
+    torch::NoGradGuard ng;
+    auto f = m.forward(images, m.layer("conv3_2").index);
+    f = f.reshape({f.size(0), f.size(1), -1});
+    auto g = torch::bmm(f, f.transpose(1, 2)).reshape({f.size(0), -1});
+    g = g / g.norm(2, {1}, true).clamp_min(1e-12);
+    double total = 0;
+    int pairs = 0;
+    for (int64_t group : {0, 4})
+      for (int64_t i = group; i < group + 4; ++i)
+        for (int64_t j = i + 1; j < group + 4; ++j, ++pairs) total += (g[i] - g[j]).norm().item<double>();
+    return total / pairs;
+  };
+  const double d_plain = gram_distance(plain.images), d_diverse = gram_distance(diverse.images);
+  std::printf("mean pairwise Gram distance of a unit's 4 images: %.4f without diversity, %.4f with\n", d_plain, d_diverse);
+  EXPECT_GT(d_diverse, d_plain);
+  EXPECT_GT(diverse.final_activation.sum().item<double>(), 0.5 * plain.final_activation.sum().item<double>());
+}
+
+TEST(ActMaxParts, AUnitAtAPositionClimbsThereAndItsCropIsExact) {
+  Model m = small_vgg();
+  auto req = adam("conv3_2", {0, 1, 2, 3});
+  req.at = std::make_pair(int64_t{1}, int64_t{2});
+  auto cropped = activation_maximization(m, req);
+  req.crop_to_receptive_field = false;
+  auto whole = activation_maximization(m, req);
+  // The gradient is zero outside the position's receptive field: the crop changes no pixel
+  // beyond float summation order (LibTorch's convolution on a smaller input).
+  EXPECT_LT((cropped.images - whole.images).abs().max().item<double>(), 1e-3);
+  torch::NoGradGuard ng;
+  auto at = m.forward(cropped.images, m.layer("conv3_2").index).select(3, 2).select(2, 1);
+  auto random_best = std::get<0>(m.forward(torch::rand({32, 3, 32, 32}), m.layer("conv3_2").index).select(3, 2).select(2, 1).max(0));
+  for (int64_t u = 0; u < 4; ++u) EXPECT_GT(at[u][u].item<double>(), random_best[u].item<double>()) << "unit " << u;
+  EXPECT_NE(cropped.objective.find("at (1,2)"), std::string::npos) << cropped.objective;
+  req.at = std::make_pair(int64_t{99}, int64_t{0});
+  EXPECT_THROW(activation_maximization(m, req), Error);
+}
+
+TEST(Transforms, AnyOrderIsEachInTurnAndLucidsOrderRunsFused) {
+  // flip, pad, jitter fused (the window's rows only) against the same three each in turn on
+  // the whole image (an identity between them leaves the fused pass): the same values.
+  ActMaxSettings s;
+  s.flip = true, s.pad = 3, s.jitter = 2;
+  const TransformContext c{32, 4, 10, 99, torch::kCPU};
+  const Model::InputWindow view{5, 17, 8, 30};
+  auto fused = make_transforms(s, c);
+  auto in_turn = make_transforms(s, c);
+  in_turn.insert(in_turn.begin() + 2, std::make_unique<Identity>());
+  Transforms a(std::move(fused), c, view, 0.3), b(std::move(in_turn), c, view, 0.3);
+  EXPECT_EQ(a.description(), "flip+pad+jitter");
+  EXPECT_EQ(b.description(), "flip+pad+identity+jitter");
+  auto x = torch::rand({4, 3, 32, 32});
+  for (int it = 0; it < 10; ++it) {
+    a.draw(it), b.draw(it);
+    EXPECT_TRUE(torch::equal(a.apply(x, 0), b.apply(x, 0))) << "step " << it;
+    const auto rows = a.rows_read();
+    EXPECT_TRUE(torch::equal(a.apply(x, 0), b.apply(x.slice(2, 0, 32), 0)));
+    EXPECT_LE(rows.first, rows.second);
+  }
+}
+
+TEST(Transforms, ATransformFromItsOwnFileIsDeclaredEverywhere) {
+  // brightness (kernels/optvis/transforms/brightness.cpp, one row in settings.cpp): listed,
+  // a hyperparameter with a range, in the key only when set, and it shifts each image by one
+  // offset within its range.
+  bool listed = false;
+  for (const auto& d : transform_declarations()) listed |= d.name == "brightness";
+  EXPECT_TRUE(listed);
+  const ParamInfo& p = param_info(actmax_params(), "brightness");
+  EXPECT_FALSE(p.always_in_key);
+  ActMaxSettings s, too_bright;
+  set_param(too_bright, "brightness", 1.5);
+  EXPECT_THROW(validate(too_bright), Error);
+  auto key = canonical(key_params(s));
+  EXPECT_EQ(key.find("brightness"), std::string::npos);
+  set_param(s, "brightness", 0.2);
+  EXPECT_NE(canonical(key_params(s)).find("brightness=0.2"), std::string::npos);
+  const TransformContext c{32, 4, 10, 5, torch::kCPU};
+  Transforms t(make_transforms(s, c), c, Model::InputWindow{0, 32, 0, 32}, 0.5);
+  EXPECT_EQ(t.description(), "brightness");
+  auto x = torch::rand({4, 3, 32, 32});
+  t.draw(0);
+  auto shift = t.apply(x, 0) - x;
+  for (int64_t b = 0; b < 4; ++b) {
+    EXPECT_LT((shift[b] - shift[b].mean()).abs().max().item<double>(), 1e-6);
+    EXPECT_LE(shift[b].abs().max().item<double>(), 0.2 + 1e-6);
+  }
+  Model m = small_vgg();
+  auto req = adam("conv3_1", {0, 1});
+  req.settings.extra["brightness"] = 0.1;
+  EXPECT_GT(activation_maximization(m, req).final_activation.min().item<double>(), 0);
+}
+
+TEST(Maco, ClimbsWithValidImagesAndLessHighFrequencyThanPixels) {
+  // The phase under a fixed 1/f magnitude (no dataset here): images in [0, 1], every unit
+  // above the best of 32 random images, less energy above half Nyquist than pixel steps.
+  Model m = small_vgg();
+  auto req = adam("conv4_1", {0, 1, 2, 3, 4, 5}, 80);
+  auto pixel = activation_maximization(m, req);
+  req.settings.param = ImageParam::Maco;
+  req.settings.lr = 0.05;
+  req.settings.init_std = 0;
+  auto maco = activation_maximization(m, req);
+  EXPECT_GE(maco.images.min().item<double>(), 0.0);
+  EXPECT_LE(maco.images.max().item<double>(), 1.0);
+  auto random_best = std::get<0>(m.forward(torch::rand({32, 3, 32, 32}), m.layer("conv4_1").index).select(3, 2).select(2, 2).max(0));
+  for (int64_t u = 0; u < 6; ++u) EXPECT_GT(maco.final_activation[u].item<double>(), random_best[u].item<double>()) << u;
+  std::printf("high-frequency energy: %.3f pixels, %.3f maco\n", pixel.hf_energy.mean().item<double>(),
+              maco.hf_energy.mean().item<double>());
+  EXPECT_LT(maco.hf_energy.mean().item<double>(), pixel.hf_energy.mean().item<double>());
+  // A magnitude estimated from images has the model's channels and the spectrum's shape.
+  auto mag = spectrum_magnitude(torch::rand({5, 3, 32, 32}));
+  EXPECT_EQ(mag.sizes(), (std::vector<int64_t>{3, 32, 17}));
+  req.maco_magnitude = mag;
+  EXPECT_NO_THROW(activation_maximization(m, req));
+  req.maco_magnitude = torch::ones({3, 16, 9});
+  EXPECT_THROW(activation_maximization(m, req), Error);
+  req.maco_magnitude = torch::Tensor();
+  req.settings.decay = 0.1;  // no regularizers on a fixed magnitude
+  EXPECT_THROW(activation_maximization(m, req), Error);
+}
+
+TEST(Inversion, TheSpectralParameterizationReconstructsToo) {
+  // param fft for inversion: the loss falls by half at a shallow layer and the images are valid.
+  Model m = small_vgg();
+  auto g = torch::Generator(at::detail::createCPUGenerator(4));
+  auto targets = torch::rand({2, 3, 32, 32}, g);
+  InversionSettings s;
+  s.iterations = 120;
+  s.param = ImageParam::Fft;
+  auto r = invert(m, "conv2_1", targets, s, 3);
+  EXPECT_LT(r.loss_trace[-1].mean().item<double>(), 0.5 * r.loss_trace[0].mean().item<double>());
+  EXPECT_GE(r.images.min().item<double>(), 0.0);
+  EXPECT_LE(r.images.max().item<double>(), 1.0);
+}
