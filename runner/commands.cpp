@@ -42,7 +42,7 @@ void print_projection(const sweeps::SweepSpec& spec, const std::vector<sweeps::T
   std::printf("%-12s %-10s %10s %14s  %s\n", "technique", "layer", "tasks", "rank time", "format");
   for (const auto& l : r.layers) {
     std::string format;
-    if (l.technique == "actmax") {
+    if (sweeps::has_compute_formats(l.technique)) {
       format = spec.format_for(l.layer).name();
       const auto m = p.measured_format(l.layer);
       if (m && *m != spec.format_for(l.layer)) format += " (measured in " + m->name() + ": paste tune's compute: snippet or tune again)";

@@ -285,7 +285,7 @@ nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
   impl_->current = impl_->finish_model = nullptr;
   const auto& spec = impl_->spec;
   sweeps::ComputeFormat format{spec.precision, spec.channels_last};
-  if (task.technique == "actmax") {  // SweepSpec::compute
+  if (sweeps::has_compute_formats(task.technique)) {  // SweepSpec::compute
     const auto* L = impl_->desc.find(task.layer);
     format = spec.format_for(task.layer, L ? L->path : "");
     impl_->use(format, "compute." + task.layer);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "kernels/error.h"
+#include "sweeps/technique.h"
 
 namespace fs = std::filesystem;
 
@@ -82,7 +83,7 @@ std::optional<double> Projection::seconds(const TaskCost& t) const {
 
 std::optional<sweeps::ComputeFormat> Projection::measured_format(const std::string& layer) const {
   for (const auto& g : j_["groups"])
-    if (g.value("technique", std::string()) == "actmax" && g.value("layer", std::string()) == layer)
+    if (sweeps::has_compute_formats(g.value("technique", std::string())) && g.value("layer", std::string()) == layer)
       return sweeps::ComputeFormat{g.value("precision", std::string("fp32")), g.value("channels_last", false), g.value("fp32_finish", 0.0)};
   return std::nullopt;
 }

@@ -176,7 +176,7 @@ int tune_command(const TuneOptions& o) {
     }
     g["seconds"] = seconds;
     std::printf("  %-12s %-10s setting %-3d %8.3f s per task (%zu %s)\n", task.technique.c_str(), task.layer.c_str(), task.setting,
-                seconds, task.items.size(), task.technique == "actmax" ? "units" : "images");
+                seconds, task.items.size(), sweeps::find_technique(task.technique)->items.c_str());
     std::fflush(stdout);
     groups.push_back(std::move(g));
   }

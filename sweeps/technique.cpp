@@ -33,4 +33,9 @@ const SweepTechnique* find_technique(const std::string& name) {
   return nullptr;
 }
 
+bool has_compute_formats(const std::string& technique) {
+  const SweepTechnique* t = find_technique(technique);
+  return t && t->compute_formats;
+}
+
 }  // namespace vizsweep::sweeps

@@ -88,11 +88,16 @@ struct SweepTechnique {
   std::function<std::shared_ptr<const Section>(const Reader&, const YAML::Node&)> parse;
   // Checks the section against the model and adds its tasks, deterministically.
   std::function<void(const Section&, Expansion&)> expand;
+  // Whether its tasks compute in per-layer formats (the sweep's `compute:`, `vizsweep tune`'s
+  // choice, plan's projection by layer): optimizations whose speed the format changes.
+  bool compute_formats = false;
 };
 
 // Every technique, in `order`. The list is made from sweeps/techniques/ at configure time.
 const std::vector<const SweepTechnique*>& techniques();
 // nullptr when no technique has that name.
 const SweepTechnique* find_technique(const std::string& name);
+// Whether the technique named computes in per-layer formats (false for an unknown name).
+bool has_compute_formats(const std::string& technique);
 
 }  // namespace vizsweep::sweeps

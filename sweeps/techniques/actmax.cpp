@@ -131,7 +131,8 @@ const SweepTechnique& sweep_technique_actmax() {
                                 "actmax.grid, actmax.random (presets: actmax.presets)",
                                 "actmax_settings",
                                 parse_section,
-                                expand_section};
+                                expand_section,
+                                /*compute_formats=*/true};
   return t;
 }
 

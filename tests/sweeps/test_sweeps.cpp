@@ -323,7 +323,7 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
     EXPECT_NE(plain[0].canonical.find(name), std::string::npos) << name << " in " << plain[0].canonical;
   // The settings tables still get every column.
   EXPECT_EQ(vizsweep::kernels::params_of(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size());
-  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 11);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate, background, flip
+  EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 13);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate, background, flip, diversity_weight, brightness
 }
 
 TEST(SweepParse, HashIsStable) {
@@ -356,7 +356,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"invert:\n  layers: all\n  images: {dataset: fashion-mnist, count: 1}\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
                 "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
-                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge)"},
+                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge, diversity, spectrum)"},
         BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
         BadCase{"actmax:\n  layers: [conv1_1, conv6_1]\n",
                 "t.yaml:3: actmax.layers[1]: no layer \"conv6_1\" in vgg11 (has conv1_1..conv2_1, relu1_1..relu2_1, pool1, avgpool, fc6..fc8)"},
@@ -377,7 +377,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "actmax.grid: adam_beta2: setting grid: must be in [0, 1), got -0.1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: -2\n", "actmax.grid: jitter: setting grid: must be >= 0, got -2"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    param: sepia\n",
-                "t.yaml:5: actmax.grid.param: unknown parameterization 'sepia' (have pixel, fft)"},
+                "t.yaml:5: actmax.grid.param: unknown parameterization 'sepia' (have pixel, fft, maco)"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    param: fft\n    decay_power: -1\n",
                 "actmax.grid: decay_power: setting grid: must be >= 0, got -1"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    jitter: 1.5\n",
