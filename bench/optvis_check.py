@@ -9,8 +9,8 @@ vizsweep (mpirun, 2 ranks) and numbers from its index and shards:
   diversity  bench/sweeps/diversity.yaml at fc8: four images per class unit under the
              diversity penalty (--weights), against four seeds without it: the mean pairwise
              distance of a unit's four images in the judge's logit space (a model other than
-             the one optimized), and each image's activation over the no-penalty image's
-             (the same unit's, seed 0).
+             the one optimized), and each image's activation over the mean activation of
+             the unit's four images without the penalty.
 
     /usr/bin/python3 bench/optvis_check.py maco|diversity [--build build] [--out /tmp/optvis_check]
 
@@ -90,11 +90,12 @@ def images_of(out, where=""):
     copy = "r.copy" if "copy" in cols else "0"
     for unit, c, seed, shard, ds, act in db.execute(
             f"SELECT r.unit, {copy}, t.seed, r.shard, r.dataset, r.final_activation FROM actmax_results r "
-            f"JOIN tasks t USING (task_key) {where}"):
+            f"JOIN tasks t USING (task_key) {where} ORDER BY r.unit, {copy}, t.seed"):
         with h5py.File(os.path.join(out, shard), "r") as f:
             im = np.asarray(f[ds][()], dtype=np.float32) / 255.0
         im = im[None] if im.ndim == 2 else np.moveaxis(im, -1, 0)
-        got[(unit, c if c else seed)] = (im, act)
+        k = sum(1 for key in got if key[0] == unit)  # the unit's k-th image (copy, then seed order)
+        got[(unit, k)] = (im, act)
     return got
 
 
@@ -131,10 +132,11 @@ def diversity(a):
         text = base.replace("flip: true}", f"flip: true, diversity_weight: {w}}}").replace("  seeds: [0]", "  seeds: [0]\n  diversity: 4")
         got = images_of(sweep(f"w{w:g}", text))
         d = spread(got)
-        ratios = [got[(u, c)][1] / plain[(u, 0)][1] for (u, c) in got]
+        plain_act = {u: statistics.mean(v[1] for (x, _), v in plain.items() if x == u) for u in d_plain}
+        ratios = [got[(u, c)][1] / plain_act[u] for (u, c) in got]
         wider = sum(d[u] > d_plain[u] for u in d)
         print(f"{'diversity 4, weight ' + format(w, 'g'):<22} {statistics.mean(d.values()):22.3f} "
-              f"min {min(ratios):.2f}, mean {statistics.mean(ratios):.2f} (of seed 0's); wider for {wider}/{len(d)} units")
+              f"min {min(ratios):.2f}, mean {statistics.mean(ratios):.2f} (of the seeds' mean); wider for {wider}/{len(d)} units")
 
 
 def main():
