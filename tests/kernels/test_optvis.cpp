@@ -11,23 +11,14 @@
 #include "kernels/error.h"
 #include "kernels/inversion.h"
 #include "kernels/model.h"
+#include "tests/kernels/small_vgg.h"
 
 using vizsweep::Error;
 using namespace vizsweep::kernels;
 
 namespace {
 
-Model small_vgg() {
-  VggOptions o;
-  o.arch = "vgg11";
-  o.width = 1.0 / 8;
-  o.fc_width = 64;
-  o.pool = 1;
-  o.num_classes = 10;
-  o.input_size = 32;
-  o.seed = 11;
-  return Model::builtin(o);
-}
+using vizsweep::kernels::testing::small_vgg;
 
 torch::Tensor randn(std::vector<int64_t> shape, uint64_t seed) {
   auto g = torch::Generator(at::detail::createCPUGenerator(seed));

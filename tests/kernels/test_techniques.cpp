@@ -12,24 +12,14 @@
 #include "kernels/fgsm.h"
 #include "kernels/inversion.h"
 #include "kernels/model.h"
+#include "tests/kernels/small_vgg.h"
 
 using vizsweep::Error;
 using namespace vizsweep::kernels;
 
 namespace {
 
-Model small_vgg(int64_t channels = 3) {
-  VggOptions o;
-  o.arch = "vgg11";
-  o.width = 1.0 / 8;
-  o.fc_width = 64;
-  o.pool = 1;
-  o.num_classes = 10;
-  o.in_channels = channels;
-  o.input_size = 32;
-  o.seed = 11;
-  return Model::builtin(o);
-}
+using vizsweep::kernels::testing::small_vgg;
 
 // The objective of each unit on a batch of images: [N, units].
 torch::Tensor unit_activations(const Model& m, const UnitObjective& obj, const torch::Tensor& x) {
