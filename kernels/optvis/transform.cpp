@@ -328,7 +328,7 @@ void Transforms::draw(int it) {
 
 std::pair<int64_t, int64_t> Transforms::rows_read() const {
   const int64_t S = context_.side;
-  if (!fused_) return {all_.empty() ? view_.y0 : 0, all_.empty() ? view_.y1 : S};
+  if (!fused_) return {0, S};  // each in turn on the whole image
   const Fused& f = *fused_;
   // Those the resampling samples, those jitter's shifts bring into the window (the rest of
   // the frame is background), or the view's own; flips move columns only.
