@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS actmax_settings (
                                                 -- with changed values; a grid's "key=value,..." of its
                                                 -- varying keys ("grid" when none varies); "random-N";
                                                 -- "default" (docs/sweep-files.md)
-  objective       TEXT NOT NULL CHECK (objective IN ('centre', 'channel_mean'))
+  objective       TEXT NOT NULL CHECK (length(objective) > 0)
   -- @declared actmax_settings
 );
 

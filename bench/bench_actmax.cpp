@@ -409,7 +409,7 @@ int main(int argc, char** argv) {
           FormatProbe p;
           p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
           torch::NoGradGuard ng;
-          UnitObjective obj(ref, ref.layer(name), r.units, r.objective);
+          UnitObjective obj(ref, ref.layer(name), r.units, r.objective.unit_kind());
           auto v = obj.evaluate(ref.forward(res.images, ref.layer(name).index)).to(torch::kCPU, torch::kDouble).contiguous();
           auto hf = res.hf_energy.to(torch::kCPU, torch::kDouble).contiguous();
           p.objective.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
@@ -549,7 +549,7 @@ int main(int argc, char** argv) {
         c.robustness_shift = 0;
         ActMaxResult low = activation_maximization(m, c), full = activation_maximization(*ref, c);
         torch::NoGradGuard ng;
-        UnitObjective obj(*ref, ref->layer(name), c.units, c.objective);
+        UnitObjective obj(*ref, ref->layer(name), c.units, c.objective.unit_kind());
         double reached = (obj.evaluate(ref->forward(low.images, L.index)).sum() / full.final_activation.sum()).item<double>();
         double diff = (low.images - full.images).abs().max().item<double>();
         std::printf("check layer=%s precision=%s channels_last=%d image_max_diff=%.3g reached=%.4f\n", name.c_str(),

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "kernels/error.h"
@@ -69,6 +70,20 @@ int fp32_finish_iterations(const Model& model, const ActMaxRequest& req) {
   return ComputeFormat{"fp32", false, req.fp32_finish}.finish_iterations(req.settings.iterations);
 }
 
+namespace {
+
+// The outputs of layer `target` and of `others` for x, from one forward pass.
+LayerOutputs outputs(const Model& model, const torch::Tensor& x, int target, const std::vector<int>& others) {
+  LayerOutputs o;
+  o.target = target;
+  auto all = model.forward_all(x, target);
+  o.of[target] = all[static_cast<size_t>(target)];
+  for (int i : others) o.of[i] = all[static_cast<size_t>(i)];
+  return o;
+}
+
+}  // namespace
+
 // The loop: each step draws the transforms, renders the rows they read, evaluates the
 // objective on the view of what the model sees (the receptive field's crop when the
 // objective reads one position of a spatial layer: the gradient is exactly zero outside it),
@@ -80,27 +95,35 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   const ActMaxSettings& s = req.settings;
   const Regularizers regs = make_regularizers(s);
   const int64_t B = static_cast<int64_t>(req.units.size()), S = model.input_size();
-  UnitObjective unit(model, layer, req.units, req.objective);
-  if (req.at) {
-    const auto [y, x] = *req.at;
-    if (!layer.spatial() || y < 0 || y >= layer.shape[1] || x < 0 || x >= layer.shape[2])
-      throw Error("position", "(" + std::to_string(y) + ", " + std::to_string(x) + ") is not an output position of " +
-                                  layer.alias);
-    unit = unit.at(y, x);
+  const ObjectivePtr base = req.custom_objective ? req.custom_objective : make_objective(req.objective, model, layer, req.units);
+  // What the final activation, argmax flag and robustness read: the mapped unit (at its
+  // term's position), or the objective itself when it reads no mapped unit.
+  const ObjectiveTerm* mapped = req.custom_objective ? nullptr : req.objective.mapped_unit();
+  UnitObjective unit(model, layer, req.units, req.objective.unit_kind());
+  if (mapped && mapped->at && layer.spatial()) unit = unit.at(mapped->y, mapped->x);
+  const bool reads_unit = req.custom_objective || mapped;
+  ObjectivePtr objective = base;
+  if (req.diversity > 0) {
+    const LayerInfo& d = req.diversity_layer.empty() ? diversity_layer(model, layer) : model.layer(req.diversity_layer);
+    if (d.index > layer.index)
+      throw Error("diversity_layer", d.alias + " comes after " + layer.alias + ": the penalty reads a layer on the way to it");
+    objective = objective + req.diversity * diversity_objective(d, req.units);
   }
-  ObjectivePtr objective = req.custom_objective ? req.custom_objective : std::make_shared<UnitObjective>(unit);
-  if (req.diversity > 0) objective = objective + req.diversity * diversity_objective(layer, req.units);
+  // Layers other than the mapped one the objective reads (diversity's): the whole forward.
+  const std::vector<int> reads = objective->layers();
+  const bool other_layers = std::any_of(reads.begin(), reads.end(), [&](int i) { return i != layer.index; });
 
   std::optional<Model::InputWindow> win;
   if (req.crop_to_receptive_field && layer.spatial())
     if (const auto p = objective->position()) win = model.input_window(layer.index, p->y, p->x);
   const ObjectivePtr seen_objective = win ? objective->moved({win->oy, win->ox}) : objective;
   const UnitObjective seen_unit = win ? unit.at(win->oy, win->ox) : unit;
+  const ObjectivePtr seen_base = win ? base->moved({win->oy, win->ox}) : base;
 
   auto gen = at::detail::createCPUGenerator(req.seed);
   ParameterizationPtr param = make_parameterization(ParamContext{&model, B, &s, &gen, req.maco_magnitude});
   const TransformContext tc{S, B, s.iterations, req.seed, model.device()};
-  Transforms transforms(make_transforms(s, tc), tc, win.value_or(Model::InputWindow{0, S, 0, S}), s.background);
+  Transforms transforms(make_transforms(s, tc, req.transform_order), tc, win.value_or(Model::InputWindow{0, S, 0, S}), s.background);
   Ascent ascent(s);
   const int finish = fp32_finish_iterations(model, req);
   const Model* net = &model;
@@ -111,7 +134,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     const auto [r0, r1] = param->renders_rows() ? transforms.rows_read() : std::pair<int64_t, int64_t>{0, S};
     const Rendered x = param->render(r0, r1, transforms.reads_band() && param->renders_band());
     const torch::Tensor seen = transforms.apply(x.images, x.row0);
-    auto obj = seen_objective->evaluate(win ? net->forward_crop(seen, layer.index) : net->forward(seen, layer.index));
+    auto obj = other_layers ? seen_objective->evaluate_outputs(outputs(*net, seen, layer.index, reads))
+                            : seen_objective->evaluate(win ? net->forward_crop(seen, layer.index) : net->forward(seen, layer.index));
     param->ascend(obj.sum(), x, ascent, regs, it);
     torch::NoGradGuard ng;
     trace[it].copy_(obj.detach());
@@ -135,7 +159,8 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   auto all = final_forward(shift ? torch::cat({res.images, shifted_copies(res.images, req.robustness_shift, req.seed)})
                                  : res.images);
   auto act = all.slice(0, 0, B);
-  res.final_activation = seen_unit.evaluate(act);
+  const auto value = [&](const torch::Tensor& a) { return reads_unit ? seen_unit.evaluate(a) : seen_base->evaluate(a); };
+  res.final_activation = value(act);
   res.is_argmax = seen_unit.is_argmax(act);
   res.objective_trace = trace;
   // One check at the end keeps host-device synchronization out of the loop; NaN anywhere
@@ -148,7 +173,7 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
   res.total_variation = total_variation(res.images);
   res.saturation = saturated_fraction(res.images);
   res.robustness = robustness_ratio(res.final_activation,
-                                    shift ? seen_unit.evaluate(all.slice(0, B, 2 * B)) : res.final_activation);
+                                    shift ? value(all.slice(0, B, 2 * B)) : res.final_activation);
   res.objective = objective->description();
   for (const auto& r : regs) res.regularizers += (res.regularizers.empty() ? "" : "+") + r->description();
   if (res.regularizers.empty()) res.regularizers = "none";

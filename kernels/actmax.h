@@ -34,15 +34,23 @@ std::vector<std::unique_ptr<Regularizer>> make_regularizers(const ActMaxSettings
 struct ActMaxRequest {
   std::string layer;             // alias or path
   std::vector<int64_t> units;    // one image each; duplicates allowed
-  ObjectiveKind objective = ObjectiveKind::CentreUnit;
-  // The unit at output position (y, x) of a spatial layer instead of the centre.
-  std::optional<std::pair<int64_t, int64_t>> at;
-  // What is ascended instead of the units' own objective (objective.h's algebra; it must read
-  // `layer`'s output). The final activation, argmax flag and robustness stay the units'.
+  // The sweep's objective (objective_spec.h): by default the unit at the centre; any sum of
+  // units at a position, channel means and directions. The final activation, argmax flag and
+  // robustness are the mapped unit's (at its term's position), or the objective's own value
+  // when no term reads the mapped unit.
+  ObjectiveSpec objective;
+  // What is ascended instead of `objective` (objective.h's algebra; it must read `layer`'s
+  // output). The final activation, argmax flag and robustness stay the units'.
   ObjectivePtr custom_objective;
   // Lucid's diversity: this weight times diversity_objective() among images of the same unit
   // (units repeated in `units`) is added to the objective; 0: off.
   double diversity = 0;
+  // The layer the diversity penalty reads (alias or path); empty: diversity_layer()'s choice
+  // (the mapped layer when it has 4 x 4 positions, else the last such layer before it).
+  std::string diversity_layer;
+  // The transforms that act first, in this order (the others follow in Lucid's: flip, pad,
+  // jitter, scale, rotate, then pointwise ones); empty: Lucid's order.
+  std::vector<std::string> transform_order;
   // MACO's fixed magnitude [C, S, S/2 + 1] (spectrum_magnitude()); undefined: the 1/f spectrum.
   torch::Tensor maco_magnitude;
   ActMaxSettings settings;

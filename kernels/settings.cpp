@@ -165,6 +165,7 @@ struct Field {
   Field& help(const char* v) { return info.help = v, *this; }
   // Added after schema 1.1: in a task key only when not at its default.
   Field& new_in_key_only_when_set() { return info.always_in_key = false, *this; }
+  Field& transform() { return info.transform = true, *this; }
 };
 
 // A field of type T stored in member m: `out` turns its value into a ParamValue, `in` reads
@@ -258,7 +259,7 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("adam policy: decay of the gradient's running mean"));
     v.push_back(real_field<A>("adam_beta2", &A::adam_beta2).range(0, 1, false, true).new_in_key_only_when_set()
                     .help("adam policy: decay of the squared gradient's running mean"));
-    v.push_back(real_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set()
+    v.push_back(real_field<A>("jitter", &A::jitter).at_least(0).off("0").new_in_key_only_when_set().transform()
                     .help("every step, translate each image by a random (dy, dx) in [-jitter, jitter] pixels "
                           "before the forward pass (wrap-around, or against the background under pad); below 1 a fraction "
                           "of the input size, else whole pixels; less than the input size"));
@@ -270,14 +271,14 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(real_field<A>("decay_power", &A::decay_power).at_least(0).new_in_key_only_when_set()
                     .help("fft: the spectrum's scale is 1 / max(f, 1/size)^decay_power (0: white)"));
     // Schema 1.3.
-    v.push_back(real_field<A>("scale", &A::scale).range(0, 1, false, true).off("0").new_in_key_only_when_set()
+    v.push_back(real_field<A>("scale", &A::scale).range(0, 1, false, true).off("0").new_in_key_only_when_set().transform()
                     .help("every step, scale each image about its centre by a random factor in "
                           "[1 - scale, 1 + scale] (after jitter; the uncovered border takes the background level)"));
-    v.push_back(real_field<A>("rotate", &A::rotate).range(0, 180).off("0").new_in_key_only_when_set()
+    v.push_back(real_field<A>("rotate", &A::rotate).range(0, 180).off("0").new_in_key_only_when_set().transform()
                     .help("every step, rotate each image about its centre by a random angle in "
                           "[-rotate, rotate] degrees (with scale, one resampling)"));
     // Schema 1.4.
-    v.push_back(real_field<A>("pad", &A::pad).at_least(0).off("0").new_in_key_only_when_set()
+    v.push_back(real_field<A>("pad", &A::pad).at_least(0).off("0").new_in_key_only_when_set().transform()
                     .help("the transforms act on the image framed by pad pixels of the background level and the "
                           "model sees the centre (jitter then moves it against that frame); below 1 a fraction of the "
                           "input size, else whole pixels; less than the input size"));
@@ -288,7 +289,7 @@ const std::vector<Field<A>>& actmax_table() {
                     .help("the empty image's grey level in (0, 1): what a zero fft spectrum renders to and what "
                           "pad, scale and rotation fill in (Lucid 0.5; near 0 for a dataset with a black "
                           "background such as Fashion-MNIST)"));
-    v.push_back(bool_field<A>("flip", &A::flip).off("0").new_in_key_only_when_set()
+    v.push_back(bool_field<A>("flip", &A::flip).off("0").new_in_key_only_when_set().transform()
                     .help("every step, mirror each image left-right with probability 1/2 before the other "
                           "transforms (for models trained with random flips)"));
     // Schema 1.6.
@@ -298,7 +299,7 @@ const std::vector<Field<A>>& actmax_table() {
                           "activation; no effect with one image per unit"));
     // The transforms of kernels/optvis/transforms/ (schema 1.6 on), one row each, last: a new
     // one is a new column at the end of an index's table.
-    v.push_back(extra_real_field<A>("brightness", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set()
+    v.push_back(extra_real_field<A>("brightness", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set().transform()
                     .help("every step, add a random offset in [-brightness, brightness] to each image's pixels "
                           "(all channels, [0, 1] scale) after the spatial transforms"));
     return v;
@@ -430,6 +431,12 @@ const ParamInfo& param_info(const std::vector<ParamInfo>& table, const std::stri
 const std::vector<ParamInfo>& actmax_params() {
   static const std::vector<ParamInfo> p = infos(actmax_table());
   return p;
+}
+std::vector<std::string> transform_names() {
+  std::vector<std::string> v;
+  for (const auto& p : actmax_params())
+    if (p.transform) v.push_back(p.name);
+  return v;
 }
 const std::vector<ParamInfo>& inversion_params() {
   static const std::vector<ParamInfo> p = infos(inversion_table());

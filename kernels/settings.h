@@ -160,6 +160,9 @@ struct ParamInfo {
   // hyperparameter added later enters the key only when it is not at its default, so adding
   // one leaves the keys of existing results (and their spec hash) unchanged.
   bool always_in_key = true;
+  // A transform's hyperparameter (kernels/optvis/transform.h): its name is the transform's,
+  // which actmax.transform_order may name.
+  bool transform = false;
 
   bool in_range(double v) const;
   std::string range_text() const;    // "[0, 1)", ">= 1", "> 0"; "" when unbounded
@@ -168,6 +171,8 @@ struct ParamInfo {
   void check(double v, const std::string& prefix = "") const;
 };
 const std::vector<ParamInfo>& actmax_params();     // iterations, lr_policy, lr, ...
+// The transforms' names (the actmax hyperparameters marked transform), in the table's order.
+std::vector<std::string> transform_names();
 const std::vector<ParamInfo>& inversion_params();  // iterations, lr, momentum, ...
 const std::vector<ParamInfo>& fgsm_params();       // eps, steps, step_size, targeted
 // The declaration of one hyperparameter of a table; throws vizsweep::Error naming `name`

@@ -238,6 +238,7 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
         area = static_cast<double>((w->y1 - w->y0) * (w->x1 - w->x0)) / full;
     sweeps::LayerDesc D{L.alias, L.path, k::layer_kind_name(L.kind), L.units, L.spatial(), L.flops_to_here};
     D.other_names = L.other_names;
+    if (L.spatial()) D.height = L.shape[1], D.width = L.shape[2];
     // A graph model's taps before this one are not all on its path; its FLOPs from the input
     // are the nodes it depends on, and it runs uncropped.
     for (int i = 0; i <= L.index; ++i) {
@@ -320,7 +321,7 @@ Engine::Probe Engine::probe_actmax(const sweeps::Task& task, const sweeps::Compu
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   torch::NoGradGuard ng;
   const auto& L = ref.layer(task.layer);
-  k::UnitObjective obj(ref, L, req.units, req.objective);
+  k::UnitObjective obj(ref, L, req.units, req.objective.unit_kind());
   auto v = obj.evaluate(ref.forward(r.images, L.index)).to(torch::kCPU, torch::kDouble).contiguous();
   auto hf = r.hf_energy.to(torch::kCPU, torch::kDouble).contiguous();
   p.objective.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());

@@ -131,7 +131,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
       const auto& l = lists.at(where.second);
       std::vector<ImageBlob> blobs;
       for (const auto& v : vizs) blobs.push_back(image(v.shard, v.dataset));
-      const auto mis = engine.mis(feature_model, layer, am->objective == kernels::ObjectiveKind::CentreUnit, blobs,
+      const auto mis = engine.mis(feature_model, layer, am->objective.unit_kind() == kernels::ObjectiveKind::CentreUnit, blobs,
                                   std::get<0>(l), std::get<1>(l));
       for (size_t i = 0; i < vizs.size(); ++i) {
         sqlite3_reset(up.st);

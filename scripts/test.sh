@@ -24,13 +24,15 @@ BUILD_DIR=build-asan ./scripts/build.sh -DVIZSWEEP_SANITIZE=ON
 # runs under the sanitizers in runner_faults and runner_integration. Keeping it out keeps CI's
 # 90 minutes with room to spare on the slower CPU kinds. The docs test (label docs) too: it checks
 # the docs against the program's help and output, which the sanitizers have nothing to add to; and
-# the benchmark's toy run (label bench), which times programs the sanitizers only slow down; and
+# the benchmark's toy run (label bench), which times programs the sanitizers only slow down (the
+# sanitizer build leaves the benchmarks and the demo out); the analysis package's test (label
+# analysis), Python over results whose runs runner_integration makes under the sanitizers; and
 # whole-dataset runs and quality measurements (label long; the default model's two FGSM accuracy
 # curves over 500 images and the ResNet default's class images, ~3 minutes each under the
 # sanitizers), whose code paths the shorter tests take under them.
 (cd build-asan && ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1" \
    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ctest --output-on-failure -j2 --timeout 1800 \
-   --label-exclude "slurm|docs|bench|long" \
+   --label-exclude "slurm|docs|bench|analysis|long" \
    --exclude-regex "^(DefaultModel\.(FgsmAccuracyFallsAsEpsGrows|IterativeFgsmSucceedsWhereOneStepDoesNot)|ResNetDefault\..*)$")
 
 echo "test: fuzzing the sweep-file parser for 60 s (libFuzzer, ASan + UBSan, leak checks on)"

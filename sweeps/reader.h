@@ -16,7 +16,7 @@
 
 #include "kernels/error.h"
 #include "kernels/settings.h"
-#include "sweeps/sweep.h"
+#include "sweeps/types.h"
 
 namespace vizsweep::sweeps {
 

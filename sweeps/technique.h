@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kernels/settings.h"
-#include "sweeps/sweep.h"
+#include "sweeps/types.h"
 
 namespace YAML {
 class Node;
@@ -23,6 +23,7 @@ class Node;
 namespace vizsweep::sweeps {
 
 class Reader;
+struct SweepSpec;  // sweeps/sweep.h: techniques see it only through Expansion
 
 // The settings table rows the index keeps for a section: setting_id is the position.
 struct SettingsRows {
@@ -97,6 +98,10 @@ struct SweepTechnique {
 const std::vector<const SweepTechnique*>& techniques();
 // nullptr when no technique has that name.
 const SweepTechnique* find_technique(const std::string& name);
+// The words the declarations give a sweep file: every top-level key, every section's keys,
+// every hyperparameter (as "name:") and its choices, every transform. The fuzzer's
+// dictionary (tests/fuzz/run_fuzzer.sh) is tests/fuzz/sweep.dict's syntax plus these.
+std::vector<std::string> declared_words();
 // Whether the technique named computes in per-layer formats (false for an unknown name).
 bool has_compute_formats(const std::string& technique);
 

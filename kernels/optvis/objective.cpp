@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <map>
 
 #include "kernels/error.h"
@@ -96,6 +97,8 @@ class DiversityObjective : public Objective {
     auto others = mask.sum(1).clamp_min(1);
     return -(gram.matmul(gram.t()) * mask).sum(1) / others;
   }
+  std::vector<int> layers() const override { return {layer_.index}; }
+  torch::Tensor evaluate_outputs(const LayerOutputs& o) const override { return evaluate(o.of.at(layer_.index)); }
   std::optional<OutputPosition> position() const override { return std::nullopt; }
   ObjectivePtr moved(OutputPosition) const override { return std::make_shared<DiversityObjective>(*this); }
   std::string description() const override { return layer_.alias + " diversity"; }
@@ -112,6 +115,21 @@ class SumObjective : public Objective {
     torch::Tensor total;
     for (const auto& [w, o] : terms_) {
       auto v = w == 1.0 ? o->evaluate(act) : o->evaluate(act) * w;
+      total = total.defined() ? total + v : v;
+    }
+    return total;
+  }
+  std::vector<int> layers() const override {
+    std::vector<int> v;
+    for (const auto& t : terms_)
+      for (int i : t.second->layers())
+        if (std::find(v.begin(), v.end(), i) == v.end()) v.push_back(i);
+    return v;
+  }
+  torch::Tensor evaluate_outputs(const LayerOutputs& o) const override {
+    torch::Tensor total;
+    for (const auto& [w, t] : terms_) {
+      auto v = w == 1.0 ? t->evaluate_outputs(o) : t->evaluate_outputs(o) * w;
       total = total.defined() ? total + v : v;
     }
     return total;
@@ -169,6 +187,37 @@ ObjectivePtr direction_objective(const Model& model, const LayerInfo& layer, std
 
 ObjectivePtr diversity_objective(const LayerInfo& layer, std::vector<int64_t> groups) {
   return std::make_shared<DiversityObjective>(layer, std::move(groups));
+}
+
+const LayerInfo& diversity_layer(const Model& model, const LayerInfo& mapped) {
+  auto positions = [](const LayerInfo& L) { return L.spatial() ? L.shape[1] * L.shape[2] : 0; };
+  if (positions(mapped) >= 16) return mapped;
+  for (int i = mapped.index - 1; i >= 0; --i)
+    if (positions(model.layers()[static_cast<size_t>(i)]) >= 16) return model.layers()[static_cast<size_t>(i)];
+  return mapped;
+}
+
+ObjectivePtr make_objective(const ObjectiveSpec& spec, const Model& model, const LayerInfo& layer,
+                            const std::vector<int64_t>& units) {
+  const std::string bad = check_objective(spec, layer.units, layer.spatial() ? layer.shape[1] : 0, layer.spatial() ? layer.shape[2] : 0);
+  if (!bad.empty()) throw Error("objective", spec.canonical() + ": " + bad + " (" + layer.alias + ")");
+  ObjectivePtr sum;
+  for (const auto& t : spec.terms) {
+    using K = ObjectiveTerm::Kind;
+    ObjectivePtr o;
+    const std::optional<OutputPosition> at = t.at ? std::optional<OutputPosition>(OutputPosition{t.y, t.x}) : std::nullopt;
+    if (t.kind == K::Unit || t.kind == K::ChannelMean) {
+      UnitObjective u(model, layer, t.channel < 0 ? units : std::vector<int64_t>(units.size(), t.channel),
+                      t.kind == K::Unit ? ObjectiveKind::CentreUnit : ObjectiveKind::ChannelMean);
+      o = std::make_shared<UnitObjective>(at && layer.spatial() ? u.at(at->y, at->x) : u);
+    } else {
+      o = direction_objective(model, layer, t.weights, at, t.kind == K::DirectionMean);
+    }
+    if (spec.terms.size() == 1 && t.weight == 1.0) return o;
+    o = t.weight * o;
+    sum = sum ? sum + o : o;
+  }
+  return sum;
 }
 
 ObjectivePtr operator+(const ObjectivePtr& a, const ObjectivePtr& b) {

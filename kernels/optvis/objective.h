@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include <torch/types.h>
 
 #include "kernels/model.h"
+#include "kernels/objective_spec.h"
 #include "kernels/settings.h"
 
 namespace vizsweep::kernels {
@@ -32,11 +34,22 @@ struct OutputPosition {
 class Objective;
 using ObjectivePtr = std::shared_ptr<const Objective>;
 
+// The outputs an objective reads: its own layer's (`target`) and those of the layers it
+// names in layers() (by layer index).
+struct LayerOutputs {
+  int target = -1;
+  std::map<int, torch::Tensor> of;
+};
+
 class Objective {
  public:
   virtual ~Objective() = default;
   // act: the layer's output [B, ...] -> [B].
   virtual torch::Tensor evaluate(const torch::Tensor& act) const = 0;
+  // Layers other than its own it reads (indices); empty: its own only.
+  virtual std::vector<int> layers() const { return {}; }
+  // The same on the outputs of every layer it reads.
+  virtual torch::Tensor evaluate_outputs(const LayerOutputs& o) const { return evaluate(o.of.at(o.target)); }
   // The one output position of a spatial layer it reads, if it reads one.
   virtual std::optional<OutputPosition> position() const = 0;
   // The same objective reading `p` where it read position() (a crop's output).
@@ -79,8 +92,21 @@ ObjectivePtr direction_objective(const Model& model, const LayerInfo& layer, std
 // Lucid's diversity: each image's layer output as a Gram matrix over channels (spatial
 // positions summed), normalized to unit Frobenius norm; image b scores minus the mean, over
 // the other images j of its group (groups[b] == groups[j]), of <G_b, G_j>. Higher when an
-// image's channel correlations differ from its group's. Reads the whole output.
+// image's channel correlations differ from its group's. Reads the whole output of `layer`,
+// which may be another layer than the objective's (layers()): for a class unit, Lucid's
+// penalty on the logits' outer product fights the class itself, and a layer with positions
+// before it makes the images differ in what they show (diversity_layer()).
 ObjectivePtr diversity_objective(const LayerInfo& layer, std::vector<int64_t> groups);
+// The layer diversity reads by default for a mapped layer: the layer itself when its output
+// has at least 4 x 4 positions, else the last layer before it that has (the layer itself
+// when none has).
+const LayerInfo& diversity_layer(const Model& model, const LayerInfo& mapped);
+
+// The sweep's objective (objective_spec.h) for images of `units` (one each): each term an
+// objective above, their weighted sum (a single term of weight 1 is that objective itself).
+// Throws vizsweep::Error naming "objective" or "position" for what does not fit the layer.
+ObjectivePtr make_objective(const ObjectiveSpec& spec, const Model& model, const LayerInfo& layer,
+                            const std::vector<int64_t>& units);
 
 // Weighted sums. A sum reads one position when all its terms read the same one.
 ObjectivePtr operator+(const ObjectivePtr& a, const ObjectivePtr& b);

@@ -247,10 +247,22 @@ const std::vector<TransformDeclaration>& transform_declarations() {
   return table;
 }
 
-std::vector<TransformPtr> make_transforms(const ActMaxSettings& s, const TransformContext& context) {
+std::vector<TransformPtr> make_transforms(const ActMaxSettings& s, const TransformContext& context,
+                                         const std::vector<std::string>& order) {
+  const auto& all = transform_declarations();
+  std::vector<const TransformDeclaration*> ordered;
+  for (const auto& name : order) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const TransformDeclaration& d) { return d.name == name; });
+    if (it == all.end()) throw Error("transform_order", "no transform '" + name + "'");
+    if (std::find(ordered.begin(), ordered.end(), &*it) != ordered.end())
+      throw Error("transform_order", "'" + name + "' given twice");
+    ordered.push_back(&*it);
+  }
+  for (const auto& d : all)
+    if (std::find(ordered.begin(), ordered.end(), &d) == ordered.end()) ordered.push_back(&d);
   std::vector<TransformPtr> v;
-  for (const auto& d : transform_declarations())
-    if (auto t = d.make(s, context)) v.push_back(std::move(t));
+  for (const auto* d : ordered)
+    if (auto t = d->make(s, context)) v.push_back(std::move(t));
   return v;
 }
 

@@ -116,7 +116,11 @@ class Transforms {
 };
 
 // The transforms `s` switches on, in Lucid's order.
-std::vector<TransformPtr> make_transforms(const ActMaxSettings& s, const TransformContext& context);
+// `order`: the names (transform_declarations()) that act first, in that order; the others
+// follow in Lucid's. Throws vizsweep::Error naming "transform_order" for an unknown or
+// repeated name.
+std::vector<TransformPtr> make_transforms(const ActMaxSettings& s, const TransformContext& context,
+                                         const std::vector<std::string>& order = {});
 
 // The sampling grid [B, y1 - y0, x1 - x0, 2] (grid_sample's, align_corners false) of rows
 // [y0, y1) and columns [x0, x1) of a batch of S x S images, each translated by shifts[b] =

@@ -39,8 +39,9 @@ k::ActMaxRequest actmax_request(RunContext& ctx, const sweeps::ActmaxSection& se
   // Under diversity N, each unit's N images are one group of the batch.
   for (int64_t u : task.items) req.units.insert(req.units.end(), static_cast<size_t>(sec.diversity), u);
   req.objective = sec.objective;
+  req.transform_order = sec.transform_order;
   req.settings = sec.settings.at(static_cast<size_t>(task.setting));
-  if (sec.diversity > 1) req.diversity = req.settings.diversity_weight;
+  if (sec.diversity > 1) req.diversity = req.settings.diversity_weight, req.diversity_layer = sec.diversity_layer.name;
   if (req.settings.param == k::ImageParam::Maco && !sec.spectrum.empty()) req.maco_magnitude = maco_magnitude(ctx, sec);
   req.seed = task.seed;
   req.fp32_model = ctx.fp32_model();

@@ -12,7 +12,7 @@ SettingsRows ActmaxSection::settings_rows() const {
   SettingsRows out{"actmax_settings", {}};
   for (const auto& s : settings) {
     auto p = kernels::params_of(s);
-    p.insert(p.begin(), {"objective", std::string(kernels::objective_kind_name(objective))});
+    p.insert(p.begin(), {"objective", objective.canonical()});
     out.rows.push_back({s.name, p});
   }
   return out;
@@ -38,7 +38,8 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   if (a["units_per_batch"]) s->units_per_batch = r.integer(a["units_per_batch"], "actmax.units_per_batch", 1, 65536);
   if (a["objective"]) {
     try {
-      s->objective = kernels::parse_objective_kind(r.str(a["objective"], "actmax.objective"));
+      s->objective = kernels::parse_objective(r.str(a["objective"], "actmax.objective"));
+      s->objective_line = a["objective"].Mark().line + 1;
     } catch (const Error& e) {
       r.fail(a["objective"], "actmax.objective", e.reason_only());
     }
@@ -47,7 +48,29 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   s->settings = parse_settings<kernels::ActMaxSettings>(r, a, "actmax", kernels::actmax_params(), kernels::actmax_preset, defaults,
                                                         &s->setting_at);
   if (a["seeds"]) s->seeds = parse_seeds(r, a["seeds"], "actmax.seeds");
+  if (a["transform_order"]) {
+    const YAML::Node& n = a["transform_order"];
+    if (!n.IsSequence()) r.fail(n, "actmax.transform_order", "expected a list of transforms");
+    const auto names = kernels::transform_names();
+    for (size_t i = 0; i < n.size(); ++i) {
+      const std::string field = "actmax.transform_order[" + std::to_string(i) + "]";
+      const std::string t = r.str(n[i], field);
+      if (std::find(names.begin(), names.end(), t) == names.end()) {
+        std::string have;
+        for (const auto& x : names) have += (have.empty() ? "" : ", ") + x;
+        r.fail(n[i], field, "no transform '" + t + "' (have " + have + ")");
+      }
+      if (std::find(s->transform_order.begin(), s->transform_order.end(), t) != s->transform_order.end())
+        r.fail(n[i], field, "'" + t + "' given twice");
+      s->transform_order.push_back(t);
+    }
+  }
   if (a["diversity"]) s->diversity = r.integer(a["diversity"], "actmax.diversity", 1, 64);
+  if (a["diversity_layer"]) {
+    s->diversity_layer.name = r.str(a["diversity_layer"], "actmax.diversity_layer");
+    s->diversity_layer.line = a["diversity_layer"].Mark().line + 1;
+    s->diversity_layer.field = "actmax.diversity_layer";
+  }
   if (a["spectrum"]) {
     s->spectrum = parse_images(r, a["spectrum"], "actmax.spectrum");
     std::string ids;
@@ -92,13 +115,26 @@ void expand_section(const Section& section, Expansion& x) {
     // The centre unit's optimization runs on its receptive-field crop (kernels/actmax), under
     // every transform too; the diversity penalty reads the whole output. A unit's images
     // under diversity are one batch of `diversity` images.
-    const bool crop = a.objective == kernels::ObjectiveKind::CentreUnit && a.diversity == 1;
+    const std::string bad = kernels::check_objective(a.objective, L->units, L->height, L->width);
+    if (!bad.empty()) r.fail_at(a.objective_line, "actmax.objective", bad + " (" + L->alias + ")");
+    const bool crop = a.objective.reads_one_position() && a.diversity == 1;
+    std::string diversity_key;
+    if (a.diversity > 1 && !a.diversity_layer.name.empty()) {
+      const LayerDesc* d = x.model.find(a.diversity_layer.name);
+      if (!d)
+        r.fail_at(a.diversity_layer.line, a.diversity_layer.field, "no layer \"" + a.diversity_layer.name + "\" (" + x.model.names() + ")");
+      if (d > L)
+        r.fail_at(a.diversity_layer.line, a.diversity_layer.field, d->alias + " comes after " + L->alias + ": name a layer on the way to it");
+      diversity_key = "|diversity_layer=" + d->alias;
+    }
     const double flops = (crop ? L->crop_flops_to_here : L->flops_to_here) * static_cast<double>(a.diversity);
     const double bytes = (crop ? L->crop_bytes_per_item : L->bytes_per_item) * static_cast<double>(a.diversity);
     const size_t per_task = x.fit(a.units_per_batch, bytes);
     for (size_t s = 0; s < a.settings.size(); ++s) {
       const auto& st = a.settings[s];
       std::string sc = kernels::canonical(kernels::key_params(st));
+      std::string order;
+      for (const auto& t : a.transform_order) order += (order.empty() ? "|transform_order=" : ",") + t;
       for (uint64_t seed : a.seeds)
         for (size_t b = 0; b < units.size(); b += per_task) {
           Task t;
@@ -110,9 +146,9 @@ void expand_section(const Section& section, Expansion& x) {
           t.cost = 3.0 * st.iterations * static_cast<double>(t.items.size()) * flops;
           t.memory = static_cast<double>(t.items.size()) * bytes;
           t.canonical = "actmax|" + x.head_for(*L) + "|layer=" + L->alias + "|units=" + format_ranges(t.items) +
-                        "|objective=" + kernels::objective_kind_name(a.objective) + "|" + sc + "|seed=" + std::to_string(seed) +
+                        "|objective=" + a.objective.canonical() + "|" + sc + "|seed=" + std::to_string(seed) +
                         (judged ? "|judge=" + a.judge_hash : "") +
-                        (a.diversity > 1 ? "|diversity=" + std::to_string(a.diversity) : "") +
+                        (a.diversity > 1 ? "|diversity=" + std::to_string(a.diversity) : "") + diversity_key + order +
                         (st.param == kernels::ImageParam::Maco && !a.spectrum.empty() ? "|spectrum=" + a.spectrum_hash : "");
           x.add(std::move(t));
         }
@@ -125,7 +161,8 @@ void expand_section(const Section& section, Expansion& x) {
 const SweepTechnique& sweep_technique_actmax() {
   static const SweepTechnique t{"actmax",
                                 10,
-                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge", "diversity", "spectrum"},
+                                {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge", "diversity", "spectrum",
+                                 "transform_order", "diversity_layer"},
                                 "units",
                                 &kernels::actmax_params(),
                                 "actmax.grid, actmax.random (presets: actmax.presets)",

@@ -1,6 +1,7 @@
 // Activation maximization (kernels/actmax.h): the sweep file's `actmax` section.
 #pragma once
 
+#include "kernels/objective_spec.h"
 #include "sweeps/technique.h"
 
 namespace vizsweep::sweeps {
@@ -13,7 +14,11 @@ struct ActmaxSection : Section {
   std::vector<int64_t> units;         // empty = all units of each layer
   int units_line = 0;
   int64_t units_per_batch = 64;
-  kernels::ObjectiveKind objective = kernels::ObjectiveKind::CentreUnit;
+  kernels::ObjectiveSpec objective;   // kernels/objective_spec.h; default: the centre unit
+  int objective_line = 0;
+  // The transforms that act first, in this order (the others follow in Lucid's); in the key
+  // when given.
+  std::vector<std::string> transform_order;
   std::vector<kernels::ActMaxSettings> settings;
   std::vector<Located> setting_at;    // where each setting was given (line, "actmax.grid")
   std::vector<uint64_t> seeds = {0};
@@ -25,6 +30,9 @@ struct ActmaxSection : Section {
   // Images per unit, optimized together under Lucid's diversity penalty (its weight: the
   // diversity_weight hyperparameter); 1: one image per unit, no penalty.
   int64_t diversity = 1;
+  // The layer the penalty reads (name as written; empty: the mapped layer when it has 4 x 4
+  // positions, else the last such layer before it); in the key when given.
+  Located diversity_layer;
   // The images whose mean spectrum magnitude param maco keeps (kernels/optvis/param.h), and
   // their identity's hash (in maco tasks' keys); empty: the 1/f magnitude.
   std::vector<ImageSource> spectrum;

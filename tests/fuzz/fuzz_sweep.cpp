@@ -9,6 +9,7 @@
 
 #include "kernels/error.h"
 #include "sweeps/sweep.h"
+#include "sweeps/technique.h"
 
 using namespace vizsweep::sweeps;
 
@@ -31,6 +32,16 @@ ModelDesc model() {
 }
 
 }  // namespace
+
+// With VIZSWEEP_FUZZ_WORDS set: prints the dictionary words the declarations give
+// (sweeps::declared_words()) and exits; run_fuzzer.sh adds them to tests/fuzz/sweep.dict, so a new key or
+// hyperparameter reaches the fuzzer without another file.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  if (!std::getenv("VIZSWEEP_FUZZ_WORDS")) return 0;
+  for (const auto& w : declared_words()) std::printf("\"%s\"\n", w.c_str());
+  std::fflush(stdout);
+  std::exit(0);
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const ModelDesc m = model();

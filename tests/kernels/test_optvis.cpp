@@ -108,9 +108,9 @@ TEST(Objectives, DiversityIsMinusTheMeanGramSimilarityWithinEachGroup) {
 }
 
 TEST(ActMaxParts, DiversityDrivesAUnitsImagesApart) {
-  // Four images of each of two fc8 units, with and without the diversity penalty: with it the
-  // images of a unit differ more (mean pairwise distance of their conv4_2 Gram matrices, the
-  // space the penalty reads being fc8's own), while each keeps most of its activation.
+  // Four images of each of two conv4_2 units, with and without the diversity penalty: with it
+  // the images of a unit differ more (mean pairwise distance of their conv3_2 Gram matrices,
+  // the space the penalty reads being conv4_2's), while each keeps most of its activation.
   Model m = small_vgg();
   auto req = adam("conv4_2", {0, 0, 0, 0, 3, 3, 3, 3}, 80);
   auto plain = activation_maximization(m, req);
@@ -136,10 +136,37 @@ TEST(ActMaxParts, DiversityDrivesAUnitsImagesApart) {
   EXPECT_GT(diverse.final_activation.sum().item<double>(), 0.5 * plain.final_activation.sum().item<double>());
 }
 
+TEST(ActMaxParts, AClassUnitsDiversityReadsALayerWithPositions) {
+  // fc8's output has no positions: the penalty reads the last layer before it with 4 x 4 of
+  // them (its Gram matrices compare what the images show); a conv layer with them reads
+  // itself; a layer after the mapped one is refused.
+  Model m = small_vgg();
+  const LayerInfo& fc8 = m.layer("fc8");
+  const LayerInfo& d = diversity_layer(m, fc8);
+  EXPECT_LT(d.index, fc8.index);
+  ASSERT_TRUE(d.spatial());
+  EXPECT_GE(d.shape[1] * d.shape[2], 16);
+  for (int i = d.index + 1; i < fc8.index; ++i) {
+    const LayerInfo& L = m.layers()[static_cast<size_t>(i)];
+    EXPECT_TRUE(!L.spatial() || L.shape[1] * L.shape[2] < 16) << L.alias;
+  }
+  EXPECT_EQ(diversity_layer(m, m.layer("conv3_2")).index, m.layer("conv3_2").index);
+  auto req = adam("fc8", {2, 2, 5, 5}, 20);
+  auto plain = activation_maximization(m, req);
+  req.diversity = 1;
+  auto diverse = activation_maximization(m, req);
+  EXPECT_NE(diverse.objective.find(d.alias + " diversity"), std::string::npos) << diverse.objective;
+  EXPECT_FALSE(torch::equal(diverse.images, plain.images));
+  req.diversity_layer = "fc8";
+  EXPECT_NE(activation_maximization(m, req).objective.find("fc8 diversity"), std::string::npos);
+  req.layer = "conv3_2";
+  EXPECT_THROW(activation_maximization(m, req), Error);  // fc8 comes after conv3_2
+}
+
 TEST(ActMaxParts, AUnitAtAPositionClimbsThereAndItsCropIsExact) {
   Model m = small_vgg();
   auto req = adam("conv3_2", {0, 1, 2, 3});
-  req.at = std::make_pair(int64_t{1}, int64_t{2});
+  req.objective = parse_objective("unit@(1, 2)");
   auto cropped = activation_maximization(m, req);
   // The gradient is zero outside the position's receptive field: the crop changes no pixel
   // beyond float rounding (LibTorch's convolution on a smaller input may take another
@@ -157,8 +184,69 @@ TEST(ActMaxParts, AUnitAtAPositionClimbsThereAndItsCropIsExact) {
   auto random_best = std::get<0>(m.forward(torch::rand({32, 3, 32, 32}), m.layer("conv3_2").index).select(3, 2).select(2, 1).max(0));
   for (int64_t u = 0; u < 4; ++u) EXPECT_GT(at[u][u].item<double>(), random_best[u].item<double>()) << "unit " << u;
   EXPECT_NE(cropped.objective.find("at (1,2)"), std::string::npos) << cropped.objective;
-  req.at = std::make_pair(int64_t{99}, int64_t{0});
+  req.objective = parse_objective("unit@(99, 0)");
   EXPECT_THROW(activation_maximization(m, req), Error);
+}
+
+TEST(ActMaxParts, TheSweepsObjectiveExpressionsAscendWhatTheySay) {
+  // The sweep file's objective (objective_spec.h) built into objectives: "-unit" drives the
+  // unit below what random images give it; "unit - unit(5)" climbs the unit and holds
+  // channel 5 below where "unit" alone leaves it; a pure direction's final activation is
+  // the direction's value. The default expression is today's objective, bit for bit.
+  Model m = small_vgg();
+  const std::vector<int64_t> units{0, 1, 2, 3};
+  auto req = adam("conv3_2", units, 40);
+  auto plain = activation_maximization(m, req);
+  req.objective = parse_objective("centre");
+  EXPECT_TRUE(torch::equal(activation_maximization(m, req).images, plain.images));
+  torch::NoGradGuard ng;
+  const LayerInfo& L = m.layer("conv3_2");
+  auto centre = [&](const torch::Tensor& x) {  // [B, C] at the centre
+    return m.forward(x, L.index).select(3, L.shape[2] / 2).select(2, L.shape[1] / 2);
+  };
+  auto random_low = std::get<0>(centre(torch::rand({32, 3, 32, 32})).min(0));
+  req.objective = parse_objective("-unit");
+  auto low = activation_maximization(m, req);
+  for (int64_t u = 0; u < 4; ++u) EXPECT_LT(low.final_activation[u].item<double>(), random_low[u].item<double>()) << "unit " << u;
+  req.objective = parse_objective("unit - unit(5)");
+  auto both = activation_maximization(m, req);
+  const auto a_plain = centre(plain.images), a_both = centre(both.images);
+  for (int64_t u = 0; u < 4; ++u) {
+    EXPECT_GT(both.final_activation[u].item<double>(), 0.0) << "unit " << u;
+    EXPECT_LT(a_both[u][5].item<double>(), a_plain[u][5].item<double>()) << "unit " << u;
+  }
+  EXPECT_NE(both.objective.find(" - "), std::string::npos) << both.objective;
+  std::string w;
+  for (int c = 0; c < m.layer("conv3_2").units; ++c) w += std::string(c ? "," : "") + (c == 1 ? "1" : c == 2 ? "-1" : "0");
+  req.objective = parse_objective("direction(" + w + ")");
+  auto dir = activation_maximization(m, req);
+  const auto a_dir = centre(dir.images);
+  EXPECT_LT((dir.final_activation - (a_dir.select(1, 1) - a_dir.select(1, 2))).abs().max().item<double>(), 1e-3);
+  EXPECT_GT(dir.final_activation.min().item<double>(), 0.0);
+  req.objective = parse_objective("unit(99)");
+  EXPECT_THROW(activation_maximization(m, req), Error);
+}
+
+TEST(Transforms, AnOrderGivenComesFirstAndTheRestFollowInLucids) {
+  ActMaxSettings s;
+  s.flip = true, s.pad = 3, s.jitter = 2, s.rotate = 5;
+  const TransformContext c{32, 4, 10, 99, torch::kCPU};
+  auto names = [](const std::vector<TransformPtr>& v) {
+    std::string d;
+    for (const auto& t : v) d += (d.empty() ? "" : "+") + t->name();
+    return d;
+  };
+  EXPECT_EQ(names(make_transforms(s, c)), "flip+pad+jitter+rotate");
+  EXPECT_EQ(names(make_transforms(s, c, {"rotate", "jitter"})), "rotate+jitter+flip+pad");
+  EXPECT_THROW(make_transforms(s, c, {"twist"}), Error);
+  EXPECT_THROW(make_transforms(s, c, {"pad", "pad"}), Error);
+  // Another order is another image: rotating before the jitter is not jittering first.
+  auto req = adam("conv3_2", {0, 1}, 12);
+  req.settings.rotate = 20, req.settings.jitter = 0.1;
+  Model m = small_vgg();
+  auto lucid = activation_maximization(m, req);
+  req.transform_order = {"rotate", "jitter"};
+  EXPECT_FALSE(torch::equal(activation_maximization(m, req).images, lucid.images));
 }
 
 TEST(Transforms, AnyOrderIsEachInTurnAndLucidsOrderRunsFused) {

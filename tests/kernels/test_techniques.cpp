@@ -776,7 +776,7 @@ TEST(ComputeFormat, Bf16StaysWithinItsRoundingAndReachesTheSameOptimum) {
       auto low = activation_maximization(m, req), high = activation_maximization(ref, req);
       EXPECT_EQ(low.images.scalar_type(), torch::kFloat);
       torch::NoGradGuard ng;
-      UnitObjective obj(ref, ref.layer(layer), req.units, req.objective);
+      UnitObjective obj(ref, ref.layer(layer), req.units, req.objective.unit_kind());
       reached += obj.evaluate(ref.forward(low.images, ref.layer(layer).index)).sum().item<double>();
       full += high.final_activation.sum().item<double>();
       start += high.objective_trace[0].sum().item<double>();  // the same start: same seed, same init
@@ -816,7 +816,7 @@ TEST(ComputeFormat, Fp32FinishRunsTheLastIterationsInFp32) {
   EXPECT_LT(((a - b).norm() / b.norm()).item<double>(), 0.1) << a << b;
   {
     torch::NoGradGuard ng;
-    UnitObjective obj(ref, ref.layer("fc8"), req.units, req.objective);
+    UnitObjective obj(ref, ref.layer("fc8"), req.units, req.objective.unit_kind());
     const auto fp32_final = obj.evaluate(ref.forward(r.images, ref.layer("fc8").index));
     EXPECT_TRUE(torch::equal(r.final_activation, fp32_final)) << r.final_activation << fp32_final;
   }

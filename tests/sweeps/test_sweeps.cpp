@@ -326,6 +326,62 @@ TEST(SweepParse, HyperparametersAddedLaterLeaveTheKeysAtTheirDefaults) {
   EXPECT_EQ(vizsweep::kernels::key_params(vizsweep::kernels::ActMaxSettings{}).size(), vizsweep::kernels::actmax_params().size() - 13);  // adam_beta1, adam_beta2, jitter, param, decay_power, scale, rotate, pad, decorrelate, background, flip, diversity_weight, brightness
 }
 
+TEST(SweepParse, ObjectiveExpressionsKeepTheDefaultKeysAndNormalizeTheRest) {
+  // objective: centre (or no key) and channel_mean keep the keys of earlier versions; an
+  // expression is in the key as its normalized text, so two spellings of one objective are one
+  // task; a sum that reads one position still runs on its receptive field's crop (its cost).
+  ModelDesc m = tiny_model();
+  m.layers[0].height = m.layers[0].width = 32;
+  m.layers[0].crop_flops_to_here = 1e4;
+  const std::string head = "actmax:\n  layers: [conv1_1]\n  units: 0-1\n";
+  auto plain = expand(parse(head), m);
+  auto centre = expand(parse(head + "  objective: centre\n"), m);
+  auto unit = expand(parse(head + "  objective: unit\n"), m);
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_EQ(plain[0].key, centre[0].key);
+  EXPECT_EQ(plain[0].key, unit[0].key);
+  EXPECT_NE(plain[0].canonical.find("|objective=centre|"), std::string::npos) << plain[0].canonical;
+  auto mean = expand(parse(head + "  objective: channel_mean\n"), m);
+  EXPECT_NE(mean[0].canonical.find("|objective=channel_mean|"), std::string::npos);
+  auto a = expand(parse(head + "  objective: \"2*unit@(3, 4) -0.5 * unit(7)@(3,4)\"\n"), m);
+  auto b = expand(parse(head + "  objective: \"2 * unit@(3,4) - 0.5*unit(7)@(3, 4)\"\n"), m);
+  EXPECT_EQ(a[0].key, b[0].key);
+  EXPECT_NE(a[0].canonical.find("|objective=2*unit@(3,4) - 0.5*unit(7)@(3,4)|"), std::string::npos) << a[0].canonical;
+  EXPECT_LT(a[0].cost, mean[0].cost);  // one position: the crop; a channel mean: the whole image
+  auto neg = expand(parse(head + "  objective: -unit\n"), m);
+  EXPECT_NE(neg[0].canonical.find("|objective=-unit|"), std::string::npos) << neg[0].canonical;
+  auto dir = expand(parse(head + "  objective: unit + direction(0, 1, -1, 0, 0, 0, 0, 0)\n"), m);
+  EXPECT_NE(dir[0].canonical.find("|objective=unit + direction(0,1,-1,0,0,0,0,0)|"), std::string::npos) << dir[0].canonical;
+  // The settings rows' objective column holds the same text.
+  auto spec = parse(head + "  objective: -unit\n");
+  auto rows = spec.get<ActmaxSection>()->settings_rows();
+  EXPECT_EQ(std::get<std::string>(rows.rows[0].params[0].second), "-unit");
+  // Errors name the field and what is wrong, against the layer too.
+  EXPECT_NE(error_of(head + "  objective: unit +\n").find("actmax.objective: at 7 of 'unit +': expected a term"), std::string::npos)
+      << error_of(head + "  objective: unit +\n");
+  EXPECT_NE(error_of(head + "  objective: unit(8)\n").find("actmax.objective: channel 8 out of range (the layer has 8) (conv1_1)"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "  objective: direction(1, 2)\n").find("direction has 2 weights; the layer has 8 channels"),
+            std::string::npos);
+  EXPECT_NE(error_of("actmax:\n  layers: [fc8]\n  objective: unit@(0, 0)\n").find("a position @(y, x) on a layer without positions"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "  objective: unit@(40, 0)\n").find("actmax.objective"), std::string::npos);
+}
+
+TEST(SweepParse, TransformOrderIsInTheKeyWhenGiven) {
+  const std::string head = "actmax:\n  layers: [conv1_1]\n  units: 0-1\n  grid: {jitter: 2, rotate: 5}\n";
+  ModelDesc m = tiny_model();
+  auto lucid = expand(parse(head), m);
+  auto turned = expand(parse(head + "  transform_order: [rotate, jitter]\n"), m);
+  EXPECT_EQ(lucid[0].canonical.find("transform_order"), std::string::npos);
+  EXPECT_NE(turned[0].canonical.find("|transform_order=rotate,jitter"), std::string::npos) << turned[0].canonical;
+  EXPECT_NE(lucid[0].key, turned[0].key);
+  EXPECT_NE(error_of(head + "  transform_order: [rotate, twist]\n").find("actmax.transform_order[1]: no transform 'twist' (have "),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "  transform_order: [rotate, rotate]\n").find("actmax.transform_order[1]: 'rotate' given twice"),
+            std::string::npos);
+}
+
 TEST(SweepParse, HashIsStable) {
   EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
   EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
@@ -356,7 +412,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"invert:\n  layers: all\n  images: {dataset: fashion-mnist, count: 1}\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
                 "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
-                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge, diversity, spectrum)"},
+                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge, diversity, spectrum, transform_order, diversity_layer)"},
         BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
         BadCase{"actmax:\n  layers: [conv1_1, conv6_1]\n",
                 "t.yaml:3: actmax.layers[1]: no layer \"conv6_1\" in vgg11 (has conv1_1..conv2_1, relu1_1..relu2_1, pool1, avgpool, fc6..fc8)"},
@@ -411,7 +467,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "grid has more than 100000 settings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  grid:\n    decay: 1.5\n", "decay: setting grid: must be in [0, 1), got 1.5"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  objective: corner\n",
-                "t.yaml:4: actmax.objective: unknown objective 'corner' (have centre, channel_mean)"},
+                "t.yaml:4: actmax.objective: at 1 of 'corner': expected a term (unit, unit(k), unit@(y, x), channel_mean, "
+                "channel_mean(k), direction(...), direction_mean(...))"},
         BadCase{"actmax:\n  units: 0-3\n", "t.yaml:3: actmax.layers: missing: list layers or say all"},
         BadCase{"fgsm:\n  images: [missing.png]\n  eps: 0.1\n", "t.yaml:3: fgsm.images[0]: no such image file: /tmp/missing.png"},
         BadCase{"fgsm:\n  images: {dataset: fashion-mnist, start: 0, count: 10}\n  eps: 1.5\n",
