@@ -79,7 +79,7 @@ struct ActMaxSettings {
   // kernels/optvis/transforms/, each one row of the table in settings.cpp); one not set is at
   // its declared default (extra_param).
   std::map<std::string, double> extra;
-  double diversity_weight = 100;  // under actmax.diversity N > 1: the weight of Lucid's diversity
+  double diversity_weight = 3;    // under actmax.diversity N > 1: the weight of Lucid's diversity
                                   // penalty (kernels/optvis/objective.h) against the unit's activation
 };
 
