@@ -130,6 +130,8 @@ def diversity(a):
     print(f"{'4 seeds, no penalty':<22} {statistics.mean(d_plain.values()):22.3f} {'':>32}")
     for w in a.weights:
         text = base.replace("flip: true}", f"flip: true, diversity_weight: {w}}}").replace("  seeds: [0]", "  seeds: [0]\n  diversity: 4")
+        if a.diversity_layer:
+            text += f"  diversity_layer: {a.diversity_layer}\n"
         got = images_of(sweep(f"w{w:g}", text))
         d = spread(got)
         plain_act = {u: statistics.mean(v[1] for (x, _), v in plain.items() if x == u) for u in d_plain}
@@ -145,6 +147,7 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--out", default="/tmp/optvis_check")
     p.add_argument("--weights", default="1,3,10", help="diversity weights to try (comma-separated)")
+    p.add_argument("--diversity-layer", default="", help="the layer the penalty reads (default: the sweep's default)")
     a = p.parse_args()
     a.vizsweep = os.path.join(a.build, "runner", "vizsweep")
     a.weights = [float(w) for w in a.weights.split(",")]

@@ -374,13 +374,46 @@ struct GraphNet::Impl {
 GraphNet::GraphNet() : impl_(std::make_unique<Impl>()) {}
 GraphNet::~GraphNet() = default;
 
-std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, const std::string& file) {
-  std::shared_ptr<GraphNet> net(new GraphNet());
-  Impl& I = *net->impl_;
-  I.module = module;
-  auto method = module.find_method("forward");
-  if (!method) throw Error(file, "the module has no forward method");
-  auto g = jit::toGraphFunction(method->function()).graph()->copy();
+namespace {
+
+// A tap's layout and shape from its tensor t [1, ...]: a map (with its field, when the analysis
+// found one), a vector, or tokens on a square grid (with a class token when there is one more);
+// false for tokens on no square grid.
+bool set_layout(GraphTap& tap, const torch::Tensor& t, const Field* fv) {
+  if (t.dim() == 4) {
+    tap.layout = TapLayout::Map;
+    tap.shape = tap.raw_shape;
+    if (fv) {
+      tap.field = fv->kind;
+      tap.stride = fv->stride;
+      for (int d = 0; d < 2; ++d) tap.lo[d] = fv->lo[d], tap.hi[d] = fv->hi[d];
+      tap.exact_crop = fv->kind == GraphTap::Field::Local && fv->exact;
+      tap.field_why = fv->why;
+    }
+    return true;
+  }
+  if (t.dim() == 2) {
+    tap.layout = TapLayout::Vector;
+    tap.shape = tap.raw_shape;
+    return true;
+  }
+  const int64_t T = t.size(1), D = t.size(2);
+  const auto root = [](int64_t n) {
+    const auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+    return r > 0 && r * r == n ? r : 0;
+  };
+  if (root(T - 1) > 0) tap.grid = root(T - 1), tap.class_token = true;
+  else if (root(T) > 0) tap.grid = root(T);
+  else return false;
+  tap.layout = TapLayout::Tokens;
+  tap.shape = {D, tap.grid, tap.grid};
+  return true;
+}
+
+using Owners = std::unordered_map<jit::Node*, std::string>;  // the module path each node came from
+
+// forward(self, image) -> logits, or an error naming the file.
+void check_signature(const std::shared_ptr<jit::Graph>& g, const std::string& file) {
   if (g->inputs().size() != 2)
     throw Error(file, "forward takes " + std::to_string(g->inputs().size() - 1) +
                           " inputs; one image tensor [N, C, H, W] is needed");
@@ -390,14 +423,15 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     throw Error(file, "forward returns " + (g->outputs().size() == 1 ? g->outputs()[0]->type()->repr_str() : "several values") +
                           ", not a tensor of logits [N, K] (export with models/export_torchvision.py, which traces "
                           "models whose scripted forward returns a tuple)");
-  jit::Value* self = g->inputs()[0];
+}
 
-  // Inline every call, outermost first, remembering which module's forward each node came from
-  // and registering each module call's output as a graph output (so it survives the rewrites).
-  std::unordered_map<jit::Node*, std::string> owner;
+// Inlines every call, outermost first, remembering which module's forward each node came from
+// (owner) and registering each module call's output as a graph output, so it survives the
+// rewrites (sites); has_children: the paths of modules that call others.
+void inline_calls(const std::shared_ptr<jit::Graph>& g, const torch::jit::Module& module, const std::string& file, Owners& owner,
+                  std::vector<Site>& sites, std::set<std::string>& has_children) {
+  jit::Value* self = g->inputs()[0];
   std::map<std::string, int> calls;  // forward calls per module path
-  std::vector<Site> sites;
-  std::set<std::string> has_children;
   for (int guard = 0;; ++guard) {
     if (guard > 200000) throw Error(file, "the forward graph does not finish inlining (a recursive call?)");
     fold_flags(g, c10::IValue(module._ivalue()));
@@ -441,12 +475,10 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
       }
     }
   }
+}
 
-  // Branches on constants left by the last calls inlined (F.relu's `if inplace:`) fold, so every
-  // operation is in the graph's body, where the rewrite below and the field analysis see it.
-  jit::ConstantPropagation(g);
-
-  // In-place operations out of place: later uses of the operand see the new value instead.
+// In-place operations out of place: later uses of the operand see the new value instead.
+void out_of_place(const std::shared_ptr<jit::Graph>& g, Owners& owner) {
   std::vector<jit::Node*> in_place;
   each_node(g->block(), [&](jit::Node* n) {
     if (in_place_ops().count(n->kind().toQualString())) in_place.push_back(n);
@@ -481,9 +513,12 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     owner.erase(n);
     n->destroy();
   }
-  // A model's checks of its input (BatchNorm's "expected 4D input", a ViT's image size) are
-  // branches that only raise. Kept, they would make every tap's graph compute every layer whose
-  // input a later check reads; vizsweep checks the input's shape itself, so they go.
+}
+
+// A model's checks of its input (BatchNorm's "expected 4D input", a ViT's image size) are
+// branches that only raise. Kept, they would make every tap's graph compute every layer whose
+// input a later check reads; vizsweep checks the input's shape itself, so they go.
+void drop_input_checks(const std::shared_ptr<jit::Graph>& g) {
   std::vector<jit::Node*> checks;
   for (jit::Node* n : g->block()->nodes()) {
     if (n->kind() != c10::prim::If || !n->outputs().empty()) continue;
@@ -498,21 +533,29 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
   }
   for (jit::Node* n : checks) n->destroy();
   jit::EliminateDeadCode(g);
+}
 
-  // Operations between module calls: in a module that calls others (a block) or in the
-  // model's own forward, not inside a leaf module such as Conv2d.
+// Operations between module calls: in a module that calls others (a block) or in the model's
+// own forward, not inside a leaf module such as Conv2d.
+void functional_sites(const std::shared_ptr<jit::Graph>& g, const Owners& owner, const std::set<std::string>& has_children,
+                      std::vector<Site>& sites) {
   std::map<std::string, int> ops_seen;
   for (jit::Node* n : g->block()->nodes()) {
     auto op = functional_ops().find(n->kind().toQualString());
     if (op == functional_ops().end() || n->outputs().size() != 1 || !is_tensor(n->output())) continue;
-    const std::string own = owner.count(n) ? owner[n] : "";
+    const auto o = owner.find(n);
+    const std::string own = o == owner.end() ? "" : o->second;
     if (!own.empty() && !has_children.count(own)) continue;  // a leaf module's own operation
     const int k = ++ops_seen[own + ":" + op->second];
     const std::string name = own + ":" + op->second + (k == 1 ? "" : ":" + std::to_string(k));
     sites.push_back({name, op->second, false, g->registerOutput(n->output())});
   }
+}
 
-  // One tap per tensor: the first site registered for it (the outermost call) names it.
+// One tap per tensor (the first site registered for it, the outermost call, names it; the
+// others are its aliases), in graph order: by the position of the node that computes it.
+void unique_in_graph_order(const std::shared_ptr<jit::Graph>& g, const std::vector<Site>& sites, const std::string& file,
+                           std::vector<Site>& out, std::vector<std::vector<std::string>>& out_aliases) {
   std::map<const jit::Value*, size_t> first;
   std::vector<Site> unique;
   std::vector<std::vector<std::string>> aliases;
@@ -527,7 +570,6 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
     unique.push_back(s);
     aliases.emplace_back();
   }
-  // In graph order: by the position of the node that computes each tap.
   std::unordered_map<const jit::Node*, size_t> order;
   size_t pos = 0;
   for (jit::Node* n : g->block()->nodes()) order[n] = pos++;
@@ -542,9 +584,32 @@ std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, cons
   };
   std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return where(a) < where(b); });
   for (size_t i : idx) {
-    I.sites.push_back(unique[i]);
-    I.aliases.push_back(aliases[i]);
+    out.push_back(unique[i]);
+    out_aliases.push_back(aliases[i]);
   }
+}
+
+}  // namespace
+
+std::shared_ptr<GraphNet> GraphNet::build(const torch::jit::Module& module, const std::string& file) {
+  std::shared_ptr<GraphNet> net(new GraphNet());
+  Impl& I = *net->impl_;
+  I.module = module;
+  auto method = module.find_method("forward");
+  if (!method) throw Error(file, "the module has no forward method");
+  auto g = jit::toGraphFunction(method->function()).graph()->copy();
+  check_signature(g, file);
+  Owners owner;
+  std::vector<Site> sites;
+  std::set<std::string> has_children;
+  inline_calls(g, module, file, owner, sites, has_children);
+  // Branches on constants left by the last calls inlined (F.relu's `if inplace:`) fold, so every
+  // operation is in the graph's body, where the rewrite below and the field analysis see it.
+  jit::ConstantPropagation(g);
+  out_of_place(g, owner);
+  drop_input_checks(g);
+  functional_sites(g, owner, has_children, sites);
+  unique_in_graph_order(g, sites, file, I.sites, I.aliases);
   if (I.sites.empty()) throw Error(file, "no call site in forward returns a tensor: nothing to visualize");
   I.graph = g;
   return net;
@@ -641,33 +706,8 @@ void GraphNet::probe(int64_t channels, int64_t side) {
     auto own = node_flops.find(v->node());
     tap.flops = own != node_flops.end() ? own->second : static_cast<double>(t.numel());
     tap.flops_to_here = to_here(v);
-    if (t.dim() == 4) {
-      tap.layout = TapLayout::Map;
-      tap.shape = tap.raw_shape;
-      auto fi = field.find(v);
-      if (fi != field.end()) {
-        const Field& fv = fi->second;
-        tap.field = fv.kind;
-        tap.stride = fv.stride;
-        for (int d = 0; d < 2; ++d) tap.lo[d] = fv.lo[d], tap.hi[d] = fv.hi[d];
-        tap.exact_crop = fv.kind == GraphTap::Field::Local && fv.exact;
-        tap.field_why = fv.why;
-      }
-    } else if (t.dim() == 2) {
-      tap.layout = TapLayout::Vector;
-      tap.shape = tap.raw_shape;
-    } else {
-      const int64_t T = t.size(1), D = t.size(2);
-      const auto root = [](int64_t n) {
-        const auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
-        return r > 0 && r * r == n ? r : 0;
-      };
-      if (root(T - 1) > 0) tap.grid = root(T - 1), tap.class_token = true;
-      else if (root(T) > 0) tap.grid = root(T);
-      else continue;  // tokens that lie on no square grid
-      tap.layout = TapLayout::Tokens;
-      tap.shape = {D, tap.grid, tap.grid};
-    }
+    auto fi = field.find(v);
+    if (!set_layout(tap, t, fi == field.end() ? nullptr : &fi->second)) continue;  // tokens on no square grid
     I.taps.push_back(tap);
     I.tap_site.push_back(s);
     if (tap.layout == TapLayout::Tokens && tap.class_token) {
@@ -682,11 +722,16 @@ void GraphNet::probe(int64_t channels, int64_t side) {
     }
   }
   I.codes.clear();
+  check_crops(channels, side);
+}
 
-  // The analysis is checked on each tap it would crop: the centre unit computed on its crop of a
-  // seeded random image must equal it on the whole image (within 1e-4 of its magnitude: other
-  // sizes may take other convolution algorithms). Where it does not, or the model refuses the
-  // crop (a vision transformer checks its input size), the tap runs uncropped.
+// The analysis is checked on each tap it would crop: the centre unit computed on its crop of a
+// seeded random image must equal it on the whole image (within 1e-4 of its magnitude: other
+// sizes may take other convolution algorithms). Where it does not, or the model refuses the
+// crop (a vision transformer checks its input size), the tap runs uncropped.
+void GraphNet::check_crops(int64_t channels, int64_t side) {
+  Impl& I = *impl_;
+  torch::NoGradGuard ng;
   std::vector<size_t> candidates;
   for (size_t i = 0; i < I.taps.size(); ++i)
     if (I.taps[i].layout == TapLayout::Map && I.taps[i].exact_crop) candidates.push_back(i);

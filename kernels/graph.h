@@ -83,6 +83,9 @@ class GraphNet {
 
  private:
   GraphNet();
+  // After probe(): each tap whose field analysis allows a crop keeps it only if the crop
+  // reproduces its centre unit on a random image.
+  void check_crops(int64_t channels, int64_t side);
   std::unique_ptr<Impl> impl_;
 };
 

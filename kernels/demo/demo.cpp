@@ -57,6 +57,99 @@ int usage(const char* argv0) {
   return 2;
 }
 
+// 1. Feature maps of every conv layer.
+void demo_feature_maps(const Model& model, const torch::Tensor& image, const std::string& out) {
+  int written = 0;
+  for (const auto& fm : feature_maps(model, image)) {
+    if (fm.layer.kind != LayerKind::Conv) continue;
+    write_png(fs::path(out) / ("featuremaps_" + fm.layer.alias + ".png"), tile_feature_map(fm.activations[0]));
+    ++written;
+  }
+  std::cout << "feature maps: " << written << " conv layers tiled -> " << out << "/featuremaps_*.png\n";
+
+}
+
+// 2. Activation maximization: 8 units of a middle conv layer and of the class layer,
+//    unregularized and with Yosinski's preset 3.
+void demo_actmax(const Model& model, int iterations, const std::string& out) {
+  const int64_t S = model.input_size(), C = model.info().in_channels;
+  std::string mid;
+  for (const auto& L : model.layers())
+    if (L.kind == LayerKind::Conv && L.rf_size * 2 <= S * 3) mid = L.alias;  // deepest with a modest field
+  for (std::string layer : {mid, std::string("fc8")}) {
+    const auto& L = model.layer(layer);
+    std::vector<int64_t> units;
+    for (int64_t u = 0; u < std::min<int64_t>(8, L.units); ++u) units.push_back(u);
+    std::vector<torch::Tensor> rows;
+    for (std::string preset : {"unregularized", "yosinski3"}) {
+      ActMaxRequest req;
+      req.layer = layer;
+      req.units = units;
+      req.settings = actmax_preset(preset);
+      req.settings.iterations = iterations;
+      if (preset == "yosinski3") {
+        // Table 1's constant lr of 100 assumes a trained Caffe net's gradient scale; the
+        // normalized policy keeps the regularizers and moves pixels ~2 grey levels a step.
+        req.settings.lr_policy = LrPolicy::Normalized;
+        req.settings.lr = 2.0;
+        preset = "yosinski3/norm";
+      }
+      auto t = std::chrono::steady_clock::now();
+      auto r = activation_maximization(model, req);
+      std::printf("actmax %-8s %-14s %zu units x %d it: activation %8.3f  hf-energy %.3f  saturated %.3f  "
+                  "robustness %.2f  argmax %lld/%zu  (%.1fs)\n",
+                  layer.c_str(), preset.c_str(), units.size(), req.settings.iterations,
+                  r.final_activation.mean().item<double>(), r.hf_energy.mean().item<double>(),
+                  r.saturation.mean().item<double>(), r.robustness.mean().item<double>(),
+                  static_cast<long long>(r.is_argmax.sum().item<int64_t>()), units.size(), seconds_since(t));
+      rows.push_back(row_of(r.images, 2));
+    }
+    auto gap = torch::ones({C, 4, rows[0].size(2)});
+    write_png(fs::path(out) / ("actmax_" + layer + ".png"), torch::cat({rows[0], gap, rows[1]}, 1));
+  }
+  std::cout << "actmax grids (row 1 unregularized, row 2 decay + blur) -> " << out << "/actmax_*.png\n";
+
+}
+
+// 3. Inversion of the input image at increasing depth.
+void demo_inversion(const Model& model, const torch::Tensor& image, int iterations, const std::string& out) {
+  std::vector<torch::Tensor> inv;
+  for (const auto& L : model.layers()) {
+    if (L.kind != LayerKind::ReLU || L.alias.find("_1") == std::string::npos) continue;
+    InversionSettings s;
+    s.iterations = iterations;
+    auto r = invert(model, L.alias, image, s, 0);
+    std::printf("invert %-8s error %.4f  loss %.4f -> %.4f\n", L.alias.c_str(), r.rep_error[0].item<double>(),
+                r.loss_trace[0][0].item<double>(), r.loss_trace[-1][0].item<double>());
+    inv.push_back(r.images);
+  }
+  write_png(fs::path(out) / "inversion.png", row_of(torch::cat(inv, 0), 2));
+  std::cout << "inversions by depth -> " << out << "/inversion.png\n";
+
+}
+
+// 4. FGSM and iterative FGSM against the model's own predictions on 16 random images.
+void demo_fgsm(const Model& model, torch::Device device) {
+  const int64_t S = model.input_size(), C = model.info().in_channels;
+  auto x = torch::rand({16, C, S, S}, torch::Generator(at::detail::createCPUGenerator(2))).to(device);
+  torch::Tensor labels;
+  {
+    torch::NoGradGuard ng;
+    labels = model.logits(x).argmax(1);
+  }
+  std::printf("fgsm: eps     1-step flipped   10-step flipped\n");
+  for (double eps : {0.001, 0.003, 0.01, 0.03}) {
+    FgsmSettings s;
+    s.eps = eps;
+    auto one = fgsm(model, x, labels, s);
+    s.steps = 10;
+    auto ten = fgsm(model, x, labels, s);
+    std::printf("      %-7g %8lld/16       %8lld/16\n", eps,
+                static_cast<long long>((one.pred[-1] != labels).sum().item<int64_t>()),
+                static_cast<long long>((ten.pred[-1] != labels).sum().item<int64_t>()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,85 +214,10 @@ int main(int argc, char** argv) {
     }
     write_png(fs::path(out) / "input.png", image[0]);
 
-    // 1. Feature maps of every conv layer.
-    int written = 0;
-    for (const auto& fm : feature_maps(model, image)) {
-      if (fm.layer.kind != LayerKind::Conv) continue;
-      write_png(fs::path(out) / ("featuremaps_" + fm.layer.alias + ".png"), tile_feature_map(fm.activations[0]));
-      ++written;
-    }
-    std::cout << "feature maps: " << written << " conv layers tiled -> " << out << "/featuremaps_*.png\n";
-
-    // 2. Activation maximization: 8 units of a middle conv layer and of the class layer,
-    //    unregularized and with Yosinski's preset 3.
-    std::string mid;
-    for (const auto& L : model.layers())
-      if (L.kind == LayerKind::Conv && L.rf_size * 2 <= S * 3) mid = L.alias;  // deepest with a modest field
-    for (std::string layer : {mid, std::string("fc8")}) {
-      const auto& L = model.layer(layer);
-      std::vector<int64_t> units;
-      for (int64_t u = 0; u < std::min<int64_t>(8, L.units); ++u) units.push_back(u);
-      std::vector<torch::Tensor> rows;
-      for (std::string preset : {"unregularized", "yosinski3"}) {
-        ActMaxRequest req;
-        req.layer = layer;
-        req.units = units;
-        req.settings = actmax_preset(preset);
-        req.settings.iterations = iterations;
-        if (preset == "yosinski3") {
-          // Table 1's constant lr of 100 assumes a trained Caffe net's gradient scale; the
-          // normalized policy keeps the regularizers and moves pixels ~2 grey levels a step.
-          req.settings.lr_policy = LrPolicy::Normalized;
-          req.settings.lr = 2.0;
-          preset = "yosinski3/norm";
-        }
-        auto t = std::chrono::steady_clock::now();
-        auto r = activation_maximization(model, req);
-        std::printf("actmax %-8s %-14s %zu units x %d it: activation %8.3f  hf-energy %.3f  saturated %.3f  "
-                    "robustness %.2f  argmax %lld/%zu  (%.1fs)\n",
-                    layer.c_str(), preset.c_str(), units.size(), req.settings.iterations,
-                    r.final_activation.mean().item<double>(), r.hf_energy.mean().item<double>(),
-                    r.saturation.mean().item<double>(), r.robustness.mean().item<double>(),
-                    static_cast<long long>(r.is_argmax.sum().item<int64_t>()), units.size(), seconds_since(t));
-        rows.push_back(row_of(r.images, 2));
-      }
-      auto gap = torch::ones({C, 4, rows[0].size(2)});
-      write_png(fs::path(out) / ("actmax_" + layer + ".png"), torch::cat({rows[0], gap, rows[1]}, 1));
-    }
-    std::cout << "actmax grids (row 1 unregularized, row 2 decay + blur) -> " << out << "/actmax_*.png\n";
-
-    // 3. Inversion of the input image at increasing depth.
-    std::vector<torch::Tensor> inv;
-    for (const auto& L : model.layers()) {
-      if (L.kind != LayerKind::ReLU || L.alias.find("_1") == std::string::npos) continue;
-      InversionSettings s;
-      s.iterations = iterations;
-      auto r = invert(model, L.alias, image, s, 0);
-      std::printf("invert %-8s error %.4f  loss %.4f -> %.4f\n", L.alias.c_str(), r.rep_error[0].item<double>(),
-                  r.loss_trace[0][0].item<double>(), r.loss_trace[-1][0].item<double>());
-      inv.push_back(r.images);
-    }
-    write_png(fs::path(out) / "inversion.png", row_of(torch::cat(inv, 0), 2));
-    std::cout << "inversions by depth -> " << out << "/inversion.png\n";
-
-    // 4. FGSM and iterative FGSM against the model's own predictions on 16 random images.
-    auto x = torch::rand({16, C, S, S}, torch::Generator(at::detail::createCPUGenerator(2))).to(device);
-    torch::Tensor labels;
-    {
-      torch::NoGradGuard ng;
-      labels = model.logits(x).argmax(1);
-    }
-    std::printf("fgsm: eps     1-step flipped   10-step flipped\n");
-    for (double eps : {0.001, 0.003, 0.01, 0.03}) {
-      FgsmSettings s;
-      s.eps = eps;
-      auto one = fgsm(model, x, labels, s);
-      s.steps = 10;
-      auto ten = fgsm(model, x, labels, s);
-      std::printf("      %-7g %8lld/16       %8lld/16\n", eps,
-                  static_cast<long long>((one.pred[-1] != labels).sum().item<int64_t>()),
-                  static_cast<long long>((ten.pred[-1] != labels).sum().item<int64_t>()));
-    }
+    demo_feature_maps(model, image, out);
+    demo_actmax(model, iterations, out);
+    demo_inversion(model, image, iterations, out);
+    demo_fgsm(model, device);
     std::printf("done in %.1fs; outputs in %s\n", seconds_since(t0), fs::absolute(out).c_str());
     return 0;
   } catch (const std::exception& e) {

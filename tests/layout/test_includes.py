@@ -1,9 +1,10 @@
-"""The include graph of the project's C++ (kernels/, sweeps/, runner/, bench/, tests/): no
+"""The layout of the project's C++. The include graph (kernels/, sweeps/, runner/, bench/, tests/): no
 cycle between files, none between the parts of the project (kernels, sweeps, runner, bench
 and each folder of tests, a part taking its sub-folders: kernels/optvis is the kernels' own;
 across parts the includes go one way), and the sweep layer's shared types in a leaf header:
 sweeps/types.h includes nothing of sweeps/, and the technique interface, the reader and
-every technique include it rather than the parser's sweeps/sweep.h.
+every technique include it rather than the parser's sweeps/sweep.h. And the size of the
+kernels' functions: none over 120 lines, activation maximization's loop at most 150.
 
     /usr/bin/python3 tests/layout/test_includes.py [--graph]   (--graph prints the folder graph)"""
 import os
@@ -75,6 +76,57 @@ def folders(graph):
             if b != a:
                 out[a].add(b)
     return out
+
+
+def functions(path):
+    """[(signature's first line, length in lines)] of the functions defined at the top level of
+    a file in the project's style: a signature starting in column 0, its body ending at the
+    first "}" in column 0 (one-line definitions are not counted)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, i = [], 0
+    skip = ("//", "#", "}", "namespace", "using", "struct", "class", "enum", "template", "extern", "static_assert")
+    while i < len(lines):
+        line = lines[i]
+        if line and not line[0].isspace() and not line.startswith(skip) and "(" in line \
+                and not line.rstrip().endswith((";", "}")):
+            j = i
+            while j < len(lines) and j - i < 6 and not lines[j].rstrip().endswith(("{", ";")):
+                j += 1
+            if j < len(lines) and lines[j].rstrip().endswith("{"):
+                k = j + 1
+                while k < len(lines) and lines[k] != "}":
+                    k += 1
+                out.append((line.strip(), k - i + 1))
+                i = k + 1
+                continue
+        i += 1
+    return out
+
+
+class FunctionSize(unittest.TestCase):
+    def test_no_function_in_kernels_is_over_120_lines(self):
+        found = {}
+        for d, _, files in os.walk(os.path.join(ROOT, "kernels")):
+            for f in files:
+                if f.endswith(".cpp"):
+                    for sig, n in functions(os.path.join(d, f)):
+                        found[os.path.relpath(os.path.join(d, f), ROOT) + ": " + sig] = n
+        loop = [n for sig, n in found.items() if "ActMaxResult activation_maximization(" in sig]
+        self.assertEqual(len(loop), 1)
+        self.assertLessEqual(loop[0], 150)
+        self.assertGreater(len(found), 100)  # the scan finds the kernels' functions
+        long = {sig: n for sig, n in found.items() if n > 120}
+        self.assertEqual(long, {})
+
+    def test_the_scan_counts_a_function(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".cpp", delete=False) as f:
+            f.write("int f(int a,\n      int b) {\n  return a;\n}\nint g() { return 1; }\nvoid h() {\n}\n")
+        try:
+            self.assertEqual(functions(f.name), [("int f(int a,", 4), ("void h() {", 2)])
+        finally:
+            os.unlink(f.name)
 
 
 class IncludeGraph(unittest.TestCase):
