@@ -302,6 +302,9 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(extra_real_field<A>("brightness", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set().transform()
                     .help("every step, add a random offset in [-brightness, brightness] to each image's pixels "
                           "(all channels, [0, 1] scale) after the spatial transforms"));
+    v.push_back(extra_real_field<A>("contrast", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set().transform()
+                    .help("every step, scale each image's pixels about the background level by a random factor in "
+                          "[1 - contrast, 1 + contrast] after the spatial transforms"));
     return v;
   }();
   return t;

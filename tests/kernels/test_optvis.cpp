@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "kernels/actmax.h"
@@ -301,6 +302,34 @@ TEST(Transforms, ATransformFromItsOwnFileIsDeclaredEverywhere) {
   Model m = small_vgg();
   auto req = adam("conv3_1", {0, 1});
   req.settings.extra["brightness"] = 0.1;
+  EXPECT_GT(activation_maximization(m, req).final_activation.min().item<double>(), 0);
+}
+
+TEST(Transforms, ContrastScalesEachImageAboutTheBackground) {
+  // contrast (kernels/optvis/transforms/contrast.cpp, one row in settings.cpp): listed, in the
+  // key only when set; each image scaled about the fill level by one factor within its range,
+  // the images' factors differing; and an optimization under it still climbs.
+  const auto names = transform_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "contrast"), names.end());
+  ActMaxSettings s;
+  EXPECT_EQ(canonical(key_params(s)).find("contrast"), std::string::npos);
+  set_param(s, "contrast", 0.3);
+  EXPECT_NE(canonical(key_params(s)).find("contrast=0.3"), std::string::npos);
+  const TransformContext c{32, 4, 10, 5, torch::kCPU};
+  Transforms t(make_transforms(s, c), c, Model::InputWindow{0, 32, 0, 32}, 0.5);
+  EXPECT_EQ(t.description(), "contrast");
+  auto x = torch::rand({4, 1, 32, 32});
+  t.draw(3);
+  auto factor = ((t.apply(x, 0) - 0.5) / (x - 0.5)).flatten(1);  // per pixel; one value per image
+  for (int64_t b = 0; b < 4; ++b) {
+    EXPECT_LT((factor[b] - factor[b].median()).abs().max().item<double>(), 1e-3);
+    EXPECT_LE(std::abs(factor[b].median().item<double>() - 1.0), 0.3 + 1e-6);
+  }
+  const auto per_image = std::get<0>(factor.median(1));
+  EXPECT_GT((per_image - per_image[0]).abs().max().item<double>(), 1e-4);
+  Model m = small_vgg();
+  auto req = adam("conv3_1", {0, 1});
+  req.settings.extra["contrast"] = 0.2;
   EXPECT_GT(activation_maximization(m, req).final_activation.min().item<double>(), 0);
 }
 
