@@ -247,6 +247,15 @@ const std::vector<TransformDeclaration>& transform_declarations() {
   return table;
 }
 
+PerImagePointwise::PerImagePointwise(const TransformContext& c, double amount, uint64_t salt)
+    : c_(c), amount_(amount), draws_(c.seed ^ salt, c.iterations, [B = c.batch](int64_t n, at::Generator& g) {
+        return torch::rand({n, B}, g);
+      }) {}
+
+void PerImagePointwise::draw(int it) {
+  value_ = ((draws_.at(it) * 2.0 - 1.0) * amount_).view({c_.batch, 1, 1, 1}).to(c_.device);
+}
+
 std::vector<TransformPtr> make_transforms(const ActMaxSettings& s, const TransformContext& context,
                                          const std::vector<std::string>& order) {
   const auto& all = transform_declarations();

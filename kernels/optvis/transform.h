@@ -86,6 +86,35 @@ struct TransformDeclaration {
 // Every transform, in Lucid's order (the default composition order).
 const std::vector<TransformDeclaration>& transform_declarations();
 
+// A pointwise transform drawing one number per image and step: amount x a uniform draw in
+// [-1, 1) from the task's seed xor `salt` (per_image(), [B, 1, 1, 1] on the device); the
+// subclass says what it does with it (brightness adds it, contrast scales by 1 + it).
+class PerImagePointwise : public Transform {
+ public:
+  PerImagePointwise(const TransformContext& c, double amount, uint64_t salt);
+  Kind kind() const override { return Kind::Pointwise; }
+  void draw(int it) override;
+
+ protected:
+  const torch::Tensor& per_image() const { return value_; }
+
+ private:
+  TransformContext c_;
+  double amount_;
+  DrawBlocks draws_;
+  torch::Tensor value_;
+};
+
+// The declaration of transform T (constructed from the context and the amount) switched on by
+// the extra hyperparameter `name` above 0.
+template <typename T>
+TransformDeclaration per_image_declaration(const char* name) {
+  return {name, name, [name](const ActMaxSettings& s, const TransformContext& c) -> TransformPtr {
+            const double amount = extra_param(s, name);
+            return amount > 0 ? std::make_unique<T>(c, amount) : nullptr;
+          }};
+}
+
 // The transforms of a request, composed.
 class Transforms {
  public:

@@ -10,31 +10,15 @@ namespace vizsweep::kernels {
 
 namespace {
 
-class BrightnessTransform : public Transform {
+class BrightnessTransform : public PerImagePointwise {
  public:
-  BrightnessTransform(const TransformContext& c, double amount)
-      : c_(c), amount_(amount), draws_(c.seed ^ 0xa54ff53a5f1d36f1ULL, c.iterations, [B = c.batch](int64_t n, at::Generator& g) {
-          return torch::rand({n, B}, g);
-        }) {}
+  BrightnessTransform(const TransformContext& c, double amount) : PerImagePointwise(c, amount, 0xa54ff53a5f1d36f1ULL) {}
   std::string name() const override { return "brightness"; }
-  Kind kind() const override { return Kind::Pointwise; }
-  void draw(int it) override { offset_ = ((draws_.at(it) * 2.0 - 1.0) * amount_).view({c_.batch, 1, 1, 1}).to(c_.device); }
-  torch::Tensor apply(const torch::Tensor& x, double) const override { return x + offset_; }
-
- private:
-  TransformContext c_;
-  double amount_;
-  DrawBlocks draws_;
-  torch::Tensor offset_;  // [B, 1, 1, 1] on the device
+  torch::Tensor apply(const torch::Tensor& x, double) const override { return x + per_image(); }
 };
 
 }  // namespace
 
-TransformDeclaration transform_declaration_brightness() {
-  return {"brightness", "brightness", [](const ActMaxSettings& s, const TransformContext& c) -> TransformPtr {
-            const double b = extra_param(s, "brightness");
-            return b > 0 ? std::make_unique<BrightnessTransform>(c, b) : nullptr;
-          }};
-}
+TransformDeclaration transform_declaration_brightness() { return per_image_declaration<BrightnessTransform>("brightness"); }
 
 }  // namespace vizsweep::kernels
