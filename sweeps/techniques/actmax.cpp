@@ -118,6 +118,8 @@ void expand_section(const Section& section, Expansion& x) {
     const std::string bad = kernels::check_objective(a.objective, L->units, L->height, L->width);
     if (!bad.empty()) r.fail_at(a.objective_line, "actmax.objective", bad + " (" + L->alias + ")");
     const bool crop = a.objective.reads_one_position() && a.diversity == 1;
+    std::string order;
+    for (const auto& t : a.transform_order) order += (order.empty() ? "|transform_order=" : ",") + t;
     std::string diversity_key;
     if (a.diversity > 1 && !a.diversity_layer.name.empty()) {
       const LayerDesc* d = x.model.find(a.diversity_layer.name);
@@ -133,8 +135,6 @@ void expand_section(const Section& section, Expansion& x) {
     for (size_t s = 0; s < a.settings.size(); ++s) {
       const auto& st = a.settings[s];
       std::string sc = kernels::canonical(kernels::key_params(st));
-      std::string order;
-      for (const auto& t : a.transform_order) order += (order.empty() ? "|transform_order=" : ",") + t;
       for (uint64_t seed : a.seeds)
         for (size_t b = 0; b < units.size(); b += per_task) {
           Task t;

@@ -212,9 +212,13 @@ TEST(ActMaxParts, TheSweepsObjectiveExpressionsAscendWhatTheySay) {
   req.objective = parse_objective("unit - unit(5)");
   auto both = activation_maximization(m, req);
   const auto a_plain = centre(plain.images), a_both = centre(both.images);
+  // Measured: channel 5 at -4.2..-5.3 under "unit - unit(5)" against -1.0..1.2 under "unit",
+  // margins of over 3 that no CPU kind's rounding approaches.
   for (int64_t u = 0; u < 4; ++u) {
     EXPECT_GT(both.final_activation[u].item<double>(), 0.0) << "unit " << u;
     EXPECT_LT(a_both[u][5].item<double>(), a_plain[u][5].item<double>()) << "unit " << u;
+    std::printf("unit %lld: channel 5 %.3f under unit - unit(5), %.3f under unit\n", static_cast<long long>(u),
+                a_both[u][5].item<double>(), a_plain[u][5].item<double>());
   }
   EXPECT_NE(both.objective.find(" - "), std::string::npos) << both.objective;
   std::string w;
@@ -222,6 +226,9 @@ TEST(ActMaxParts, TheSweepsObjectiveExpressionsAscendWhatTheySay) {
   req.objective = parse_objective("direction(" + w + ")");
   auto dir = activation_maximization(m, req);
   const auto a_dir = centre(dir.images);
+  // The final activation is read on the receptive field's crop, this on the whole image: the
+  // same sums in another convolution algorithm, apart by float rounding (about 1e-5 of values
+  // up to ~20), far inside 1e-3.
   EXPECT_LT((dir.final_activation - (a_dir.select(1, 1) - a_dir.select(1, 2))).abs().max().item<double>(), 1e-3);
   EXPECT_GT(dir.final_activation.min().item<double>(), 0.0);
   req.objective = parse_objective("unit(99)");
@@ -320,13 +327,18 @@ TEST(Transforms, ContrastScalesEachImageAboutTheBackground) {
   EXPECT_EQ(t.description(), "contrast");
   auto x = torch::rand({4, 1, 32, 32});
   t.draw(3);
-  auto factor = ((t.apply(x, 0) - 0.5) / (x - 0.5)).flatten(1);  // per pixel; one value per image
+  // The factor per pixel, read where |x - 0.5| > 0.1 (float rounding of about 1e-7 then moves
+  // it by at most 1e-6): one value per image, within the range, differing between images.
+  auto ratio = (t.apply(x, 0) - 0.5) / (x - 0.5);
+  auto far = (x - 0.5).abs() > 0.1;
+  std::vector<double> per_image;
   for (int64_t b = 0; b < 4; ++b) {
-    EXPECT_LT((factor[b] - factor[b].median()).abs().max().item<double>(), 1e-3);
-    EXPECT_LE(std::abs(factor[b].median().item<double>() - 1.0), 0.3 + 1e-6);
+    auto f = ratio[b].masked_select(far[b]);
+    EXPECT_LT((f.max() - f.min()).item<double>(), 1e-3);
+    per_image.push_back(f.median().item<double>());
+    EXPECT_LE(std::abs(per_image.back() - 1.0), 0.3 + 1e-6);
   }
-  const auto per_image = std::get<0>(factor.median(1));
-  EXPECT_GT((per_image - per_image[0]).abs().max().item<double>(), 1e-4);
+  EXPECT_GT(*std::max_element(per_image.begin(), per_image.end()) - *std::min_element(per_image.begin(), per_image.end()), 1e-4);
   Model m = small_vgg();
   auto req = adam("conv3_1", {0, 1});
   req.settings.extra["contrast"] = 0.2;
