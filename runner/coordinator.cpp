@@ -194,9 +194,9 @@ void Coordinator::loop() {
     }
     if (drained && in_flight > 0 && Clock::now() - drain_started > std::chrono::duration<double>(drain_seconds)) {
       const std::set<int> silent = hold_writers();
-      maybe_commit(true);
-      index.commit();
+      maybe_commit(true);  // what was reported before or during the hold is recorded
       if (in_flight > 0) {
+        index.commit();
         std::fprintf(stderr, "[vizsweep] drain deadline passed with %d task(s) in flight: abandoning them\n", in_flight);
         for (int r : silent)
           std::fprintf(stderr, "[vizsweep] rank %d's writer did not stop within %.0fs: if the abort cuts its shard write short, "

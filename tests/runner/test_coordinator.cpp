@@ -322,6 +322,54 @@ TEST_F(CoordinatorTest, ADrainDeadlineHoldsTheWriterBeforeAbandoningTasksInFligh
   EXPECT_EQ(states()[TaskState::Done], 8);
 }
 
+// A writer that finishes every write it has before it notices a hold (the hold comes between
+// two writes; with none left to write, it never gets there).
+class LateHoldChannel : public LocalChannel {
+ public:
+  bool hold_requested() override { return false; }
+  bool asked_to_hold() { return LocalChannel::hold_requested(); }
+};
+
+TEST_F(CoordinatorTest, TasksThatFinishWhileTheWritersAreAskedToHoldEndTheDrainAsUsual) {
+  // The drain deadline (0 s) passes with a task in flight, which finishes and is written while
+  // the coordinator waits for the writers to hold: nothing is abandoned, the run ends as a
+  // drain does (exit 4 in run.cpp), and what came in during the hold is committed. Before the
+  // fix the index's transaction was already closed here and the last commit failed ("cannot
+  // commit - no transaction is active"), which CI saw once in the faults test.
+  std::atomic<int> calls{0};
+  LateHoldChannel local;
+  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+    if (++calls >= 3)
+      while (!local.asked_to_hold()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return fake_rows(t, d);
+  };
+  const std::string shard = ResultsDir::shard(0, "late-hold");
+  std::thread worker([&] { worker_loop(runner, tasks, local, dir.string(), shard, 0, false); });
+  Coordinator c{*index, tasks, 1, spec.max_attempts, 3600.0, 0.0, &local};
+  c.hold_seconds = 2;  // the writer never holds: every report is in long before this
+  c.drain_requested = [&] { return calls.load() >= 3; };
+  c.queue.assign(prepared.todo.begin(), prepared.todo.end());
+  c.attempts = prepared.attempts;
+  c.total = static_cast<int64_t>(tasks.size());
+  EXPECT_NO_THROW(c.loop());
+  worker.join();
+  EXPECT_TRUE(c.drained);
+  EXPECT_EQ(c.in_flight, 0);
+  EXPECT_GE(c.done, 3);  // the task held at the deadline was written, not abandoned
+  EXPECT_LT(c.done, 8);  // the drain left work for the next run
+  const auto s = states();
+  EXPECT_EQ(s.at(TaskState::Done), c.done);
+  EXPECT_EQ(s.count(TaskState::Running), 0u);
+  EXPECT_EQ(s.at(TaskState::Pending), 8 - c.done);
+  // Committed: closing the index rolls back anything that was not, and the next run finds
+  // exactly these tasks done.
+  const int64_t first = c.done;
+  index.reset();
+  open_index();
+  EXPECT_EQ(prepared.already, first);
+  EXPECT_EQ(static_cast<int64_t>(prepared.todo.size()), 8 - first);
+}
+
 TEST_F(CoordinatorTest, AShardThatCannotBeWrittenStopsTheRunWithNothingLost) {
   // The shard path is a directory: every write fails; tasks go back to pending, no attempt
   // counted, and the run stops handing out work.
