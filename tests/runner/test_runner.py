@@ -309,8 +309,17 @@ class RunnerTest(unittest.TestCase):
 
     def test_tune_measures_every_group_and_status_compares_the_run(self):
         d = self.out("tuned")
-        t = run([VIZSWEEP, "tune", SMALL, "--out", d, "--units", "4", "--iters", "10", "--repeats", "1"])
+        loads = lambda: {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("vizsweep-tune-load-")}  # noqa: E731
+        before = loads()
+        t = run([VIZSWEEP, "tune", SMALL, "--out", d, "--units", "4", "--iters", "10", "--repeats", "1", "--ranks", "2"])
         self.assertEqual(t.returncode, 0, t.stderr)
+        # The tasks' costs are measured with the run's other rank computing beside them (a copy
+        # of the sweep, restarted whenever it finishes), which is gone with its scratch
+        # directory when tune ends.
+        self.assertIn("with 1 copy of the sweep running beside it as the run's other ranks", t.stdout)
+        self.assertEqual(loads(), before)
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        self.assertNotIn("vizsweep-tune-load-", ps)
         # One table per actmax layer: fp32 NCHW as the reference, every other format with its
         # guard verdict, and a choice that is fp32 or a format that passed.
         for layer in ("conv2_1", "conv4_2", "fc8"):
