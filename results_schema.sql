@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.6');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.7');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -247,6 +247,25 @@ INSERT OR IGNORE INTO metrics VALUES
 -- Views for the common questions.
 
 -- Per layer and activation-maximization setting: how high, how natural, how often argmax.
+-- Schema 1.7. actmax.search's trials (runner/search.h): one row per (layer, setting, rung)
+-- whose tasks are all done, written by the coordinator in the transaction that records the
+-- trial's last task, with the metric it read and, once decided, its promotion. A resumed
+-- search rebuilds its state from these rows and decides nothing twice.
+CREATE TABLE IF NOT EXISTS search_trials (
+  layer        TEXT NOT NULL,
+  base_setting INTEGER NOT NULL CHECK (base_setting >= 0),  -- the setting searched, 0..K-1
+  rung         INTEGER NOT NULL CHECK (rung >= 0),
+  setting_id   INTEGER NOT NULL,             -- into actmax_settings: that setting at the rung's iterations
+  iterations   INTEGER NOT NULL CHECK (iterations >= 1),
+  units        INTEGER NOT NULL CHECK (units >= 1),  -- the sampled units the metric is the mean over
+  metric       TEXT NOT NULL,                -- a name in metrics
+  value        REAL,                         -- the trial's metric; NULL where no row had one (ranked last)
+  completed    INTEGER NOT NULL UNIQUE,      -- the search's order of completion, from 1
+  completed_at TEXT NOT NULL,
+  promoted_at  TEXT,                         -- when it went on to rung + 1; NULL: not (yet)
+  PRIMARY KEY (layer, base_setting, rung)
+);
+
 CREATE VIEW IF NOT EXISTS actmax_by_layer_setting AS
 SELECT t.layer, s.setting_id, s.name AS setting, COUNT(*) AS units,
        AVG(r.final_activation) AS mean_activation, AVG(r.hf_energy) AS mean_hf_energy,

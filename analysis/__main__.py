@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from analysis import answers, atlas, best, exemplars, featuremaps, fgsm, grid, invert
+from analysis import answers, atlas, best, exemplars, featuremaps, fgsm, grid, invert, search
 from analysis.index import AnalysisError
 
 
@@ -17,6 +17,7 @@ def main(argv=None):
     featuremaps.add_parser(sub)
     atlas.add_parser(sub)
     exemplars.add_parser(sub)
+    search.add_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.run(args)

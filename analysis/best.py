@@ -58,6 +58,24 @@ def ranking(db, layer, metric):
     return [(r[1], r[2], r[3], r[0] in front) for r in sorted(rows, key=key)]
 
 
+def search_ranking(db, layer, metric):
+    """For a layer an actmax.search ran with `metric`: [(setting, units, value, rung, iterations)]
+    in the search's order (the highest rung reached first, then the metric), so the first is
+    its choice; None otherwise."""
+    from analysis import search
+    found, searched = search.trials(db, layer)
+    if layer not in found or searched != metric:
+        return None
+    lt, higher = found[layer], metrics(db)[metric].higher
+    units = db.execute("SELECT units FROM search_trials WHERE layer = ? LIMIT 1", (layer,)).fetchone()[0]
+    out = []
+    for rung in sorted({r for t in lt.values() for r in t}, reverse=True):
+        for base in search.ranking(lt, rung, higher):
+            if all(o[0] != lt[base][rung][3] for o in out):
+                out.append((lt[base][rung][3], units, lt[base][rung][1], rung, lt[base][rung][0]))
+    return out
+
+
 def run(args):
     db = open_index(args.results_dir)
     args.metric = args.metric or default_metric(db)
@@ -65,6 +83,12 @@ def run(args):
     technique = m.technique
     rows = []
     for layer in check_layer(db, args.layer, technique):
+        searched = search_ranking(db, layer, args.metric) if technique == "actmax" else None
+        if searched is not None:
+            # A search's layer: each setting once, at the highest rung it reached.
+            for rank, (setting, units, value, rung, iters) in enumerate(searched, 1):
+                rows.append((layer, rank, f"{setting} (rung {rung + 1}, {iters} it)", units, value, ""))
+            continue
         for rank, (setting, count, value, front) in enumerate(ranking(db, layer, args.metric), 1):
             if args.pareto and not front:
                 continue
@@ -78,6 +102,9 @@ def run(args):
         print(f"{layer:<10} {rank:>4}  {setting:<{width}} {count:>6}  {shown:>15}  {front}")
     if technique == "actmax":
         print("pareto: not beaten on both mean activation (higher) and high-frequency energy (lower)")
+        if any("(rung " in r[2] for r in rows):
+            print("searched layers (actmax.search): each setting at the highest rung it reached, those reached higher first; "
+                  "the first is the search's choice (python3 -m analysis search draws the rungs)")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.writer(f)

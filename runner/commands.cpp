@@ -17,6 +17,7 @@
 #include "runner/index.h"
 #include "runner/projection.h"
 #include "runner/results_dir.h"
+#include "runner/search.h"
 #include "runner/shard.h"
 #include "sweeps/sweep.h"
 #include "sweeps/technique.h"
@@ -122,6 +123,7 @@ int plan_command(const PlanOptions& o) {
   auto spec = sweeps::load_sweep(path);
   Engine engine(spec, "cpu", 1, /*compute_format=*/false);
   auto tasks = sweeps::expand(spec, engine.model());
+  check_search(spec, tasks, engine.model().layers.back().alias);
   std::printf("sweep %s: model %s (%s), input %lldx%lldx%lld, %zu tasks -> %s\n", spec.name.c_str(), engine.model().arch.c_str(),
               spec.model.builtin() ? "built-in" : spec.model.file.c_str(), static_cast<long long>(engine.model().in_channels),
               static_cast<long long>(engine.model().input_size), static_cast<long long>(engine.model().input_size), tasks.size(), ResultsDir::of(spec.name, out).path().c_str());
@@ -186,6 +188,7 @@ int plan_command(const PlanOptions& o) {
     const std::string note = e.section->plan_note(tasks);
     if (!note.empty()) std::printf("\n%s\n", note.c_str());
   }
+  std::fputs(search_plan(spec, tasks).c_str(), stdout);
   auto human = [](double seconds) {
     char b[32];
     if (seconds < 90) std::snprintf(b, sizeof b, "%.0f s", seconds);

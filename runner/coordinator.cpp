@@ -69,6 +69,12 @@ void Coordinator::handle(const json& report) {
   --in_flight;
   if (report.value("ok", false)) {
     ++done, ++done_this_run;
+    if (on_done) {
+      const auto more = on_done(idx);
+      total += static_cast<int64_t>(more.size());
+      // Promoted work goes first (after a drain it stays pending for the next run).
+      if (!drained) queue.insert(queue.begin(), more.begin(), more.end());
+    }
   } else {
     int a = ++attempts[idx];
     std::fprintf(stderr, "\n[vizsweep] task %s (%s %s) failed on rank %d (attempt %d of %d): %s\n", task.key.substr(0, 12).c_str(),
@@ -255,13 +261,34 @@ PreparedRun prepare_run(ResultIndex& index, const sweeps::SweepSpec& spec, const
                         const SweepRecord& record, const std::vector<std::string>& classes, const std::string& dir) {
   PreparedRun p;
   int64_t sweep_id = index.register_sweep(record);
-  index.add_plan(sweep_id, spec, tasks, classes);
+  // A search plans its first rung and the rungs earlier runs promoted to; the rest comes as
+  // it decides.
+  p.search = std::make_shared<SearchRun>(index, spec, tasks, sweep_id);
+  std::vector<sweeps::Task> planned;
+  for (size_t i = 0; i < tasks.size(); ++i)
+    if (!p.search->planned(i)) {
+      for (size_t j = 0; j < tasks.size(); ++j)
+        if (p.search->planned(j)) planned.push_back(tasks[j]);
+      break;
+    }
+  index.add_plan(sweep_id, spec, planned.empty() ? tasks : planned, classes);
   p.abandoned = index.abandon_running();
   p.retried = index.retry_failed(spec.max_attempts);
   p.invalid = invalidate_unreadable(index, dir);  // reads every dataset: checksums find damage
+  index.begin();
+  try {
+    p.search->catch_up();
+    index.commit();
+  } catch (...) {
+    index.rollback();
+    throw;
+  }
   auto rows = index.tasks();
   for (size_t i = 0; i < tasks.size(); ++i) {
-    const auto& row = rows.at(tasks[i].key);
+    const auto it = rows.find(tasks[i].key);
+    if (it == rows.end()) continue;  // not (yet) in a search's plan
+    const auto& row = it->second;
+    ++p.planned;
     p.attempts[static_cast<int64_t>(i)] = row.attempts;
     if (row.state == TaskState::Pending) p.todo.push_back(static_cast<int64_t>(i));
     if (row.state == TaskState::Done) ++p.already;

@@ -11,11 +11,13 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "runner/index.h"
+#include "runner/search.h"
 #include "runner/worker.h"
 #include "sweeps/sweep.h"
 
@@ -55,6 +57,9 @@ struct Coordinator {
   double hold_seconds = 10;  // at a drain deadline, the longest wait for the writers to hold
   Remote* remote = nullptr;                // the other ranks (size > 1)
   std::function<bool()> drain_requested;   // polled: true once a drain signal came
+  // Called for each task recorded done (inside the index transaction that records it): the
+  // tasks it adds to the index (a search's promotions, runner/search.h), queued first.
+  std::function<std::vector<int64_t>(int64_t)> on_done;
   bool drained = false;
   using Clock = std::chrono::steady_clock;
   Clock::time_point drain_started;
@@ -105,6 +110,8 @@ struct PreparedRun {
   std::map<int64_t, int> attempts;    // attempts so far, by task index
   int64_t already = 0;                // tasks done before this run
   int abandoned = 0, retried = 0, invalid = 0;
+  int64_t planned = 0;                // tasks in the index's plan (a search's: the trials promoted so far)
+  std::shared_ptr<SearchRun> search;  // decides a search's promotions (runner/search.h)
 };
 
 // Registers the sweep and its plan in the index, returns interrupted tasks to pending, retries

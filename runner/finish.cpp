@@ -9,6 +9,7 @@
 
 #include "kernels/error.h"
 #include "runner/schema.h"
+#include "runner/sql.h"
 #include "sweeps/techniques/actmax.h"
 #include "sweeps/techniques/exemplars.h"
 
@@ -16,43 +17,12 @@ namespace vizsweep::runner {
 
 namespace {
 
-// A prepared statement that finalizes itself.
-struct Query {
-  sqlite3* db;
-  sqlite3_stmt* st = nullptr;
-  Query(sqlite3* d, const char* sql) : db(d) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) != SQLITE_OK) throw Error("index", std::string("SQL error: ") + sqlite3_errmsg(db));
-  }
-  ~Query() { sqlite3_finalize(st); }
-  bool row() {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) throw Error("index", std::string("SQL error: ") + sqlite3_errmsg(db));
-    return false;
-  }
-  std::string text(int c) const {
-    auto p = sqlite3_column_text(st, c);
-    return p ? reinterpret_cast<const char*>(p) : "";
-  }
-  int64_t i64(int c) const { return sqlite3_column_int64(st, c); }
-  double f64(int c) const { return sqlite3_column_double(st, c); }
-};
-
 struct Viz {
   std::string key;
   int64_t unit, copy;
   double activation;
   std::string shard, dataset;
 };
-
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "?";
-    sqlite3_free(err);
-    throw Error("index", "SQL error: " + msg);
-  }
-}
 
 }  // namespace
 

@@ -322,19 +322,25 @@ void ResultIndex::add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, cons
       if (const auto* images = e.section->inputs())
         for (size_t i = 0; i < images->size(); ++i)
           img.bind(1, e.technique->name).bind(2, static_cast<int64_t>(i)).bind(3, (*images)[i].id).run();
-    Stmt t(db_, "INSERT OR IGNORE INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, cost) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& task : tasks) {
-      t.bind(1, task.key).bind(2, sweep_id).bind(3, task.technique);
-      t.bind(4, task.layer).bind(5, sweeps::format_ranges(task.items));
-      if (task.setting >= 0) t.bind(6, int64_t{task.setting});
-      else t.bind_null(6);
-      t.bind(7, static_cast<int64_t>(task.seed)).bind(8, task.cost).run();
-    }
+    std::vector<const sweeps::Task*> all;
+    for (const auto& task : tasks) all.push_back(&task);
+    add_tasks(sweep_id, all);
     commit();
   } catch (...) {
     exec("ROLLBACK");
     throw;
+  }
+}
+
+void ResultIndex::add_tasks(int64_t sweep_id, const std::vector<const sweeps::Task*>& tasks) {
+  Stmt& t = cached("INSERT OR IGNORE INTO tasks (task_key, sweep_id, technique, layer, units, setting_id, seed, cost) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const auto* task : tasks) {
+    t.bind(1, task->key).bind(2, sweep_id).bind(3, task->technique);
+    t.bind(4, task->layer).bind(5, sweeps::format_ranges(task->items));
+    if (task->setting >= 0) t.bind(6, int64_t{task->setting});
+    else t.bind_null(6);
+    t.bind(7, static_cast<int64_t>(task->seed)).bind(8, task->cost).run();
   }
 }
 
@@ -409,6 +415,7 @@ void ResultIndex::moved(const std::string& key, TaskState from, TaskEvent e) con
 
 void ResultIndex::begin() { exec("BEGIN IMMEDIATE"); }
 void ResultIndex::commit() { exec("COMMIT"); }
+void ResultIndex::rollback() { exec("ROLLBACK"); }
 
 void ResultIndex::mark_running(const std::string& key, int rank, const std::string& host) {
   Stmt& s = cached(transition_sql(TaskState::Pending, TaskEvent::Dispatch, ", rank=?, host=?, started_at=?", " AND task_key=?"));

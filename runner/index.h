@@ -58,6 +58,9 @@ class ResultIndex {
   void add_plan(int64_t sweep_id, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks,
                 const std::vector<std::string>& classes);
 
+  // Inserts tasks not there yet, inside the caller's transaction (a search's promoted trials).
+  void add_tasks(int64_t sweep_id, const std::vector<const sweeps::Task*>& tasks);
+
   std::map<std::string, TaskRow> tasks() const;
   std::vector<TaskTiming> task_timings() const;
   // Every task in `running` goes back to pending (a previous run ended with it in flight).
@@ -74,6 +77,7 @@ class ResultIndex {
   // Within a transaction (begin/commit): the writer's batched updates.
   void begin();
   void commit();
+  void rollback();
   void mark_running(const std::string& key, int rank, const std::string& host);
   // report: the worker's JSON TaskReport (see worker.h). Succeeded: rows inserted, state done.
   // Failed: state failed, attempts + 1, error recorded.

@@ -29,6 +29,7 @@
 #include "runner/engine.h"
 #include "runner/index.h"
 #include "runner/results_dir.h"
+#include "runner/search.h"
 #include "runner/protocol.h"
 #include "runner/shard.h"
 #include "runner/task_state.h"
@@ -299,6 +300,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     }
     engine = std::make_unique<Engine>(*spec, pick_device(spec->device, local_rank), threads);
     tasks = sweeps::expand(*spec, engine->model());
+    check_search(*spec, tasks, engine->model().layers.back().alias);
     if (rank == 0 && engine->device() == "cpu") warn_memory(*spec, tasks, local_size);
   } catch (const std::exception& e) {
     err = e.what();
@@ -329,9 +331,11 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       const auto& todo = prepared.todo;
       std::snprintf(attempt, sizeof attempt, "%lld-%d", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()));
       const std::string format = ", " + sweeps::compute_summary(*spec);
-      std::fprintf(stderr, "[vizsweep] %s: %zu tasks, %lld already done, %zu to run on %d rank(s) (%s, %d threads each%s) -> %s\n",
-                   spec->name.c_str(), tasks.size(), static_cast<long long>(already), todo.size(), size, engine->device().c_str(),
-                   engine->threads(), format.c_str(), dir.c_str());
+      std::fprintf(stderr, "[vizsweep] %s: %lld tasks%s, %lld already done, %zu to run on %d rank(s) (%s, %d threads each%s) -> %s\n",
+                   spec->name.c_str(), static_cast<long long>(prepared.planned),
+                   static_cast<size_t>(prepared.planned) < tasks.size() ? " planned so far (the search adds the rungs it promotes to)" : "",
+                   static_cast<long long>(already), todo.size(), size, engine->device().c_str(), engine->threads(), format.c_str(),
+                   dir.c_str());
       if (abandoned || retried || invalid)
         std::fprintf(stderr, "[vizsweep] resuming: %d interrupted, %d failed retried, %d with unreadable data recomputed\n",
                      abandoned, retried, invalid);
@@ -360,12 +364,14 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
     c.noop = o.noop_tasks;
     c.attempts = prepared.attempts;
     auto rows = index->tasks();
-    c.total = static_cast<int64_t>(tasks.size());
     for (const auto& t : tasks) {
-      const auto& r = rows.at(t.key);
-      if (r.state == TaskState::Done) ++c.done;
-      if (r.state == TaskState::Failed) ++c.failed;
+      const auto it = rows.find(t.key);
+      if (it == rows.end()) continue;  // not (yet) in a search's plan
+      ++c.total;
+      if (it->second.state == TaskState::Done) ++c.done;
+      if (it->second.state == TaskState::Failed) ++c.failed;
     }
+    c.on_done = [search = prepared.search](int64_t i) { return search->on_done(i); };
     try {
       c.loop();
     } catch (const DrainDeadline&) {
@@ -397,6 +403,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                  c.drained && left > 0 ? "drained" : "finished", static_cast<long long>(c.done), static_cast<long long>(c.total),
                  static_cast<long long>(c.failed), c.drained && left > 0 ? (", " + std::to_string(left) + " left for the next run").c_str() : "",
                  ResultsDir(dir).index().c_str(), ResultsDir(dir).shards().c_str());
+    std::fputs(prepared.search->summary().c_str(), stderr);
     if (c.storage_error.empty() && !c.drained && c.done == c.total) {
       try {
         finish_mis(*index, *spec, *engine, dir);

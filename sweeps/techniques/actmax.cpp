@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "sweeps/hash.h"
 #include "sweeps/reader.h"
@@ -19,6 +20,16 @@ SettingsRows ActmaxSection::settings_rows() const {
 }
 
 std::string ActmaxSection::plan_note(const std::vector<Task>& tasks) const {
+  if (search.active()) {
+    std::set<std::string> layers;
+    for (const auto& t : tasks)
+      if (t.technique == "actmax") layers.insert(t.layer);
+    std::string rungs;
+    for (int b : search.budgets) rungs += (rungs.empty() ? "" : ", ") + std::to_string(b);
+    return "actmax search (" + search.method + ", eta " + std::to_string(search.eta) + ", metric " + search.metric + "): " +
+           std::to_string(search.settings) + " settings on " + thousands(search.units) + " sampled units of each of " +
+           std::to_string(layers.size()) + " layer" + (layers.size() == 1 ? "" : "s") + ", rungs of " + rungs + " iterations";
+  }
   int64_t units = 0;
   for (const auto& t : tasks)
     if (t.technique == "actmax" && t.setting == 0 && t.user_seed == seeds[0]) units += static_cast<int64_t>(t.items.size());
@@ -28,7 +39,76 @@ std::string ActmaxSection::plan_note(const std::vector<Task>& tasks) const {
          " = " + thousands(images) + " optimized images";
 }
 
+std::vector<int> search_budgets(int64_t min_iterations, int64_t max_iterations, int64_t eta) {
+  std::vector<int> out;
+  for (int64_t b = min_iterations; b < max_iterations; b *= eta) out.push_back(static_cast<int>(b));
+  out.push_back(static_cast<int>(max_iterations));
+  return out;
+}
+
+std::vector<int64_t> search_sample(const std::vector<int64_t>& units, int64_t n, uint64_t seed, const std::string& layer) {
+  Hasher h;
+  h.update("search|" + std::to_string(seed) + "|" + layer);
+  uint64_t state = h.low();
+  auto next = [&] {  // splitmix64: the same draws on every platform
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  const auto N = static_cast<int64_t>(units.size());
+  n = std::min(n, N);
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t lo = i * N / n, hi = (i + 1) * N / n;
+    out.push_back(units[static_cast<size_t>(lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo)))]);
+  }
+  return out;
+}
+
 namespace {
+
+void parse_search(const Reader& r, const YAML::Node& a, ActmaxSection& s) {
+  const YAML::Node& n = a["search"];
+  r.check_keys(n, "actmax.search", {"method", "metric", "min_iterations", "max_iterations", "eta", "units", "seed"});
+  SearchSpec& q = s.search;
+  q.method = n["method"] ? r.str(n["method"], "actmax.search.method") : "asha";
+  if (q.method != "asha") r.fail(n["method"], "actmax.search.method", "expected asha, got '" + q.method + "'");
+  if (n["metric"]) {
+    q.metric = r.str(n["metric"], "actmax.search.metric");
+    q.metric_line = n["metric"].Mark().line + 1;
+  } else {
+    q.metric_line = n.Mark().line + 1;
+  }
+  if (n["min_iterations"]) q.min_iterations = r.integer(n["min_iterations"], "actmax.search.min_iterations", 1, 1000000);
+  if (n["max_iterations"]) q.max_iterations = r.integer(n["max_iterations"], "actmax.search.max_iterations", 1, 1000000);
+  if (n["eta"]) q.eta = r.integer(n["eta"], "actmax.search.eta", 2, 100);
+  if (q.min_iterations > q.max_iterations)
+    r.fail(n["min_iterations"] ? n["min_iterations"] : n, "actmax.search.min_iterations",
+           "must be at most max_iterations (" + std::to_string(q.max_iterations) + "), got " + std::to_string(q.min_iterations));
+  if (n["units"]) q.units = r.integer(n["units"], "actmax.search.units", 1, 65536);
+  q.units_line = (n["units"] ? n["units"] : n).Mark().line + 1;
+  if (n["seed"]) q.seed = static_cast<uint64_t>(r.integer(n["seed"], "actmax.search.seed", 0, int64_t{1} << 53));
+  if (a["grid"] && a["grid"].IsMap() && a["grid"]["iterations"])
+    r.fail(a["grid"]["iterations"], "actmax.grid.iterations",
+           "the search sets each setting's iterations (search.min_iterations to search.max_iterations)");
+  if (s.seeds.size() != 1) r.fail(a["seeds"], "actmax.seeds", "a search runs one seed per setting");
+  q.budgets = search_budgets(q.min_iterations, q.max_iterations, q.eta);
+  q.settings = s.settings.size();
+  // Every setting at every rung's iterations: setting k at rung r is k x rungs + r.
+  std::vector<kernels::ActMaxSettings> rungs;
+  std::vector<Located> at;
+  for (size_t k = 0; k < s.settings.size(); ++k)
+    for (int b : q.budgets) {
+      kernels::ActMaxSettings st = s.settings[k];
+      st.iterations = b;
+      st.name += "@" + std::to_string(b);
+      rungs.push_back(st);
+      if (k < s.setting_at.size()) at.push_back(s.setting_at[k]);
+    }
+  s.settings = std::move(rungs);
+  s.setting_at = std::move(at);
+}
 
 std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& a) {
   auto s = std::make_shared<ActmaxSection>();
@@ -77,6 +157,7 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
     for (const auto& im : s->spectrum) ids += im.id + "\n";
     s->spectrum_hash = hash_hex(ids).substr(0, 16);
   }
+  if (a["search"]) parse_search(r, a, *s);
   if (a["judge"]) {
     s->judge = r.path(r.str(a["judge"], "actmax.judge"));
     s->judge_line = a["judge"].Mark().line + 1;
@@ -112,6 +193,13 @@ void expand_section(const Section& section, Expansion& x) {
     if (units.back() >= L->units)
       r.fail_at(a.units_line, "actmax.units", "unit " + std::to_string(units.back()) + " out of range for " + L->alias + " (" +
                                                   std::to_string(L->units) + " units: 0.." + std::to_string(L->units - 1) + ")");
+    if (a.search.active()) {
+      if (a.search.units > static_cast<int64_t>(units.size()))
+        r.fail_at(a.search.units_line, "actmax.search.units",
+                  std::to_string(a.search.units) + " is more than " + L->alias + " has to sample (" + std::to_string(units.size()) + ")");
+      units = search_sample(units, a.search.units, a.search.seed, L->alias);
+      std::sort(units.begin(), units.end());
+    }
     // The centre unit's optimization runs on its receptive-field crop (kernels/actmax), under
     // every transform too; the diversity penalty reads the whole output. A unit's images
     // under diversity are one batch of `diversity` images.
@@ -162,7 +250,7 @@ const SweepTechnique& sweep_technique_actmax() {
   static const SweepTechnique t{"actmax",
                                 10,
                                 {"layers", "units", "units_per_batch", "objective", "presets", "grid", "random", "seeds", "judge", "diversity", "spectrum",
-                                 "transform_order", "diversity_layer"},
+                                 "transform_order", "diversity_layer", "search"},
                                 "units",
                                 &kernels::actmax_params(),
                                 "actmax.grid, actmax.random (presets: actmax.presets)",

@@ -56,6 +56,16 @@ SWEEP_CASES = [
      "actmax.transform_order[0]: no transform 'twist'"),
     ("diversity layer after the mapped one", TINY + "actmax: {layers: [conv1_1], diversity: 2, diversity_layer: fc8}\n", None,
      "actmax.diversity_layer: fc8 comes after conv1_1"),
+    ("search eta below 2", TINY + "actmax: {layers: [conv1_1], search: {eta: 1}}\n", None,
+     "actmax.search.eta: must be in [2, 100], got 1"),
+    ("search minimum above its maximum", TINY + "actmax: {layers: [conv1_1], search: {min_iterations: 50, max_iterations: 10}}\n",
+     None, "actmax.search.min_iterations: must be at most max_iterations (10), got 50"),
+    ("search metric not in the metrics table", TINY + "actmax: {layers: [conv1_1], search: {metric: beauty, units: 2}}\n", None,
+     "actmax.search.metric: no actmax metric 'beauty' in the index's metrics table"),
+    ("search metric known only at the end", TINY + "actmax: {layers: [conv1_1], search: {metric: mis, units: 2}}\n", None,
+     "actmax.search.metric: mis is filled in by the run's finishing step"),
+    ("search sample larger than the layer", TINY + "actmax: {layers: [conv1_1], search: {units: 5}}\n", None,
+     "actmax.search.units: 5 is more than conv1_1 has to sample (4)"),
     ("name escaping the results directory", "name: ../evil\n" + TINY + ACT, None,
      "name: use letters, digits, '_', '.', '-'"),
     ("absolute name", "name: /tmp/evil\n" + TINY + ACT, None, "name: use letters"),
@@ -279,7 +289,7 @@ class BadInputTest(unittest.TestCase):
         r = self.vizsweep("run", good, "--out", d)
         self.assertEqual(r.returncode, 0, r.stderr)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.6",))  # 1.0 -> 1.6
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.7",))  # 1.0 -> 1.7
         self.assertIn("final_prob", [c[1] for c in db.execute("PRAGMA table_info(fgsm_steps)")])
         self.assertEqual(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall(), [("done", 1)])
         db.close()

@@ -260,7 +260,7 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
     ResultIndex index((dir / "index.sqlite").string(), false);
     EXPECT_EQ(index.schema_version(), schema_version_written());
   }
-  // Reconciled with the schema (1.6): every column's CHECK is today's, the old columns' too
+  // Reconciled with the schema (1.7): every column's CHECK is today's, the old columns' too
   // (their tables rebuilt with their rows).
   const std::string path = (dir / "index.sqlite").string();
   for (const auto* t : sweeps::techniques())

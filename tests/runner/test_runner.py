@@ -21,6 +21,7 @@ VIZSWEEP = os.environ.get("VIZSWEEP", os.path.join(HERE, "..", "..", "build", "r
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
 SMALL = os.path.join(HERE, "small.yaml")
 SLOW = os.path.join(HERE, "slow.yaml")
+SEARCH = os.path.join(HERE, "search.yaml")
 # small.yaml's results as written by vizsweep at schema 1.1 (tests/fixtures/README.md).
 FIXTURE_1_1 = os.path.join(HERE, "..", "fixtures", "small-1.1")
 
@@ -87,6 +88,27 @@ def assert_same_data(test, ref, d, label=""):
         test.assertEqual(a[key].keys(), b[key].keys(), key)
         for name in a[key]:
             test.assertEqual(a[key][name], b[key][name], f"{label}{key}/{name} differs")
+
+
+def search_decisions(d):
+    """The promotions actmax.search's rule makes over the trials d recorded, in their order of
+    completion (written out here from Li et al. 2020, independently of runner/search.cpp):
+    when a trial completes at rung r, the top floor(n_r / eta) of rung r's n_r completed trials
+    (higher metric first, no value last, then the lower setting) go on. Returns
+    ({(layer, setting, rung): value}, {(layer, setting, rung) promoted by the rule}, the same
+    recorded by the run)."""
+    eta, rungs = 2, 3  # search.yaml's
+    rows = index_rows(d, "SELECT layer, base_setting, rung, value, promoted_at IS NOT NULL FROM search_trials ORDER BY completed")
+    done, want, got, values = {}, set(), set(), {}
+    for layer, base, rung, value, promoted in rows:
+        values[(layer, base, rung)] = value
+        if promoted:
+            got.add((layer, base, rung))
+        done.setdefault((layer, rung), {})[base] = value
+        if rung + 1 < rungs:
+            order = sorted(done[(layer, rung)].items(), key=lambda kv: (kv[1] is None, -(kv[1] or 0), kv[0]))
+            want.update((layer, b, rung) for b, _ in order[:len(order) // eta])
+    return values, want, got
 
 
 def wait_for_done(d, at_least, timeout=120):
@@ -203,7 +225,7 @@ class RunnerTest(unittest.TestCase):
         # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 adds the hyperparameters declared since,
         # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
-        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.6",)])
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.7",)])
         self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate, "
                                        "pad, decorrelate FROM actmax_settings"),
                          [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0, 0, 0)])
@@ -362,6 +384,55 @@ class RunnerTest(unittest.TestCase):
         s = run([VIZSWEEP, "slurm", SMALL, "--out", d, "--time", "2-00", "--drain-seconds", "60"])
         self.assertEqual(s.returncode, 0, s.stderr)
         self.assertIn("with --time 2-00: 1 allocation", s.stdout)
+
+    def test_a_search_promotes_as_trials_complete_and_resumes(self):
+        d = self.out("search")
+        plan = run([VIZSWEEP, "plan", SEARCH])
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("actmax search (asha, eta 2, metric score): 8 settings on 4 sampled units of each of 2 layers, rungs of 4, 8, 16 iterations",
+                      plan.stdout)
+        self.assertRegex(plan.stdout, r"search cost: expected [0-9.]+ TFLOP \(trials per rung and layer 8, 4, 2")
+        r = run(mpirun(2, "run", SEARCH, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        values, want, got = search_decisions(d)
+        # Every setting's first rung ran on both layers; the promotions are the rule's over the
+        # order the results came in, and a later rung ran exactly for the settings promoted.
+        for layer in ("conv2_1", "fc8"):
+            self.assertEqual({b for (l, b, r) in values if l == layer and r == 0}, set(range(8)))
+        self.assertEqual(got, want)
+        self.assertEqual({(l, b, r - 1) for (l, b, r) in values if r > 0}, got)
+        self.assertEqual(index_rows(d, "SELECT COUNT(*) FROM tasks")[0][0], len(values))
+        # A trial's value is its rows' mean score (one task per trial: 4 units fit a task).
+        for layer, base, rung, value, mean in index_rows(
+                d, "SELECT st.layer, st.base_setting, st.rung, st.value, AVG(r.score) FROM search_trials st "
+                   "JOIN tasks t ON t.layer = st.layer AND t.setting_id = st.setting_id "
+                   "JOIN actmax_results r ON r.task_key = t.task_key GROUP BY st.layer, st.base_setting, st.rung"):
+            self.assertAlmostEqual(value, mean, places=12, msg=(layer, base, rung))
+        chosen = dict(re.findall(r"search (\S+): chosen (\S+) \(", r.stderr))
+        self.assertEqual(set(chosen), {"conv2_1", "fc8"}, r.stderr)
+        self.assertIn("unit-iterations of the grid's", r.stderr)
+        # The analysis package reads the search: its table and figure, and `best` puts the
+        # choice first.
+        fig = os.path.join(d, "search.png")
+        a = subprocess.run(["/usr/bin/python3", "-m", "analysis", "search", d, "-o", fig], cwd=os.path.join(HERE, "..", ".."),
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertGreater(os.path.getsize(fig), 10000)
+        for layer, name in chosen.items():
+            self.assertIn(f"{layer}: 8 settings, rungs of 4, 8, 16 iterations, metric score; chosen {name} (", a.stdout)
+            b = subprocess.run(["/usr/bin/python3", "-m", "analysis", "best", d, "--layer", layer], cwd=os.path.join(HERE, "..", ".."),
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(b.returncode, 0, b.stderr)
+            first = b.stdout.splitlines()[1].split()
+            self.assertEqual(first[:3], [layer, "1", name], b.stdout)
+        # Again: nothing to run, nothing decided again; verify clean.
+        before = index_rows(d, "SELECT * FROM search_trials ORDER BY completed")
+        r2 = run(mpirun(2, "run", SEARCH, "--out", d))
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertIn(" 0 to run", r2.stderr)
+        self.assertEqual(index_rows(d, "SELECT * FROM search_trials ORDER BY completed"), before)
+        v = run([VIZSWEEP, "verify", d])
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
     def test_another_sweeps_directory_is_refused(self):
         d = self.out("mixed")

@@ -1,6 +1,7 @@
 // Sweep files: parsing, validation messages, expansion. No torch: a hand-made ModelDesc.
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -387,6 +388,47 @@ TEST(SweepParse, TransformOrderIsInTheKeyWhenGiven) {
             std::string::npos);
 }
 
+TEST(SweepParse, SearchRunsEverySettingAtEveryRungOnASampleOfUnits) {
+  auto spec = parse(
+      "actmax:\n"
+      "  layers: [conv2_1, fc8]\n"
+      "  grid: {blur_radius: [0, 0.5, 1], lr: [1, 2], blur_every: 4}\n"
+      "  search: {min_iterations: 10, max_iterations: 100, eta: 3, units: 4, seed: 7}\n");
+  const auto* a = spec.get<ActmaxSection>();
+  ASSERT_TRUE(a->search.active());
+  EXPECT_EQ(a->search.method, "asha");
+  EXPECT_EQ(a->search.metric, "score");
+  // Rungs: 10, 30, 90 (below 100), then 100.
+  EXPECT_EQ(a->search.budgets, (std::vector<int>{10, 30, 90, 100}));
+  EXPECT_EQ(a->search.settings, 6u);
+  ASSERT_EQ(a->settings.size(), 24u);  // 6 settings x 4 rungs, setting k at rung r is 4k + r
+  EXPECT_EQ(a->settings[a->search.setting_of(2, 3)].iterations, 100);
+  EXPECT_EQ(a->settings[a->search.setting_of(2, 0)].iterations, 10);
+  EXPECT_EQ(a->settings[a->search.setting_of(2, 1)].name, a->settings[a->search.setting_of(2, 0)].name.substr(0, a->settings[8].name.rfind('@')) + "@30");
+  EXPECT_EQ(a->settings[a->search.setting_of(2, 1)].blur_radius, a->settings[a->search.setting_of(2, 3)].blur_radius);
+  const auto tasks = expand(spec, tiny_model());
+  // One task per (layer, setting, rung): 4 sampled units fit a task.
+  ASSERT_EQ(tasks.size(), 2u * 24u);
+  std::map<std::string, std::set<std::vector<int64_t>>> samples;
+  for (const auto& t : tasks) {
+    samples[t.layer].insert(t.items);
+    EXPECT_EQ(a->search.rung_of(t.setting), t.setting % 4);
+  }
+  // Every rung and setting of a layer optimizes the same sample: one unit from each quarter.
+  ASSERT_EQ(samples["conv2_1"].size(), 1u);
+  const auto units = *samples["conv2_1"].begin();
+  ASSERT_EQ(units.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(units[i] / 4, static_cast<int64_t>(i)) << "conv2_1 has 16 units: one per stratum of 4";
+  // Seeded: the same file, the same sample; another seed, another sample (over 4^4 choices).
+  EXPECT_EQ(search_sample({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, 4, 7, "conv2_1"), units);
+  EXPECT_NE(search_sample({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, 4, 8, "conv2_1"), units);
+  // Every unit when the sample is the whole layer.
+  EXPECT_EQ(search_sample({3, 5, 9}, 3, 1, "x"), (std::vector<int64_t>{3, 5, 9}));
+  EXPECT_EQ(search_budgets(25, 400, 3), (std::vector<int>{25, 75, 225, 400}));
+  EXPECT_EQ(search_budgets(10, 90, 3), (std::vector<int>{10, 30, 90}));
+  EXPECT_EQ(search_budgets(50, 50, 2), (std::vector<int>{50}));
+}
+
 TEST(SweepParse, HashIsStable) {
   EXPECT_EQ(hash_hex("vizsweep"), hash_hex("vizsweep"));
   EXPECT_NE(hash_hex("vizsweep"), hash_hex("vizsweeq"));
@@ -417,7 +459,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"invert:\n  layers: all\n  images: {dataset: fashion-mnist, count: 1}\n  grid:\n    ? {l_tv: [-1]}\n    : 1\n",
                 "t.yaml:6: invert.grid: keys must be plain names, not lists or mappings"},
         BadCase{"actmax:\n  layers: [conv1_1]\n  itrations: 5\n",
-                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge, diversity, spectrum, transform_order, diversity_layer)"},
+                "t.yaml:4: actmax.itrations: unknown key (valid: layers, units, units_per_batch, objective, presets, grid, random, seeds, judge, diversity, spectrum, transform_order, diversity_layer, search)"},
         BadCase{"colour: red\nactmax:\n  layers: [conv1_1]\n", "t.yaml:2: colour: unknown key (valid: name, model"},
         BadCase{"actmax:\n  layers: [conv1_1, conv6_1]\n",
                 "t.yaml:3: actmax.layers[1]: no layer \"conv6_1\" in vgg11 (has conv1_1..conv2_1, relu1_1..relu2_1, pool1, avgpool, fc6..fc8)"},
@@ -530,6 +572,18 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:7: actmax.grid.decay: duplicate key (first given at line 5)"},
         BadCase{"invert:\n  layers: [relu1_1]\n  images: {dataset: fashion-mnist, count: 2, count: 3}\n",
                 "t.yaml:4: invert.images.count: duplicate key (first given at line 4)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  search: {eta: 1}\n", "t.yaml:4: actmax.search.eta: must be in [2, 100], got 1"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  search: {min_iterations: 500, max_iterations: 400}\n",
+                "t.yaml:4: actmax.search.min_iterations: must be at most max_iterations (400), got 500"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  search: {units: 9}\n",
+                "t.yaml:4: actmax.search.units: 9 is more than conv1_1 has to sample (8)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  search: {method: bayes}\n", "t.yaml:4: actmax.search.method: expected asha, got 'bayes'"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  search: {rungs: 3}\n",
+                "t.yaml:4: actmax.search.rungs: unknown key (valid: method, metric, min_iterations, max_iterations, eta, units, seed)"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  grid: {iterations: [10, 20]}\n  search: {units: 2}\n",
+                "t.yaml:4: actmax.grid.iterations: the search sets each setting's iterations"},
+        BadCase{"actmax:\n  layers: [conv1_1]\n  seeds: [0, 1]\n  search: {units: 2}\n",
+                "t.yaml:4: actmax.seeds: a search runs one seed per setting"},
         BadCase{"name: nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\n"
                 "actmax:\n  layers: [conv1_1]\n",
                 "t.yaml:2: name: at most 100 characters (it names the results directory), got 101"}),

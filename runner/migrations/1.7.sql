@@ -1,0 +1,2 @@
+-- 1.6 -> 1.7: search_trials, the trials and promotions of actmax.search (asynchronous
+-- successive halving). From reconciling: the table is created empty.
