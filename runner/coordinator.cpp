@@ -293,6 +293,7 @@ PreparedRun prepare_run(ResultIndex& index, const sweeps::SweepSpec& spec, const
     if (row.state == TaskState::Pending) p.todo.push_back(static_cast<int64_t>(i));
     if (row.state == TaskState::Done) ++p.already;
   }
+  p.search->shuffle(p.todo);  // a search's trials in random order among those of equal cost
   std::stable_sort(p.todo.begin(), p.todo.end(), [&](int64_t a, int64_t b) { return tasks[a].cost > tasks[b].cost; });
   return p;
 }

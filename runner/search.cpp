@@ -10,6 +10,7 @@
 #include "kernels/error.h"
 #include "runner/schema.h"
 #include "runner/sql.h"
+#include "sweeps/hash.h"
 #include "sweeps/techniques/actmax.h"
 
 namespace vizsweep::runner {
@@ -318,6 +319,12 @@ SearchRun::SearchRun(ResultIndex& index, const sweeps::SweepSpec& spec, const st
 SearchRun::~SearchRun() = default;
 
 bool SearchRun::planned(size_t i) const { return impl_->planned.at(i); }
+
+void SearchRun::shuffle(std::vector<int64_t>& todo) const {
+  if (!impl_->active()) return;
+  sweeps::SplitMix64 next(0x5eed5eed5eed5eedULL ^ impl_->search().seed);
+  for (size_t i = todo.size(); i > 1; --i) std::swap(todo[i - 1], todo[next() % i]);
+}
 
 std::vector<int64_t> SearchRun::catch_up() {
   auto& m = *impl_;

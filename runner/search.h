@@ -74,6 +74,11 @@ class SearchRun {
   ~SearchRun();
   // Whether task i is in the index's plan: rung 0, or a rung its setting was promoted to.
   bool planned(size_t i) const;
+  // Puts the tasks to run in a seeded random order (the search's seed), before the run sorts
+  // them by cost: asynchronous promotion assumes trials arrive in no particular order, and a
+  // grid's own order (a hyperparameter's values in turn) can arrive best-last, where nearly
+  // every trial is promoted.
+  void shuffle(std::vector<int64_t>& todo) const;
   // After the plan's tasks are in the index: records the trials whose tasks are all done but
   // that have no row yet, with their promotions (whose tasks it registers and returns).
   std::vector<int64_t> catch_up();

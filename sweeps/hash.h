@@ -41,6 +41,22 @@ class Hasher {
   uint64_t b_ = 0x84222325cbf29ce4ULL;
 };
 
+// splitmix64 (Steele, Lea, Flood 2014): a seeded generator whose draws are the same on every
+// platform (the standard library's distributions are not).
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t operator()() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  uint64_t state_;
+};
+
 inline std::string hash_hex(const std::string& s) {
   Hasher h;
   h.update(s);

@@ -49,13 +49,7 @@ std::vector<int> search_budgets(int64_t min_iterations, int64_t max_iterations, 
 std::vector<int64_t> search_sample(const std::vector<int64_t>& units, int64_t n, uint64_t seed, const std::string& layer) {
   Hasher h;
   h.update("search|" + std::to_string(seed) + "|" + layer);
-  uint64_t state = h.low();
-  auto next = [&] {  // splitmix64: the same draws on every platform
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
+  SplitMix64 next(h.low());
   const auto N = static_cast<int64_t>(units.size());
   n = std::min(n, N);
   std::vector<int64_t> out;
