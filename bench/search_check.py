@@ -3,19 +3,20 @@
 run of this script:
 
   1. the search (bench/sweeps/search.yaml: the quickstart's seven layers, a grid of 48
-     settings, rungs of 25, 75, 225 and 400 iterations, eta 3, 8 sampled units per layer) on
-     --ranks ranks;
+     settings, rungs of 25, 100 and 400 iterations, eta 4, 10 sampled units per layer; --search
+     puts other search settings in its place) on --ranks ranks;
   2. the grid: every one of the 48 settings at 400 iterations on the same sampled units (one
      sweep per layer, since each layer has its own sample);
 
-and prints per layer: the search's choice, its score at 400 iterations in the grid against
-the grid's best (target: within 0.02), the unit-iterations each spent (target: the search at
+and prints per layer: the search's choice, its metric at max_iterations in the grid against
+the grid's best (for the score, the target is within 0.02), the unit-iterations each spent (target: the search at
 most 1/4 of the grid's), the Spearman correlation of each rung's ranking with the grid's
 ranking of the same settings, and what the chosen images look like (activation against the
 grid's most activating setting, pixel contrast): where the score can mislead. Then the share
 of rank-time spent waiting in each search run (--idle-ranks, e.g. 2,3,8).
 
     /usr/bin/python3 bench/search_check.py [--build build] [--out /tmp/search_check] [--ranks 2] [--idle-ranks 2,3,8]
+        [--search 'metric: activation, min_iterations: 25, max_iterations: 400, eta: 4, units: 10']
 
 Prints tables; never a pass/fail test."""
 import argparse
@@ -86,6 +87,8 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--out", default="/tmp/search_check")
     p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--search", help="the search's settings in place of bench/sweeps/search.yaml's, e.g. "
+                                    "'metric: score, min_iterations: 25, max_iterations: 400, eta: 4, units: 10'")
     p.add_argument("--idle-ranks", default="", help="also run the search alone on these rank counts (e.g. 2,3,8) for the waiting share")
     a = p.parse_args()
     a.vizsweep = os.path.join(a.build, "runner", "vizsweep")
@@ -93,6 +96,8 @@ def main():
     os.makedirs(a.out)
 
     text = open(SEARCH).read().replace("../../models/", os.path.join(ROOT, "models") + "/")
+    if a.search:
+        text = re.sub(r"\n  search: \{.*\}", "\n  search: {" + a.search + "}", text)
     sweep = os.path.join(a.out, "search.yaml")
     with open(sweep, "w") as f:
         f.write(text)
@@ -102,6 +107,9 @@ def main():
     rungs = [r[0] for r in db.execute("SELECT DISTINCT iterations FROM search_trials ORDER BY iterations")]
     top_iters = int(re.search(r"max_iterations: (\d+)", text).group(1))
     layers = [r[0] for r in db.execute("SELECT layer FROM search_trials GROUP BY layer ORDER BY MIN(completed)")]
+    metric, column, higher = db.execute("SELECT m.name, m.column_name, m.higher_is_better FROM metrics m "
+                                        "WHERE m.name = (SELECT metric FROM search_trials LIMIT 1)").fetchone()
+    sign = 1 if higher else -1
 
     # The grid: every setting at max_iterations on each layer's sample.
     grid_text = re.sub(r"\n  search: .*", "", text)
@@ -121,12 +129,14 @@ def main():
         grid_wall += wall
         g = index(out)
         grid[layer] = {name: (score, act, key) for name, score, act, key in g.execute(
-            "SELECT s.name, AVG(r.score), AVG(r.final_activation), t.task_key FROM tasks t JOIN actmax_results r USING (task_key) "
+            f"SELECT s.name, AVG(r.{column}), AVG(r.final_activation), t.task_key FROM tasks t JOIN actmax_results r USING (task_key) "
             "JOIN actmax_settings s ON s.setting_id = t.setting_id GROUP BY s.setting_id")}
         grid[layer]["__dir__"] = out
 
-    print(f"search: {os.path.relpath(SEARCH, ROOT)}, {a.ranks} ranks; rungs of {', '.join(map(str, rungs))} iterations")
-    print(f"{'layer':<8} {'chosen (search)':<44} {'its score':>9} {'grid best':>9} {'diff':>7} {'unit-it':>8} {'ratio':>6}  "
+    print(f"search: {os.path.relpath(SEARCH, ROOT)}, {a.ranks} ranks; {re.search(r'search: (.*)', text).group(1)}; "
+          f"rungs of {', '.join(map(str, rungs))} iterations")
+    print(f"metric: {metric}")
+    print(f"{'layer':<8} {'chosen (search)':<44} {'its value':>9} {'grid best':>9} {'diff':>7} {'unit-it':>8} {'ratio':>6}  "
           f"rank correlation of each rung with the grid's ranking")
     total_search = total_grid = 0
     notes = []
@@ -141,17 +151,17 @@ def main():
         total_search += spent
         total_grid += grid_cost
         top = max(r for _, r, _, _, _, _ in trials)
-        at_top = sorted([(v, n) for _, r, _, _, v, n in trials if r == top], key=lambda x: (x[0] is None, -(x[0] or 0)))
+        at_top = sorted([(v, n) for _, r, _, _, v, n in trials if r == top], key=lambda x: (x[0] is None, -sign * (x[0] or 0)))
         chosen = at_top[0][1].rsplit("@", 1)[0]
-        best_name = max(g, key=lambda n: g[n][0])
-        grid_order = sorted(g, key=lambda n: -g[n][0])
+        best_name = max(g, key=lambda n: sign * g[n][0])
+        grid_order = sorted(g, key=lambda n: -sign * g[n][0])
         rhos = []
         for r in range(top + 1):
             order = [n.rsplit("@", 1)[0] for v, n in sorted([(v, n) for _, rr, _, _, v, n in trials if rr == r],
-                                                            key=lambda x: (x[0] is None, -(x[0] or 0)))]
+                                                            key=lambda x: (x[0] is None, -sign * (x[0] or 0)))]
             rho = spearman(order, grid_order)
             rhos.append(f"rung {r + 1} ({len(order)}): " + ("-" if rho is None else f"{rho:+.2f}"))
-        diff = g[best_name][0] - g[chosen][0]
+        diff = sign * (g[best_name][0] - g[chosen][0])
         print(f"{layer:<8} {chosen:<44} {g[chosen][0]:9.4f} {g[best_name][0]:9.4f} {diff:7.4f} {spent:8d} {spent / grid_cost:6.3f}  "
               + ", ".join(rhos))
         # What the chosen images are: activation against the grid's most activating setting,
@@ -163,11 +173,11 @@ def main():
             "SELECT t.task_key FROM tasks t JOIN actmax_settings s ON s.setting_id = t.setting_id WHERE s.name = ?", (most,))]
         notes.append(f"{layer:<8} chosen: activation {g[chosen][1]:.3g} ({g[chosen][1] / g[most][1]:.2f} of the most activating "
                      f"setting's, {most}), pixel contrast {contrast(grid[layer]['__dir__'], keys):.3f} "
-                     f"(that setting's {contrast(grid[layer]['__dir__'], keys_most):.3f}); grid best by score: {best_name}")
+                     f"(that setting's {contrast(grid[layer]['__dir__'], keys_most):.3f}); grid best by {metric}: {best_name}")
     print(f"all layers: the search spent {total_search} unit-iterations, the grid {total_grid}: {total_search / total_grid:.3f} "
           f"(target <= 0.25); wall {search_wall:.0f} s against {grid_wall:.0f} s")
-    print("score: within 0.02 of the grid's best is the target; its score is the grid's (400 iterations) for the chosen setting")
-    print("\nwhat the score chose (grid runs, 400 iterations):")
+    print(f"its value: the grid's {metric} (at max_iterations) for the search's choice; target for score: within 0.02 of the grid's best")
+    print(f"\nwhat the {metric} chose (grid runs, max_iterations):")
     for n in notes:
         print("  " + n)
     share, span = waiting_share(sd, a.ranks)
