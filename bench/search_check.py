@@ -33,6 +33,8 @@ import h5py
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from analysis.search import spearman  # noqa: E402
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 SEARCH = os.path.join(ROOT, "bench", "sweeps", "search.yaml")
 
@@ -59,16 +61,6 @@ def waiting_share(out, ranks):
     busy, first, last = index(out).execute("SELECT SUM(seconds), MIN(started_at), MAX(finished_at) FROM tasks").fetchone()
     span = iso(last) - iso(first)
     return 1 - busy / (ranks * span), span
-
-
-def spearman(a, b):
-    common = [s for s in a if s in b]
-    n = len(common)
-    if n < 3:
-        return None
-    ra = {s: i for i, s in enumerate([s for s in a if s in common])}
-    rb = {s: i for i, s in enumerate([s for s in b if s in common])}
-    return 1 - 6 * sum((ra[s] - rb[s]) ** 2 for s in common) / (n * (n * n - 1))
 
 
 def contrast(out, task_keys):
@@ -117,8 +109,10 @@ def main():
     grid_wall = 0.0
     grid = {}
     for layer in layers:
-        units = db.execute("SELECT t.units FROM tasks t JOIN search_trials st ON st.setting_id = t.setting_id AND st.layer = t.layer "
-                           "WHERE t.layer = ? AND st.rung = 0 LIMIT 1", (layer,)).fetchone()[0]
+        # The sample: the units of every task of one rung-0 trial (a trial may span tasks).
+        units = ",".join(r[0] for r in db.execute(
+            "SELECT t.units FROM tasks t JOIN search_trials st ON st.setting_id = t.setting_id AND st.layer = t.layer "
+            "WHERE t.layer = ? AND st.rung = 0 AND st.base_setting = 0", (layer,)))
         lt = re.sub(r"\n  layers: .*", f"\n  layers: [{layer}]\n  units: [{units}]", grid_text)
         lt = re.sub(r"^name: .*", f"name: grid_{layer}", lt, flags=re.M)
         path = os.path.join(a.out, f"grid_{layer}.yaml")
@@ -151,14 +145,15 @@ def main():
         total_search += spent
         total_grid += grid_cost
         top = max(r for _, r, _, _, _, _ in trials)
-        at_top = sorted([(v, n) for _, r, _, _, v, n in trials if r == top], key=lambda x: (x[0] is None, -sign * (x[0] or 0)))
-        chosen = at_top[0][1].rsplit("@", 1)[0]
+        # As the search ranks: the better value, then the lower setting.
+        at_top = sorted([(v, b, n) for b, r, _, _, v, n in trials if r == top], key=lambda x: (x[0] is None, -sign * (x[0] or 0), x[1]))
+        chosen = at_top[0][2].rsplit("@", 1)[0]
         best_name = max(g, key=lambda n: sign * g[n][0])
         grid_order = sorted(g, key=lambda n: -sign * g[n][0])
         rhos = []
         for r in range(top + 1):
-            order = [n.rsplit("@", 1)[0] for v, n in sorted([(v, n) for _, rr, _, _, v, n in trials if rr == r],
-                                                            key=lambda x: (x[0] is None, -sign * (x[0] or 0)))]
+            order = [n.rsplit("@", 1)[0] for v, b, n in sorted([(v, b, n) for b, rr, _, _, v, n in trials if rr == r],
+                                                               key=lambda x: (x[0] is None, -sign * (x[0] or 0), x[1]))]
             rho = spearman(order, grid_order)
             rhos.append(f"rung {r + 1} ({len(order)}): " + ("-" if rho is None else f"{rho:+.2f}"))
         diff = sign * (g[best_name][0] - g[chosen][0])

@@ -48,10 +48,7 @@ class CoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     quiet_hdf5();
-    dir = fs::temp_directory_path() / ("vizsweep_coord_" + std::to_string(getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(ResultsDir(dir.string()).shards());
+    dir = vizsweep::testing::fresh_results_dir("vizsweep_coord_");
     spec = sweeps::parse_sweep("model: {builtin: vgg11}\nmax_attempts: 2\nactmax:\n  layers: [conv1_1, fc8]\n  units: 0-3\n"
                                "  units_per_batch: 1\n",
                                "t.yaml", dir.string());

@@ -110,10 +110,7 @@ class SearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
     quiet_hdf5();
-    dir = fs::temp_directory_path() / ("vizsweep_search_" + std::to_string(getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(ResultsDir(dir.string()).shards());
+    dir = vizsweep::testing::fresh_results_dir("vizsweep_search_");
     spec = sweeps::parse_sweep("model: {builtin: vgg11}\nactmax:\n  layers: [conv1_1]\n  grid: {lr: [1, 2, 3], blur_radius: [0, 1], blur_every: 4}\n"
                                "  search: {min_iterations: 2, max_iterations: 8, eta: 2, units: 2, seed: 1}\n",
                                "t.yaml", dir.string());
