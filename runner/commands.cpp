@@ -236,6 +236,7 @@ int status_command(const std::string& dir, bool check) {
   };
   for (auto& [tech, m] : t) line(tech, m);
   line("all", all);
+  std::fputs(search_progress(index).c_str(), stdout);
   if (auto f = Projection::find(dir, "")) print_projection_vs_run(index, *f);
   auto fails = index.failures(5);
   if (!fails.empty()) {

@@ -189,6 +189,33 @@ std::string search_plan(const sweeps::SweepSpec& spec, const std::vector<sweeps:
   return b;
 }
 
+std::string search_progress(const ResultIndex& index) {
+  sqlite3* db = index.handle();
+  {
+    Query has(db, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'search_trials'");
+    if (!has.row() || has.i64(0) == 0) return "";
+  }
+  Query q(db,
+          "SELECT st.layer, st.rung, st.iterations, COUNT(*), SUM(st.promoted_at IS NOT NULL), "
+          "CASE WHEN MAX(m.higher_is_better) = 0 THEN MIN(st.value) ELSE MAX(st.value) END, st.metric "
+          "FROM search_trials st LEFT JOIN metrics m ON m.name = st.metric GROUP BY st.layer, st.rung "
+          "ORDER BY (SELECT MIN(completed) FROM search_trials x WHERE x.layer = st.layer), st.rung");
+  std::string out, layer;
+  char b[256];
+  while (q.row()) {
+    if (q.text(0) != layer) {
+      layer = q.text(0);
+      out += (out.empty() ? "\nsearch (" + q.text(6) + "; trials completed, promoted, best so far):\n" : "\n") + ("  " + layer + ":");
+    }
+    char value[32] = "n/a";
+    if (!q.is_null(5)) std::snprintf(value, sizeof value, "%.4g", q.f64(5));
+    std::snprintf(b, sizeof b, "%s rung %lld (%lld it) %lld, %lld, %s", out.back() == ':' ? "" : ";", static_cast<long long>(q.i64(1) + 1),
+                  static_cast<long long>(q.i64(2)), static_cast<long long>(q.i64(3)), static_cast<long long>(q.i64(4)), value);
+    out += b;
+  }
+  return out.empty() ? out : out + "\n";
+}
+
 struct SearchRun::Impl {
   ResultIndex& index;
   const std::vector<sweeps::Task>& tasks;

@@ -64,6 +64,10 @@ void check_search(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>
 // promotion allows when results arrive in a bad order) and the full grid's at max_iterations.
 std::string search_plan(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks);
 
+// `status`'s lines for a results directory a search writes into: per layer and rung, the
+// trials completed and promoted and the best value so far ("" without search trials).
+std::string search_progress(const ResultIndex& index);
+
 // The search over a run's tasks: which tasks a run starts with, and the decisions as results
 // arrive. One per run, on rank 0, next to the coordinator.
 class SearchRun {

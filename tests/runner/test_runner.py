@@ -433,6 +433,14 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(index_rows(d, "SELECT * FROM search_trials ORDER BY completed"), before)
         v = run([VIZSWEEP, "verify", d])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        # status: each layer's rungs, trials completed and promoted (from the index).
+        st = run([VIZSWEEP, "status", d])
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertIn("search (score; trials completed, promoted, best so far):", st.stdout)
+        for layer in ("conv2_1", "fc8"):
+            n1 = sum(1 for (l, _, r) in values if l == layer and r == 1)
+            p0 = sum(1 for (l, _, r) in got if l == layer and r == 0)
+            self.assertRegex(st.stdout, rf"  {layer}: rung 1 \(4 it\) 8, {p0}, [0-9.]+; rung 2 \(8 it\) {n1}, ")
 
     def test_another_sweeps_directory_is_refused(self):
         d = self.out("mixed")
