@@ -264,14 +264,12 @@ PreparedRun prepare_run(ResultIndex& index, const sweeps::SweepSpec& spec, const
   // A search plans its first rung and the rungs earlier runs promoted to; the rest comes as
   // it decides.
   p.search = std::make_shared<SearchRun>(index, spec, tasks, sweep_id);
-  std::vector<sweeps::Task> planned;
-  for (size_t i = 0; i < tasks.size(); ++i)
-    if (!p.search->planned(i)) {
-      for (size_t j = 0; j < tasks.size(); ++j)
-        if (p.search->planned(j)) planned.push_back(tasks[j]);
-      break;
-    }
-  index.add_plan(sweep_id, spec, planned.empty() ? tasks : planned, classes);
+  std::vector<sweeps::Task> planned;  // copied only when a search leaves some tasks out
+  bool all = true;
+  for (size_t i = 0; i < tasks.size() && all; ++i) all = p.search->planned(i);
+  for (size_t i = 0; i < tasks.size() && !all; ++i)
+    if (p.search->planned(i)) planned.push_back(tasks[i]);
+  index.add_plan(sweep_id, spec, all ? tasks : planned, classes);
   p.abandoned = index.abandon_running();
   p.retried = index.retry_failed(spec.max_attempts);
   p.invalid = invalidate_unreadable(index, dir);  // reads every dataset: checksums find damage
