@@ -15,7 +15,7 @@ channels_last; --format-iters iterations, 8 by default): vizsweep's is the one `
 would choose (vizsweep-bench-actmax --tune: the fastest that passes the quality guard of
 kernels/tune.h); the peer's are plain PyTorch (torch.autocast, channels_last), the fastest of
 all four, each timed once to find it (that run the fastest's first round); then the two take
-turns until each has --repeat rounds.
+turns until each has --format-repeat rounds (2).
 plan: `vizsweep tune` and `vizsweep plan --ranks 2` on tests/runner/small.yaml and the
 quickstart, then the run itself on 2 ranks: the projected wall time against the measured one.
 runner: no-op tasks (vizsweep run --noop-tasks) through the coordinator with 1, 2 and 4 ranks
@@ -80,6 +80,8 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"), help="the build directory (scripts/build.sh's)")
     p.add_argument("--only", default="actmax,formats,runner,index,exemplars,plan", help="which benchmarks (comma-separated)")
     p.add_argument("--format-iters", type=int, default=8, help="iterations per run of the formats benchmark")
+    p.add_argument("--format-repeat", type=int, default=2,
+                   help="rounds per layer and side of the formats benchmark (the median of each side is shown)")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     p.add_argument("--exemplar-images", type=int, default=60000, help="training images the exemplars benchmark scans")
@@ -94,6 +96,8 @@ def main():
     a.bench = os.path.join(a.build, "bench", "vizsweep-bench-actmax")
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
+    if a.format_repeat < 1:
+        p.error("--format-repeat must be at least 1")
     for name in a.plan_sweeps.split(","):
         if name not in PLAN_SWEEPS:
             p.error(f"--plan-sweeps: no sweep {name!r} (have {', '.join(PLAN_SWEEPS)})")
@@ -294,29 +298,31 @@ NAIVE = {}
 
 
 def bench_formats(a):
-    """Each side in its fastest format. To finish all six layers in minutes on 2 cores it trades
-    runs, not the comparison: --format-iters iterations (8); vizsweep's format the one its tuner
-    chooses (no other format timed again); the peer's four formats timed once each to find its
-    fastest, that run counting as the fastest's first round; then the two take turns until each
-    has --repeat rounds (medians). The naive peer is the actmax section's when it ran in this
-    invocation, else one run on one unit (fp32; its rate is per unit and it only sets the
-    scale)."""
+    """Each side in its fastest format. To finish all six layers in under 10 minutes on 2 cores it
+    trades runs, not the comparison: --format-iters iterations (8); vizsweep's format the one its
+    tuner chooses, all layers tuned in one process (no other format timed again); the peer's four
+    formats timed once each to find its fastest, that run counting as the fastest's first round;
+    then the two take turns until each has --format-repeat rounds (2; medians). The naive peer is
+    the actmax section's when it ran in this invocation, else one run on one unit (fp32; its rate
+    is per unit and it only sets the scale)."""
     if not os.access(a.bench, os.X_OK):
         sys.exit(f"run_bench: {a.bench} is not built (scripts/build.sh)")
     peer = os.path.join(ROOT, "bench", "peer_actmax.py")
     common = ["--units", str(a.units), "--iters", str(a.format_iters), "--threads", str(a.threads)]
     print(f"\nformats: each side in its fastest format here; {a.units} units x {a.format_iters} iterations; "
           f"the peer's formats once each (the fastest's run its first round), then the two in turns, "
-          f"median of {a.repeat} rounds")
+          f"median of {a.format_repeat} rounds")
     print(f"{'layer':<8} {'vizsweep':>22} {'reached':>8} {'peer (batched)':>22} {'x peer':>7} {'x naive fp32':>13}")
     logs = []
     fmt = lambda f: ["--precision", f[0], "--channels-last", str(f[1])]  # noqa: E731
     name = lambda f: f"{f[0]}{'+CL' if f[1] else ''}"  # noqa: E731
     one_unit = ["--units", "1"] + common[2:]
+    # vizsweep's format per layer: what `vizsweep tune` chooses here (kernels/tune.h), every layer
+    # in one process (the model converted to each format once).
+    tuned_all = run([a.bench, "--layers", a.layers, "--tune"] + common)
     for layer in a.layers.split(","):
         naive = NAIVE.get(layer) or rate(run([sys.executable, peer, "--mode", "naive", "--layer", layer] + one_unit))
-        # vizsweep's format: what `vizsweep tune` chooses here (kernels/tune.h).
-        tuned = run([a.bench, "--layers", layer, "--tune"] + common)
+        tuned = "\n".join(line for line in tuned_all.splitlines() if f" layer={layer} " in line)
         chosen = re.search(r"chosen=(\S+?)(,? channels_last)? speedup", tuned)
         best = (chosen.group(1), 1 if chosen.group(2) else 0)
         reached = float(re.search(rf"format={best[0]}{', channels_last' if best[1] else ''} \S+ \S+ reached=([0-9.]+)",
@@ -325,11 +331,11 @@ def bench_formats(a):
         once = {f: rate(run(peer_cmd(f))) for f in FORMATS}
         pbest = max(once, key=once.get)
         ours, theirs = [], [once[pbest]]
-        for r in range(a.repeat):
+        for r in range(a.format_repeat):
             # The whole call as a task runs it; no loop-rate rounds, no fp32 check (the tuner's guard
             # has checked this format: "reached").
             ours.append(rate(run([a.bench, "--layers", layer, "--rounds", "0", "--check", "0"] + common + fmt(best))))
-            if r < a.repeat - 1:
+            if r < a.format_repeat - 1:
                 theirs.append(rate(run(peer_cmd(pbest))))
         v, t = statistics.median(ours), statistics.median(theirs)
         logs.append(math.log(v / naive))
