@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.7');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.8');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -153,6 +153,8 @@ CREATE TABLE IF NOT EXISTS fgsm_results (
   success    INTEGER NOT NULL CHECK (success IN (0, 1)),  -- label changed (targeted: target reached)
   shard      TEXT NOT NULL,
   dataset    TEXT NOT NULL,
+  run        INTEGER CHECK (run >= 0),           -- the run the result is from (restart; apgd-dlr:
+                                                 -- target x restarts + restart); added in 1.8
   PRIMARY KEY (task_key, image_id)
 );
 
@@ -166,6 +168,10 @@ CREATE TABLE IF NOT EXISTS fgsm_steps (
   loss       REAL NOT NULL,
   final_prob REAL,                                -- probability of the attack's final predicted class
                                                   -- (the adversarial class); added in 1.1
+  margin     REAL,                                -- logit of the true (or target) label minus the
+                                                  -- largest other; added in 1.8
+  eta        REAL,                                -- the step size after this step (APGD halves it
+                                                  -- per image); added in 1.8
   PRIMARY KEY (task_key, image_id, step)
 );
 
@@ -288,17 +294,48 @@ JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
 JOIN invert_settings s ON s.setting_id = t.setting_id
 GROUP BY t.layer, s.setting_id;
 
--- FGSM success rate by eps and step count, over images the model classified correctly.
+-- Attack success rate by eps and step count (and attack, norm, restarts: 1.8), over images
+-- the model classified correctly.
 CREATE VIEW IF NOT EXISTS fgsm_success AS
 SELECT s.eps, s.steps, s.targeted, COUNT(*) AS images,
        SUM(r.clean_pred = r.true_label) AS clean_correct,
        AVG(r.final_pred = r.true_label) AS adversarial_accuracy,
        CAST(SUM(r.success AND r.clean_pred = r.true_label) AS REAL) /
-         NULLIF(SUM(r.clean_pred = r.true_label), 0) AS success_rate
+         NULLIF(SUM(r.clean_pred = r.true_label), 0) AS success_rate,
+       s.attack, s.norm, s.restarts
 FROM fgsm_results r
 JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
 JOIN fgsm_settings s ON s.setting_id = t.setting_id
-GROUP BY s.eps, s.steps, s.targeted;
+GROUP BY s.eps, s.steps, s.targeted, s.attack, s.norm, s.restarts;
+
+-- Schema 1.8. Robust accuracy by AutoAttack's rule: an image is robust at (norm, eps) when the
+-- model classifies it correctly and no attack at that budget changed its label: every attack,
+-- step count, restart and target of every done task (targeted attacks too), so adding an attack
+-- later can only lower the figure. `attacks`: the attack rows the flag stands on.
+CREATE VIEW IF NOT EXISTS robust_images AS
+SELECT s.norm, s.eps, r.image_id, r.true_label,
+       MIN(r.clean_pred = r.true_label) AS clean_correct,
+       MIN(r.clean_pred = r.true_label AND r.final_pred = r.true_label) AS robust,
+       COUNT(*) AS attacks
+FROM fgsm_results r
+JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+JOIN fgsm_settings s ON s.setting_id = t.setting_id
+GROUP BY s.norm, s.eps, r.image_id;
+
+-- Robust accuracy per budget over the ensemble (robust_images), and per attack setting
+-- (attack, steps, restarts, targeted) alone, over every image attacked.
+CREATE VIEW IF NOT EXISTS robust_accuracy AS
+SELECT norm, eps, COUNT(*) AS images, AVG(clean_correct) AS clean_accuracy, AVG(robust) AS robust_accuracy
+FROM robust_images
+GROUP BY norm, eps;
+
+CREATE VIEW IF NOT EXISTS attack_accuracy AS
+SELECT s.attack, s.norm, s.eps, s.steps, s.restarts, s.targeted, COUNT(*) AS images,
+       AVG(r.clean_pred = r.true_label AND r.final_pred = r.true_label) AS robust_accuracy
+FROM fgsm_results r
+JOIN tasks t ON t.task_key = r.task_key AND t.state = 'done'
+JOIN fgsm_settings s ON s.setting_id = t.setting_id
+GROUP BY s.attack, s.norm, s.eps, s.steps, s.restarts, s.targeted;
 
 -- Each unit's exemplars over the whole dataset: the shards' lists merged in the total order
 -- (response, then image id; kernels/exemplars.h), so that `rank` 1..k equals a single scan's.

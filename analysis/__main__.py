@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from analysis import answers, atlas, best, exemplars, featuremaps, fgsm, grid, invert, search
+from analysis import answers, atlas, best, exemplars, featuremaps, fgsm, grid, invert, robust, search
 from analysis.index import AnalysisError
 
 
@@ -18,6 +18,7 @@ def main(argv=None):
     atlas.add_parser(sub)
     exemplars.add_parser(sub)
     search.add_parser(sub)
+    robust.add_parser(sub)
     args = p.parse_args(argv)
     try:
         return args.run(args)

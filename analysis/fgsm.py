@@ -35,11 +35,13 @@ def step_curves(db, setting_id):
 
 
 def success(db):
-    """{(steps, targeted): [(eps, success rate)]}."""
+    """{(attack, norm, steps, targeted): [(eps, success rate)]} (indexes before 1.8: fgsm, linf)."""
     out = {}
-    for eps, steps, targeted, rate in db.execute(
-            "SELECT eps, steps, targeted, success_rate FROM fgsm_success ORDER BY eps"):
-        out.setdefault((steps, targeted), []).append((eps, rate if rate is not None else float("nan")))
+    cols = {r[1] for r in db.execute("PRAGMA table_info(fgsm_success)")}
+    extra = ", attack, norm" if "attack" in cols else ", 'fgsm', 'linf'"
+    for eps, steps, targeted, rate, attack, norm in db.execute(
+            f"SELECT eps, steps, targeted, success_rate{extra} FROM fgsm_success ORDER BY eps"):
+        out.setdefault((attack, norm, steps, targeted), []).append((eps, rate if rate is not None else float("nan")))
     return out
 
 
@@ -98,10 +100,11 @@ def run(args):
     ax.legend(fontsize=6)
 
     ax = fig.add_subplot(grid[0, 3:])
-    for (steps, targeted), pts in sorted(success(db).items()):
+    for (attack, norm, steps, targeted), pts in sorted(success(db).items()):
+        which = "" if (attack, norm) == ("fgsm", "linf") else f"{attack}{' ' + norm if norm != 'linf' else ''}, "
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4,
-                label=f"{steps} step{'s' if steps > 1 else ''}{' targeted' if targeted else ''}")
-    ax.set_xlabel("eps (L-inf, image in [0, 1])")
+                label=f"{which}{steps} step{'s' if steps > 1 else ''}{' targeted' if targeted else ''}")
+    ax.set_xlabel("eps (image in [0, 1]; L-inf unless named)")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("attack success rate against eps", fontsize=9)

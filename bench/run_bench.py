@@ -11,7 +11,7 @@ a careful PyTorch user writes). Workload: torchvision's VGG16 (seeded random wei
     /usr/bin/python3 bench/run_bench.py [--only actmax,formats,runner,index,exemplars,plan] [--threads N] [--units 4] [--iters 10] [--repeat 3]
 
 formats: each side in its fastest compute format on this machine (fp32 or bf16, NCHW or
-channels_last; --format-iters iterations, 8 by default): vizsweep's is the one `vizsweep tune`
+channels_last; --format-iters iterations, 6 by default): vizsweep's is the one `vizsweep tune`
 would choose (vizsweep-bench-actmax --tune: the fastest that passes the quality guard of
 kernels/tune.h); the peer's are plain PyTorch (torch.autocast, channels_last), the fastest of
 all four, each timed once to find it (that run the fastest's first round); then the two take
@@ -78,11 +78,15 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="rounds per layer (actmax); the median of each side is shown")
     p.add_argument("--layers", default="conv1_2,conv2_2,conv3_3,conv4_3,conv5_3,fc8")
     p.add_argument("--build", default=os.path.join(ROOT, "build"), help="the build directory (scripts/build.sh's)")
-    p.add_argument("--only", default="actmax,formats,runner,index,exemplars,plan", help="which benchmarks (comma-separated)")
-    p.add_argument("--format-iters", type=int, default=8, help="iterations per run of the formats benchmark")
+    p.add_argument("--only", default="actmax,formats,runner,index,exemplars,plan,attacks",
+                   help="which benchmarks (comma-separated)")
+    p.add_argument("--format-iters", type=int, default=6, help="iterations per run of the formats benchmark")
     p.add_argument("--format-repeat", type=int, default=2,
                    help="rounds per layer and side of the formats benchmark (the median of each side is shown)")
     p.add_argument("--tasks", type=int, default=50000, help="no-op tasks of the runner benchmark")
+    p.add_argument("--attack-images", type=int, default=2000, help="test images the attacks benchmark attacks")
+    p.add_argument("--attack-batches", default="100,250,500,1000",
+                   help="batch sizes the peer of the attacks benchmark tries (its best counts)")
     p.add_argument("--rows", type=int, default=1000000, help="result rows of the index benchmark")
     p.add_argument("--exemplar-images", type=int, default=60000, help="training images the exemplars benchmark scans")
     p.add_argument("--plan-sweeps", default="small,quickstart",
@@ -103,7 +107,7 @@ def main():
             p.error(f"--plan-sweeps: no sweep {name!r} (have {', '.join(PLAN_SWEEPS)})")
     only = a.only.split(",")
     sections = {"actmax": bench_actmax, "formats": bench_formats, "runner": bench_runner, "index": bench_index,
-                "exemplars": bench_exemplars, "plan": bench_plan}
+                "exemplars": bench_exemplars, "plan": bench_plan, "attacks": bench_attacks}
     for name in only:
         if name not in sections:
             p.error(f"--only: no section {name!r} (have {', '.join(sections)})")
@@ -170,7 +174,7 @@ def write_markdown(a, outputs):
     for name, out, failed in outputs:
         kept[name] = (f"**{name}** ({stamp}" + (f"; failed: {failed}" if failed else "") + "):\n\n"
                       f"```text\n{out}\n```\n")
-    order = ["actmax", "formats", "runner", "index", "exemplars", "plan"]
+    order = ["actmax", "formats", "runner", "index", "exemplars", "plan", "attacks"]
     block = machine + "\n\n" + "\n".join(kept[n] for n in order if n in kept)
     with open(a.markdown, "w") as f:
         f.write(head + block + text[j:])
@@ -213,6 +217,41 @@ def bench_plan(a):
                 sys.exit(f"run_bench: the run of {sweep} failed:\n{r.stderr}")
             print(f"{name:<12} {tune_s:7.1f} {projected:10.1f} s {measured:10.1f} s {measured / projected:6.2f}", flush=True)
     print("ratio: measured over projected (target within 30%: 0.7 to 1.3)")
+
+
+def bench_attacks(a):
+    """PGD (L-inf, eps 0.03, 10 steps, random start) over the first --attack-images test images
+    on the default model: vizsweep's run (1 rank, tasks of 500 images, every step's row in the
+    index) against bench/peer_attack.py, plain PyTorch, at each of --attack-batches (its best
+    counts). Image-steps per second: vizsweep's from its whole run, start-up included, and from
+    its tasks' own seconds (the index's tasks.seconds)."""
+    import sqlite3
+    import tempfile
+    vizsweep = os.path.join(a.build, "runner", "vizsweep")
+    model = os.path.join(ROOT, "models", "fashion_vgg11.pt")
+    n, steps = a.attack_images, 10
+    peer = [sys.executable, os.path.join(ROOT, "bench", "peer_attack.py"), "--model", model, "--images", str(n),
+            "--steps", str(steps), "--threads", str(a.threads)]
+    print(f"\nattacks: PGD, L-inf eps 0.03, {steps} steps from a random start, {n:,} Fashion-MNIST test images, "
+          f"default model (32 px), {a.threads} threads; image-steps per second")
+    peers = {int(b): rate(run(peer + ["--batch", b]), "image_steps_per_s") for b in a.attack_batches.split(",")}
+    best = max(peers, key=peers.get)
+    with tempfile.TemporaryDirectory(prefix="vizsweep_bench_") as tmp:
+        sweep, out = os.path.join(tmp, "pgd.yaml"), os.path.join(tmp, "out")
+        with open(sweep, "w") as f:
+            f.write(f"name: bench-pgd\nmodel: {{file: {model}}}\nfgsm:\n  images: {{dataset: fashion-mnist, split: test, "
+                    f"count: {n}}}\n  images_per_batch: 500\n  attack: pgd\n  eps: 0.03\n  steps: {steps}\n")
+        t0 = time.monotonic()
+        run([vizsweep, "run", sweep, "--out", out, "--threads", str(a.threads), "--progress-seconds", "100000"])
+        wall = time.monotonic() - t0
+        db = sqlite3.connect(os.path.join(out, "index.sqlite"))
+        task_s = db.execute("SELECT SUM(seconds) FROM tasks WHERE technique = 'fgsm'").fetchone()[0]
+        db.close()
+    print("  peer (plain PyTorch) by batch: " + ", ".join(f"{b}: {v:,.0f}" for b, v in sorted(peers.items())))
+    print(f"  vizsweep: {n * steps / task_s:,.0f} in its tasks ({task_s:.1f} s), {n * steps / wall:,.0f} over the whole run "
+          f"({wall:.1f} s, start-up, index and shards included)")
+    print(f"  against the peer at its best batch ({best}): {n * steps / task_s / peers[best]:.2f}x (tasks), "
+          f"{n * steps / wall / peers[best]:.2f}x (whole run); target >= 1")
 
 
 def bench_exemplars(a):
@@ -299,7 +338,7 @@ NAIVE = {}
 
 def bench_formats(a):
     """Each side in its fastest format. To finish all six layers in under 10 minutes on 2 cores it
-    trades runs, not the comparison: --format-iters iterations (8); vizsweep's format the one its
+    trades runs, not the comparison: --format-iters iterations (6); vizsweep's format the one its
     tuner chooses, all layers tuned in one process (no other format timed again); the peer's four
     formats timed once each to find its fastest, that run counting as the fastest's first round;
     then the two take turns until each has --format-repeat rounds (2; medians). The naive peer is

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "kernels/error.h"
@@ -27,6 +28,7 @@ FgsmResult fgsm(const Model& model, const torch::Tensor& images, const torch::Te
   r.pred_prob = torch::empty({s.steps + 1, B}, opts);
   r.label_prob = torch::empty({s.steps + 1, B}, opts);
   r.loss = torch::empty({s.steps + 1, B}, opts);
+  r.margin = torch::empty({s.steps + 1, B}, opts);
   r.probs = torch::empty({s.steps + 1, B, model.info().num_classes}, opts);
   auto record = [&](int row, const torch::Tensor& logits) {
     torch::NoGradGuard ng;
@@ -38,6 +40,9 @@ FgsmResult fgsm(const Model& model, const torch::Tensor& images, const torch::Te
     auto ly = logp.gather(1, y.view({-1, 1})).squeeze(1);
     r.label_prob[row].copy_(ly.exp());
     r.loss[row].copy_(-ly);
+    const auto z = logits.detach();
+    const auto others = z.scatter(1, y.view({-1, 1}), -std::numeric_limits<float>::infinity());
+    r.margin[row].copy_(z.gather(1, y.view({-1, 1})).squeeze(1) - std::get<0>(others.max(1)));
   };
   torch::Tensor x = x0.clone();
   for (int step = 0; step < s.steps; ++step) {

@@ -20,6 +20,8 @@ struct FgsmResult {
   torch::Tensor pred_prob;    // its softmax probability
   torch::Tensor label_prob;   // probability of the true label (untargeted) or the target
   torch::Tensor loss;         // cross-entropy against labels
+  torch::Tensor margin;       // logit of the label minus the largest other logit (untargeted:
+                              // < 0 once fooled; targeted: > 0 once at the target)
   torch::Tensor probs;        // every class's softmax probability: [steps + 1, B, classes]
   double step_size = 0;
 };

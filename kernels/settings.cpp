@@ -70,9 +70,16 @@ ActMaxSettings actmax_preset(const std::string& name) {
 }
 
 double effective_step_size(const FgsmSettings& s) {
+  if (s.attack == Attack::ApgdCe || s.attack == Attack::ApgdDlr) return 2 * s.eps;
   if (s.step_size > 0) return s.step_size;
   if (s.steps == 1) return s.eps;
+  if (s.attack == Attack::MiFgsm) return s.eps / s.steps;
   return std::min(s.eps, 2.5 * s.eps / s.steps);
+}
+
+const char* attack_name(Attack a) {
+  static const char* const names[] = {"fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-dlr"};
+  return names[static_cast<int>(a)];
 }
 
 
@@ -342,11 +349,34 @@ using F = FgsmSettings;
 const std::vector<Field<F>>& fgsm_table() {
   static const std::vector<Field<F>> t = [] {
     std::vector<Field<F>> v;
-    v.push_back(real_field<F>("eps", &F::eps).range(0, 1).note("(pixel space)").help("L-inf budget, pixel space [0, 1]"));
+    v.push_back(real_field<F>("eps", &F::eps).at_least(0).note("(pixel space)")
+                    .help("budget, pixel space: L-inf in [0, 1]; L2 the radius of the ball"));
     v.push_back(int_field<F>("steps", &F::steps).at_least(1).help("1 = FGSM; more = iterative FGSM"));
-    v.push_back(real_field<F>("step_size", &F::step_size).range(0, 1).note("(0 = automatic)")
-                    .help("per step; 0 = eps for one step, else min(eps, 2.5 eps / steps)"));
+    v.push_back(real_field<F>("step_size", &F::step_size).at_least(0).note("(0 = automatic)")
+                    .help("per step; 0 = automatic: eps for one step, else min(eps, 2.5 eps / steps) (mifgsm: "
+                          "eps / steps; apgd-*: 2 eps at the start, halved at its checkpoints)"));
     v.push_back(bool_field<F>("targeted", &F::targeted).help("labels are targets: move towards them"));
+    // Schema 1.8.
+    v.push_back(choice_field<F>("attack", &F::attack, {"fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-dlr"}, "attack")
+                    .new_in_key_only_when_set()
+                    .help("fgsm (iterative with steps > 1); pgd: from a random start, with restarts; mifgsm: "
+                          "momentum; apgd-ce: APGD on the cross-entropy; apgd-dlr: APGD on the targeted DLR loss "
+                          "against each of the top 9 other classes"));
+    v.push_back(choice_field<F>("norm", &F::norm, {"linf", "l2"}, "norm").new_in_key_only_when_set()
+                    .help("the ball of the budget: linf (each pixel moves at most eps) or l2 (the perturbation's "
+                          "Euclidean norm at most eps)"));
+    v.push_back(int_field<F>("restarts", &F::restarts).at_least(1).new_in_key_only_when_set()
+                    .help("pgd, apgd-*: runs from independent random starts (apgd-dlr: per target); broken when "
+                          "any run breaks the image"));
+    v.push_back(real_field<F>("momentum", &F::momentum).range(0, 1).new_in_key_only_when_set()
+                    .help("mifgsm: decay factor of the accumulated gradient (1 in the paper)"));
+    v.push_back(int_field<F>("seed", &F::seed).at_least(0).new_in_key_only_when_set()
+                    .help("random starts: image i's run r draws from a generator seeded by (seed, i, r) alone"));
+    v.push_back(choice_field<F>("target_mode", &F::target_mode, {"offset", "random", "least_likely", "all"}, "target mode")
+                    .new_in_key_only_when_set()
+                    .help("targeted attacks: the class (label + target_offset) mod classes, one drawn at random per "
+                          "image (seeded by seed and its id), the one the clean image scores lowest, or every other "
+                          "class in turn (broken when any is reached)"));
     return v;
   }();
   return t;
@@ -519,7 +549,21 @@ int transform_pixels(double value, int64_t size) {
 
 void validate(const InversionSettings& s) { check_ranges(inversion_table(), s, s.name.empty() ? "" : "setting " + s.name + ": "); }
 
-void validate(const FgsmSettings& s) { check_ranges(fgsm_table(), s, ""); }
+void validate(const FgsmSettings& s) {
+  check_ranges(fgsm_table(), s, "");
+  if (s.norm == AttackNorm::Linf && s.eps > 1)
+    throw Error("eps", "must be in [0, 1] for an L-inf attack (pixel space), got " + format_number(s.eps));
+  const bool random_start = s.attack == Attack::Pgd || s.attack == Attack::ApgdCe || s.attack == Attack::ApgdDlr;
+  if (s.restarts > 1 && !random_start)
+    throw Error("restarts", std::string(attack_name(s.attack)) + " starts from the image itself: every restart "
+                "would be the same run (pgd and apgd-* start at random)");
+  if ((s.attack == Attack::ApgdCe || s.attack == Attack::ApgdDlr) && s.step_size > 0)
+    throw Error("step_size", "APGD sets its own step size (2 eps, halved at its checkpoints): leave it out");
+  if (s.target_mode != TargetMode::Offset && !s.targeted)
+    throw Error("target_mode", "chooses a targeted attack's target: set targeted: true");
+  if (s.attack == Attack::ApgdDlr && s.targeted)
+    throw Error("targeted", "apgd-dlr chooses its own targets (the top 9 other classes): leave targeted out");
+}
 
 std::string canonical(const std::vector<std::pair<std::string, ParamValue>>& params) {
   std::string out;

@@ -122,15 +122,41 @@ struct InversionSettings {
 
 // Throws vizsweep::Error naming the first bad field.
 void validate(const InversionSettings& s);
+// The attacks of the fgsm technique (kernels/fgsm.h, kernels/attacks.h).
+enum class Attack {
+  Fgsm,     // FGSM (Goodfellow et al. 2015); with more steps iterative FGSM (BIM), from the image
+  Pgd,      // PGD (Madry et al. 2018): iterative FGSM from a random start in the ball, restarts
+  MiFgsm,   // MI-FGSM (Dong et al. 2018): steps along an accumulated L1-normalized gradient
+  ApgdCe,   // APGD (Croce & Hein 2020) on the cross-entropy
+  ApgdDlr,  // APGD on the targeted DLR loss, once per target: the top 9 other classes
+};
+const char* attack_name(Attack a);
+enum class AttackNorm { Linf, L2 };
+// Which class a targeted attack aims at: (label + target_offset) mod classes; a class drawn at
+// random (seeded by the image's id); the class the clean image scores lowest; or every other
+// class in turn, one run each (the image counts as broken when any run reaches its target).
+enum class TargetMode { Offset, Random, LeastLikely, All };
+
 struct FgsmSettings {
-  double eps = 0.1;        // L-inf budget, pixel space [0, 1]
+  double eps = 0.1;        // budget, pixel space: L-inf in [0, 1]; L2 the ball's radius
   int steps = 1;           // 1 = FGSM; > 1 = iterative FGSM (BIM)
-  double step_size = 0.0;  // 0 = eps for one step, else min(eps, 2.5 * eps / steps)
+  double step_size = 0.0;  // 0 = automatic (effective_step_size)
   bool targeted = false;   // labels are targets: move towards them
+  // Added in schema 1.8 (in a task key only when not at these defaults):
+  Attack attack = Attack::Fgsm;
+  AttackNorm norm = AttackNorm::Linf;
+  int restarts = 1;        // pgd, apgd-*: runs from independent random starts per image (per
+                           // target under apgd-dlr); the image counts as broken when any run breaks it
+  double momentum = 1.0;   // mifgsm: the accumulated gradient's decay factor mu
+  int seed = 0;            // random starts: image i's run r starts from a generator seeded by
+                           // (seed, i, r) alone (kernels/attacks.h: attack_seed)
+  TargetMode target_mode = TargetMode::Offset;  // targeted attacks only
 };
 
 // Checks the fields; throws vizsweep::Error naming the bad one (eps outside [0, 1], ...).
 void validate(const FgsmSettings& s);
+// The step size an attack takes: step_size when set; else FGSM eps, iterative FGSM and PGD
+// min(eps, 2.5 eps / steps), MI-FGSM eps / steps; APGD starts at 2 eps and halves its own.
 double effective_step_size(const FgsmSettings& s);
 
 // Hyperparameters by name, for sweep files and the index. A value is a number or, for
@@ -174,7 +200,7 @@ const std::vector<ParamInfo>& actmax_params();     // iterations, lr_policy, lr,
 // The transforms' names (the actmax hyperparameters marked transform), in the table's order.
 std::vector<std::string> transform_names();
 const std::vector<ParamInfo>& inversion_params();  // iterations, lr, momentum, ...
-const std::vector<ParamInfo>& fgsm_params();       // eps, steps, step_size, targeted
+const std::vector<ParamInfo>& fgsm_params();       // eps, steps, step_size, targeted, attack, ...
 // The declaration of one hyperparameter of a table; throws vizsweep::Error naming `name`
 // (and listing the valid names) when there is none.
 const ParamInfo& param_info(const std::vector<ParamInfo>& table, const std::string& name);

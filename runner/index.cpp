@@ -294,7 +294,9 @@ void insert_settings(sqlite3* db, const std::string& table, int64_t id, const st
                      std::vector<std::pair<std::string, kernels::ParamValue>> params) {
   std::string cols = "setting_id, name", qs = "?, ?";
   for (const auto& p : params) cols += ", " + p.first, qs += ", ?";
-  Stmt s(db, "INSERT OR IGNORE INTO " + table + " (" + cols + ") VALUES (" + qs + ")");
+  // A setting already there (a resumed run) is left as it is; a value its CHECK refuses is an
+  // error, never a row silently left out.
+  Stmt s(db, "INSERT INTO " + table + " (" + cols + ") VALUES (" + qs + ") ON CONFLICT (setting_id) DO NOTHING");
   s.bind(1, id).bind(2, name);
   int i = 3;
   for (const auto& [k, v] : params) {

@@ -11,6 +11,7 @@ struct FgsmSection : Section {
   std::vector<kernels::FgsmSettings> settings;  // eps x steps (x targeted)
   std::vector<std::string> setting_names;
   int64_t target_offset = 1;  // targeted: target = (true label + offset) mod classes
+  int attack_line = 0, targeted_line = 0;  // where the sweep file gives them (model checks)
 
   SettingsRows settings_rows() const override;
   const std::vector<ImageSource>* inputs() const override { return &images; }

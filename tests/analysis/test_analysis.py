@@ -2,6 +2,7 @@
 against independent computations from the raw index rows, figures of the expected pixel size,
 the atlas loaded in headless Chromium, clear errors for bad input, and readers that never fail
 while a sweep writes the index."""
+import csv
 import math
 import os
 import shutil
@@ -322,6 +323,44 @@ class AnalysisTest(unittest.TestCase):
                                "JOIN tasks t USING (task_key) JOIN fgsm_settings s ON s.setting_id = t.setting_id "
                                "WHERE st.step = s.steps AND abs(st.final_prob - st.pred_prob) > 1e-6").fetchone()[0]
         self.assertEqual(last, 0, "at the last step the final prediction's probability is pred_prob")
+
+    def test_robust_table_and_figure(self):
+        """robust: per eps the ensemble's robust accuracy is the index's (an image robust only
+        when no attack there changed its label), no attack's figure is below it, and each
+        marginal gain counts the images only that attack broke."""
+        out, csv_path = self.out("robust.png"), self.out("robust.csv")
+        stdout = self.ok("robust", self.dir, "-o", out, "--csv", csv_path)
+        self.assertIn("linf: robust accuracy", stdout)
+        with open(csv_path) as f:
+            rows = list(csv.DictReader(f))
+        ensemble = {float(r["eps"]): float(r["robust_accuracy"]) for r in rows if r["attack"] == "ensemble"}
+        self.assertEqual(sorted(ensemble), [0.01, 0.05])
+        flags = {}
+        for eps, image, label, ok, final in self.db.execute(
+                "SELECT s.eps, r.image_id, r.true_label, r.clean_pred = r.true_label, r.final_pred FROM fgsm_results r "
+                "JOIN tasks t ON t.task_key = r.task_key JOIN fgsm_settings s ON s.setting_id = t.setting_id"):
+            flags[(eps, image)] = flags.get((eps, image), True) and bool(ok) and final == label
+        for eps, acc in ensemble.items():
+            mine = [v for (e, _), v in flags.items() if e == eps]
+            self.assertAlmostEqual(acc, sum(mine) / len(mine), places=9)
+        for r in rows:
+            if r["attack"] != "ensemble":
+                self.assertGreaterEqual(float(r["robust_accuracy"]), ensemble[float(r["eps"])], r)
+        # Marginal gain of the 5-step attack at eps 0.05: broken by it, by no other at that eps.
+        broken = {}
+        for steps, image, survived in self.db.execute(
+                "SELECT s.steps, r.image_id, r.clean_pred = r.true_label AND r.final_pred = r.true_label FROM fgsm_results r "
+                "JOIN tasks t ON t.task_key = r.task_key JOIN fgsm_settings s ON s.setting_id = t.setting_id "
+                "WHERE s.eps = 0.05 AND r.clean_pred = r.true_label"):
+            broken.setdefault(steps, set()).update([] if survived else [image])
+        want = len(broken.get(5, set()) - broken.get(1, set()))
+        got = next(int(r["marginal"]) for r in rows if r["attack"] == "fgsm 5 steps" and float(r["eps"]) == 0.05)
+        self.assertEqual(got, want)
+        self.assertEqual(mpimg.imread(out).shape[:2], (420, 600))
+        # An index written before the attacks (schema 1.1, read as it is) is a clear error.
+        d = self.out("before_attacks")
+        shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "small-1.1"), d)
+        self.fails(("robust", d), "predates schema 1.8")
 
     def test_invert_figure(self):
         out = self.out("invert.png")

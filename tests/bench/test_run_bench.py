@@ -1,6 +1,6 @@
 """Every section of bench/run_bench.py runs to its end, at toy sizes: one small layer for the
 loop-rate and formats sections, a few hundred no-op tasks, an index of one setting per unit of
-VGG16, a thousand exemplar images and the small sweep for plan. Each section's table is
+VGG16, a thousand exemplar images, the small sweep for plan and 200 images attacked. Each section's table is
 parsed and its figures must be real measurements (positive rates, a plan ratio, a query time);
 a loop rate printed as a number must lie within the peak the same run measured. A section
 that fails makes run_bench print "section NAME failed", which fails this test. Speed targets
@@ -15,7 +15,8 @@ import unittest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BUILD = os.environ.get("VIZSWEEP_BUILD", os.path.join(ROOT, "build"))
 TOY = ["--threads", "2", "--units", "1", "--iters", "2", "--repeat", "1", "--layers", "conv1_2", "--format-iters", "2",
-       "--tasks", "500", "--rows", "1000", "--exemplar-images", "1000", "--plan-sweeps", "small", "--build", BUILD]
+       "--tasks", "500", "--rows", "1000", "--exemplar-images", "1000", "--plan-sweeps", "small", "--attack-images", "200",
+       "--attack-batches", "50,200", "--build", BUILD]
 
 
 class RunBench(unittest.TestCase):
@@ -35,7 +36,7 @@ class RunBench(unittest.TestCase):
     def test_every_section_ran(self):
         self.assertEqual(self.rc, 0, self.err[-2000:])
         self.assertNotIn("failed", self.out, self.out[-3000:])
-        for name in ("actmax", "formats", "runner", "index", "exemplars", "plan"):
+        for name in ("actmax", "formats", "runner", "index", "exemplars", "plan", "attacks"):
             self.assertRegex(self.md, rf"\*\*{name}\*\* \(", f"no {name} section in the block")
         self.assertNotIn("old", self.md)
 
@@ -74,6 +75,15 @@ class RunBench(unittest.TestCase):
         m = re.search(r"exemplars: ([\d,]+) images, every unit of (\d+) layers", self.out)
         self.assertEqual(m.group(1), "1,000")
         self.assertGreater(float(re.search(r"ratio ([0-9.]+)", self.out[m.start():]).group(1)), 0)
+
+    def test_attacks(self):
+        peers = re.search(r"peer \(plain PyTorch\) by batch: 50: ([\d,]+), 200: ([\d,]+)", self.out)
+        self.assertIsNotNone(peers, self.out)
+        ours = re.search(r"vizsweep: ([\d,]+) in its tasks \(([0-9.]+) s\), ([\d,]+) over the whole run", self.out)
+        self.assertIsNotNone(ours, self.out)
+        for v in (*peers.groups(), ours.group(1), ours.group(3)):
+            self.assertGreater(int(v.replace(",", "")), 0)
+        self.assertRegex(self.out, r"against the peer at its best batch \((50|200)\): [0-9.]+x \(tasks\)")
 
     def test_plan(self):
         m = re.search(r"^small\s+([0-9.]+)\s+([0-9.]+) s\s+([0-9.]+) s\s+([0-9.]+)$", self.out, re.M)

@@ -1,7 +1,9 @@
 // Behaviour of the four techniques on small VGGs and closed forms on linear models.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <gtest/gtest.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -9,6 +11,7 @@
 #include "kernels/actmax.h"
 #include "kernels/error.h"
 #include "kernels/featuremaps.h"
+#include "kernels/attacks.h"
 #include "kernels/fgsm.h"
 #include "kernels/inversion.h"
 #include "kernels/model.h"
@@ -505,6 +508,148 @@ TEST(Fgsm, BadSettingsAreClearErrors) {
   EXPECT_THROW(fgsm(m, x, torch::tensor({10}, torch::kLong), s), Error);
   s.steps = 0;
   EXPECT_THROW(fgsm(m, x, torch::tensor({0}, torch::kLong), s), Error);
+}
+
+// The attacks of kernels/attacks.h on the small VGG: each stays in its ball and [0, 1]; an
+// image's random start and result do not depend on the batch beside it (the seed is its id's);
+// restarts only ever replace a result by one that breaks the image; APGD halves its step only at
+// the paper's checkpoints.
+namespace {
+struct AttackCase {
+  Model m = small_vgg();
+  torch::Tensor x = torch::rand({6, 3, 32, 32}, torch::Generator(at::detail::createCPUGenerator(5)));
+  torch::Tensor y;
+  std::vector<int64_t> ids = {10, 11, 12, 13, 14, 15};
+  AttackCase() {
+    torch::NoGradGuard ng;
+    y = m.logits(x).argmax(1);
+  }
+};
+}  // namespace
+
+TEST(Attacks, EachStaysInItsBallAndBreaksOnlyWhatItSays) {
+  AttackCase c;
+  for (Attack a : {Attack::Fgsm, Attack::Pgd, Attack::MiFgsm, Attack::ApgdCe, Attack::ApgdDlr})
+    for (AttackNorm n : {AttackNorm::Linf, AttackNorm::L2}) {
+      FgsmSettings s;
+      s.attack = a, s.norm = n, s.steps = 6, s.eps = n == AttackNorm::Linf ? 0.03 : 0.5;
+      s.restarts = a == Attack::Fgsm || a == Attack::MiFgsm ? 1 : 2;
+      const auto r = attack(c.m, c.x, c.y, c.ids, s);
+      const std::string what = std::string(attack_name(a)) + (n == AttackNorm::L2 ? " l2" : " linf");
+      const auto d = (r.adversarial - c.x).flatten(1);
+      const double size = n == AttackNorm::Linf ? d.abs().max().item<double>() : d.norm(2, {1}).max().item<double>();
+      EXPECT_LE(size, s.eps * (1 + 1e-5) + 1e-7) << what;
+      EXPECT_GE(r.adversarial.min().item<double>(), 0.0) << what;
+      EXPECT_LE(r.adversarial.max().item<double>(), 1.0) << what;
+      EXPECT_EQ(r.margin.sizes(), (std::vector<int64_t>{7, 6})) << what;
+      EXPECT_TRUE(torch::equal(r.pred[0], c.y)) << what;  // row 0 is the clean image
+      // The last row is the image returned: fooled exactly when broken, and then its margin < 0.
+      const auto fooled = r.pred[6] != c.y;
+      EXPECT_TRUE(torch::equal(fooled, r.broken)) << what;
+      EXPECT_TRUE((r.margin[6].lt(0) == fooled).all().item<bool>()) << what;
+      EXPECT_LT(r.run.max().item<int64_t>(), a == Attack::ApgdDlr ? 18 : s.restarts) << what;
+      // A later run is kept only where it broke the image.
+      EXPECT_TRUE((r.run.eq(0) | r.broken.cpu()).all().item<bool>()) << what;
+    }
+}
+
+TEST(Attacks, AnImagesRunDependsOnItsIdNotOnItsBatch) {
+  AttackCase c;
+  FgsmSettings s;
+  s.attack = Attack::Pgd, s.eps = 0.03, s.steps = 4, s.seed = 3;
+  const auto all = attack(c.m, c.x, c.y, c.ids, s);
+  // Reversed order, same ids: each image gets the same start, so the same result (to rounding:
+  // the convolutions may differ in the last bits on another batch order).
+  const auto rev = torch::arange(5, -1, -1);
+  std::vector<int64_t> ids(c.ids.rbegin(), c.ids.rend());
+  const auto back = attack(c.m, c.x.index_select(0, rev), c.y.index_select(0, rev), ids, s);
+  EXPECT_TRUE(torch::allclose(back.adversarial.index_select(0, rev), all.adversarial, 0, 1e-5));
+  // Another id: another start.
+  ids[0] = 99;
+  const auto other = attack(c.m, c.x.index_select(0, rev), c.y.index_select(0, rev), ids, s);
+  EXPECT_FALSE(torch::allclose(other.adversarial[0], back.adversarial[0], 0, 1e-5));
+  EXPECT_NE(attack_seed(3, 10, 0), attack_seed(3, 10, 1));
+  EXPECT_NE(attack_seed(3, 10, 0), attack_seed(4, 10, 0));
+  EXPECT_LT(attack_seed(3, 10, 0), uint64_t{1} << 63);
+}
+
+TEST(Attacks, ApgdHalvesItsStepOnlyAtThePapersCheckpoints) {
+  // p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99: w_j = ceil(p_j N).
+  EXPECT_EQ(apgd_checkpoints(100), (std::vector<int>{22, 41, 57, 70, 80, 87, 93, 99}));
+  EXPECT_EQ(apgd_checkpoints(10), (std::vector<int>{3, 5, 6, 7, 8, 9}));
+  AttackCase c;
+  FgsmSettings s;
+  s.attack = Attack::ApgdCe, s.eps = 0.01, s.steps = 20;
+  const auto r = attack(c.m, c.x, c.y, c.ids, s);
+  const auto w = apgd_checkpoints(20);
+  EXPECT_TRUE(torch::all(r.eta[0] == 0.02f).item<bool>());
+  for (int k = 1; k <= 20; ++k) {
+    const auto changed = r.eta[k] != r.eta[k - 1];
+    if (std::find(w.begin(), w.end(), k) == w.end()) {
+      EXPECT_FALSE(changed.any().item<bool>()) << "step " << k;
+    } else {
+      EXPECT_TRUE(torch::all(torch::where(changed, r.eta[k] * 2 == r.eta[k - 1], torch::ones_like(changed))).item<bool>());
+    }
+  }
+  // It ascends the cross-entropy: the image returned has a higher loss than the clean one.
+  EXPECT_TRUE((r.loss[20] > r.loss[0]).all().item<bool>());
+}
+
+// target_mode all: every other class in turn; the row kept is the first run that reached its
+// target, and that run's target is reported. random: another class, the same for an image id.
+TEST(Attacks, EveryTargetInTurnAndRandomTargets) {
+  AttackCase c;
+  FgsmSettings s;
+  s.attack = Attack::Pgd, s.eps = 0.1, s.steps = 5, s.targeted = true, s.target_mode = TargetMode::All;
+  const auto r = attack(c.m, c.x, c.y, c.ids, s);
+  const auto final_pred = r.pred[5].cpu();
+  for (int64_t b = 0; b < 6; ++b) {
+    const int64_t t = r.target[b].item<int64_t>();
+    EXPECT_NE(t, c.y[b].item<int64_t>());
+    EXPECT_GE(t, 0);
+    // Reached: the image returned is predicted as that run's target.
+    EXPECT_EQ(r.broken[b].item<bool>(), final_pred[b].item<int64_t>() == t) << b;
+    EXPECT_LT(r.run[b].item<int64_t>(), 9);
+  }
+  EXPECT_GT(r.broken.sum().item<int64_t>(), 0);  // eps 0.1 reaches some class on this model
+  for (int64_t id : {0, 1, 7, 123}) {
+    const int64_t t = random_target(4, id, 3, 10);
+    EXPECT_NE(t, 3);
+    EXPECT_EQ(t, random_target(4, id, 3, 10));
+    EXPECT_TRUE(t >= 0 && t < 10);
+  }
+  std::set<int64_t> drawn;
+  for (int64_t id = 0; id < 200; ++id) drawn.insert(random_target(0, id, 0, 10));
+  EXPECT_EQ(drawn.size(), 9u);  // every other class comes up
+}
+
+TEST(Attacks, BadSettingsNameTheirField) {
+  AttackCase c;
+  auto field_of = [&](FgsmSettings s) {
+    try {
+      attack(c.m, c.x, c.y, c.ids, s);
+    } catch (const Error& e) {
+      return e.where();
+    }
+    return std::string("(none)");
+  };
+  FgsmSettings s;
+  s.attack = Attack::Pgd, s.restarts = 0;
+  EXPECT_EQ(field_of(s), "restarts");
+  s.restarts = 2, s.attack = Attack::MiFgsm;
+  EXPECT_EQ(field_of(s), "restarts");
+  s.restarts = 1, s.eps = -0.1;
+  EXPECT_EQ(field_of(s), "eps");
+  s.eps = 1.5;
+  EXPECT_EQ(field_of(s), "eps");  // L-inf caps eps at 1 ...
+  s.norm = AttackNorm::L2;
+  EXPECT_EQ(field_of(s), "(none)");  // ... L2 does not
+  s.norm = AttackNorm::Linf, s.eps = 0.1, s.attack = Attack::ApgdCe, s.step_size = 0.01;
+  EXPECT_EQ(field_of(s), "step_size");
+  s.step_size = 0;
+  EXPECT_EQ(field_of(s), "(none)");
+  std::vector<int64_t> short_ids = {1};
+  EXPECT_THROW(attack(c.m, c.x, c.y, short_ids, s), Error);
 }
 
 TEST(FeatureMaps, EveryLayerWithoutGradients) {

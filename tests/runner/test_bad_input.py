@@ -45,6 +45,20 @@ SWEEP_CASES = [
     ("zero iterations", TINY + "actmax: {layers: [conv1_1], grid: {iterations: 0}}\n", None,
      "actmax.grid: iterations: setting grid: must be >= 1, got 0"),
     ("eps out of range", TINY + "fgsm: {images: {dataset: fashion-mnist, count: 2}, eps: [1.5]}\n", None, "fgsm.eps"),
+    ("attack eps below 0", TINY + "fgsm: {images: {dataset: fashion-mnist, count: 2}, attack: pgd, eps: [-0.1]}\n", None,
+     "fgsm.eps: must be >= 0 (pixel space), got -0.1"),
+    ("attack with no restarts", TINY + "fgsm: {images: {dataset: fashion-mnist, count: 2}, attack: pgd, eps: 0.1, restarts: 0}\n",
+     None, "fgsm.restarts: must be in [1, 10000], got 0"),
+    ("unknown attack", TINY + "fgsm: {images: {dataset: fashion-mnist, count: 2}, attack: [pgd, cw], eps: 0.1}\n", None,
+     "fgsm.attack: unknown attack 'cw' (have fgsm, pgd, mifgsm, apgd-ce, apgd-dlr)"),
+    ("unknown norm", TINY + "fgsm: {images: {dataset: fashion-mnist, count: 2}, norm: l1, eps: 0.1}\n", None,
+     "fgsm.norm: unknown norm 'l1' (have linf, l2)"),
+    ("targeted on a one-class model", TINY.replace("num_classes: 10", "num_classes: 1") +
+     "fgsm: {images: {dataset: fashion-mnist, count: 2}, eps: 0.1, targeted: true}\n", None,
+     "fgsm.targeted: a targeted attack needs another class to aim at; the model has 1"),
+    ("apgd-dlr on a three-class model", TINY.replace("num_classes: 10", "num_classes: 3") +
+     "fgsm: {images: {dataset: fashion-mnist, count: 2}, eps: 0.1, attack: apgd-dlr}\n", None,
+     "fgsm.attack: apgd-dlr's loss needs at least 4 classes; the model has 3"),
     ("units out of range", TINY + "actmax: {layers: [conv1_1], units: 0-999}\n", None, "actmax.units"),
     ("unknown layer", TINY + "actmax: {layers: [conv9_9]}\n", None, 'actmax.layers[0]: no layer "conv9_9"'),
     ("no technique", TINY, None, "sweep.yaml:1"),
@@ -289,7 +303,7 @@ class BadInputTest(unittest.TestCase):
         r = self.vizsweep("run", good, "--out", d)
         self.assertEqual(r.returncode, 0, r.stderr)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.7",))  # 1.0 -> 1.7
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.8",))  # 1.0 -> 1.8
         self.assertIn("final_prob", [c[1] for c in db.execute("PRAGMA table_info(fgsm_steps)")])
         self.assertEqual(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall(), [("done", 1)])
         db.close()

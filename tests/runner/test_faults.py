@@ -92,8 +92,9 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": self.n}, label)
         self.assertEqual(index_rows(d, "SELECT COUNT(*), COUNT(DISTINCT task_key || unit) FROM actmax_results")[0],
                          (2 * 32, 2 * 32), label)
+        # 40 images under iterative FGSM, PGD and APGD-DLR (2 restarts each: random starts).
         self.assertEqual(index_rows(d, "SELECT COUNT(*), COUNT(DISTINCT task_key || image_id) FROM fgsm_results")[0],
-                         (40, 40), label)
+                         (120, 120), label)
         # Exemplars: ten shards of 1,000 images; the merged lists of 32 + 64 + 10 units, top and bottom.
         self.assertEqual(index_rows(d, "SELECT COUNT(*), COUNT(DISTINCT layer || unit || kind || rank) FROM exemplars")[0],
                          (106 * 2 * 9, 106 * 2 * 9), label)

@@ -260,7 +260,7 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
     ResultIndex index((dir / "index.sqlite").string(), false);
     EXPECT_EQ(index.schema_version(), schema_version_written());
   }
-  // Reconciled with the schema (1.7): every column's CHECK is today's, the old columns' too
+  // Reconciled with the schema (1.8): every column's CHECK is today's, the old columns' too
   // (their tables rebuilt with their rows).
   const std::string path = (dir / "index.sqlite").string();
   for (const auto* t : sweeps::techniques())
@@ -300,7 +300,15 @@ TEST(SchemaAndDeclarations, AnIndexOfSchema1_1MigratesToTheDeclaredColumns) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM actmax_results r JOIN tasks t USING (task_key)"), rows);
   EXPECT_EQ(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
   EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('tasks_by_state', 'tasks_by_layer')"), 2);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'view'"), 5);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'view'"), 8);
+  // 1.8: the fgsm rows of 1.1 are iterative FGSM, L-inf: the settings' new columns at their
+  // defaults, and the robust flag over them.
+  EXPECT_EQ(count("SELECT COUNT(*) FROM fgsm_settings WHERE attack = 'fgsm' AND norm = 'linf' AND restarts = 1"),
+            count("SELECT COUNT(*) FROM fgsm_settings"));
+  EXPECT_GT(count("SELECT COUNT(*) FROM fgsm_settings"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM robust_images"),
+            count("SELECT COUNT(*) FROM (SELECT DISTINCT s.eps, r.image_id FROM fgsm_results r JOIN tasks t USING (task_key) "
+                  "JOIN fgsm_settings s ON s.setting_id = t.setting_id WHERE t.state = 'done')"));
   {
     std::vector<std::string> before;
     sqlite3_stmt* q = nullptr;

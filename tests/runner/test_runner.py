@@ -225,7 +225,7 @@ class RunnerTest(unittest.TestCase):
         # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 adds the hyperparameters declared since,
         # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
-        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.7",)])
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.8",)])
         self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate, "
                                        "pad, decorrelate FROM actmax_settings"),
                          [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0, 0, 0)])

@@ -31,7 +31,7 @@ class SchemaTest(unittest.TestCase):
     def test_idempotent_and_versioned(self):
         db = fresh()
         db.executescript(SCHEMA)  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.7",)])
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.8",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):
@@ -97,18 +97,48 @@ class SchemaTest(unittest.TestCase):
 
     def test_fgsm_success_counts_correct_clean_images_only(self):
         db = fresh()
-        db.execute("INSERT INTO fgsm_settings VALUES (1, 'e0.1', 0.1, 10, 0.025, 0)")
+        db.execute("INSERT INTO fgsm_settings (setting_id, name, eps, steps, step_size, targeted) "
+                   "VALUES (1, 'e0.1', 0.1, 10, 0.025, 0)")
         add_task(db, "f", "fgsm", "*", 1)
         # (true, clean_pred, final_pred): 3 correct clean images, 2 of them flipped; 1 wrong from the start.
         for i, (y, c, p) in enumerate(((1, 1, 2), (3, 3, 3), (4, 4, 0), (5, 6, 7))):
-            db.execute("INSERT INTO fgsm_results VALUES ('f', ?, ?, NULL, ?, ?, ?, 's', '/d')",
-                       (i, y, c, p, int(p != y)))
-        eps, steps, images, correct, adv_acc, rate = db.execute(
-            "SELECT eps, steps, images, clean_correct, adversarial_accuracy, success_rate FROM fgsm_success").fetchone()
-        self.assertEqual((eps, steps, images, correct), (0.1, 10, 4, 3))
+            db.execute("INSERT INTO fgsm_results (task_key, image_id, true_label, target, clean_pred, final_pred, success, "
+                       "shard, dataset) VALUES ('f', ?, ?, NULL, ?, ?, ?, 's', '/d')", (i, y, c, p, int(p != y)))
+        eps, steps, images, correct, adv_acc, rate, attack = db.execute(
+            "SELECT eps, steps, images, clean_correct, adversarial_accuracy, success_rate, attack FROM fgsm_success").fetchone()
+        self.assertEqual((eps, steps, images, correct, attack), (0.1, 10, 4, 3, "fgsm"))
         self.assertAlmostEqual(adv_acc, 0.25)
         self.assertAlmostEqual(rate, 2 / 3)
 
+    def test_robust_flag_is_the_ensembles(self):
+        """An image is robust at (norm, eps) when it is classified correctly and no attack at that
+        budget changed its label; each attack alone has its own figure."""
+        db = fresh()
+        db.execute("INSERT INTO fgsm_settings (setting_id, name, eps, steps, attack) VALUES (1, 'bim', 0.1, 10, 'fgsm')")
+        db.execute("INSERT INTO fgsm_settings (setting_id, name, eps, steps, attack, restarts) "
+                   "VALUES (2, 'pgd', 0.1, 10, 'pgd', 2)")
+        db.execute("INSERT INTO fgsm_settings (setting_id, name, eps, steps, attack, norm) VALUES (3, 'l2', 0.1, 10, 'pgd', 'l2')")
+        for key, sid in (("b", 1), ("p", 2), ("l", 3)):
+            add_task(db, key, "fgsm", "*", sid)
+        rows = {  # image: (true, clean) and the final prediction under bim, pgd, the L2 attack
+            0: (1, 1, 2, 1, 1), 1: (3, 3, 3, 5, 3), 2: (4, 4, 0, 4, 4), 3: (5, 6, 6, 6, 6), 4: (2, 2, 2, 2, 7)}
+        for i, (y, c, *finals) in rows.items():
+            for key, p in zip("bpl", finals):
+                db.execute("INSERT INTO fgsm_results (task_key, image_id, true_label, clean_pred, final_pred, success, shard, "
+                           "dataset, run) VALUES (?, ?, ?, ?, ?, ?, 's', '/d', 0)", (key, i, y, c, p, int(p != y)))
+        robust = dict(((n, i), r) for n, i, r in db.execute("SELECT norm, image_id, robust FROM robust_images"))
+        # linf: bim breaks 0 and 2, pgd breaks 1; 3 was wrong from the start; only 4 survives both.
+        self.assertEqual({i: robust[("linf", i)] for i in range(5)}, {0: 0, 1: 0, 2: 0, 3: 0, 4: 1})
+        # l2 (its own budget): only image 4 broken, 3 wrong from the start.
+        self.assertEqual({i: robust[("l2", i)] for i in range(5)}, {0: 1, 1: 1, 2: 1, 3: 0, 4: 0})
+        acc = dict(((n, e), (k, c, r)) for n, e, k, c, r in db.execute(
+            "SELECT norm, eps, images, clean_accuracy, robust_accuracy FROM robust_accuracy"))
+        self.assertEqual(acc[("linf", 0.1)], (5, 0.8, 0.2))
+        self.assertEqual(acc[("l2", 0.1)], (5, 0.8, 0.6))
+        alone = dict(((a, n), r) for a, n, r in db.execute("SELECT attack, norm, robust_accuracy FROM attack_accuracy"))
+        self.assertEqual(alone, {("fgsm", "linf"): 0.4, ("pgd", "linf"): 0.6, ("pgd", "l2"): 0.6})
+        for (n, _), (_, _, ens) in acc.items():
+            self.assertTrue(all(ens <= r for (a, m), r in alone.items() if m == n))
 
 if __name__ == "__main__":
     sys.exit(unittest.main())

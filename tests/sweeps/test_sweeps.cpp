@@ -140,6 +140,31 @@ TEST(SweepParse, FgsmEpsTimesSteps) {
   EXPECT_EQ(spec.get<FgsmSection>()->setting_names[7], "targeted-eps0.1-steps10");
 }
 
+// Attacks x norms x eps: with both norms an eps above 1 is an L2 budget only; restarts apply to
+// the attacks that start at random; iterative FGSM keeps its name and its task key.
+TEST(SweepParse, FgsmAttacksAndNorms) {
+  const std::string images = "fgsm:\n  images: {dataset: fashion-mnist, count: 4}\n  steps: 10\n";
+  auto spec = parse_sweep(std::string(kModel) + images + "  attack: [fgsm, pgd, apgd-dlr]\n  norm: [linf, l2]\n"
+                                                "  eps: [0.03, 2]\n  restarts: 3\n  seed: 5\n",
+                          "/tmp/s.yaml", "/tmp");
+  const auto* f = spec.get<FgsmSection>();
+  ASSERT_EQ(f->settings.size(), 9u);  // 3 attacks x (linf 0.03, l2 0.03, l2 2)
+  EXPECT_EQ(f->setting_names[0], "eps0.03-steps10");
+  EXPECT_EQ(f->setting_names[2], "l2-eps2-steps10");
+  EXPECT_EQ(f->setting_names[5], "pgd-l2-eps2-steps10-restarts3");
+  EXPECT_EQ(f->setting_names[6], "apgd-dlr-eps0.03-steps10-restarts3");
+  EXPECT_EQ(f->settings[0].restarts, 1);  // fgsm starts from the image: one run
+  EXPECT_EQ(f->settings[3].restarts, 3);
+  EXPECT_EQ(f->settings[3].seed, 5);
+  EXPECT_EQ(f->settings[5].norm, vizsweep::kernels::AttackNorm::L2);
+  // The same iterative FGSM setting written without the new keys has the same task keys.
+  auto plain = parse_sweep(std::string(kModel) + images + "  eps: 0.03\n", "/tmp/s.yaml", "/tmp");
+  auto with = parse_sweep(std::string(kModel) + images + "  eps: 0.03\n  attack: fgsm\n  norm: linf\n", "/tmp/s.yaml", "/tmp");
+  const auto a = expand(plain, tiny_model()), b = expand(with, tiny_model());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].key, b[i].key);
+}
+
 TEST(SweepParse, FormatRanges) {
   EXPECT_EQ(format_ranges({0, 1, 2, 3, 7, 9, 10}), "0-3,7,9-10");
   EXPECT_EQ(format_ranges({5}), "5");
@@ -519,7 +544,25 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"actmax:\n  units: 0-3\n", "t.yaml:3: actmax.layers: missing: list layers or say all"},
         BadCase{"fgsm:\n  images: [missing.png]\n  eps: 0.1\n", "t.yaml:3: fgsm.images[0]: no such image file: /tmp/missing.png"},
         BadCase{"fgsm:\n  images: {dataset: fashion-mnist, start: 0, count: 10}\n  eps: 1.5\n",
-                "t.yaml:4: fgsm.eps: must be in [0, 1] (pixel space), got 1.5"},
+                "t.yaml:4: fgsm.eps: must be in [0, 1] for an L-inf attack (pixel space), got 1.5"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: -0.1\n",
+                "t.yaml:4: fgsm.eps: must be >= 0 (pixel space), got -0.1"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  attack: [pgd, deepfool]\n",
+                "t.yaml:5: fgsm.attack: unknown attack 'deepfool' (have fgsm, pgd, mifgsm, apgd-ce, apgd-dlr)"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  norm: l0\n",
+                "t.yaml:5: fgsm.norm: unknown norm 'l0' (have linf, l2)"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  attack: pgd\n  restarts: 0\n",
+                "t.yaml:6: fgsm.restarts: must be in [1, 10000], got 0"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  attack: mifgsm\n  momentum: 1.5\n",
+                "fgsm.momentum: must be in [0, 1], got 1.5"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  attack: apgd-ce\n  step_size: 0.01\n",
+                "fgsm.step_size: APGD sets its own step size (2 eps, halved at its checkpoints): leave it out"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  target_mode: all\n",
+                "t.yaml:5: fgsm.target_mode: chooses a targeted attack's target: add targeted: true"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  targeted: true\n  target_mode: [all, most_likely]\n",
+                "t.yaml:6: fgsm.target_mode: unknown target mode 'most_likely' (have offset, random, least_likely, all)"},
+        BadCase{"fgsm:\n  images: {dataset: fashion-mnist, count: 2}\n  eps: 0.1\n  attack: apgd-dlr\n  targeted: true\n",
+                "fgsm.targeted: apgd-dlr chooses its own targets (the top 9 other classes): leave targeted out"},
         BadCase{"fgsm:\n  images: {dataset: fashion-mnist, start: 9995, count: 10}\n  eps: 0.1\n",
                 "fgsm.images.count: slice 9995+10 exceeds the 10000 images"},
         BadCase{"fgsm:\n  images: {dataset: cifar10}\n  eps: 0.1\n",

@@ -1,0 +1,5 @@
+-- 1.7 -> 1.8: the attacks of the fgsm technique (attack, norm, restarts, momentum, seed in
+-- fgsm_settings; fgsm_results.run; fgsm_steps.margin and eta; eps no longer capped at 1 for L2)
+-- and the robust-accuracy views (robust_images, robust_accuracy, attack_accuracy). From
+-- reconciling: rows written before keep their values, their new columns NULL; the settings
+-- table is rebuilt with its rows for its new columns' defaults and eps's range.
