@@ -356,7 +356,7 @@ class AnalysisTest(unittest.TestCase):
         want = len(broken.get(5, set()) - broken.get(1, set()))
         got = next(int(r["marginal"]) for r in rows if r["attack"] == "fgsm 5 steps" and float(r["eps"]) == 0.05)
         self.assertEqual(got, want)
-        self.assertEqual(mpimg.imread(out).shape[:2], (420, 600))
+        self.assertEqual(mpimg.imread(out).shape[:2], (462, 660))  # 6 x 4.2 in at 110 dpi
         # An index written before the attacks (schema 1.1, read as it is) is a clear error.
         d = self.out("before_attacks")
         shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "small-1.1"), d)
