@@ -140,7 +140,13 @@ void expand_section(const Section& section, Expansion& x) {
       t.layer = "*";
       for (size_t i = b; i < std::min(a.images.size(), b + per_task); ++i) t.items.push_back(static_cast<int64_t>(i));
       t.setting = static_cast<int>(s);
-      t.cost = 3.0 * (a.settings[s].steps + 1) * static_cast<double>(t.items.size()) * x.total_flops;
+      // Every run at most (restarts, and targets under apgd-dlr or target_mode all): a later run
+      // attacks only the images no earlier one broke, so this is the worst case.
+      const auto& st = a.settings[s];
+      const bool every_target = st.targeted && st.target_mode == kernels::TargetMode::All;
+      const int64_t targets = st.attack == kernels::Attack::ApgdDlr ? std::min<int64_t>(9, K - 1) : every_target ? K - 1 : 1;
+      const double runs = static_cast<double>(st.restarts * std::max<int64_t>(1, targets));
+      t.cost = 3.0 * (st.steps + 1) * runs * static_cast<double>(t.items.size()) * x.total_flops;
       t.memory = static_cast<double>(t.items.size()) * x.total_bytes;
       t.canonical = "fgsm|" + x.head + "|images=" + image_ids(a.images, t.items) + "|" + sc +
                     "|target_offset=" + std::to_string(a.target_offset);
