@@ -241,3 +241,16 @@ def paged_output(path, page, pages):
         return path
     root, ext = os.path.splitext(path)
     return f"{root}-p{page + 1}{ext or '.png'}"
+
+
+def save_figure_and_table(fig, output, csv_path, header, rows):
+    """Writes the figure to `output` (110 dpi) and, when `csv_path` is given, the table as CSV."""
+    import csv
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    print(f"\nwrote {output}")
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)

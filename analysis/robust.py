@@ -3,14 +3,12 @@ attack setting (attack, steps, restarts, targeted) and one for the ensemble, Aut
 (an image counts as robust at a budget only when no attack at that budget changed its label;
 the index's robust_accuracy view), and each attack's marginal gain: the images that attack
 alone broke at that budget (what removing it from the ensemble would give back)."""
-import csv
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.index import AnalysisError, open_index  # noqa: E402
+from analysis.index import AnalysisError, open_index, save_figure_and_table  # noqa: E402
 
 
 def attack_rows(db):
@@ -87,14 +85,8 @@ def run(args):
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{norm}: {len(labels)} attack settings", fontsize=9)
         ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
-    print(f"\nwrote {args.output}")
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["norm", "eps", "attack", "images", "robust_accuracy", "marginal"])
-            w.writerows(out)
+    save_figure_and_table(fig, args.output, args.csv, ["norm", "eps", "attack", "images", "robust_accuracy", "marginal"],
+                          out)
     return 0
 
 

@@ -3,14 +3,13 @@
 correlation of each rung's ranking with the highest rung's, and a figure: the metric against
 iterations, one line per setting, the promoted trials drawn in colour and the rest in grey, the
 chosen setting starred."""
-import csv
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.index import AnalysisError, check_layer, metrics, open_index  # noqa: E402
+from analysis.index import (AnalysisError, check_layer, metrics, open_index,  # noqa: E402
+                            save_figure_and_table)
 
 
 def trials(db, layer=None):
@@ -104,14 +103,8 @@ def run(args):
         ax.set_ylabel(metric)
         ax.set_title(f"{layer}: {len(lt)} settings, chosen {lt[best][top][3]}", fontsize=9)
         ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
-    print(f"\nwrote {args.output}")
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["layer", "setting", "rung", "iterations", metric, "promoted", "chosen"])
-            w.writerows(rows)
+    save_figure_and_table(fig, args.output, args.csv,
+                          ["layer", "setting", "rung", "iterations", metric, "promoted", "chosen"], rows)
     return 0
 
 
