@@ -18,6 +18,22 @@ SettingsRows FgsmSection::settings_rows() const {
 
 namespace {
 
+// Each item of `n` (one value or a list) read as the choice hyperparameter `param` declares it;
+// an unknown value names fgsm.<param> and the valid ones.
+std::vector<kernels::FgsmSettings> choices(const Reader& r, const YAML::Node& n, const std::string& param) {
+  std::vector<kernels::FgsmSettings> out;
+  for (const auto& e : r.items(n, "fgsm." + param)) {
+    kernels::FgsmSettings probe;
+    try {
+      kernels::set_param(probe, param, r.str(e, "fgsm." + param));
+    } catch (const Error& err) {
+      r.fail(e, "fgsm." + param, err.reason_only());
+    }
+    out.push_back(probe);
+  }
+  return out;
+}
+
 std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& a) {
   auto s = std::make_shared<FgsmSection>();
   s->images = parse_images(r, a["images"], "fgsm.images");
@@ -26,11 +42,7 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   std::vector<kernels::AttackNorm> norms = {kernels::AttackNorm::Linf};
   if (a["norm"]) {
     norms.clear();
-    for (const auto& e : r.items(a["norm"], "fgsm.norm")) {
-      const std::string n = r.str(e, "fgsm.norm");
-      if (n != "linf" && n != "l2") r.fail(e, "fgsm.norm", "unknown norm '" + n + "' (have linf, l2)");
-      norms.push_back(n == "l2" ? kernels::AttackNorm::L2 : kernels::AttackNorm::Linf);
-    }
+    for (const auto& p : choices(r, a["norm"], "norm")) norms.push_back(p.norm);
   }
   // With both norms listed, an eps above 1 is an L2 budget only (the linf settings skip it).
   const bool has_l2 = std::find(norms.begin(), norms.end(), kernels::AttackNorm::L2) != norms.end();
@@ -45,28 +57,12 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
   if (a["attack"]) {
     s->attack_line = a["attack"].Mark().line + 1;
     attacks.clear();
-    for (const auto& e : r.items(a["attack"], "fgsm.attack")) {
-      kernels::FgsmSettings probe;
-      try {
-        kernels::set_param(probe, "attack", r.str(e, "fgsm.attack"));
-      } catch (const Error& err) {
-        r.fail(e, "fgsm.attack", err.reason_only());
-      }
-      attacks.push_back(probe.attack);
-    }
+    for (const auto& p : choices(r, a["attack"], "attack")) attacks.push_back(p.attack);
   }
   std::vector<kernels::TargetMode> modes = {kernels::TargetMode::Offset};
   if (a["target_mode"]) {
     modes.clear();
-    for (const auto& e : r.items(a["target_mode"], "fgsm.target_mode")) {
-      kernels::FgsmSettings probe;
-      try {
-        kernels::set_param(probe, "target_mode", r.str(e, "fgsm.target_mode"));
-      } catch (const Error& err) {
-        r.fail(e, "fgsm.target_mode", err.reason_only());
-      }
-      modes.push_back(probe.target_mode);
-    }
+    for (const auto& p : choices(r, a["target_mode"], "target_mode")) modes.push_back(p.target_mode);
   }
   int restarts = a["restarts"] ? static_cast<int>(r.integer(a["restarts"], "fgsm.restarts", 1, 10000)) : 1;
   double momentum = a["momentum"] ? r.number(a["momentum"], "fgsm.momentum") : 1.0;
