@@ -284,7 +284,6 @@ AttackResult attack(const Model& model, const torch::Tensor& images, const torch
   torch::Tensor ranked;
   if (s.attack == Attack::ApgdDlr || every_target)
     ranked = clean_logits.scatter(1, y.view({-1, 1}), -std::numeric_limits<float>::infinity()).argsort(1, true);
-  std::vector<int64_t> ids_cpu = image_ids;
   for (int64_t ti = 0; ti < targets; ++ti) {
     for (int64_t rs = 0; rs < s.restarts; ++rs) {
       const int64_t run = ti * s.restarts + rs;
@@ -302,7 +301,7 @@ AttackResult attack(const Model& model, const torch::Tensor& images, const torch
       if (random) {
         const auto todo_cpu = todo.cpu();
         std::vector<uint64_t> seeds;
-        for (int64_t i = 0; i < n; ++i) seeds.push_back(attack_seed(s.seed, ids_cpu[static_cast<size_t>(todo_cpu[i].item<int64_t>())], run));
+        for (int64_t i = 0; i < n; ++i) seeds.push_back(attack_seed(s.seed, image_ids[static_cast<size_t>(todo_cpu[i].item<int64_t>())], run));
         start = random_start(xs, seeds, s.eps, s.norm);
       }
       Trace t(rows, n, K, opts);
