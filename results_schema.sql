@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.8');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1.9');
 
 -- One row per sweep file run into this results directory.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -117,10 +117,12 @@ CREATE TABLE IF NOT EXISTS actmax_results (
   judge_prob       REAL CHECK (judge_prob >= 0 AND judge_prob <= 1),
   judge_class      INTEGER CHECK (judge_class >= 0),
   -- Interpretability score in [0, 1] (docs/results-layout.md): judge_prob where there is one,
-  -- else mis where there is one, else the activation kept under small shifts (clamped to
+  -- else mis where there is one, times the drive (activation_ratio clamped to [0, 1]: an image
+  -- that does not drive its unit as its strongest natural image does is not a picture of what
+  -- the unit responds to; schema 1.9), else the activation kept under small shifts (clamped to
   -- [0, 1]) times the share of the spectrum's energy below the high-frequency band. The index
   -- computes it from the row (the expression below is its one definition).
-  -- @derived score = CASE WHEN judge_prob IS NOT NULL THEN MIN(MAX(judge_prob, 0.0), 1.0) WHEN mis IS NOT NULL THEN mis ELSE MIN(MAX(robustness, 0.0), 1.0) * MIN(MAX(1.0 - hf_energy, 0.0), 1.0) END
+  -- @derived score = CASE WHEN judge_prob IS NOT NULL THEN MIN(MAX(judge_prob, 0.0), 1.0) WHEN mis IS NOT NULL THEN mis * MIN(MAX(COALESCE(activation_ratio, 0.0), 0.0), 1.0) ELSE MIN(MAX(robustness, 0.0), 1.0) * MIN(MAX(1.0 - hf_energy, 0.0), 1.0) END
   score            REAL NOT NULL DEFAULT 0 CHECK (score >= 0 AND score <= 1),
   -- Schema 1.5. Units with natural exemplars (top and bottom): the machine interpretability of
   -- the image against them (kernels/exemplars.h; docs/results-layout.md) and its activation
@@ -226,7 +228,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 INSERT OR IGNORE INTO metrics VALUES
   ('score', 'actmax', 'actmax_results', 'score', 'mean', 1, 'in [0, 1]',
-   'interpretability score: the judge''s probability of the class for class units, else the machine interpretability against the natural exemplars, else activation kept under shifts times low-frequency share'),
+   'interpretability score: the judge''s probability of the class for class units, else the machine interpretability against the natural exemplars times the drive (activation over the top exemplar''s, at most 1), else activation kept under shifts times low-frequency share'),
   ('judge_prob', 'actmax', 'actmax_results', 'judge_prob', 'mean', 1, 'probability',
    'probability the independent judge model gives the intended class (class units under a judge)'),
   ('mis', 'actmax', 'actmax_results', 'mis', 'mean', 1, 'share of trials',

@@ -13,7 +13,7 @@ ANSWERS = [
     ("best_settings",
      "Activation maximization, per layer: the setting with the best interpretability score (the "
      "judge's probability of the class at the output layer, elsewhere mis against the natural "
-     "exemplars), the highest mean activation, and the least high-frequency energy",
+     "exemplars times the drive), the highest mean activation, and the least high-frequency energy",
      """SELECT layer,
        (SELECT setting FROM actmax_by_layer_setting b WHERE b.layer = a.layer
         ORDER BY mean_score DESC LIMIT 1) AS best_score,

@@ -1,5 +1,7 @@
 #include "kernels/classifier.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "kernels/error.h"
@@ -36,6 +38,30 @@ torch::Tensor Classifier::logits(const torch::Tensor& images) const {
   if (logits.dim() != 2 || logits.size(1) != info_.num_classes)
     throw Error(info_.source, "the classifier's output is not [N, " + std::to_string(info_.num_classes) + "] logits");
   return logits.to(torch::kFloat);
+}
+
+torch::Tensor Classifier::features(const torch::Tensor& images, const std::string& tap, const std::string& field) const {
+  if (tap == "logits") return logits(images);
+  torch::NoGradGuard ng;
+  if (!graph_) {
+    graph_ = GraphNet::build(module_, info_.source);
+    graph_->probe(info_.in_channels, info_.input_size);
+  }
+  const auto& taps = graph_->taps();
+  int index = -1;
+  for (size_t i = 0; i < taps.size() && index < 0; ++i)
+    if (taps[i].name == tap || std::find(taps[i].aliases.begin(), taps[i].aliases.end(), tap) != taps[i].aliases.end())
+      index = static_cast<int>(i);
+  if (index < 0)
+    throw Error(field, info_.source + " has no tap '" + tap + "' (logits, or a name `vizsweep layers " + info_.source +
+                           "` lists: " + taps.front().name + " .. " + taps.back().name + ")");
+  if (images.dim() != 4 || images.size(1) != info_.in_channels)
+    throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) + ", H, W] images");
+  auto x = resize_batch(images.to(torch::kCPU, torch::kFloat), info_.input_size);
+  auto f = graph_->run((x - mean_) / std_, index).to(torch::kFloat);
+  const auto& t = taps[static_cast<size_t>(index)];
+  if (t.layout == TapLayout::Map || t.layout == TapLayout::Tokens) f = f.flatten(2).mean(2);
+  return f.reshape({f.size(0), -1});
 }
 
 }  // namespace vizsweep::kernels

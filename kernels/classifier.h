@@ -9,6 +9,7 @@
 
 #include <torch/script.h>
 
+#include "kernels/graph.h"
 #include "kernels/model.h"
 
 namespace vizsweep::kernels {
@@ -29,9 +30,15 @@ class Classifier {
   torch::Tensor probabilities(const torch::Tensor& images) const;
   // The logits the softmax is taken of, [N, classes].
   torch::Tensor logits(const torch::Tensor& images) const;
+  // A feature vector per image, [N, K]: the logits for tap "logits", else the output of that
+  // tap of the classifier's graph (kernels/graph.h, a name or an alias), averaged over its
+  // positions (feature maps; a transformer's tokens: its patch tokens). Throws
+  // vizsweep::Error naming `field` for a tap the graph has not.
+  torch::Tensor features(const torch::Tensor& images, const std::string& tap, const std::string& field) const;
 
  private:
   mutable torch::jit::Module module_;
+  mutable std::shared_ptr<GraphNet> graph_;  // built on the first features() of a tap
   ModelInfo info_;
   torch::Tensor mean_, std_;
 };

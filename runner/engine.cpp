@@ -18,6 +18,7 @@
 #include "sweeps/technique.h"
 #include "sweeps/idx.h"
 #include "sweeps/techniques/actmax.h"
+#include "sweeps/techniques/exemplars.h"
 
 namespace vizsweep::runner {
 
@@ -139,7 +140,14 @@ torch::Tensor image_of(const ImageBlob& b) {
 }
 }  // namespace
 
-std::vector<double> Engine::mis(const std::string& feature_model, const std::string& layer, bool centre,
+std::string mis_feature_model(const sweeps::SweepSpec& spec) {
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  const auto* am = spec.get<sweeps::ActmaxSection>();
+  if (!ex || !am || !ex->bottom) return "";
+  return ex->feature_model.empty() ? (am->judge.empty() ? spec.model.file : am->judge) : ex->feature_model;
+}
+
+std::vector<double> Engine::mis(const std::string& feature_model, const std::string& feature_layer, const std::string& layer, bool centre,
                                 const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
                                 const std::vector<ImageBlob>& bottom) {
   const auto& judge = impl_->classifier(feature_model, "exemplars.feature_model");
@@ -156,7 +164,7 @@ std::vector<double> Engine::mis(const std::string& feature_model, const std::str
       }
       xs.push_back(k::conform_image(x, C, S));
     }
-    return judge.logits(torch::stack(xs));
+    return judge.features(torch::stack(xs), feature_layer, "exemplars.feature_layer");
   };
   auto ft = features(top, false), fb = features(bottom, false), fv = features(vizs, centre);
   std::vector<double> out;
@@ -264,6 +272,14 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
           k::check_image_file((*images)[i].file, e.technique->name + ".images[" + std::to_string(i) + "]");
   for (const auto& e : spec.sections)
     if (const auto& prepare = run_technique(e.technique->name).prepare) prepare(*impl_, *e.section);
+  // The feature space of machine interpretability, checked before anything is written.
+  if (const auto* ex = spec.get<sweeps::ExemplarsSection>(); ex && !mis_feature_model(spec).empty()) {
+    std::vector<std::string> taps{ex->feature_layer};
+    for (const auto& [l, tap] : ex->feature_layers) taps.push_back(tap);
+    const auto& fm = impl_->classifier(mis_feature_model(spec), "exemplars.feature_model");
+    const auto probe = torch::zeros({1, fm.info().in_channels, fm.info().input_size, fm.info().input_size});
+    for (const auto& tap : taps) fm.features(probe, tap, "exemplars.feature_layer");
+  }
 }
 
 Engine::~Engine() = default;

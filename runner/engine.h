@@ -12,6 +12,11 @@
 
 namespace vizsweep::runner {
 
+// The classifier whose features machine interpretability compares in: exemplars.feature_model,
+// else actmax.judge, else the sweep's model file; "" when the sweep scores none (no actmax,
+// no exemplars with bottom lists, or a built-in model without a feature model).
+std::string mis_feature_model(const sweeps::SweepSpec& spec);
+
 class Engine {
  public:
   // Loads or builds the sweep's model on `device` ("cpu", "cuda", "cuda:K") with `threads`
@@ -33,11 +38,12 @@ class Engine {
   nlohmann::json run(const sweeps::Task& task, TaskData& data);
 
   // Machine interpretability (kernels/exemplars.h) of one unit's visualizations `vizs` (whole
-  // images, as the shards hold them) against its exemplar crops, in the logit space of the
-  // classifier file `feature_model` (loaded once). Each visualization is first cut to the
+  // images, as the shards hold them) against its exemplar crops, in the feature space of the
+  // classifier file `feature_model` (loaded once) at `feature_layer` (Classifier::features:
+  // "logits" or a tap averaged over positions). Each visualization is first cut to the
   // receptive field of the centre unit of `layer` when `centre` (the whole image for fc
   // layers); every image is resized to the classifier's input. One value per visualization.
-  std::vector<double> mis(const std::string& feature_model, const std::string& layer, bool centre,
+  std::vector<double> mis(const std::string& feature_model, const std::string& feature_layer, const std::string& layer, bool centre,
                           const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
                           const std::vector<ImageBlob>& bottom);
 

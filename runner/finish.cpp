@@ -26,13 +26,6 @@ struct Viz {
 
 }  // namespace
 
-std::string mis_feature_model(const sweeps::SweepSpec& spec) {
-  const auto* ex = spec.get<sweeps::ExemplarsSection>();
-  const auto* am = spec.get<sweeps::ActmaxSection>();
-  if (!ex || !am || !ex->bottom) return "";
-  return ex->feature_model.empty() ? (am->judge.empty() ? spec.model.file : am->judge) : ex->feature_model;
-}
-
 int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& engine, const std::string& dir) {
   const auto* ex = spec.get<sweeps::ExemplarsSection>();
   const auto* am = spec.get<sweeps::ActmaxSection>();
@@ -101,7 +94,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
       const auto& l = lists.at(where.second);
       std::vector<ImageBlob> blobs;
       for (const auto& v : vizs) blobs.push_back(image(v.shard, v.dataset));
-      const auto mis = engine.mis(feature_model, layer, am->objective.unit_kind() == kernels::ObjectiveKind::CentreUnit, blobs,
+      const auto mis = engine.mis(feature_model, ex->feature_layer_for(layer), layer, am->objective.unit_kind() == kernels::ObjectiveKind::CentreUnit, blobs,
                                   std::get<0>(l), std::get<1>(l));
       for (size_t i = 0; i < vizs.size(); ++i) {
         sqlite3_reset(up.st);

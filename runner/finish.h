@@ -11,11 +11,6 @@
 
 namespace vizsweep::runner {
 
-// The classifier whose logits machine interpretability compares in: exemplars.feature_model,
-// else actmax.judge, else the sweep's model file; "" when the sweep scores none (no actmax,
-// no exemplars with bottom lists, or a built-in model without a feature model).
-std::string mis_feature_model(const sweeps::SweepSpec& spec);
-
 // Returns the number of visualizations scored; prints one progress line to stderr when it
 // scores any. Throws vizsweep::Error (a shard that cannot be read, the feature model).
 int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& engine, const std::string& dir);

@@ -330,9 +330,9 @@ int tune_command(const TuneOptions& o) {
     if (n > 0) {
       const size_t per_unit = actmax->settings.size() * actmax->seeds.size();
       std::vector<ImageBlob> vizs(per_unit, blank(S)), top(static_cast<size_t>(ex->k), blank(S / 2)), bottom = top;
-      engine.mis(fm, layer, true, vizs, top, bottom);  // loads the feature model
+      engine.mis(fm, ex->feature_layer_for(layer), layer, true, vizs, top, bottom);  // loads the feature model
       const auto t1 = Clock::now();
-      for (int r = 0; r < 3; ++r) engine.mis(fm, layer, true, vizs, top, bottom);
+      for (int r = 0; r < 3; ++r) engine.mis(fm, ex->feature_layer_for(layer), layer, true, vizs, top, bottom);
       finish = since(t1) / 3 * static_cast<double>(n);
       std::printf("  machine interpretability of %lld units x %zu images: %.1f s at the end of the run\n", static_cast<long long>(n),
                   per_unit, finish);

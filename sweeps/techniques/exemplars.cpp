@@ -56,6 +56,17 @@ std::shared_ptr<const Section> parse_section(const Reader& r, const YAML::Node& 
     if (!std::filesystem::is_regular_file(s->feature_model, ec))
       r.fail(a["feature_model"], "exemplars.feature_model", "no such model file: " + s->feature_model);
   }
+  if (const auto& f = a["feature_layer"]) {
+    if (f.IsMap()) {
+      for (const auto& kv : f) {
+        const std::string layer = r.str(kv.first, "exemplars.feature_layer");
+        s->feature_layers.push_back({{layer, kv.first.Mark().line + 1, "exemplars.feature_layer." + layer},
+                                     r.str(kv.second, "exemplars.feature_layer." + layer)});
+      }
+    } else {
+      s->feature_layer = r.str(f, "exemplars.feature_layer");
+    }
+  }
   // A shard's list holds k images (the index's merge reads k from the lists).
   if (s->images_per_task < s->k)
     r.fail(a["images_per_task"] ? a["images_per_task"] : a["k"], "exemplars.images_per_task",
@@ -78,6 +89,11 @@ void expand_section(const Section& section, Expansion& x) {
                            " units: 0.." + std::to_string(L->units - 1) + ")");
     unit_count += a.units.empty() ? L->units : static_cast<int64_t>(a.units.size());
   }
+  // A per-layer feature space names one of the scanned layers (its tap is checked against the
+  // feature model when the run starts: runner/engine.cpp).
+  for (const auto& [l, tap] : a.feature_layers)
+    if (std::none_of(layers.begin(), layers.end(), [&](const LayerDesc* L) { return L->alias == l.name; }))
+      x.reader.fail_at(l.line, l.field, "'" + l.name + "' is not a layer of this exemplars section (" + names + ")");
   // The dataset's identity: its image ids in order (paths or dataset items).
   std::string ids;
   for (const auto& im : a.images) ids += im.id + "\n";
@@ -106,7 +122,8 @@ void expand_section(const Section& section, Expansion& x) {
 const SweepTechnique& sweep_technique_exemplars() {
   static const SweepTechnique t{"exemplars",
                                 50,
-                                {"layers", "units", "images", "k", "bottom", "position", "batch", "images_per_task", "feature_model"},
+                                {"layers", "units", "images", "k", "bottom", "position", "batch", "images_per_task", "feature_model",
+                                 "feature_layer"},
                                 "images",
                                 nullptr,
                                 "",

@@ -20,6 +20,19 @@ struct ExemplarsSection : Section {
   // The classifier file whose logits are the feature space of the machine interpretability
   // score (runner/finish.h); empty: actmax.judge, else the sweep's model file.
   std::string feature_model;
+  // Where in the feature model machine interpretability compares: "logits" (the default), or a
+  // tap of it (`vizsweep layers FILE` lists them) whose output, averaged over positions (or
+  // tokens), is the feature vector. One tap for every layer, or one per layer (the others
+  // "logits"): `feature_layers` holds the per-layer ones, each with its place in the file.
+  std::string feature_layer = "logits";
+  std::vector<std::pair<Located, std::string>> feature_layers;
+  // The tap machine interpretability uses for `layer` ("logits": the logits).
+  const std::string& feature_layer_for(const std::string& layer) const {
+    for (const auto& [l, tap] : feature_layers)
+      if (l.name == layer) return tap;
+    return feature_layers.empty() ? feature_layer : kLogits;
+  }
+  static inline const std::string kLogits = "logits";
 
   const std::vector<ImageSource>* inputs() const override { return &images; }
   std::string plan_note(const std::vector<Task>& tasks) const override;

@@ -1,6 +1,7 @@
 // What the committed default model (models/fashion_vgg11.pt, trained on Fashion-MNIST)
 // must show, on the real test set.
 #include <cstdio>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -200,6 +201,41 @@ TEST(Judge, RecognizesTheClassImagesOfTheTunedRecipe) {
   EXPECT_GE(hits, 8);
   EXPECT_GE(mean, 0.75);
   EXPECT_EQ(r.is_argmax.sum().item<int64_t>(), 10) << "and the model itself puts each class first";
+}
+
+TEST(Judge, FeaturesAtATapAreItsOutputAveragedOverPositions) {
+  // The feature spaces of machine interpretability (exemplars.feature_layer): "logits", or a
+  // tap of the feature model's graph averaged over positions. Checked against the TorchScript
+  // module's own submodules called in turn (the judge is a Sequential: stem convolution, batch
+  // norm, ReLU, residual blocks 3..8, pooling, flatten, linear).
+  Classifier judge = Classifier::load(kJudge);
+  auto t = test_set(8, judge.info().input_size);
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(judge.features(t.x, "logits", "f"), judge.logits(t.x)));
+  auto m = torch::jit::load(kJudge);
+  m.eval();
+  torch::Tensor x = (t.x - 0.5) / 0.5;  // the judge's normalization (mean 0.5, std 0.5)
+  std::map<std::string, torch::Tensor> after;
+  for (const char* name : {"0", "1", "2", "3", "4", "5"}) {
+    x = m.attr(name).toModule().forward({x}).toTensor();
+    after[name] = x.mean({2, 3});
+  }
+  // Same operations on the same floats, in the same order: equal up to the graph runner's
+  // out-of-place rewrite of the in-place ReLUs (the same kernels; a last-bit difference allowed).
+  for (const char* tap : {"2", "5"}) {
+    auto f = judge.features(t.x, tap, "f");
+    ASSERT_EQ(f.sizes(), after[tap].sizes()) << tap;
+    EXPECT_TRUE(torch::allclose(f, after[tap], 1e-5, 1e-6)) << tap;
+  }
+  // A block's alias is the block.
+  EXPECT_TRUE(torch::equal(judge.features(t.x, "3.relu:2", "f"), judge.features(t.x, "3", "f")));
+  try {
+    judge.features(t.x, "no.such.tap", "exemplars.feature_layer");
+    ADD_FAILURE() << "an unknown tap was accepted";
+  } catch (const vizsweep::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exemplars.feature_layer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no tap 'no.such.tap'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ResNetDefault, TheJudgeRecognizesItsClassImages) {

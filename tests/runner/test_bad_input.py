@@ -121,6 +121,12 @@ SWEEP_CASES = [
      "images_per_task: 100}\n", None, "exemplars.images_per_task: must be a multiple of exemplars.batch (64), got 100"),
     ("unknown position", TINY + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, count: 20}, position: middle}\n",
      None, "exemplars.position: unknown position 'middle' (valid: max, centre)"),
+    ("feature layer of a layer not scanned", TINY + ACT + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, "
+     "count: 20}, bottom: true, feature_layer: {conv2_1: '2'}}\n", None,
+     "exemplars.feature_layer.conv2_1: 'conv2_1' is not a layer of this exemplars section (conv1_1)"),
+    ("feature layer the feature model has not", TINY + ACT + "exemplars: {layers: [conv1_1], images: {dataset: fashion-mnist, "
+     f"count: 20}}, bottom: true, feature_model: {ROOT}/models/fashion_judge.pt, feature_layer: nope}}\n", None,
+     f"exemplars.feature_layer: {ROOT}/models/fashion_judge.pt has no tap 'nope'"),
     ("exemplar units out of range", TINY + "exemplars: {layers: [conv1_1, fc8], units: 0-9, images: {dataset: fashion-mnist, "
      "count: 20}}\n", None, "exemplars.units: unit 9 out of range for conv1_1"),
     # model files
@@ -303,7 +309,7 @@ class BadInputTest(unittest.TestCase):
         r = self.vizsweep("run", good, "--out", d)
         self.assertEqual(r.returncode, 0, r.stderr)
         db = sqlite3.connect(os.path.join(d, "index.sqlite"))
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.8",))  # 1.0 -> 1.8
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone(), ("1.9",))  # 1.0 -> 1.9
         self.assertIn("final_prob", [c[1] for c in db.execute("PRAGMA table_info(fgsm_steps)")])
         self.assertEqual(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall(), [("done", 1)])
         db.close()

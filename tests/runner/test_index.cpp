@@ -235,6 +235,54 @@ std::vector<std::pair<std::string, std::string>> settings_extra(const std::strin
 
 }  // namespace
 
+// 1.8 -> 1.9: a row with mis is scored mis times its drive (activation_ratio clamped to
+// [0, 1], 0 without one); rows without mis, and class units under a judge, keep their score.
+TEST_F(IndexTest, Migration1_9ScoresMisTimesTheDrive) {
+  const std::string key = tasks[0].key, path = (dir / "index.sqlite").string();
+  index.reset();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    // (unit, mis, activation_ratio, judge_prob, robustness, hf_energy, score as 1.8 wrote it)
+    const char* rows =
+        "INSERT INTO actmax_results (task_key, unit, final_activation, hf_energy, total_variation, saturation, robustness, "
+        "is_argmax, shard, dataset, judge_prob, mis, activation_ratio, score) VALUES "
+        "(?1, 0, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', NULL, 0.9, 0.1, 0.9), "     // a weakly driven image: 0.09
+        "(?1, 1, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', NULL, 0.8, 1.5, 0.8), "     // drives past its top exemplar: 0.8
+        "(?1, 2, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', NULL, 1.0, -0.5, 1.0), "    // drives it negative: 0
+        "(?1, 3, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', NULL, 0.7, NULL, 0.7), "    // top exemplar not positive: 0
+        "(?1, 4, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', NULL, NULL, NULL, 0.4), "   // no exemplars: 0.5 x 0.8
+        "(?1, 5, 1, 0.2, 0, 0, 0.5, 0, 's', 'd', 0.6, 0.9, 0.1, 0.6)";       // a judge's probability: 0.6
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, rows, -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_bind_text(st, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_finalize(st);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '1.8' WHERE key = 'schema_version'", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  index = std::make_unique<ResultIndex>(path, false);
+  EXPECT_EQ(index->schema_version(), "1.9");
+  index.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT unit, score FROM actmax_results ORDER BY unit", -1, &st, nullptr), SQLITE_OK);
+  const double want[] = {0.9 * 0.1, 0.8, 0.0, 0.0, 0.5 * (1 - 0.2), 0.6};
+  int n = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    EXPECT_NEAR(sqlite3_column_double(st, 1), want[sqlite3_column_int(st, 0)], 1e-12) << "unit " << sqlite3_column_int(st, 0);
+    ++n;
+  }
+  sqlite3_finalize(st);
+  EXPECT_EQ(n, 6);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT description FROM metrics WHERE name = 'score'", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_NE(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))).find("times the drive"), std::string::npos);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 TEST(SchemaAndDeclarations, SettingsChecksMatchTheDeclaredRanges) {
   int tables = 0;
   for (const auto* t : sweeps::techniques())

@@ -225,7 +225,7 @@ class RunnerTest(unittest.TestCase):
         # The schema migrated in place: 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 adds the hyperparameters declared since,
         # at the defaults the old rows ran with.
         self.assertEqual(index_rows(ref, "SELECT value FROM meta WHERE key='schema_version'"), [("1.1",)])
-        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.8",)])
+        self.assertEqual(index_rows(d, "SELECT value FROM meta WHERE key='schema_version'"), [("1.9",)])
         self.assertEqual(index_rows(d, "SELECT DISTINCT jitter, adam_beta1, adam_beta2, param, decay_power, scale, rotate, "
                                        "pad, decorrelate FROM actmax_settings"),
                          [(0, 0.9, 0.999, "pixel", 1.0, 0.0, 0.0, 0, 0)])
@@ -582,7 +582,8 @@ class RunnerTest(unittest.TestCase):
             self.assertAlmostEqual(mis, want, delta=1 / 25 + 1e-12, msg=f"{layer} unit {unit}")
             exact += mis == want
             self.assertAlmostEqual(ratio, act / ex["top"][0][0], places=9)
-            self.assertEqual(score, prob if layer == "fc8" else mis)
+            # Class units: the judge's probability; others: mis times the drive (schema 1.9).
+            self.assertEqual(score, prob if layer == "fc8" else mis * min(max(ratio, 0.0), 1.0))
         self.assertGreaterEqual(exact, 15)
         # everything done: a second run scores nothing
         r = run(mpirun(1, "run", sweep, "--out", d))

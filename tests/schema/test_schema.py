@@ -31,7 +31,7 @@ class SchemaTest(unittest.TestCase):
     def test_idempotent_and_versioned(self):
         db = fresh()
         db.executescript(SCHEMA)  # again: no error, nothing duplicated
-        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.8",)])
+        self.assertEqual(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall(), [("1.9",)])
         self.assertEqual(db.execute("SELECT COUNT(*) FROM sweeps").fetchone()[0], 1)
 
     def test_task_state_is_constrained(self):
