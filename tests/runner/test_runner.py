@@ -531,7 +531,8 @@ class RunnerTest(unittest.TestCase):
         images: the image cut to its centre unit's receptive field, the exemplars' crops, all
         resized to the judge's input, the judge's logits, and the share of (top, bottom) pairs
         whose top exemplar is nearer. Hidden units take it as their score, class units keep the
-        judge's probability. A resumed run that finds everything done scores nothing again."""
+        judge's probability. A resumed run that finds everything done scores nothing again; with
+        `exemplars.feature_layer` the images without mis are scored in that tap's statistics."""
         import torch
         import torch.nn.functional as F
         models = os.path.join(HERE, "..", "..", "models")
@@ -549,46 +550,70 @@ class RunnerTest(unittest.TestCase):
         self.assertIn("machine interpretability: 16 visualizations of 8 units scored", r.stderr)
         judge = torch.jit.load(os.path.join(models, "fashion_judge.pt")).eval()
 
-        def logits(crops):
+        def features(crops, tap):
+            """The judge's logits, or (tap "2") its stem's ReLU averaged over positions."""
             x = torch.stack([F.interpolate(torch.from_numpy(c.astype(np.float32) / 255.0)[None, None], size=(32, 32),
                                            mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
                              if c.shape != (32, 32) else torch.from_numpy(c.astype(np.float32) / 255.0)[None]
                              for c in crops])
             with torch.no_grad():
-                return judge((x - 0.5) / 0.5).double()
+                if tap == "logits":
+                    return judge((x - 0.5) / 0.5).double()
+                y = (x - 0.5) / 0.5
+                for name in ("0", "1", "2"):  # the judge is a Sequential: conv, batch norm, ReLU, ...
+                    y = getattr(judge, name)(y)
+                return y.mean((2, 3)).double()
 
         def image(shard, dataset):
             with h5py.File(os.path.join(d, shard), "r") as f:
                 return f[dataset][()]
 
-        rows = index_rows(d, "SELECT t.layer, r.unit, r.mis, r.activation_ratio, r.final_activation, r.score, r.judge_prob, "
-                             "r.shard, r.dataset FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key")
-        self.assertEqual(len(rows), 16)
-        exact = 0
-        for layer, unit, mis, ratio, act, score, prob, shard, dataset in rows:
-            ex = {kind: index_rows(d, "SELECT activation, box_y0, box_y1, box_x0, box_x1, shard, dataset FROM exemplars "
-                                      "WHERE layer = ? AND unit = ? AND kind = ? ORDER BY rank", layer, unit, kind)
-                  for kind in ("top", "bottom")}
-            crops = {kind: [image(e[5], e[6])[e[1]:e[2], e[3]:e[4]] for e in ex[kind]] for kind in ex}
-            viz = image(shard, dataset)
-            if layer == "conv2_1":  # the centre unit (8, 8) of a 16 x 16 output sees input rows and columns 13..20
-                viz = viz[13:21, 13:21]
-            ref = logits([viz])[0]
-            dt = (logits(crops["top"]) - ref).norm(dim=1)
-            db = (logits(crops["bottom"]) - ref).norm(dim=1)
-            want = float(((dt[:, None] < db[None, :]).double() + 0.5 * (dt[:, None] == db[None, :]).double()).mean())
-            # The same float32 passes in the same LibTorch; a pair's answer could flip only if its
-            # two distances tie to within rounding: one pair of 25 at most.
-            self.assertAlmostEqual(mis, want, delta=1 / 25 + 1e-12, msg=f"{layer} unit {unit}")
-            exact += mis == want
-            self.assertAlmostEqual(ratio, act / ex["top"][0][0], places=9)
-            # Class units: the judge's probability; others: mis times the drive (schema 1.9).
-            self.assertEqual(score, prob if layer == "fc8" else mis * min(max(ratio, 0.0), 1.0))
-        self.assertGreaterEqual(exact, 15)
+        def check(taps):
+            rows = index_rows(d, "SELECT t.layer, r.unit, r.mis, r.activation_ratio, r.final_activation, r.score, "
+                                 "r.judge_prob, r.shard, r.dataset FROM actmax_results r JOIN tasks t ON t.task_key = r.task_key")
+            self.assertEqual(len(rows), 16)
+            exact = 0
+            for layer, unit, mis, ratio, act, score, prob, shard, dataset in rows:
+                ex = {kind: index_rows(d, "SELECT activation, box_y0, box_y1, box_x0, box_x1, shard, dataset FROM exemplars "
+                                          "WHERE layer = ? AND unit = ? AND kind = ? ORDER BY rank", layer, unit, kind)
+                      for kind in ("top", "bottom")}
+                crops = {kind: [image(e[5], e[6])[e[1]:e[2], e[3]:e[4]] for e in ex[kind]] for kind in ex}
+                viz = image(shard, dataset)
+                if layer == "conv2_1":  # the centre unit (8, 8) of a 16 x 16 output sees input rows and columns 13..20
+                    viz = viz[13:21, 13:21]
+                tap = taps.get(layer, "logits")
+                ref = features([viz], tap)[0]
+                dt = (features(crops["top"], tap) - ref).norm(dim=1)
+                db = (features(crops["bottom"], tap) - ref).norm(dim=1)
+                want = float(((dt[:, None] < db[None, :]).double() + 0.5 * (dt[:, None] == db[None, :]).double()).mean())
+                # The same float32 passes in the same LibTorch; a pair's answer could flip only if its
+                # two distances tie to within rounding: one pair of 25 at most.
+                self.assertAlmostEqual(mis, want, delta=1 / 25 + 1e-12, msg=f"{layer} unit {unit} in {tap}")
+                exact += mis == want
+                self.assertAlmostEqual(ratio, act / ex["top"][0][0], places=9)
+                # Class units: the judge's probability; others: mis times the drive (schema 1.9).
+                self.assertEqual(score, prob if layer == "fc8" else mis * min(max(ratio, 0.0), 1.0))
+            self.assertGreaterEqual(exact, 15)
+            return {(layer, unit): mis for layer, unit, mis, *_ in rows}
+
+        in_logits = check({})
         # everything done: a second run scores nothing
         r = run(mpirun(1, "run", sweep, "--out", d))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("machine interpretability", r.stderr)
+        # exemplars.feature_layer: the images without mis are scored in the stem's channel
+        # statistics at conv2_1, in logits at fc8.
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("UPDATE actmax_results SET mis = NULL")
+        db.commit()
+        db.close()
+        with open(sweep, "a") as f:
+            f.write("  feature_layer: {conv2_1: '2'}\n")
+        r = run(mpirun(1, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("machine interpretability: 16 visualizations of 8 units scored", r.stderr)
+        in_stem = check({"conv2_1": "2"})
+        self.assertEqual({k: v for k, v in in_stem.items() if k[0] == "fc8"}, {k: v for k, v in in_logits.items() if k[0] == "fc8"})
 
     def test_a_judge_scores_the_class_images(self):
         """actmax.judge: the class units' rows (the model's output layer) carry the probability
