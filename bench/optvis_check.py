@@ -129,15 +129,16 @@ def diversity(a):
     print(f"{'':<22} {'spread (judge logits)':>22} {'activation kept':>32}")
     print(f"{'4 seeds, no penalty':<22} {statistics.mean(d_plain.values()):22.3f} {'':>32}")
     for w in a.weights:
-        text = base.replace("flip: true}", f"flip: true, diversity_weight: {w}}}").replace("  seeds: [0]", "  seeds: [0]\n  diversity: 4")
+        until = f", diversity_until: {a.until}" if a.until < 1 else ""
+        text = base.replace("flip: true}", f"flip: true, diversity_weight: {w}{until}}}").replace("  seeds: [0]", "  seeds: [0]\n  diversity: 4")
         if a.diversity_layer:
             text += f"  diversity_layer: {a.diversity_layer}\n"
-        got = images_of(sweep(f"w{w:g}", text))
+        got = images_of(sweep(f"w{w:g}" + (f"u{a.until:g}" if a.until < 1 else ""), text))
         d = spread(got)
         plain_act = {u: statistics.mean(v[1] for (x, _), v in plain.items() if x == u) for u in d_plain}
         ratios = [got[(u, c)][1] / plain_act[u] for (u, c) in got]
         wider = sum(d[u] > d_plain[u] for u in d)
-        print(f"{'diversity 4, weight ' + format(w, 'g'):<22} {statistics.mean(d.values()):22.3f} "
+        print(f"{'diversity 4, weight ' + format(w, 'g') + (f' until {a.until:g}' if a.until < 1 else ''):<22} {statistics.mean(d.values()):22.3f} "
               f"min {min(ratios):.2f}, mean {statistics.mean(ratios):.2f} (of the seeds' mean); wider for {wider}/{len(d)} units")
 
 
@@ -147,6 +148,7 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--out", default="/tmp/optvis_check")
     p.add_argument("--weights", default="1,3,10", help="diversity weights to try (comma-separated)")
+    p.add_argument("--until", type=float, default=1, help="diversity_until: the share of the iterations under the penalty")
     p.add_argument("--diversity-layer", default="", help="the layer the penalty reads (default: the sweep's default)")
     a = p.parse_args()
     a.vizsweep = os.path.join(a.build, "runner", "vizsweep")

@@ -110,8 +110,13 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     objective = objective + req.diversity * diversity_objective(d, req.units);
   }
   // Layers other than the mapped one the objective reads (diversity's): the whole forward.
-  const std::vector<int> reads = objective->layers();
-  const bool other_layers = std::any_of(reads.begin(), reads.end(), [&](int i) { return i != layer.index; });
+  const std::vector<int> reads = objective->layers(), base_reads = base->layers();
+  const auto reads_others = [&](const std::vector<int>& r) {
+    return std::any_of(r.begin(), r.end(), [&](int i) { return i != layer.index; });
+  };
+  const bool other_layers = reads_others(reads), base_other_layers = reads_others(base_reads);
+  // The iterations under the diversity penalty (the first ones); the rest ascend the base alone.
+  const int diverse_until = req.diversity > 0 ? static_cast<int>(std::lround(req.diversity_until * s.iterations)) : s.iterations;
 
   std::optional<Model::InputWindow> win;
   if (req.crop_to_receptive_field && layer.spatial())
@@ -134,8 +139,11 @@ ActMaxResult activation_maximization(const Model& model, const ActMaxRequest& re
     const auto [r0, r1] = param->renders_rows() ? transforms.rows_read() : std::pair<int64_t, int64_t>{0, S};
     const Rendered x = param->render(r0, r1, transforms.reads_band() && param->renders_band());
     const torch::Tensor seen = transforms.apply(x.images, x.row0);
-    auto obj = other_layers ? seen_objective->evaluate_outputs(outputs(*net, seen, layer.index, reads))
-                            : seen_objective->evaluate(win ? net->forward_crop(seen, layer.index) : net->forward(seen, layer.index));
+    const bool diverse = it < diverse_until;
+    const ObjectivePtr& o = diverse ? seen_objective : seen_base;
+    auto obj = (diverse ? other_layers : base_other_layers)
+                   ? o->evaluate_outputs(outputs(*net, seen, layer.index, diverse ? reads : base_reads))
+                   : o->evaluate(win ? net->forward_crop(seen, layer.index) : net->forward(seen, layer.index));
     param->ascend(obj.sum(), x, ascent, regs, it);
     torch::NoGradGuard ng;
     trace[it].copy_(obj.detach());

@@ -45,6 +45,8 @@ struct ActMaxRequest {
   // Lucid's diversity: this weight times diversity_objective() among images of the same unit
   // (units repeated in `units`) is added to the objective; 0: off.
   double diversity = 0;
+  // The share of the iterations (the first ones) the diversity penalty acts in; 1: all.
+  double diversity_until = 1;
   // The layer the diversity penalty reads (alias or path); empty: diversity_layer()'s choice
   // (the mapped layer when it has 4 x 4 positions, else the last such layer before it).
   std::string diversity_layer;

@@ -312,6 +312,11 @@ const std::vector<Field<A>>& actmax_table() {
     v.push_back(extra_real_field<A>("contrast", 0).range(0, 1, false, true).off("0").new_in_key_only_when_set().transform()
                     .help("every step, scale each image's pixels about the background level by a random factor in "
                           "[1 - contrast, 1 + contrast] after the spatial transforms"));
+    // Schema 1.9.
+    v.push_back(extra_real_field<A>("diversity_until", 1).range(0, 1, true, false).new_in_key_only_when_set()
+                    .help("under actmax.diversity N > 1: the share of the iterations the diversity penalty acts "
+                          "in; the rest ascend the unit alone, each image from where the penalty left it (1: "
+                          "every iteration, Lucid's)"));
     return v;
   }();
   return t;

@@ -41,7 +41,10 @@ k::ActMaxRequest actmax_request(RunContext& ctx, const sweeps::ActmaxSection& se
   req.objective = sec.objective;
   req.transform_order = sec.transform_order;
   req.settings = sec.settings.at(static_cast<size_t>(task.setting));
-  if (sec.diversity > 1) req.diversity = req.settings.diversity_weight, req.diversity_layer = sec.diversity_layer.name;
+  if (sec.diversity > 1) {
+    req.diversity = req.settings.diversity_weight, req.diversity_layer = sec.diversity_layer.name;
+    req.diversity_until = k::extra_param(req.settings, "diversity_until");
+  }
   if (req.settings.param == k::ImageParam::Maco && !sec.spectrum.empty()) req.maco_magnitude = maco_magnitude(ctx, sec);
   req.seed = task.seed;
   req.fp32_model = ctx.fp32_model();
