@@ -91,9 +91,11 @@ void expand_section(const Section& section, Expansion& x) {
   }
   // A per-layer feature space names one of the scanned layers (its tap is checked against the
   // feature model when the run starts: runner/engine.cpp).
-  for (const auto& [l, tap] : a.feature_layers)
+  for (const auto& entry : a.feature_layers) {
+    const Located& l = entry.first;
     if (std::none_of(layers.begin(), layers.end(), [&](const LayerDesc* L) { return L->alias == l.name; }))
       x.reader.fail_at(l.line, l.field, "'" + l.name + "' is not a layer of this exemplars section (" + names + ")");
+  }
   // The dataset's identity: its image ids in order (paths or dataset items).
   std::string ids;
   for (const auto& im : a.images) ids += im.id + "\n";
