@@ -149,10 +149,14 @@ TEST(ActMaxParts, DiversityUntilLiftsThePenaltyPartWay) {
   auto half = activation_maximization(m, req);
   EXPECT_TRUE(torch::equal(half.objective_trace.slice(0, 0, 40), full.objective_trace.slice(0, 0, 40)));
   // Step 40 starts from the same images in both; there the trace is the units' activation
-  // alone, the penalized one that plus the penalty's term (minus a cosine similarity, <= 0).
+  // alone, the penalized one that plus the penalty's term (minus a cosine similarity, <= 0;
+  // the lift measured 0.89 to 0.96 here).
   const auto lifted = half.objective_trace[40] - full.objective_trace[40];
-  EXPECT_GE(lifted.min().item<double>(), -1e-5) << lifted;
-  EXPECT_GT(lifted.max().item<double>(), 0) << lifted;
+  // (The two read the units by different evaluation paths; 1e-3 allows for another CPU kind's
+  // kernels rounding them apart, far below the lift itself.)
+  EXPECT_GE(lifted.min().item<double>(), -1e-3) << lifted;
+  EXPECT_GT(lifted.max().item<double>(), 1e-2) << lifted;
+  std::printf("the lift at the switch: %.4f to %.4f\n", lifted.min().item<double>(), lifted.max().item<double>());
   // What that gives back at the end depends on the unit (bench/optvis_check.py measures it at
   // the class units); here the penalty costs little (summed activation 92.9 against 93.2
   // measured), too little to assert across CPU kinds.
