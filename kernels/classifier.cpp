@@ -27,14 +27,17 @@ torch::Tensor Classifier::probabilities(const torch::Tensor& images) const {
   return torch::softmax(logits(images), 1);
 }
 
-torch::Tensor Classifier::logits(const torch::Tensor& images) const {
-  torch::NoGradGuard ng;
+torch::Tensor Classifier::normalized(const torch::Tensor& images) const {
   if (images.dim() != 4 || images.size(1) != info_.in_channels)
     throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) +
                                   ", H, W] images, got " + std::to_string(images.dim()) + " dimensions" +
                                   (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
-  auto x = resize_batch(images.to(torch::kCPU, torch::kFloat), info_.input_size);
-  auto logits = module_.forward({(x - mean_) / std_}).toTensor();
+  return (resize_batch(images.to(torch::kCPU, torch::kFloat), info_.input_size) - mean_) / std_;
+}
+
+torch::Tensor Classifier::logits(const torch::Tensor& images) const {
+  torch::NoGradGuard ng;
+  auto logits = module_.forward({normalized(images)}).toTensor();
   if (logits.dim() != 2 || logits.size(1) != info_.num_classes)
     throw Error(info_.source, "the classifier's output is not [N, " + std::to_string(info_.num_classes) + "] logits");
   return logits.to(torch::kFloat);
@@ -55,10 +58,7 @@ torch::Tensor Classifier::features(const torch::Tensor& images, const std::strin
   if (index < 0)
     throw Error(field, info_.source + " has no tap '" + tap + "' (logits, or a name `vizsweep layers " + info_.source +
                            "` lists: " + taps.front().name + " .. " + taps.back().name + ")");
-  if (images.dim() != 4 || images.size(1) != info_.in_channels)
-    throw Error(info_.source, "the classifier takes [N, " + std::to_string(info_.in_channels) + ", H, W] images");
-  auto x = resize_batch(images.to(torch::kCPU, torch::kFloat), info_.input_size);
-  auto f = graph_->run((x - mean_) / std_, index).to(torch::kFloat);
+  auto f = graph_->run(normalized(images), index).to(torch::kFloat);
   const auto& t = taps[static_cast<size_t>(index)];
   if (t.layout == TapLayout::Map || t.layout == TapLayout::Tokens) f = f.flatten(2).mean(2);
   return f.reshape({f.size(0), -1});

@@ -37,6 +37,8 @@ class Classifier {
   torch::Tensor features(const torch::Tensor& images, const std::string& tap, const std::string& field) const;
 
  private:
+  // The images checked ([N, in_channels, H, W]), resized to the input size and normalized.
+  torch::Tensor normalized(const torch::Tensor& images) const;
   mutable torch::jit::Module module_;
   mutable std::shared_ptr<GraphNet> graph_;  // built on the first features() of a tap
   ModelInfo info_;

@@ -272,13 +272,18 @@ Engine::Engine(const sweeps::SweepSpec& spec, const std::string& device, int thr
           k::check_image_file((*images)[i].file, e.technique->name + ".images[" + std::to_string(i) + "]");
   for (const auto& e : spec.sections)
     if (const auto& prepare = run_technique(e.technique->name).prepare) prepare(*impl_, *e.section);
-  // The feature space of machine interpretability, checked before anything is written.
+  // The taps machine interpretability compares in (other than the logits), checked against the
+  // feature model before anything is written.
   if (const auto* ex = spec.get<sweeps::ExemplarsSection>(); ex && !mis_feature_model(spec).empty()) {
-    std::vector<std::string> taps{ex->feature_layer};
-    for (const auto& [l, tap] : ex->feature_layers) taps.push_back(tap);
-    const auto& fm = impl_->classifier(mis_feature_model(spec), "exemplars.feature_model");
-    const auto probe = torch::zeros({1, fm.info().in_channels, fm.info().input_size, fm.info().input_size});
-    for (const auto& tap : taps) fm.features(probe, tap, "exemplars.feature_layer");
+    std::vector<std::string> taps;
+    if (ex->feature_layer != "logits") taps.push_back(ex->feature_layer);
+    for (const auto& [l, tap] : ex->feature_layers)
+      if (tap != "logits") taps.push_back(tap);
+    if (!taps.empty()) {
+      const auto& fm = impl_->classifier(mis_feature_model(spec), "exemplars.feature_model");
+      const auto probe = torch::zeros({1, fm.info().in_channels, fm.info().input_size, fm.info().input_size});
+      for (const auto& tap : taps) fm.features(probe, tap, "exemplars.feature_layer");
+    }
   }
 }
 

@@ -17,22 +17,21 @@ struct ExemplarsSection : Section {
   std::string position = "max";      // max | centre (kernels::ExemplarPosition)
   int64_t batch = 100;               // images per forward pass
   int64_t images_per_task = 2000;    // a multiple of batch (tasks = dataset shards)
-  // The classifier file whose logits are the feature space of the machine interpretability
-  // score (runner/finish.h); empty: actmax.judge, else the sweep's model file.
+  // The classifier file whose features are the space of the machine interpretability score
+  // (runner/engine.h, mis_feature_model); empty: actmax.judge, else the sweep's model file.
   std::string feature_model;
   // Where in the feature model machine interpretability compares: "logits" (the default), or a
   // tap of it (`vizsweep layers FILE` lists them) whose output, averaged over positions (or
-  // tokens), is the feature vector. One tap for every layer, or one per layer (the others
-  // "logits"): `feature_layers` holds the per-layer ones, each with its place in the file.
+  // tokens), is the feature vector. One tap for every layer (`feature_layer`), or one per
+  // layer (`feature_layers`, each with its place in the file; the others keep "logits").
   std::string feature_layer = "logits";
   std::vector<std::pair<Located, std::string>> feature_layers;
-  // The tap machine interpretability uses for `layer` ("logits": the logits).
+  // The tap machine interpretability uses for `layer`.
   const std::string& feature_layer_for(const std::string& layer) const {
     for (const auto& [l, tap] : feature_layers)
       if (l.name == layer) return tap;
-    return feature_layers.empty() ? feature_layer : kLogits;
+    return feature_layer;
   }
-  static inline const std::string kLogits = "logits";
 
   const std::vector<ImageSource>* inputs() const override { return &images; }
   std::string plan_note(const std::vector<Task>& tasks) const override;
