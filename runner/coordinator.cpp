@@ -93,17 +93,21 @@ Assignment Coordinator::next(int rank) {
   Assignment a;
   const size_t share = std::max<size_t>(1, queue.size() / (2 * static_cast<size_t>(size)));
   double flops = 0;
-  while (!queue.empty() && a.size() < std::min<size_t>(64, share)) {
+  while (!queue.empty() && a.tasks.size() < std::min<size_t>(64, share)) {
     int64_t idx = queue.front();
     double c = noop ? 0.0 : tasks[static_cast<size_t>(idx)].cost;
-    if (!a.empty() && flops + c > kBatchFlops) break;
+    if (!a.tasks.empty() && flops + c > kBatchFlops) break;
     flops += c;
     queue.pop_front();
     index.mark_running(tasks[static_cast<size_t>(idx)].key, rank, "");
-    a.push_back(idx);
+    a.tasks.push_back(idx);
+    if (context) {
+      json c = context(idx);
+      if (!c.is_null()) a.context.merge_patch(c);
+    }
   }
-  batched += static_cast<int>(a.size());
-  in_flight += static_cast<int>(a.size());
+  batched += static_cast<int>(a.tasks.size());
+  in_flight += static_cast<int>(a.tasks.size());
   return a;
 }
 

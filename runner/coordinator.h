@@ -60,6 +60,9 @@ struct Coordinator {
   // Called for each task recorded done (inside the index transaction that records it): the
   // tasks it adds to the index (a search's promotions, runner/search.h), queued first.
   std::function<std::vector<int64_t>(int64_t)> on_done;
+  // What a task needs from the index, sent with its assignment (null: nothing; a search
+  // trial's exemplars, runner/search.h). Merged over the tasks of an assignment.
+  std::function<json(int64_t)> context;
   bool drained = false;
   using Clock = std::chrono::steady_clock;
   Clock::time_point drain_started;

@@ -12,6 +12,7 @@
 #include "kernels/exemplars.h"
 #include "kernels/image.h"
 #include "kernels/model.h"
+#include "runner/results_dir.h"
 #include "runner/run_context.h"
 #include "runner/techniques/actmax.h"
 #include "sweeps/hash.h"
@@ -301,7 +302,7 @@ std::string Engine::model_hash() const {
   return sweeps::file_hash(impl_->spec.model.file);
 }
 
-nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
+nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data, const nlohmann::json& context) {
   data = TaskData{};
   data.attributes = {{"technique", task.technique}, {"layer", task.layer}, {"canonical", task.canonical}};
   impl_->current = impl_->finish_model = nullptr;
@@ -314,8 +315,56 @@ nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data) {
   }
   if (!(format == sweeps::ComputeFormat{})) data.attributes["compute"] = format.name();
   for (const auto& e : impl_->spec.sections)
-    if (e.technique->name == task.technique) return run_technique(task.technique).run(*impl_, *e.section, task, data);
+    if (e.technique->name == task.technique) {
+      auto rows = run_technique(task.technique).run(*impl_, *e.section, task, data);
+      if (context.contains("exemplars")) score_by_exemplars(task, data, rows, context.at("exemplars"));
+      return rows;
+    }
   throw std::logic_error("task " + task.key + ": the sweep has no " + task.technique + " section");
+}
+
+void Engine::score_by_exemplars(const sweeps::Task& task, const TaskData& data, nlohmann::json& rows, const nlohmann::json& exemplars) {
+  const auto& spec = impl_->spec;
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  const auto* am = spec.get<sweeps::ActmaxSection>();
+  if (!ex || !am || task.technique != "actmax" || !rows.contains("actmax_results") || !exemplars.contains(task.layer)) return;
+  const auto& lists = exemplars.at(task.layer);
+  std::map<std::string, const ImageBlob*> image;  // dataset path -> the task's image
+  for (const auto& b : data.images) image[ResultsDir::dataset(task.key, b.name)] = &b;
+  // The exemplar images at the model's input, as the exemplars task stored them, cut to their boxes.
+  auto crops = [&](const nlohmann::json& list) {
+    std::vector<int64_t> ids, labels;
+    for (const auto& e : list) ids.push_back(e.at(0).get<int64_t>());
+    const auto x = impl_->images(ex->images, ids, labels);
+    std::vector<ImageBlob> out;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const auto& e = list.at(i);
+      out.push_back(crop(blob("", x[static_cast<int64_t>(i)]), e.at(1).get<int64_t>(), e.at(2).get<int64_t>(), e.at(3).get<int64_t>(),
+                         e.at(4).get<int64_t>()));
+    }
+    return out;
+  };
+  auto& out = rows.at("actmax_results");
+  std::map<int64_t, std::vector<size_t>> by_unit;
+  for (size_t i = 0; i < out.size(); ++i) {
+    by_unit[out[i].at("unit").get<int64_t>()].push_back(i);
+    out[i]["mis"] = nullptr, out[i]["activation_ratio"] = nullptr;  // every row has the same columns
+  }
+  const std::string feature_model = mis_feature_model(spec);
+  for (const auto& [unit, at] : by_unit) {
+    const auto it = lists.find(std::to_string(unit));
+    if (it == lists.end()) continue;  // no exemplars for this unit: not scored, as at the end
+    std::vector<ImageBlob> vizs;
+    for (size_t i : at) vizs.push_back(*image.at(out[i].at("dataset").get<std::string>()));
+    const auto m = mis(feature_model, ex->feature_layer_for(task.layer), task.layer,
+                       am->objective.unit_kind() == k::ObjectiveKind::CentreUnit, vizs, crops(it->at("top")), crops(it->at("bottom")));
+    const double top1 = it->at("top1").get<double>();
+    for (size_t j = 0; j < at.size(); ++j) {
+      auto& r = out[at[j]];
+      r["mis"] = m[j];
+      if (top1 > 0) r["activation_ratio"] = r.at("final_activation").get<double>() / top1;
+    }
+  }
 }
 
 namespace {

@@ -34,8 +34,11 @@ class Engine {
 
   // Runs a task through its technique's runner side (runner/techniques/): fills `data` for the
   // shard and returns the index rows, {result table: [rows]} (dataset paths are
-  // /tasks/<key>/<name>). Throws vizsweep::Error or NumericalError.
-  nlohmann::json run(const sweeps::Task& task, TaskData& data);
+  // /tasks/<key>/<name>). With a search trial's context (SearchRun::context: its units'
+  // exemplars), its actmax rows also get mis and activation_ratio, computed on the images in
+  // memory as the run's finishing step computes them from the shards (runner/finish.h).
+  // Throws vizsweep::Error or NumericalError.
+  nlohmann::json run(const sweeps::Task& task, TaskData& data, const nlohmann::json& context = nullptr);
 
   // Machine interpretability (kernels/exemplars.h) of one unit's visualizations `vizs` (whole
   // images, as the shards hold them) against its exemplar crops, in the feature space of the
@@ -64,6 +67,9 @@ class Engine {
   static int cuda_device_count();
 
  private:
+  // run's scoring of a search trial's images against its units' exemplars (the context's
+  // "exemplars" entry): mis and activation_ratio in each actmax_results row.
+  void score_by_exemplars(const sweeps::Task& task, const TaskData& data, nlohmann::json& rows, const nlohmann::json& exemplars);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

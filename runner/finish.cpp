@@ -74,14 +74,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
                     "WHERE layer = ? ORDER BY unit, kind, rank");
         sqlite3_bind_text(q.st, 1, layer.c_str(), -1, SQLITE_TRANSIENT);
         while (q.row()) {
-          const ImageBlob& im = image(q.text(7), q.text(8));
-          ImageBlob c;
-          const int64_t y0 = q.i64(3), y1 = q.i64(4), x0 = q.i64(5), x1 = q.i64(6);
-          c.height = y1 - y0, c.width = x1 - x0, c.channels = im.channels;
-          for (int64_t y = y0; y < y1; ++y) {
-            const auto* row = im.pixels.data() + (y * im.width + x0) * im.channels;
-            c.pixels.insert(c.pixels.end(), row, row + c.width * im.channels);
-          }
+          ImageBlob c = crop(image(q.text(7), q.text(8)), q.i64(3), q.i64(4), q.i64(5), q.i64(6));
           auto& l = lists[q.i64(0)];
           if (q.text(1) == "top") {
             if (std::get<0>(l).empty()) std::get<2>(l) = q.f64(2);

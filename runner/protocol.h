@@ -3,6 +3,8 @@
 //   worker -> coordinator  kRequest  JSON array of TaskReports (may be empty): asks for work
 //   worker -> coordinator  kResult   JSON array of TaskReports: tasks whose data is written
 //   coordinator -> worker  kTask     int64 task indices (one or more) into the task list
+//   coordinator -> worker  kTaskContext  JSON {"tasks": [indices], "context": {...}}: tasks that
+//                                    need something from the index (a search trial's exemplars)
 //   coordinator -> worker  kStop     (empty): no more work, the worker exits its loop
 //   coordinator -> worker  kHold     (empty): the drain deadline passed; stop writing
 //   worker -> coordinator  kHeld     (empty): this rank's writer has stopped, between writes
@@ -28,6 +30,7 @@ namespace vizsweep::runner::protocol {
 constexpr int kRequest = 11;
 constexpr int kResult = 12;
 constexpr int kTask = 21;
+constexpr int kTaskContext = 24;
 constexpr int kStop = 22;
 constexpr int kHold = 23;
 constexpr int kHeld = 13;

@@ -77,19 +77,29 @@ class MpiChannel : public Channel {
     MPI_Status st;
     for (int polls = 0;; ++polls) {
       int flag = 0;
-      MPI_Iprobe(0, protocol::kTask, MPI_COMM_WORLD, &flag, &st);
-      if (!flag) MPI_Iprobe(0, protocol::kStop, MPI_COMM_WORLD, &flag, &st);
+      for (int tag : {protocol::kTask, protocol::kTaskContext, protocol::kStop})
+        if (!flag) MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, &st);
       if (flag) break;
       lk.unlock();
       if (polls < 20) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::microseconds(50));
       lk.lock();
     }
+    Assignment a;
     int n = 0;
+    if (st.MPI_TAG == protocol::kTaskContext) {
+      MPI_Get_count(&st, MPI_BYTE, &n);
+      std::string buf(static_cast<size_t>(n), '\0');
+      MPI_Recv(buf.data(), n, MPI_BYTE, 0, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      auto j = json::parse(buf);
+      a.tasks = j.at("tasks").get<std::vector<int64_t>>();
+      a.context = std::move(j.at("context"));
+      return a;
+    }
     MPI_Get_count(&st, MPI_INT64_T, &n);
-    Assignment a(static_cast<size_t>(n));
-    MPI_Recv(a.data(), n, MPI_INT64_T, 0, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    if (st.MPI_TAG != protocol::kTask) a.clear();
+    a.tasks.resize(static_cast<size_t>(n));
+    MPI_Recv(a.tasks.data(), n, MPI_INT64_T, 0, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (st.MPI_TAG != protocol::kTask) a.tasks.clear();
     return a;
   }
   void report(json reports) override {
@@ -141,7 +151,12 @@ class MpiRemote : public Remote {
     return true;
   }
   void assign(int rank, const Assignment& a) override {
-    MPI_Send(a.data(), static_cast<int>(a.size()), MPI_INT64_T, rank, protocol::kTask, MPI_COMM_WORLD);
+    if (a.context.is_null()) {
+      MPI_Send(a.tasks.data(), static_cast<int>(a.tasks.size()), MPI_INT64_T, rank, protocol::kTask, MPI_COMM_WORLD);
+      return;
+    }
+    const std::string s = json{{"tasks", a.tasks}, {"context", a.context}}.dump();
+    MPI_Send(s.data(), static_cast<int>(s.size()), MPI_BYTE, rank, protocol::kTaskContext, MPI_COMM_WORLD);
   }
   void stop(int rank) override { MPI_Send(nullptr, 0, MPI_INT64_T, rank, protocol::kStop, MPI_COMM_WORLD); }
   bool hold(int rank) override {
@@ -354,7 +369,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
 
   if (rank == 0) {
     LocalChannel local;
-    const TaskRunner run = [&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); };
+    const TaskRunner run = [&](const sweeps::Task& t, TaskData& d, const json& context) { return engine->run(t, d, context); };
     std::thread worker([&] { worker_loop(run, tasks, local, dir, shard_rel, 0, o.noop_tasks); });
     MpiRemote remote(provided >= MPI_THREAD_SERIALIZED);
     Coordinator c{*index, tasks, size, spec->max_attempts, o.progress_seconds, o.drain_seconds, &local};
@@ -372,6 +387,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
       if (it->second.state == TaskState::Failed) ++c.failed;
     }
     c.on_done = [search = prepared.search](int64_t i) { return search->on_done(i); };
+    c.context = [search = prepared.search](int64_t i) { return search->context(i); };
     try {
       c.loop();
     } catch (const DrainDeadline&) {
@@ -417,7 +433,7 @@ int run_command(const RunOptions& o, int* argc, char*** argv) {
                                     : kExitOk;
   } else {
     MpiChannel ch(provided >= MPI_THREAD_SERIALIZED);
-    worker_loop([&](const sweeps::Task& t, TaskData& d) { return engine->run(t, d); }, tasks, ch, dir, shard_rel, rank,
+    worker_loop([&](const sweeps::Task& t, TaskData& d, const json& context) { return engine->run(t, d, context); }, tasks, ch, dir, shard_rel, rank,
                 o.noop_tasks);
     MPI_Barrier(MPI_COMM_WORLD);  // this rank's shard is closed (see rank 0's finish step)
   }

@@ -8,10 +8,12 @@
 #include <tuple>
 
 #include "kernels/error.h"
+#include "runner/engine.h"
 #include "runner/schema.h"
 #include "runner/sql.h"
 #include "sweeps/hash.h"
 #include "sweeps/techniques/actmax.h"
+#include "sweeps/techniques/exemplars.h"
 
 namespace vizsweep::runner {
 
@@ -99,9 +101,9 @@ std::map<std::string, MetricInfo> actmax_metrics() {
   return out;
 }
 
-// Columns the run's finishing step fills in, after every task (runner/finish.h): unknown
-// when a trial completes, so no search can rank by them.
-const std::set<std::string> kFilledAtTheEnd = {"mis", "activation_ratio"};
+// Columns the run's finishing step fills in (runner/finish.h), and a trial itself where the
+// exemplars score its layer (scored_by_exemplars): a search ranks by them only there.
+const std::set<std::string> kFromExemplars = {"mis", "activation_ratio"};
 
 // Spearman's rank correlation of two rankings over the settings both hold (NaN under 3).
 double spearman(const std::vector<int>& a, const std::vector<int>& b) {
@@ -129,6 +131,12 @@ double spearman(const std::vector<int>& a, const std::vector<int>& b) {
 
 }  // namespace
 
+bool scored_by_exemplars(const sweeps::SweepSpec& spec, const std::string& layer) {
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  if (!ex || !ex->bottom || mis_feature_model(spec).empty()) return false;
+  return std::any_of(ex->layers.begin(), ex->layers.end(), [&](const sweeps::Located& l) { return l.name == layer; });
+}
+
 void check_search(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, const std::string& output_layer) {
   const auto* sec = spec.get<sweeps::ActmaxSection>();
   if (!sec || !sec->search.active()) return;
@@ -139,13 +147,14 @@ void check_search(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>
   };
   if (!metrics.count(q.metric)) {
     std::string have;
-    for (const auto& [name, m] : metrics)
-      if (!kFilledAtTheEnd.count(name)) have += (have.empty() ? "" : ", ") + name;
+    for (const auto& [name, m] : metrics) have += (have.empty() ? "" : ", ") + name;
     fail("no actmax metric '" + q.metric + "' in the index's metrics table (a search can rank by " + have + ")");
   }
-  if (kFilledAtTheEnd.count(q.metric))
-    fail(q.metric + " is filled in by the run's finishing step, after every task; a search decides as each trial completes "
-                    "(rank by score, activation, robustness, ...)");
+  if (kFromExemplars.count(q.metric))
+    for (const auto& t : tasks)
+      if (t.technique == "actmax" && !scored_by_exemplars(spec, t.layer))
+        fail(q.metric + " needs natural exemplars of every searched layer (an exemplars section with bottom: true that "
+                        "scans " + t.layer + "); rank by score, activation, robustness, ...");
   if (q.metric == "judge_prob")
     for (const auto& t : tasks)
       if (t.technique == "actmax" && (sec->judge.empty() || t.layer != output_layer))
@@ -180,13 +189,20 @@ std::string search_plan(const sweeps::SweepSpec& spec, const std::vector<sweeps:
   }
   int64_t n = static_cast<int64_t>(q.settings);
   for (int r = 0; r < q.rungs(); ++r, n /= q.eta) counts += (counts.empty() ? "" : ", ") + std::to_string(n);
+  std::string waiting;  // layers whose trials the exemplars score
+  for (const auto& [k, rc] : rung_cost)
+    if (k.second == 0 && scored_by_exemplars(spec, k.first)) waiting += (waiting.empty() ? "" : ", ") + k.first;
   char b[640];
   std::snprintf(b, sizeof b,
                 "search cost: expected %.3f TFLOP (trials per rung and layer %s: the top 1/%lld of each rung), worst case %.3f TFLOP "
                 "(every trial promoted: the tables above), the full grid at %d iterations %.3f TFLOP: expected %.1fx less than the grid\n",
                 expected / 1e12, counts.c_str(), static_cast<long long>(q.eta), worst / 1e12, q.budgets.back(), grid / 1e12,
                 expected > 0 ? grid / expected : 0.0);
-  return b;
+  std::string out = b;
+  if (!waiting.empty())
+    out += "search trials at " + waiting + " wait for the exemplar scan and are scored against it as they complete (" + q.metric +
+           " as the finished sweep reports it)\n";
+  return out;
 }
 
 std::string search_progress(const ResultIndex& index) {
@@ -236,6 +252,13 @@ struct SearchRun::Impl {
   std::map<std::string, Asha> asha;
   std::vector<std::string> layers;  // in the sweep's order
   int64_t completed = 0;
+  // Layers whose trials the exemplars score, the exemplars tasks, those done, and each scored
+  // layer's lists once read (unit -> context entry).
+  std::set<std::string> scored;
+  std::vector<int64_t> exemplar_tasks;
+  std::set<int64_t> exemplars_done;
+  bool scan_done = true;
+  std::map<std::string, std::map<int64_t, nlohmann::json>> lists;
 
   Impl(ResultIndex& i, const std::vector<sweeps::Task>& t) : index(i), tasks(t) {}
   bool active() const { return sec != nullptr; }
@@ -258,7 +281,44 @@ struct SearchRun::Impl {
   }
   // The trial's last task is recorded: its metric, its row, and the promotions it brings.
   std::vector<int64_t> complete(Trial& tr);
+  // The exemplar scan is complete: plans the rung-0 trials that waited for it, in the order a
+  // run starts its own (shuffled, then the most expensive first: SearchRun::shuffle; in the
+  // grid's order, nearly every trial would be promoted).
+  std::vector<int64_t> scan_complete() {
+    scan_done = true;
+    std::vector<int64_t> out;
+    for (auto& tr : trials)
+      if (tr.rung == 0 && scored.count(tr.layer)) {
+        const auto added = plan_trial(tr);
+        out.insert(out.end(), added.begin(), added.end());
+      }
+    shuffle(out);
+    std::stable_sort(out.begin(), out.end(), [&](int64_t a, int64_t b) { return tasks[a].cost > tasks[b].cost; });
+    return out;
+  }
+  void shuffle(std::vector<int64_t>& todo) const {
+    sweeps::SplitMix64 next(0x5eed5eed5eed5eedULL ^ search().seed);
+    for (size_t i = todo.size(); i > 1; --i) std::swap(todo[i - 1], todo[next() % i]);
+  }
+  const std::map<int64_t, nlohmann::json>& layer_lists(const std::string& layer);
 };
+
+const std::map<int64_t, nlohmann::json>& SearchRun::Impl::layer_lists(const std::string& layer) {
+  auto it = lists.find(layer);
+  if (it != lists.end()) return it->second;
+  auto& out = lists[layer];
+  Query q(index.handle(), "SELECT unit, kind, image_id, activation, box_y0, box_y1, box_x0, box_x1 FROM exemplars WHERE layer = ? "
+                          "ORDER BY unit, kind, rank");
+  q.bind(1, layer);
+  while (q.row()) {
+    auto& u = out[q.i64(0)];
+    if (u.is_null()) u = {{"top", nlohmann::json::array()}, {"bottom", nlohmann::json::array()}, {"top1", 0.0}};
+    auto& list = u[q.text(1)];
+    if (q.text(1) == "top" && list.empty()) u["top1"] = q.f64(3);
+    list.push_back({q.i64(2), q.i64(4), q.i64(5), q.i64(6), q.i64(7)});
+  }
+  return out;
+}
 
 std::vector<int64_t> SearchRun::Impl::complete(Trial& tr) {
   sqlite3* db = index.handle();
@@ -337,8 +397,21 @@ SearchRun::SearchRun(ResultIndex& index, const sweeps::SweepSpec& spec, const st
                        r.is_null(3) ? std::numeric_limits<double>::quiet_NaN() : r.f64(3), r.i64(4) != 0);
     m.completed = std::max(m.completed, r.i64(5));
   }
+  // Trials at layers the exemplars score wait for the scan.
+  for (const auto& layer : m.layers)
+    if (scored_by_exemplars(spec, layer)) m.scored.insert(layer);
+  if (!m.scored.empty()) {
+    const auto rows = index.tasks();
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (tasks[i].technique != "exemplars") continue;
+      m.exemplar_tasks.push_back(static_cast<int64_t>(i));
+      const auto it = rows.find(tasks[i].key);
+      if (it != rows.end() && it->second.state == TaskState::Done) m.exemplars_done.insert(static_cast<int64_t>(i));
+    }
+    m.scan_done = m.exemplars_done.size() == m.exemplar_tasks.size();
+  }
   for (auto& tr : m.trials) {
-    const bool in = tr.rung == 0 || m.asha.at(tr.layer).promoted(tr.base, tr.rung - 1);
+    const bool in = tr.rung == 0 ? m.scan_done || !m.scored.count(tr.layer) : m.asha.at(tr.layer).promoted(tr.base, tr.rung - 1);
     for (int64_t i : tr.tasks) m.planned[static_cast<size_t>(i)] = in;
   }
 }
@@ -348,9 +421,7 @@ SearchRun::~SearchRun() = default;
 bool SearchRun::planned(size_t i) const { return impl_->planned.at(i); }
 
 void SearchRun::shuffle(std::vector<int64_t>& todo) const {
-  if (!impl_->active()) return;
-  sweeps::SplitMix64 next(0x5eed5eed5eed5eedULL ^ impl_->search().seed);
-  for (size_t i = todo.size(); i > 1; --i) std::swap(todo[i - 1], todo[next() % i]);
+  if (impl_->active()) impl_->shuffle(todo);
 }
 
 std::vector<int64_t> SearchRun::catch_up() {
@@ -358,6 +429,16 @@ std::vector<int64_t> SearchRun::catch_up() {
   std::vector<int64_t> out;
   if (!m.active()) return out;
   const auto rows = m.index.tasks();
+  // An exemplar scan completed by a run that did not plan the trials waiting for it (one
+  // stopped in between cannot: both go in one transaction; a sweep given a search later can).
+  if (!m.scan_done) {
+    m.exemplars_done.clear();
+    for (int64_t i : m.exemplar_tasks) {
+      auto it = rows.find(m.tasks[static_cast<size_t>(i)].key);
+      if (it != rows.end() && it->second.state == TaskState::Done) m.exemplars_done.insert(i);
+    }
+    if (m.exemplars_done.size() == m.exemplar_tasks.size()) out = m.scan_complete();
+  }
   for (auto& tr : m.trials) {
     tr.done = 0;
     for (int64_t i : tr.tasks) {
@@ -382,12 +463,41 @@ std::vector<int64_t> SearchRun::catch_up() {
 std::vector<int64_t> SearchRun::on_done(int64_t task) {
   auto& m = *impl_;
   if (!m.active()) return {};
+  if (!m.scan_done && m.tasks[static_cast<size_t>(task)].technique == "exemplars") {
+    m.exemplars_done.insert(task);
+    return m.exemplars_done.size() == m.exemplar_tasks.size() ? m.scan_complete() : std::vector<int64_t>{};
+  }
   const int64_t t = m.trial_of.at(static_cast<size_t>(task));
   if (t < 0) return {};
   auto& tr = m.trials[static_cast<size_t>(t)];
   if (m.asha.at(tr.layer).completed(tr.base, tr.rung)) return {};  // recomputed after damage: decided before
   if (++tr.done < tr.tasks.size()) return {};
   return m.complete(tr);
+}
+
+nlohmann::json SearchRun::context(int64_t task) {
+  auto& m = *impl_;
+  if (!m.active() || !m.scan_done) return nullptr;
+  const int64_t t = m.trial_of.at(static_cast<size_t>(task));
+  if (t < 0) return nullptr;
+  const auto& layer = m.trials[static_cast<size_t>(t)].layer;
+  if (!m.scored.count(layer)) return nullptr;
+  if (!m.lists.count(layer)) {
+    // A resumed run may be recomputing exemplars tasks whose data was damaged: their rows are
+    // gone from the view until then, so the lists would be incomplete.
+    const auto rows = m.index.tasks();
+    for (int64_t i : m.exemplar_tasks) {
+      auto it = rows.find(m.tasks[static_cast<size_t>(i)].key);
+      if (it == rows.end() || it->second.state != TaskState::Done) return nullptr;
+    }
+  }
+  const auto& lists = m.layer_lists(layer);
+  nlohmann::json units = nlohmann::json::object();
+  for (int64_t u : m.tasks[static_cast<size_t>(task)].items) {
+    auto it = lists.find(u);
+    if (it != lists.end()) units[std::to_string(u)] = it->second;
+  }
+  return {{"exemplars", {{layer, std::move(units)}}}};
 }
 
 std::string SearchRun::summary() const {

@@ -5,7 +5,12 @@
 // A trial is one setting at one rung of one layer: the tasks of that setting's rung budget
 // over the layer's sampled units. Its metric is the mean of the metric's column over the
 // trial's result rows (the index's metrics table says which column and which way is better),
-// read when its last task is recorded. A promoted setting's next rung is computed afresh at
+// read when its last task is recorded. Where the sweep's exemplars section scores a layer
+// (machine interpretability: `bottom: true` and a feature model), that layer's trials wait for
+// the exemplar scan: the search plans them once every exemplars task is done, and sends each
+// trial task its units' exemplars (context()), so the worker scores the images in memory as the
+// run's finishing step would (Engine::run), and a trial is ranked by the score the finished
+// sweep reports. A promoted setting's next rung is computed afresh at
 // eta times the iterations (the task keys differ by their iterations); nothing is continued
 // from the previous rung's images, and the cost of that is counted in the search's
 // unit-iterations (summary()).
@@ -16,6 +21,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "runner/index.h"
 #include "sweeps/sweep.h"
@@ -59,6 +66,10 @@ class Asha {
 // Throws vizsweep::Error naming actmax.search.metric.
 void check_search(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, const std::string& output_layer);
 
+// Whether a search's trials at `layer` are scored against natural exemplars as they complete:
+// the sweep's exemplars section covers the layer, keeps bottom lists and has a feature model.
+bool scored_by_exemplars(const sweeps::SweepSpec& spec, const std::string& layer);
+
 // `plan`'s lines for a search: its expected cost (successive halving's trials: K, then
 // floor(K / eta), ... per layer), its worst case (every trial promoted, which asynchronous
 // promotion allows when results arrive in a bad order) and the full grid's at max_iterations.
@@ -76,7 +87,8 @@ class SearchRun {
   // index already holds.
   SearchRun(ResultIndex& index, const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, int64_t sweep_id);
   ~SearchRun();
-  // Whether task i is in the index's plan: rung 0, or a rung its setting was promoted to.
+  // Whether task i is in the index's plan: rung 0 (once the exemplar scan is done, at a layer
+  // scored by exemplars), or a rung its setting was promoted to.
   bool planned(size_t i) const;
   // Puts the tasks to run in a seeded random order (the search's seed), before the run sorts
   // them by cost: asynchronous promotion assumes trials arrive in no particular order, and a
@@ -89,7 +101,14 @@ class SearchRun {
   // A task was recorded done (inside the coordinator's transaction): when it completes its
   // trial, records the trial and any promotions and registers the promoted trials' tasks.
   // Returns their indices, to be queued first.
+  // The same for the exemplars task that completes the scan: the waiting rung-0 trials.
   std::vector<int64_t> on_done(int64_t task);
+  // What task i needs with its assignment: for a trial at a layer scored by exemplars,
+  // {"exemplars": {layer: {unit: {"top": [[image_id, y0, y1, x0, x1], ...], "bottom": [...],
+  // "top1": activation}}}} for its units (from the index's exemplars view, the lists the
+  // finishing step reads); null otherwise, or while the scan is incomplete (a resumed run
+  // recomputing damaged exemplars: those images are scored by the finishing step instead).
+  nlohmann::json context(int64_t task);
   // Per layer: the chosen setting, its metric and rung, the unit-iterations spent against the
   // full grid's at max_iterations, and each rung's rank correlation with the final ranking.
   std::string summary() const;

@@ -90,6 +90,16 @@ ShardReport check_shard(const std::string& path, const std::vector<std::string>&
 // Reads an 8-bit image dataset (as ShardWriter writes them); throws vizsweep::Error naming the
 // path and dataset when it is missing or not such an image.
 ImageBlob read_image_blob(const std::string& path, const std::string& dataset);
+// Rows [y0, y1) and columns [x0, x1) of an image (an exemplar's receptive-field box).
+inline ImageBlob crop(const ImageBlob& image, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+  ImageBlob c;
+  c.height = y1 - y0, c.width = x1 - x0, c.channels = image.channels;
+  for (int64_t y = y0; y < y1; ++y) {
+    const auto* row = image.pixels.data() + (y * image.width + x0) * image.channels;
+    c.pixels.insert(c.pixels.end(), row, row + c.width * image.channels);
+  }
+  return c;
+}
 
 // Silences HDF5's own error printing (errors are reported through vizsweep::Error).
 void quiet_hdf5();

@@ -122,7 +122,7 @@ void worker_loop(const TaskRunner& run, const std::vector<sweeps::Task>& tasks, 
     Assignment a = ch.exchange(std::move(noop_reports));
     noop_reports = json::array();
     if (a.empty()) break;
-    for (int64_t idx : a) {
+    for (int64_t idx : a.tasks) {
       const auto& task = tasks.at(static_cast<size_t>(idx));
       auto t0 = Clock::now();
       json report{{"task", idx}, {"key", task.key}, {"rank", rank}, {"host", host}};
@@ -134,7 +134,7 @@ void worker_loop(const TaskRunner& run, const std::vector<sweeps::Task>& tasks, 
       std::optional<TaskData> data;
       try {
         data.emplace();
-        json rows = run(task, *data);
+        json rows = run(task, *data, a.context);
         report.update(rows);
         report["ok"] = true;
       } catch (const std::exception& e) {

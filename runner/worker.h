@@ -21,8 +21,14 @@ namespace vizsweep::runner {
 
 using nlohmann::json;
 
-// What the coordinator hands a worker: task indices, or none (stop).
-using Assignment = std::vector<int64_t>;
+// What the coordinator hands a worker: task indices, or none (stop), and what the tasks need
+// from the coordinator's index (null for most: a search trial gets its units' natural
+// exemplars, SearchRun::context in runner/search.h).
+struct Assignment {
+  std::vector<int64_t> tasks;
+  json context;
+  bool empty() const { return tasks.empty(); }
+};
 
 // Where a worker's tasks come from and its reports go.
 class Channel {
@@ -109,9 +115,9 @@ class LocalChannel : public Channel {
   Assignment answer_;
 };
 
-// Runs one task: fills the shard data and returns the index rows ({table: [rows]}); throws
-// on failure (the engine's run, or a test's stand-in).
-using TaskRunner = std::function<json(const sweeps::Task&, TaskData&)>;
+// Runs one task with its assignment's context: fills the shard data and returns the index rows
+// ({table: [rows]}); throws on failure (the engine's run, or a test's stand-in).
+using TaskRunner = std::function<json(const sweeps::Task&, TaskData&, const json& context)>;
 
 // Asks for work until the coordinator has none; runs each task and reports it once its data
 // is written to DIR/shard_rel. noop: report tasks done without running or writing anything.

@@ -29,7 +29,7 @@ namespace {
 
 // What a task "computes": a 4x4 gray image per unit whose pixels encode the unit and the key,
 // an array, and its actmax_results rows.
-json fake_rows(const sweeps::Task& t, TaskData& d) {
+json fake_rows(const sweeps::Task& t, TaskData& d, const json& = nullptr) {
   json rows;
   auto& out = rows["actmax_results"] = json::array();
   for (int64_t u : t.items) {
@@ -175,7 +175,7 @@ TEST(Shard, MetadataWaitsForTheFlushAndTheCacheStaysBounded) {
 
 TEST_F(CoordinatorTest, EveryTaskRunsOnceAndItsRowsAndDataAgree) {
   std::atomic<int> calls{0};
-  auto c = run([&](const sweeps::Task& t, TaskData& d) {
+  auto c = run([&](const sweeps::Task& t, TaskData& d, const json&) {
     ++calls;
     return fake_rows(t, d);
   });
@@ -205,7 +205,7 @@ TEST_F(CoordinatorTest, AFailureIsRetriedUntilTheAttemptLimit) {
   // Task 0 fails on its first attempt only; task 1 fails every time (max_attempts: 2).
   std::map<std::string, int> tries;
   std::mutex mu;
-  auto c = run([&](const sweeps::Task& t, TaskData& d) {
+  auto c = run([&](const sweeps::Task& t, TaskData& d, const json&) {
     int n;
     {
       std::lock_guard<std::mutex> lk(mu);
@@ -233,7 +233,7 @@ TEST_F(CoordinatorTest, AFailureIsRetriedUntilTheAttemptLimit) {
 
 TEST_F(CoordinatorTest, ADrainLeavesTheRestPendingAndTheNextRunFinishesIt) {
   std::atomic<int> calls{0};
-  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d, const json&) {
     ++calls;
     return fake_rows(t, d);
   };
@@ -263,7 +263,7 @@ TEST_F(CoordinatorTest, ADrainDeadlineHoldsTheWriterBeforeAbandoningTasksInFligh
   // before the hold (and how many were still queued for the writer, and abandoned) varies.
   std::atomic<int> calls{0};
   std::atomic<bool> release{false};
-  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d, const json&) {
     if (++calls >= 3)
       while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return fake_rows(t, d);
@@ -335,7 +335,7 @@ TEST_F(CoordinatorTest, TasksThatFinishWhileTheWritersAreAskedToHoldEndTheDrainA
   // commit - no transaction is active"), which CI saw once in the faults test.
   std::atomic<int> calls{0};
   LateHoldChannel local;
-  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+  const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d, const json&) {
     if (++calls >= 3)
       while (!local.asked_to_hold()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return fake_rows(t, d);

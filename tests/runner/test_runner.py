@@ -615,6 +615,64 @@ class RunnerTest(unittest.TestCase):
         in_stem = check({"conv2_1": "2"})
         self.assertEqual({k: v for k, v in in_stem.items() if k[0] == "fc8"}, {k: v for k, v in in_logits.items() if k[0] == "fc8"})
 
+    def test_a_search_ranks_trials_by_the_final_score_of_the_exemplars(self):
+        """A search at layers the exemplars section scores: the exemplar scan runs first, every
+        trial's images get mis and activation_ratio as the trial completes (the worker scores them
+        in memory against the lists the coordinator sends), so a trial's value is the mean of the
+        score the finished sweep reports, and the finishing step has nothing left to score. The
+        values equal what the finishing step computes from the shards (cleared and rescored)."""
+        models = os.path.join(HERE, "..", "..", "models")
+        d = self.out("search_mis")
+        sweep = os.path.join(self.tmp, "search_mis.yaml")
+        with open(sweep, "w") as f:
+            f.write(f"name: search_mis\nmodel: {{file: {models}/fashion_vgg11.pt}}\nthreads: 1\nactmax:\n"
+                    f"  layers: [conv2_1, fc8]\n  units_per_batch: 4\n  judge: {models}/fashion_judge.pt\n"
+                    "  grid: {lr_policy: adam, lr: [0.02, 0.05], param: fft, background: [0.12, 0.5], blur_radius: [0, 1], blur_every: 4}\n"
+                    "  search: {metric: score, min_iterations: 5, max_iterations: 20, eta: 2, units: 4, seed: 3}\n"
+                    "exemplars:\n  layers: [conv2_1, fc8]\n"
+                    "  images: {dataset: fashion-mnist, split: test, count: 600}\n  k: 5\n  bottom: true\n"
+                    "  images_per_task: 200\n")
+        plan = run([VIZSWEEP, "plan", sweep])
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("trials at conv2_1, fc8 wait for the exemplar scan", plan.stdout)
+        r = run(mpirun(2, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("machine interpretability:", r.stderr)  # nothing left for the finishing step
+        # The scan first: no actmax task started before the last exemplars task finished.
+        (last_scan,), (first_trial,) = (index_rows(d, f"SELECT {f} FROM tasks WHERE technique = ?", t)[0]
+                                        for f, t in (("MAX(finished_at)", "exemplars"), ("MIN(started_at)", "actmax")))
+        self.assertLess(last_scan, first_trial)
+        rows = index_rows(d, "SELECT r.task_key, r.unit, r.copy, r.mis, r.activation_ratio, r.score, t.layer FROM actmax_results r "
+                             "JOIN tasks t USING (task_key) ORDER BY 1, 2, 3")
+        self.assertEqual(len(rows), 4 * index_rows(d, "SELECT COUNT(*) FROM search_trials")[0][0])  # 4 units a trial
+        self.assertTrue(all(m is not None and a is not None for _, _, _, m, a, _, _ in rows))
+        # At the hidden layer the trial ranks by mis x drive; each trial's value is its rows' mean.
+        for layer, base, rung, value, mean, mis in index_rows(
+                d, "SELECT st.layer, st.base_setting, st.rung, st.value, AVG(r.score), AVG(r.mis) FROM search_trials st "
+                   "JOIN tasks t ON t.layer = st.layer AND t.setting_id = st.setting_id "
+                   "JOIN actmax_results r ON r.task_key = t.task_key GROUP BY st.layer, st.base_setting, st.rung"):
+            self.assertAlmostEqual(value, mean, places=12, msg=(layer, base, rung))
+        self.assertTrue(any(0 < m < 1 for _, _, _, m, _, _, layer in rows if layer == "conv2_1"))
+        # The finishing step, from the shards, computes the same: mis for the same images and lists
+        # (a feature pass over another batch could move a pair's distances by rounding: a tie
+        # flipped is one pair of 25), activation_ratio and the score.
+        db = sqlite3.connect(os.path.join(d, "index.sqlite"))
+        db.execute("UPDATE actmax_results SET mis = NULL, activation_ratio = NULL")
+        db.commit()
+        db.close()
+        r = run(mpirun(1, "run", sweep, "--out", d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"machine interpretability: {len(rows)} visualizations of 8 units scored", r.stderr)
+        again = index_rows(d, "SELECT r.task_key, r.unit, r.copy, r.mis, r.activation_ratio, r.score, t.layer FROM actmax_results r "
+                              "JOIN tasks t USING (task_key) ORDER BY 1, 2, 3")
+        exact = 0
+        for a, b in zip(rows, again):
+            self.assertEqual(a[:3], b[:3])
+            self.assertAlmostEqual(a[3], b[3], delta=1 / 25 + 1e-12, msg=a)
+            self.assertAlmostEqual(a[4], b[4], places=12, msg=a)
+            exact += a[3] == b[3] and a[5] == b[5]
+        self.assertGreaterEqual(exact, len(rows) - 2)
+
     def test_a_judge_scores_the_class_images(self):
         """actmax.judge: the class units' rows (the model's output layer) carry the probability
         the independent judge (models/fashion_judge.pt, a residual network) gives each unit's

@@ -144,7 +144,7 @@ class SearchTest : public ::testing::Test {
   std::unique_ptr<Coordinator> run(std::function<bool()> drain, const std::string& shard) {
     open_index();
     LocalChannel local;
-    const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d) {
+    const TaskRunner runner = [&](const sweeps::Task& t, TaskData& d, const json&) {
       ++computed;
       return rows(t, d);
     };

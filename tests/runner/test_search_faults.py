@@ -1,6 +1,7 @@
 """A search (actmax.search, asynchronous successive halving) killed at random points: SIGKILL of a
 worker rank, of the coordinator (rank 0) and of mpirun, four times per seed over three seeds,
-each time resumed by the same `vizsweep run` until it completes. Afterwards: every decision the
+each time resumed by the same `vizsweep run` until it completes; both layers are scored against
+natural exemplars, so the trials wait for the scan and are scored as they complete. Afterwards: every decision the
 index records is the rule's over the order the trials completed in (none lost, none made twice),
 the tasks are exactly the first rung and the rungs promoted to, each once and done, `verify` is
 clean, and each layer's choice is the one the rule makes over that order (what an uninterrupted
@@ -49,6 +50,11 @@ class SearchFaultTest(unittest.TestCase):
         first = max(10, int(0.3 / per_iteration))
         text = re.sub(r"min_iterations: \d+, max_iterations: \d+", f"min_iterations: {first}, max_iterations: {4 * first}", text)
         text = text.replace("name: search", "name: search_faults")
+        # Both layers scored against natural exemplars (the judge's features): the trials wait for
+        # the scan and carry the final score when they complete.
+        judge = os.path.join(HERE, "..", "..", "models", "fashion_judge.pt")
+        text += ("exemplars:\n  layers: [conv2_1, fc8]\n  images: {dataset: fashion-mnist, split: test, count: 400}\n"
+                 f"  k: 5\n  bottom: true\n  images_per_task: 100\n  feature_model: {os.path.abspath(judge)}\n")
         cls.sweep = os.path.join(cls.tmp, "search.yaml")
         with open(cls.sweep, "w") as g:
             g.write(text)
@@ -98,7 +104,15 @@ class SearchFaultTest(unittest.TestCase):
             values, want, got = search_decisions(d)
             self.assertEqual(got, want, f"seed {seed}: the recorded promotions are the rule's over the recorded order")
             self.assertEqual({(l, b, r - 1) for (l, b, r) in values if r > 0}, got, f"seed {seed}: a later rung ran iff promoted")
-            self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": len(values)})
+            self.assertEqual(dict(index_rows(d, "SELECT state, COUNT(*) FROM tasks GROUP BY state")), {"done": len(values) + 4})
+            # Each trial was scored against the exemplars when it completed: its value is the mean of
+            # the score its rows hold at the end (the finishing step had nothing to change).
+            for layer, base, rung, value, mean, unscored in index_rows(
+                    d, "SELECT st.layer, st.base_setting, st.rung, st.value, AVG(r.score), SUM(r.mis IS NULL) FROM search_trials st "
+                       "JOIN tasks t ON t.layer = st.layer AND t.setting_id = st.setting_id "
+                       "JOIN actmax_results r ON r.task_key = t.task_key GROUP BY st.layer, st.base_setting, st.rung"):
+                self.assertEqual(unscored, 0, (seed, layer, base, rung))
+                self.assertAlmostEqual(value, mean, places=12, msg=(seed, layer, base, rung))
             self.assertEqual(index_rows(d, "SELECT COUNT(*), COUNT(DISTINCT task_key || ':' || unit) FROM actmax_results")[0],
                              (4 * len(values), 4 * len(values)), f"seed {seed}: each trial's 4 units once")
             # The choice: the best trial at the highest rung, from the recorded trials.
