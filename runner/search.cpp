@@ -134,7 +134,9 @@ double spearman(const std::vector<int>& a, const std::vector<int>& b) {
 bool scored_by_exemplars(const sweeps::SweepSpec& spec, const std::string& layer) {
   const auto* ex = spec.get<sweeps::ExemplarsSection>();
   if (!ex || !ex->bottom || mis_feature_model(spec).empty()) return false;
-  return std::any_of(ex->layers.begin(), ex->layers.end(), [&](const sweeps::Located& l) { return l.name == layer; });
+  // `layers: all` scans every conv and fc layer (a searched layer of another kind finds no
+  // lists, and its images stay unscored, as at the end).
+  return ex->all_layers || std::any_of(ex->layers.begin(), ex->layers.end(), [&](const sweeps::Located& l) { return l.name == layer; });
 }
 
 void check_search(const sweeps::SweepSpec& spec, const std::vector<sweeps::Task>& tasks, const std::string& output_layer) {
