@@ -525,6 +525,19 @@ class RunnerTest(unittest.TestCase):
         # conv3_3 runs on its 44 px crop: 64 units fit, as the sweep asks.
         self.assertRegex(r.stdout, r"\n\s+conv3_3\s+2\s+100\s+1\s+[0-9.]+\s+64\s")
 
+    def fashion_sweep(self, name, actmax, exemplar_units=""):
+        """Writes a sweep file on the default model with its judge: actmax at conv2_1 and fc8 (the
+        section's other lines in `actmax`) and their exemplars over 600 test images, top and
+        bottom 5 (`exemplar_units`: a units line for them). Returns its path."""
+        models = os.path.join(HERE, "..", "..", "models")
+        sweep = os.path.join(self.tmp, name + ".yaml")
+        with open(sweep, "w") as f:
+            f.write(f"name: {name}\nmodel: {{file: {models}/fashion_vgg11.pt}}\nthreads: 1\nactmax:\n"
+                    f"  layers: [conv2_1, fc8]\n  judge: {models}/fashion_judge.pt\n{actmax}"
+                    f"exemplars:\n  layers: [conv2_1, fc8]\n{exemplar_units}"
+                    "  images: {dataset: fashion-mnist, split: test, count: 600}\n  k: 5\n  bottom: true\n  images_per_task: 200\n")
+        return sweep
+
     def test_machine_interpretability_recomputed_with_pytorch(self):
         """A sweep with actmax and exemplars (top and bottom) on the default model: once every
         task is done, each image gets `mis`, recomputed here with PyTorch from the stored
@@ -537,14 +550,8 @@ class RunnerTest(unittest.TestCase):
         import torch.nn.functional as F
         models = os.path.join(HERE, "..", "..", "models")
         d = self.out("mis")
-        sweep = os.path.join(self.tmp, "mis.yaml")
-        with open(sweep, "w") as f:
-            f.write(f"name: mis\nmodel: {{file: {models}/fashion_vgg11.pt}}\nthreads: 1\nactmax:\n"
-                    f"  layers: [conv2_1, fc8]\n  units: 0-3\n  judge: {models}/fashion_judge.pt\n"
-                    "  grid: {iterations: 30, lr_policy: adam, lr: 0.05, param: fft, background: [0.12, 0.5]}\n"
-                    "exemplars:\n  layers: [conv2_1, fc8]\n  units: 0-3\n"
-                    "  images: {dataset: fashion-mnist, split: test, count: 600}\n  k: 5\n  bottom: true\n"
-                    "  images_per_task: 200\n")
+        sweep = self.fashion_sweep("mis", "  units: 0-3\n  grid: {iterations: 30, lr_policy: adam, lr: 0.05, param: fft, background: [0.12, 0.5]}\n",
+                                   "  units: 0-3\n")
         r = run(mpirun(2, "run", sweep, "--out", d))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("machine interpretability: 16 visualizations of 8 units scored", r.stderr)
@@ -621,17 +628,11 @@ class RunnerTest(unittest.TestCase):
         in memory against the lists the coordinator sends), so a trial's value is the mean of the
         score the finished sweep reports, and the finishing step has nothing left to score. The
         values equal what the finishing step computes from the shards (cleared and rescored)."""
-        models = os.path.join(HERE, "..", "..", "models")
         d = self.out("search_mis")
-        sweep = os.path.join(self.tmp, "search_mis.yaml")
-        with open(sweep, "w") as f:
-            f.write(f"name: search_mis\nmodel: {{file: {models}/fashion_vgg11.pt}}\nthreads: 1\nactmax:\n"
-                    f"  layers: [conv2_1, fc8]\n  units_per_batch: 4\n  judge: {models}/fashion_judge.pt\n"
-                    "  grid: {lr_policy: adam, lr: [0.02, 0.05], param: fft, background: [0.12, 0.5], blur_radius: [0, 1], blur_every: 4}\n"
-                    "  search: {metric: score, min_iterations: 5, max_iterations: 20, eta: 2, units: 4, seed: 3}\n"
-                    "exemplars:\n  layers: [conv2_1, fc8]\n"
-                    "  images: {dataset: fashion-mnist, split: test, count: 600}\n  k: 5\n  bottom: true\n"
-                    "  images_per_task: 200\n")
+        sweep = self.fashion_sweep(
+            "search_mis", "  units_per_batch: 4\n"
+            "  grid: {lr_policy: adam, lr: [0.02, 0.05], param: fft, background: [0.12, 0.5], blur_radius: [0, 1], blur_every: 4}\n"
+            "  search: {metric: score, min_iterations: 5, max_iterations: 20, eta: 2, units: 4, seed: 3}\n")
         plan = run([VIZSWEEP, "plan", sweep])
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertIn("trials at conv2_1, fc8 wait for the exemplar scan", plan.stdout)
