@@ -173,6 +173,16 @@ std::vector<double> Engine::mis(const std::string& feature_model, const std::str
   return out;
 }
 
+std::vector<double> Engine::sweep_mis(const std::string& layer, const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
+                                      const std::vector<ImageBlob>& bottom) {
+  const auto& spec = impl_->spec;
+  const auto* ex = spec.get<sweeps::ExemplarsSection>();
+  const auto* am = spec.get<sweeps::ActmaxSection>();
+  if (!ex || !am) throw std::logic_error("sweep_mis: the sweep has no actmax and exemplars sections");
+  return mis(mis_feature_model(spec), ex->feature_layer_for(layer), layer, am->objective.unit_kind() == k::ObjectiveKind::CentreUnit,
+             vizs, top, bottom);
+}
+
 ImageBlob blob(const std::string& name, const torch::Tensor& image) {
   auto hwc = k::to_uint8_hwc(image);
   ImageBlob b;
@@ -326,8 +336,7 @@ nlohmann::json Engine::run(const sweeps::Task& task, TaskData& data, const nlohm
 void Engine::score_by_exemplars(const sweeps::Task& task, const TaskData& data, nlohmann::json& rows, const nlohmann::json& exemplars) {
   const auto& spec = impl_->spec;
   const auto* ex = spec.get<sweeps::ExemplarsSection>();
-  const auto* am = spec.get<sweeps::ActmaxSection>();
-  if (!ex || !am || task.technique != "actmax" || !rows.contains("actmax_results") || !exemplars.contains(task.layer)) return;
+  if (!ex || task.technique != "actmax" || !rows.contains("actmax_results") || !exemplars.contains(task.layer)) return;
   const auto& lists = exemplars.at(task.layer);
   std::map<std::string, const ImageBlob*> image;  // dataset path -> the task's image
   for (const auto& b : data.images) image[ResultsDir::dataset(task.key, b.name)] = &b;
@@ -350,14 +359,12 @@ void Engine::score_by_exemplars(const sweeps::Task& task, const TaskData& data, 
     by_unit[out[i].at("unit").get<int64_t>()].push_back(i);
     out[i]["mis"] = nullptr, out[i]["activation_ratio"] = nullptr;  // every row has the same columns
   }
-  const std::string feature_model = mis_feature_model(spec);
   for (const auto& [unit, at] : by_unit) {
     const auto it = lists.find(std::to_string(unit));
     if (it == lists.end()) continue;  // no exemplars for this unit: not scored, as at the end
     std::vector<ImageBlob> vizs;
     for (size_t i : at) vizs.push_back(*image.at(out[i].at("dataset").get<std::string>()));
-    const auto m = mis(feature_model, ex->feature_layer_for(task.layer), task.layer,
-                       am->objective.unit_kind() == k::ObjectiveKind::CentreUnit, vizs, crops(it->at("top")), crops(it->at("bottom")));
+    const auto m = sweep_mis(task.layer, vizs, crops(it->at("top")), crops(it->at("bottom")));
     const double top1 = it->at("top1").get<double>();
     for (size_t j = 0; j < at.size(); ++j) {
       auto& r = out[at[j]];

@@ -50,6 +50,12 @@ class Engine {
                           const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
                           const std::vector<ImageBlob>& bottom);
 
+  // mis as the sweep stores it: in its feature space (mis_feature_model, the tap
+  // exemplars.feature_layer gives `layer`), cut to the centre unit's receptive field when the
+  // actmax objective is the centre unit. The finishing step and a search trial both call this.
+  std::vector<double> sweep_mis(const std::string& layer, const std::vector<ImageBlob>& vizs, const std::vector<ImageBlob>& top,
+                                const std::vector<ImageBlob>& bottom);
+
   // For `vizsweep tune` (runner/tune.cpp): actmax task `task` with `iterations` steps and
   // its first `units` units (0: all) in compute format `format`, nothing written. seconds:
   // the call's wall time (the device synchronized); objective: each unit's objective on the

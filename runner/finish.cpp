@@ -87,8 +87,7 @@ int64_t finish_mis(ResultIndex& index, const sweeps::SweepSpec& spec, Engine& en
       const auto& l = lists.at(where.second);
       std::vector<ImageBlob> blobs;
       for (const auto& v : vizs) blobs.push_back(image(v.shard, v.dataset));
-      const auto mis = engine.mis(feature_model, ex->feature_layer_for(layer), layer, am->objective.unit_kind() == kernels::ObjectiveKind::CentreUnit, blobs,
-                                  std::get<0>(l), std::get<1>(l));
+      const auto mis = engine.sweep_mis(layer, blobs, std::get<0>(l), std::get<1>(l));
       for (size_t i = 0; i < vizs.size(); ++i) {
         sqlite3_reset(up.st);
         sqlite3_bind_double(up.st, 1, mis[i]);
