@@ -402,8 +402,9 @@ SearchRun::SearchRun(ResultIndex& index, const sweeps::SweepSpec& spec, const st
   // Trials at layers the exemplars score wait for the scan.
   for (const auto& layer : m.layers)
     if (scored_by_exemplars(spec, layer)) m.scored.insert(layer);
+  std::map<std::string, TaskRow> rows;
   if (!m.scored.empty()) {
-    const auto rows = index.tasks();
+    rows = index.tasks();
     for (size_t i = 0; i < tasks.size(); ++i) {
       if (tasks[i].technique != "exemplars") continue;
       m.exemplar_tasks.push_back(static_cast<int64_t>(i));
@@ -412,9 +413,12 @@ SearchRun::SearchRun(ResultIndex& index, const sweeps::SweepSpec& spec, const st
     }
     m.scan_done = m.exemplars_done.size() == m.exemplar_tasks.size();
   }
+  // A rung-0 task already in the index stays planned: an earlier version planned every first
+  // rung at once, and a directory it left mid-scan resumes with those tasks (run without the
+  // exemplars until the scan is done; the finishing step scores their images).
   for (auto& tr : m.trials) {
     const bool in = tr.rung == 0 ? m.scan_done || !m.scored.count(tr.layer) : m.asha.at(tr.layer).promoted(tr.base, tr.rung - 1);
-    for (int64_t i : tr.tasks) m.planned[static_cast<size_t>(i)] = in;
+    for (int64_t i : tr.tasks) m.planned[static_cast<size_t>(i)] = in || (tr.rung == 0 && rows.count(tasks[static_cast<size_t>(i)].key));
   }
 }
 

@@ -128,7 +128,9 @@ class SearchTest : public ::testing::Test {
     prepared = prepare_run(*index, spec, tasks, rec, {}, dir.string());
   }
   json rows(const sweeps::Task& t, TaskData& d) {
-    json out;
+    json out = json::object();
+    d.attributes = {{"technique", t.technique}, {"layer", t.layer}};
+    if (t.technique != "actmax") return out;  // an exemplar scan's task: no rows needed here
     auto& r = out["actmax_results"] = json::array();
     const int base = static_cast<int>(search->base_of(t.setting)), rung = search->rung_of(t.setting);
     for (int64_t u : t.items) {
@@ -137,7 +139,6 @@ class SearchTest : public ::testing::Test {
                    {"robustness", robustness(base, rung)}, {"is_argmax", 0},
                    {"dataset", ResultsDir::dataset(t.key, "unit_" + std::to_string(u))}});
     }
-    d.attributes = {{"technique", t.technique}, {"layer", t.layer}};
     return out;
   }
   // One run of rank 0 alone with the search deciding; `drain` as in the coordinator's tests.
@@ -273,4 +274,34 @@ TEST_F(SearchTest, ADrainedSearchResumesWithItsDecisionsAndChoosesTheSame) {
   for (int b = 0; b < 6; ++b) EXPECT_TRUE(seen.count({b, 0}));
   EXPECT_EQ(chosen(prepared.search->summary()), want);
   EXPECT_EQ(computed.load(), static_cast<int>(index->tasks().size())) << "nothing computed twice";
+}
+
+TEST_F(SearchTest, FirstRungTasksAnEarlierVersionPlannedBeforeTheScanEndedRunOnce) {
+  // With exemplars that score conv1_1, this version plans the first rung once the scan is
+  // done. An earlier one planned it at once: a directory it left mid-scan holds the first
+  // rung's tasks already. Resumed, each task runs once and each trial is recorded once.
+  spec = sweeps::parse_sweep("model: {builtin: vgg11}\nactmax:\n  layers: [conv1_1]\n  grid: {lr: [1, 2, 3], blur_radius: [0, 1], blur_every: 4}\n"
+                             "  search: {min_iterations: 2, max_iterations: 8, eta: 2, units: 2, seed: 1}\n"
+                             "exemplars:\n  layers: [conv1_1]\n  images: {dataset: fashion-mnist, split: test, count: 200}\n"
+                             "  images_per_task: 100\n  bottom: true\n  feature_model: " VIZSWEEP_MODELS "/fashion_judge.pt\n",
+                             "t.yaml", dir.string());
+  tasks = sweeps::expand(spec, tiny_model());
+  search = &spec.get<sweeps::ActmaxSection>()->search;
+  ASSERT_TRUE(scored_by_exemplars(spec, "conv1_1"));
+  std::vector<sweeps::Task> earlier;  // the scan and the first rung
+  for (const auto& t : tasks)
+    if (t.technique == "exemplars" || search->rung_of(t.setting) == 0) earlier.push_back(t);
+  ASSERT_EQ(earlier.size(), 2u + 6u);
+  {
+    ResultIndex old(ResultsDir(dir.string()).index(), false);
+    SweepRecord rec{"t", spec.text, sweeps::spec_hash(spec, tasks), "builtin", "", "test", "test"};
+    old.add_plan(old.register_sweep(rec), spec, earlier, {});
+  }
+  run(nullptr, ResultsDir::shard(0, "resumed"));
+  const auto t = trials();
+  for (int b = 0; b < 6; ++b) EXPECT_TRUE(t.count({b, 0})) << "setting " << b;
+  const auto rows = index->tasks();
+  EXPECT_EQ(computed.load(), static_cast<int>(rows.size())) << "each task computed once";
+  for (const auto& [key, row] : rows) EXPECT_EQ(row.state, TaskState::Done) << key;
+  EXPECT_EQ(static_cast<int>(t.size()), static_cast<int>(rows.size()) - 2) << "one trial per actmax task (one task each)";
 }
